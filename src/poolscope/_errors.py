@@ -1,0 +1,27 @@
+"""poolscope's exceptions.
+
+    PoolscopeError                 anything poolscope raises on purpose
+    └── UsageError                 bad input: an unknown target, executor or option (CLI exit 2)
+        ├── TargetError            a workload target that cannot be found or called
+        └── ItemsError             items that cannot be read or parsed
+"""
+
+from __future__ import annotations
+
+__all__ = ["ItemsError", "PoolscopeError", "TargetError", "UsageError"]
+
+
+class PoolscopeError(Exception):
+    """Base class of every error poolscope raises on purpose."""
+
+
+class UsageError(PoolscopeError, ValueError):
+    """Bad input from the user; the CLI prints the message on one line and exits 2."""
+
+
+class TargetError(UsageError):
+    """A workload target that cannot be imported, found or called."""
+
+
+class ItemsError(UsageError):
+    """An items source that cannot be read or parsed."""

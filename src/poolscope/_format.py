@@ -1,0 +1,27 @@
+"""Human-readable numbers shared by the analysis sentences and the terminal tables."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["duration", "size"]
+
+
+def duration(seconds: float) -> str:
+    """Three significant digits in a fitting unit: 0.0123 → '12.3 ms'; NaN → 'n/a'."""
+    if seconds is None or math.isnan(seconds):
+        return "n/a"
+    for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if abs(seconds) >= scale or unit == "µs":
+            value = seconds / scale
+            return f"{value:.3g} {unit}" if abs(value) < 1000 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def size(n: float) -> str:
+    """Bytes in binary units: 1536 → '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

@@ -1,0 +1,1 @@
+"""Analysis: metrics and statistics over trials, classification and recommendation."""

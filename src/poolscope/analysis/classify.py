@@ -1,0 +1,77 @@
+"""What limits a workload, from measured quantities.
+
+The rules, in order (first match wins); every threshold is a named constant:
+
+1. ``io-bound``: in the serial trial, items spend at least IO_OFFCPU of their wall time off the CPU.
+2. ``overhead-bound``: the median item takes under TINY_ITEM_S, so dispatch and recording rival it.
+3. ``transfer-bound``: pickled arguments and results average TRANSFER_BYTES or more per item and
+   the best process executor is no faster than serial.
+4. ``gil-releasing``: the best thread executor reaches THREAD_SCALES × serial speed.
+5. ``mixed``: off-CPU between MIXED_OFFCPU and IO_OFFCPU.
+6. ``cpu-bound``: otherwise — the items hold the GIL.
+
+With no serial trial there is no baseline: ``unknown``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .._format import duration, size
+
+__all__ = ["Classification", "classify"]
+
+IO_OFFCPU = 0.5
+MIXED_OFFCPU = 0.2
+TINY_ITEM_S = 100e-6
+TRANSFER_BYTES = 1 << 20
+THREAD_SCALES = 1.3
+PROCESS_FAMILY = ("process",)
+
+
+@dataclass(frozen=True)
+class Classification:
+    kind: str
+    evidence: list[str]
+
+
+def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str],
+             transfer_bytes: float | None = None) -> Classification:
+    serial = summary[summary["executor"] == "serial"]
+    if serial.empty:
+        return Classification("unknown", ["no serial trial to compare against"])
+    offcpu = float(serial["offcpu_fraction"].iloc[0])
+    serial_items = items[(items["executor"] == "serial") & (items["status"] == "ok")]
+    item_wall = float(serial_items["wall_s"].median()) if len(serial_items) else np.nan
+    evidence = [f"serial items spend {offcpu:.0%} of their time off the CPU",
+                f"median item takes {duration(item_wall)}"]
+
+    def best(family: str) -> float:
+        rows = summary[summary["executor"].map(families).eq(family) & (summary["workers"] > 1)]
+        return float(rows["speedup"].max()) if len(rows) else np.nan
+
+    thread_speedup, process_speedup = best("thread"), best("process")
+    if not np.isnan(thread_speedup):
+        evidence.append(f"best thread speedup {thread_speedup:.2f}×")
+    if not np.isnan(process_speedup):
+        evidence.append(f"best process speedup {process_speedup:.2f}×")
+    if transfer_bytes is not None:
+        evidence.append(f"pickled arguments and results: {size(transfer_bytes)} per item")
+
+    if offcpu >= IO_OFFCPU:
+        kind = "io-bound"
+    elif item_wall < TINY_ITEM_S:
+        kind = "overhead-bound"
+    elif (transfer_bytes is not None and transfer_bytes >= TRANSFER_BYTES
+          and not process_speedup > 1.0):
+        kind = "transfer-bound"
+    elif thread_speedup >= THREAD_SCALES:
+        kind = "gil-releasing"
+    elif offcpu >= MIXED_OFFCPU:
+        kind = "mixed"
+    else:
+        kind = "cpu-bound"
+    return Classification(kind, evidence)

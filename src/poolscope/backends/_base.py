@@ -1,0 +1,84 @@
+"""The backend protocol and the executor registry.
+
+A backend runs chunks of items on one kind of executor. Adding an executor is one class with a
+``name`` and a ``summary``, decorated with :func:`register`; the runner, the CLI's ``executors``
+command and the contract tests pick it up from the registry.
+
+Life of a backend in one trial (the runner times each step)::
+
+    backend = Cls(fn, workers)        # nothing started yet
+    backend.start()                   # pool creation: counted in the trial's start-up
+    for record in backend.run(chunks):    # ChunkRecords in completion order
+        ...
+    backend.close()                   # shutdown and join: the trial's teardown
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
+
+from .._errors import UsageError
+from ..probe import Chunk, ChunkRecord
+
+__all__ = ["REGISTRY", "Backend", "get_backend", "register"]
+
+
+class Backend(ABC):
+    """One way of running items. Subclasses set ``name``, ``summary`` and ``family``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    family: ClassVar[str]  # "serial", "thread" or "process": how workers share memory
+    in_process: ClassVar[bool] = True  # workers share the parent's address space
+
+    def __init__(self, fn: Callable[[Any], Any], workers: int) -> None:
+        self.fn = fn
+        self.workers = workers
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this executor cannot run here, or None when it can."""
+        return None
+
+    @classmethod
+    def effective_workers(cls, requested: int) -> int:
+        """How many workers really run for a requested count."""
+        return requested
+
+    @abstractmethod
+    def start(self) -> None:
+        """Create the pool (workers may start lazily on first use)."""
+
+    @abstractmethod
+    def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
+        """Run every chunk, yielding each record as its chunk completes."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Shut the pool down and wait for its workers; safe to call twice."""
+
+
+REGISTRY: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: make an executor available under ``cls.name``."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"executor {cls.name!r} registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The backend class for an executor name; a UsageError naming the choices otherwise."""
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        choices = ", ".join(REGISTRY)
+        raise UsageError(f"unknown executor {name!r}; choose from {choices}") from None
+    reason = cls.unavailable_reason()
+    if reason:
+        raise UsageError(f"executor {name!r} is not available here: {reason}")
+    return cls

@@ -1,0 +1,44 @@
+"""Shared machinery for concurrent.futures executors: submit every chunk, yield as completed."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, as_completed
+
+from ..probe import Chunk, ChunkRecord
+from ._base import Backend
+
+__all__ = ["FuturesBackend"]
+
+
+class FuturesBackend(Backend):
+    """A backend over a ``concurrent.futures.Executor``; subclasses make the executor."""
+
+    _executor: Executor | None = None
+
+    @abstractmethod
+    def make_executor(self) -> Executor: ...
+
+    @abstractmethod
+    def task(self) -> Callable[[Chunk], ChunkRecord]:
+        """The callable submitted once per chunk."""
+
+    def start(self) -> None:
+        self._executor = self.make_executor()
+
+    def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
+        assert self._executor is not None, "start() first"
+        task = self.task()
+        futures = [self._executor.submit(task, chunk) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None

@@ -1,0 +1,116 @@
+"""Process executors: ProcessPoolExecutor under each start method, and multiprocessing.Pool.
+
+The function goes to each worker once, as cloudpickle bytes in the pool's initializer::
+
+    parent                                         worker process
+    ------                                         --------------
+    cloudpickle.dumps(fn) ── initializer ───────>  install_function(payload)
+    Chunk(first, items)   ── pickled task ──────>  run_installed_chunk(chunk)
+    ChunkRecord           <── pickled result ───   (arrays, results, pid, CPU, peak RSS)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.pool import Pool
+from typing import Any, ClassVar
+
+import cloudpickle
+
+from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
+from ._base import Backend, register
+from ._futures import FuturesBackend
+
+__all__ = [
+    "ProcessBackend",
+    "ProcessForkBackend",
+    "ProcessForkserverBackend",
+    "ProcessPoolBackend",
+    "ProcessSpawnBackend",
+]
+
+
+def default_start_method() -> str:
+    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_context(
+    ).get_start_method()
+
+
+class _ProcessMixin:
+    start_method: ClassVar[str | None] = None  # None: the platform's default
+    fn: Callable[[Any], Any]
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        method = cls.start_method
+        if method is not None and method not in multiprocessing.get_all_start_methods():
+            return f"start method {method!r} is not supported on this platform"
+        return None
+
+    def context(self) -> multiprocessing.context.BaseContext:
+        return multiprocessing.get_context(self.start_method)
+
+    def function_payload(self) -> bytes:
+        return cloudpickle.dumps(self.fn)
+
+
+@register
+class ProcessBackend(_ProcessMixin, FuturesBackend):
+    name = "process"
+    summary = "concurrent.futures.ProcessPoolExecutor with the platform's default start method"
+    family = "process"
+    in_process = False
+
+    def make_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.workers, mp_context=self.context(),
+            initializer=install_function, initargs=(self.function_payload(),))
+
+    def task(self) -> Callable[[Chunk], ChunkRecord]:
+        return run_installed_chunk
+
+
+@register
+class ProcessForkBackend(ProcessBackend):
+    name = "process-fork"
+    summary = "ProcessPoolExecutor, fork start method: workers copy the parent's memory"
+    start_method = "fork"
+
+
+@register
+class ProcessSpawnBackend(ProcessBackend):
+    name = "process-spawn"
+    summary = "ProcessPoolExecutor, spawn start method: fresh interpreters, slow start"
+    start_method = "spawn"
+
+
+@register
+class ProcessForkserverBackend(ProcessBackend):
+    name = "process-forkserver"
+    summary = "ProcessPoolExecutor, forkserver start method: forks from a clean server process"
+    start_method = "forkserver"
+
+
+@register
+class ProcessPoolBackend(_ProcessMixin, Backend):
+    name = "process-pool"
+    summary = "multiprocessing.Pool: the notebook's process pool"
+    family = "process"
+    in_process = False
+
+    _pool: Pool | None = None
+
+    def start(self) -> None:
+        self._pool = self.context().Pool(
+            self.workers, initializer=install_function, initargs=(self.function_payload(),))
+
+    def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
+        assert self._pool is not None, "start() first"
+        yield from self._pool.imap_unordered(run_installed_chunk, chunks)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None

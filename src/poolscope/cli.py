@@ -1,0 +1,260 @@
+"""The ``poolscope`` command: thin typer commands over the pipeline.
+
+Exit codes: 0 ok · 1 finished but some items or executors failed (every result kept) ·
+2 bad usage or input (one line, no traceback) · 130 interrupted (finished trials kept).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._errors import PoolscopeError, UsageError
+
+__all__ = ["app", "main"]
+
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+app = typer.Typer(
+    name="poolscope", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False, rich_markup_mode=None,
+    help="See how a Python function really runs: serially, in threads, in processes — "
+         "measured per item, compared, explained.")
+
+ExecutorsOpt = Annotated[str, typer.Option(
+    "--executors", "-e", help="Comma-separated executors (see `poolscope executors`).")]
+WorkersOpt = Annotated[str | None, typer.Option(
+    "--workers", "-w", help="Workers per pool: N or a list like 1,2,4 [default: usable cores].")]
+RepeatOpt = Annotated[int, typer.Option("--repeat", "-r", help="Trials per executor.")]
+ChunksizeOpt = Annotated[str, typer.Option(
+    "--chunksize", help="Items per task: N or 'auto' (about four chunks per worker).")]
+JsonOpt = Annotated[str | None, typer.Option(
+    "--json", help="Write the result as JSON (schema poolscope/1); '-' for stdout.")]
+CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Write one row per item as CSV.")]
+PlotOpt = Annotated[Path | None, typer.Option(
+    "--plot", help="Write the notebook's scatter and a per-worker timeline (.png or .svg).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _parse_workers(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    values = []
+    for part in text.split(","):
+        try:
+            values.append(int(part.strip()))
+        except ValueError:
+            raise UsageError(f"--workers: {part.strip()!r} is not a whole number") from None
+    return values
+
+
+def _parse_chunksize(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--chunksize must be a whole number or 'auto', got {text!r}") from None
+
+
+def _check_output(path: Path | str | None, option: str) -> None:
+    """Fail before measuring, not after, when an output file cannot be written."""
+    if path is None or str(path) == "-":
+        return
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"{option}: directory does not exist: {parent}")
+    if Path(path).is_dir():
+        raise UsageError(f"{option}: {path} is a directory")
+    import os
+
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option}: directory is not writable: {parent}")
+
+
+def _check_plot(path: Path | None) -> None:
+    _check_output(path, "--plot")
+    if path is not None and path.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UsageError(f"--plot: use a .png, .svg or .pdf file name, got {path.name!r}")
+
+
+def _consoles(json_path: str | None) -> Console:
+    # With --json - stdout carries only the JSON document; the table goes to stderr.
+    return Console(stderr=True) if json_path == "-" else Console()
+
+
+def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Path | None,
+                   plot: Path | None) -> None:
+    if json_path:
+        result.write_json(json_path)
+        if json_path != "-":
+            console.print(f"JSON written to {json_path}")
+    if csv:
+        result.write_csv(csv)
+        console.print(f"items written to {csv}")
+    if plot:
+        result.plot(plot)
+        console.print(f"plot written to {plot}")
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(
+        help="A built-in workload (see `poolscope workloads`), package.module:function or "
+             "path/to/file.py:function.")],
+    items: Annotated[int | None, typer.Option(
+        "--items", "-n", help="Run over the items 0..N-1.")] = None,
+    items_from: Annotated[Path | None, typer.Option(
+        "--items-from", help="Read items from a file, one JSON value per line.")] = None,
+    size: Annotated[int | None, typer.Option(
+        "--size", help="The built-in workload's size knob (see `poolscope workloads`).")] = None,
+    executors: ExecutorsOpt = "thread,process",
+    workers: WorkersOpt = None,
+    repeat: RepeatOpt = 1,
+    chunksize: ChunksizeOpt = "auto",
+    no_baseline: Annotated[bool, typer.Option(
+        "--no-baseline", help="Do not add a serial trial (speedups are then unknown).")] = False,
+    json_path: JsonOpt = None,
+    csv: CsvOpt = None,
+    plot: PlotOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run TARGET over its items under each executor and compare them."""
+    from .api import run_workload
+    from .workloads import load_items_file, resolve_workload
+
+    if items is not None and items_from is not None:
+        raise UsageError("give either --items or --items-from, not both")
+    if items is not None and items < 1:
+        raise UsageError(f"--items must be at least 1, got {items}")
+    _check_output(json_path, "--json")
+    _check_output(csv, "--csv")
+    _check_plot(plot)
+    source = load_items_file(items_from) if items_from is not None else items
+    workload = resolve_workload(target, source, size)
+    console = _consoles(json_path)
+    result = run_workload(workload, executors=executors, workers=_parse_workers(workers),
+                          repeat=repeat, chunksize=_parse_chunksize(chunksize),
+                          baseline=not no_baseline, progress=_show_progress(quiet),
+                          console=Console(stderr=True))
+    console.print(result)
+    _write_outputs(result, console, json_path, csv, plot)
+    _finish(result, console)
+
+
+def _finish(result: Any, console: Console) -> None:
+    if result.interrupted:
+        done = sum(t.status != "interrupted" for t in result.trial_results)
+        console.print(f"interrupted: kept {done} finished trial(s)", style="yellow")
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def demo(
+    items_per_job: Annotated[int, typer.Option(
+        "--items-per-job", help="Items per job, as in the notebook.")] = 20,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", help="Jobs (workers) [default: one per usable core].")] = None,
+    size: Annotated[int, typer.Option("--size", help="Loop iterations per item.")] = 1_000_000,
+    plot: Annotated[Path, typer.Option(
+        "--plot", help="Where to write the picture.")] = Path("poolscope-demo.png"),
+    json_path: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Redo the notebook's experiment: thread-pool vs process-pool on a pure-Python loop."""
+    from .api import run_workload
+    from .environment import usable_cores
+    from .present.demo import observations
+    from .workloads import resolve_workload
+
+    jobs = workers or usable_cores()
+    if jobs < 1 or items_per_job < 1:
+        raise UsageError("--workers and --items-per-job must be at least 1")
+    _check_plot(plot)
+    _check_output(json_path, "--json")
+    console = _consoles(json_path)
+    console.print(f"Running the notebook's worker (a {size:,}-step pure-Python loop) over "
+                  f"{items_per_job} items per job × {jobs} jobs: serial, then "
+                  "multiprocessing.pool.ThreadPool, then multiprocessing.Pool.")
+    workload = resolve_workload("cpu", items_per_job * jobs, size)
+    result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
+                          progress=_show_progress(quiet), console=Console(stderr=True))
+    console.print(result)
+    console.print()
+    for line in observations(result, "thread-pool", "process-pool"):
+        console.print(line)
+    console.print()
+    _write_outputs(result, console, json_path, None, plot)
+    _finish(result, console)
+
+
+@app.command()
+def workloads() -> None:
+    """List the built-in workloads and what each stresses."""
+    from .workloads import BUILTIN_WORKLOADS
+
+    table = Table(header_style="bold")
+    for column in ("workload", "stresses", "--size means", "default size", "default items"):
+        table.add_column(column)
+    for w in BUILTIN_WORKLOADS.values():
+        table.add_row(w.name, w.stresses, w.size_meaning, f"{w.default_size:,}",
+                      f"{w.default_items:,}")
+    Console().print(table)
+    Console().print("Your own: package.module:function or path/to/file.py:function, "
+                    "with --items N or --items-from FILE.")
+
+
+@app.command()
+def executors() -> None:
+    """List the executors, whether each can run here, and why not when it cannot."""
+    from .backends import REGISTRY
+
+    table = Table(header_style="bold")
+    for column in ("executor", "family", "available", "what it is"):
+        table.add_column(column)
+    for name, cls in REGISTRY.items():
+        reason = cls.unavailable_reason()
+        table.add_row(name, cls.family, "yes" if reason is None else f"no: {reason}",
+                      cls.summary)
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every error becomes one line and a documented exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UsageError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except PoolscopeError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.ctx.command.get_help(exc.ctx) if exc.ctx else None
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        hint = f" (see 'poolscope {exc.ctx.info_name} --help')" if exc.ctx else ""
+        message = exc.format_message().replace("\n", " ")
+        _fail(f"{message}{hint}" if exc.ctx and exc.ctx.parent else message, EXIT_USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_OK)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"poolscope: error: {message}", file=sys.stderr)
+    sys.exit(code)

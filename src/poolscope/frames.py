@@ -1,0 +1,144 @@
+"""Tidy pandas frames built from trial records.
+
+``items_frame``: one row per item and trial (the design's item record columns plus ``lane``, the
+worker a row ran on, numbered per trial in order of first use). ``trials_frame``: one row per
+trial, with the per-trial sums the metrics need. ``melted_frame``: the notebook's long view
+(``variable`` = job, ``value`` = time, ``type`` = executor), normalised per type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .probe import STATUS_ERROR
+from .runner import TrialResult
+
+__all__ = ["items_frame", "lane_numbers", "melted_frame", "representative_trials", "trials_frame"]
+
+STATUS_NAMES = np.array(["ok", "error"], dtype=object)
+
+
+def lane_numbers(pid: np.ndarray, tid: np.ndarray, start_ns: np.ndarray) -> np.ndarray:
+    """Number each worker (pid, thread) 0, 1, … in the order it first started an item."""
+    if len(pid) == 0:
+        return np.empty(0, np.int32)
+    key = (pid.astype(np.int64) << 32) ^ tid.astype(np.int64)
+    uniques, inverse = np.unique(key, return_inverse=True)
+    first_start = np.full(len(uniques), np.iinfo(np.int64).max)
+    np.minimum.at(first_start, inverse, start_ns)
+    rank = np.empty(len(uniques), np.int32)
+    rank[np.argsort(first_start, kind="stable")] = np.arange(len(uniques), dtype=np.int32)
+    return rank[inverse]
+
+
+def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
+    """One row per item per trial; times in seconds since the trial started."""
+    parts = []
+    for t in trials:
+        cols = t.items
+        n = len(cols)
+        error = np.full(n, None, dtype=object)
+        for e in t.errors:
+            if e["item"] is not None:
+                error[np.searchsorted(cols.item, e["item"])] = f"{e['kind']}: {e['message']}"
+        parts.append(pd.DataFrame({
+            "trial": np.full(n, t.index, np.int32),
+            "executor": np.full(n, t.executor, dtype=object),
+            "workers": np.full(n, t.workers, np.int32),
+            "repeat": np.full(n, t.repeat, np.int32),
+            "item": cols.item,
+            "start_s": cols.start_ns / 1e9,
+            "end_s": cols.end_ns / 1e9,
+            "wall_s": (cols.end_ns - cols.start_ns) / 1e9,
+            "cpu_s": cols.cpu_ns / 1e9,
+            "pid": cols.pid,
+            "tid": cols.tid,
+            "host": np.full(n, t.host, dtype=object),
+            "core": cols.core,
+            "lane": lane_numbers(cols.pid, cols.tid, cols.start_ns),
+            "status": STATUS_NAMES[(cols.status == STATUS_ERROR).astype(np.int8)],
+            "error": error,
+        }))
+    if not parts:
+        return pd.DataFrame(columns=["trial", "executor", "workers", "repeat", "item", "start_s",
+                                     "end_s", "wall_s", "cpu_s", "pid", "tid", "host", "core",
+                                     "lane", "status", "error"])
+    frame = pd.concat(parts, ignore_index=True)
+    for name in ("executor", "host", "status"):
+        frame[name] = frame[name].astype("category")
+    return frame
+
+
+def trials_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
+    """One row per trial, with Σ item wall, Σ item CPU, parallelism and off-CPU fraction.
+
+    ``parallelism`` (Σ item wall / trial wall) counts items in progress at once, waiting for the
+    GIL included; ``cpu_parallelism`` (Σ item CPU / trial wall) counts items computing at once.
+    """
+    rows = []
+    for t in trials:
+        cols = t.items
+        item_wall = float((cols.end_ns - cols.start_ns).sum()) / 1e9
+        item_cpu = float(cols.cpu_ns.sum()) / 1e9
+        rows.append({
+            "trial": t.index, "executor": t.executor, "workers": t.workers,
+            "chunksize": t.chunksize, "repeat": t.repeat, "wall_s": t.wall_s, "cpu_s": t.cpu_s,
+            "startup_s": t.startup_s, "teardown_s": t.teardown_s, "peak_rss": t.peak_rss,
+            "status": t.status, "items": len(cols), "errors": int((cols.status != 0).sum()),
+            "item_wall_s": item_wall, "item_cpu_s": item_cpu,
+            "parallelism": item_wall / t.wall_s if t.wall_s > 0 else np.nan,
+            "cpu_parallelism": item_cpu / t.wall_s if t.wall_s > 0 else np.nan,
+            # Clipped at 0: an item's CPU reading also holds the probe's few hundred ns.
+            "offcpu_fraction": max(0.0, 1 - item_cpu / item_wall) if item_wall > 0 else np.nan,
+            "cores_used": int(np.unique(cols.core[cols.core >= 0]).size),
+            "workers_seen": int(np.unique((cols.pid.astype(np.int64) << 32)
+                                          ^ cols.tid.astype(np.int64)).size),
+        })
+    return pd.DataFrame(rows, columns=[
+        "trial", "executor", "workers", "chunksize", "repeat", "wall_s", "cpu_s", "startup_s",
+        "teardown_s", "peak_rss", "status", "items", "errors", "item_wall_s", "item_cpu_s",
+        "parallelism", "cpu_parallelism", "offcpu_fraction", "cores_used", "workers_seen"])
+
+
+def representative_trials(trials: Sequence[TrialResult]) -> list[TrialResult]:
+    """Per (executor, workers), the trial with the median wall time (the lower one if even)."""
+    groups: dict[tuple[str, int], list[TrialResult]] = {}
+    for t in trials:
+        groups.setdefault((t.executor, t.workers), []).append(t)
+    chosen = []
+    for group in groups.values():
+        ordered = sorted(group, key=lambda t: t.wall_s)
+        chosen.append(ordered[(len(ordered) - 1) // 2])
+    return chosen
+
+
+def trial_label(t: TrialResult, several_worker_counts: bool) -> str:
+    return f"{t.executor} ×{t.workers}" if several_worker_counts else t.executor
+
+
+def melted_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
+    """The notebook's view: each item's finish time per job, normalised per type.
+
+    ``variable`` is the job (the worker lane, "job  0"), ``value`` the time the item finished
+    in seconds after the type's first item started, ``type`` the executor.
+    """
+    chosen = representative_trials(trials)
+    several = len({t.workers for t in chosen}) > 1
+    parts = []
+    for t in chosen:
+        cols = t.items
+        if not len(cols):
+            continue
+        lanes = lane_numbers(cols.pid, cols.tid, cols.start_ns)
+        width = max(2, len(str(int(lanes.max()))))
+        parts.append(pd.DataFrame({
+            "variable": [f"job {lane:{width}d}" for lane in lanes],
+            "value": (cols.end_ns - cols.start_ns.min()) / 1e9,
+            "type": trial_label(t, several),
+        }))
+    if not parts:
+        return pd.DataFrame(columns=["variable", "value", "type"])
+    return pd.concat(parts, ignore_index=True)

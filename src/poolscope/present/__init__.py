@@ -1,0 +1,1 @@
+"""Presentation: terminal tables, progress, pictures. Reads results, never executors."""

@@ -1,0 +1,90 @@
+"""Rich renderables for a result: the summary table, the classification and the recommendation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from .._format import duration, size
+
+if TYPE_CHECKING:
+    from ..result import Result
+
+__all__ = ["render_result", "summary_table"]
+
+
+def _ratio(value: float, suffix: str = "×") -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}{suffix}"
+
+
+def _percent(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.0%}"
+
+
+def summary_table(result: Result) -> Table:
+    """The summary as a table that fits 80 columns (the JSON has every metric)."""
+    rec = result.recommendation
+    summary = result.summary
+    any_errors = bool(summary["errors"].sum())
+    repeated = bool((summary["trials"] > 1).any())
+    table = Table(title=f"{result.target} · {result.n_items} items · {result.cores} cores",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  padding=0, pad_edge=False)
+    table.add_column("executor × workers", no_wrap=True)
+    headers = ["wall", *(["±"] if repeated else []), "speedup", "CPU", "par", "busy",
+               "off-CPU", "start", *(["errors"] if any_errors else [])]
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in summary.itertuples(index=False):
+        best = rec is not None and row.executor == rec.executor and row.workers == rec.workers
+        spread = []
+        if repeated:
+            spread = ["" if math.isnan(row.wall_ci_lo) else
+                      f"{(row.wall_ci_hi - row.wall_ci_lo) / 2 / row.wall_s:.0%}"]
+        table.add_row(
+            f"{row.executor} ×{row.workers}", duration(row.wall_s), *spread,
+            _ratio(row.speedup), duration(row.cpu_s), _ratio(row.parallelism, ""),
+            _ratio(row.cpu_parallelism, ""), _percent(row.offcpu_fraction),
+            duration(row.startup_s), *([str(row.errors)] if any_errors else []),
+            style="bold green" if best else None)
+    table.caption = (("±: half the 95% interval of the median · " if repeated else "")
+                     + "CPU: parent and all workers · par: items in progress at once · "
+                     "busy: items computing at once · start: pool creation to first item")
+    table.caption_justify = "left"
+    return table
+
+
+def render_result(result: Result) -> Iterator[Any]:
+    yield summary_table(result)
+    evidence = "; ".join(result.classification_evidence)
+    yield Text.assemble(("workload: ", "bold"), (result.classification, "cyan"),
+                        f" ({evidence})")
+    rec = result.recommendation
+    if rec is None:
+        yield Text("no recommendation: every executor had failed items", style="yellow")
+    else:
+        chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
+        yield Text.assemble(("recommendation: ", "bold"),
+                            (f"{rec.executor} with {rec.workers} worker(s){chunk}", "bold green"))
+        for reason in rec.reasons:
+            yield Text(f"  · {reason}")
+        for caveat in rec.caveats:
+            yield Text(f"  ! {caveat}", style="yellow")
+    failed = [t for t in result.trial_results if t.status == "failed"]
+    for trial in failed:
+        first = trial.errors[0] if trial.errors else {"kind": "?", "message": ""}
+        yield Text(f"{trial.executor} failed: {first['kind']}: {first['message']}", style="red")
+    item_errors = [e for e in result.errors if e["item"] is not None]
+    if item_errors:
+        e = item_errors[0]
+        more = f" (and {len(item_errors) - 1} more)" if len(item_errors) > 1 else ""
+        yield Text(f"{len(item_errors)} item(s) failed; first: item {e['item']} under "
+                   f"{e['executor']}: {e['kind']}: {e['message']}{more}", style="red")
+    peak = result.summary["peak_rss"].max() if len(result.summary) else 0
+    if peak:
+        yield Text(f"peak memory of the largest trial's process tree: {size(peak)}", style="dim")

@@ -1,0 +1,148 @@
+"""The per-item recorder that runs inside workers.
+
+A chunk of consecutive items runs in one thread of one process; the probe records each item's
+start and end on ``perf_counter_ns`` (system-wide on Linux, macOS and Windows, so every worker
+shares one time axis), its thread CPU time and the core it started on, into flat arrays. The
+arrays travel back to the parent with the chunk's results, so recording costs no extra round trip
+and no dict per item::
+
+    parent                                  worker (thread or process)
+    ------                                  --------------------------
+    Chunk(first, items)  ── submit ──────>  run_chunk(fn, chunk)
+                                              for each item:  core, start, fn(item), end, cpu
+    ChunkRecord          <── result ──────  ChunkRecord(arrays, pid, tid, process CPU, peak RSS)
+
+Per item the probe reads ``perf_counter_ns`` twice, ``thread_time_ns`` once (the CPU reading at
+the end of one item is the start of the next) and the current core once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import socket
+import threading
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+__all__ = ["STATUS_ERROR", "STATUS_OK", "Chunk", "ChunkRecord", "current_core", "run_chunk"]
+
+STATUS_OK = 0
+STATUS_ERROR = 1
+
+
+class Chunk(NamedTuple):
+    """Consecutive items ``first .. first + len(items) - 1`` of a trial."""
+
+    first: int
+    items: Sequence[Any]
+
+
+class ChunkRecord(NamedTuple):
+    """What a worker sends back for one chunk: columnar per-item arrays plus per-chunk facts."""
+
+    first: int
+    start_ns: array  # 'q': perf_counter_ns at item start
+    end_ns: array  # 'q': perf_counter_ns at item end
+    cpu_ns: array  # 'q': thread CPU time spent on the item
+    core: array  # 'i': CPU core the item started on (-1 when unknown)
+    status: array  # 'b': STATUS_OK or STATUS_ERROR
+    errors: list[tuple[int, str, str]]  # (item index, exception type, message): sparse
+    pid: int
+    tid: int
+    process_cpu_s: float  # the worker process's CPU (user + system) so far
+    process_maxrss: int  # the worker process's peak RSS so far, bytes
+    results: list[Any]  # the function's return values, None for failed items
+
+
+def _core_reader() -> Callable[[], int]:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        getcpu = libc.sched_getcpu
+        getcpu.restype = ctypes.c_int
+        getcpu.argtypes = []
+        if getcpu() >= 0:
+            return getcpu
+    except (OSError, AttributeError):
+        pass
+    return lambda: -1
+
+
+current_core = _core_reader()
+HOST = socket.gethostname()
+_MAXRSS_UNIT = 1 if os.uname().sysname == "Darwin" else 1024  # ru_maxrss: bytes on macOS, KiB else
+
+
+def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
+    """Run ``fn`` over the chunk's items, recording each one. Item exceptions are recorded."""
+    perf = time.perf_counter_ns
+    thread_cpu = time.thread_time_ns
+    core_of = current_core
+    n = len(chunk.items)
+    starts = array("q")
+    ends = array("q")
+    cpus = array("q")
+    cores = array("i")
+    status = array("b", bytes(n))
+    errors: list[tuple[int, str, str]] = []
+    results: list[Any] = []
+    cpu_before = thread_cpu()
+    for offset, item in enumerate(chunk.items):
+        cores.append(core_of())
+        start = perf()
+        try:
+            result = fn(item)
+        except Exception as exc:
+            end = perf()
+            status[offset] = STATUS_ERROR
+            errors.append((chunk.first + offset, type(exc).__name__, str(exc)))
+            result = None
+        else:
+            end = perf()
+        results.append(result)
+        cpu_after = thread_cpu()
+        starts.append(start)
+        ends.append(end)
+        cpus.append(cpu_after - cpu_before)
+        cpu_before = cpu_after
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return ChunkRecord(
+        first=chunk.first,
+        start_ns=starts,
+        end_ns=ends,
+        cpu_ns=cpus,
+        core=cores,
+        status=status,
+        errors=errors,
+        pid=os.getpid(),
+        tid=threading.get_native_id(),
+        process_cpu_s=usage.ru_utime + usage.ru_stime,
+        process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT,
+        results=results,
+    )
+
+
+# --- process workers ---------------------------------------------------------------------------
+# The function is shipped once per worker (cloudpickle bytes in the pool's initializer), not once
+# per chunk: cloudpickle sends importable functions by reference and notebook or __main__
+# functions by value, so spawn and forkserver workers can run them too.
+
+_installed_fn: Callable[[Any], Any] | None = None
+
+
+def install_function(payload: bytes) -> None:
+    """Pool initializer: unpickle the workload function once in this worker."""
+    import cloudpickle
+
+    global _installed_fn
+    _installed_fn = cloudpickle.loads(payload)
+
+
+def run_installed_chunk(chunk: Chunk) -> ChunkRecord:
+    """The task a process worker runs: the installed function over one chunk."""
+    if _installed_fn is None:  # pragma: no cover - a pool started without its initializer
+        raise RuntimeError("poolscope worker has no function installed")
+    return run_chunk(_installed_fn, chunk)

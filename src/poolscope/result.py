@@ -1,0 +1,189 @@
+"""The result of a run: frames, metrics, classification, recommendation, JSON and pictures.
+
+Presentation reads this object's frames; it never touches live executors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import frames
+from .analysis.classify import Classification, classify
+from .analysis.metrics import summarize
+from .analysis.recommend import Recommendation, recommend
+from .backends import REGISTRY
+from .runner import TrialResult
+
+__all__ = ["SCHEMA", "Result", "new_run_id"]
+
+SCHEMA = "poolscope/1"
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time then random hex, e.g. 20261125T221503-3fa9c2."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Result:
+    """Everything measured in one run, and what poolscope makes of it."""
+
+    run_id: str
+    target: str
+    n_items: int
+    trial_results: list[TrialResult]
+    environment: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+    transfer_bytes: float | None = None
+    started_at: str = ""
+
+    # --- frames ------------------------------------------------------------------------------
+    @functools.cached_property
+    def items(self) -> pd.DataFrame:
+        """One row per item per trial: start, end, wall, CPU, pid, thread, host, core, status."""
+        return frames.items_frame(self.trial_results)
+
+    @functools.cached_property
+    def trials(self) -> pd.DataFrame:
+        """One row per trial: wall, tree CPU, start-up, teardown, peak RSS, status."""
+        return frames.trials_frame(self.trial_results)
+
+    @functools.cached_property
+    def summary(self) -> pd.DataFrame:
+        """One row per executor and worker count: the design's metrics."""
+        return summarize(self.trials, self.cores)
+
+    def melted(self) -> pd.DataFrame:
+        """The original notebook's long frame: ``variable`` (job), ``value`` (time), ``type``."""
+        return frames.melted_frame(self.trial_results)
+
+    @property
+    def cores(self) -> int:
+        return int(self.environment["cpu_count"])
+
+    # --- analysis ----------------------------------------------------------------------------
+    @functools.cached_property
+    def _classification(self) -> Classification:
+        families = {name: cls.family for name, cls in REGISTRY.items()}
+        return classify(self.summary, self.items, families, self.transfer_bytes)
+
+    @property
+    def classification(self) -> str:
+        return self._classification.kind
+
+    @property
+    def classification_evidence(self) -> list[str]:
+        return self._classification.evidence
+
+    @functools.cached_property
+    def recommendation(self) -> Recommendation | None:
+        return recommend(self.summary, self.trials, self.cores,
+                         caveats=self.options.get("caveats", []))
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [e for t in self.trial_results for e in t.errors]
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code: 130 interrupted, 1 if any item or executor failed, else 0."""
+        if self.interrupted:
+            return 130
+        return 1 if self.errors or any(t.status == "failed" for t in self.trial_results) else 0
+
+    # --- output ------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable result, schema ``poolscope/1``."""
+        summary = [
+            {
+                "executor": row.executor, "workers": int(row.workers), "trials": int(row.trials),
+                "wall_s": _num(row.wall_s), "wall_ci": [_num(row.wall_ci_lo), _num(row.wall_ci_hi)],
+                "speedup": _num(row.speedup), "efficiency": _num(row.efficiency),
+                "cpu_s": _num(row.cpu_s), "cpu_utilization": _num(row.cpu_utilization),
+                "parallelism": _num(row.parallelism),
+                "cpu_parallelism": _num(row.cpu_parallelism),
+                "offcpu_fraction": _num(row.offcpu_fraction),
+                "startup_s": _num(row.startup_s), "errors": int(row.errors),
+                "teardown_s": _num(row.teardown_s), "throughput": _num(row.throughput),
+                "peak_rss": int(row.peak_rss),
+            }
+            for row in self.summary.itertuples(index=False)
+        ]
+        rec = self.recommendation
+        return {
+            "schema": SCHEMA,
+            "run_id": self.run_id,
+            "target": self.target,
+            "items": self.n_items,
+            "environment": self.environment,
+            "summary": summary,
+            "classification": self.classification,
+            "recommendation": rec.to_json() if rec else None,
+            "errors": self.errors,
+            "started_at": self.started_at,
+            "interrupted": self.interrupted,
+            "options": {k: v for k, v in self.options.items() if k != "caveats"},
+        }
+
+    def write_json(self, path: str | Path) -> None:
+        text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
+        if str(path) == "-":
+            import sys
+
+            sys.stdout.write(text)
+        else:
+            Path(path).write_text(text, encoding="utf-8")
+
+    def write_csv(self, path: str | Path) -> None:
+        self.items.to_csv(path, index=False)
+
+    def plot(self, path: str | Path | None = None) -> Any:
+        """The notebook's scatter beside a per-worker timeline; saved when given a path."""
+        from .present.plots import plot_run
+
+        return plot_run(self, path)
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from .present.terminal import render_result
+
+        yield from render_result(self)
+
+    def _repr_html_(self) -> str:
+        rec = self.recommendation
+        head = f"<p><b>{rec.executor}</b> ×{rec.workers}: {rec.reasons[0]}</p>" if rec else ""
+        return head + self.summary.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+
+    def __repr__(self) -> str:
+        return (f"<poolscope.Result {self.run_id} target={self.target!r} items={self.n_items} "
+                f"trials={len(self.trial_results)}>")
+
+
+def _num(value: Any) -> float | None:
+    """JSON has no NaN: an undefined number (no baseline, a single trial) is null."""
+    value = float(value)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+def transfer_sample(items: Sequence[Any], results: Sequence[Any] = (), limit: int = 8
+                    ) -> float | None:
+    """Mean pickled bytes of an argument plus a result, from the first few of each."""
+    import pickle
+
+    try:
+        args = [len(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)) for x in items[:limit]]
+        outs = [len(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)) for x in results[:limit]]
+    except Exception:
+        return None
+    return (float(np.mean(args)) if args else 0.0) + (float(np.mean(outs)) if outs else 0.0)

@@ -1,0 +1,296 @@
+"""Plans trials and runs them: executors × worker counts × repeats, interleaved.
+
+The runner owns everything a trial's numbers depend on: it times pool start-up and teardown,
+collects each chunk's records as they arrive (handing them to ``on_chunk`` at once, so a crash
+loses nothing already measured), and accounts the CPU of the whole process tree — the parent and
+every worker, which the notebook's ``%%time`` missed.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ._errors import UsageError
+from .backends import Backend, get_backend
+from .probe import HOST, Chunk, ChunkRecord
+from .workloads import Workload
+
+__all__ = ["ItemColumns", "Plan", "TrialResult", "auto_chunksize", "make_chunks", "run_plan"]
+
+Chunksize = int | Literal["auto"]
+
+
+def auto_chunksize(n_items: int, workers: int) -> int:
+    """multiprocessing.Pool.map's rule: about four chunks per worker."""
+    size, extra = divmod(n_items, max(1, workers) * 4)
+    return max(1, size + (1 if extra else 0))
+
+
+def make_chunks(items: Sequence[Any], chunksize: int) -> list[Chunk]:
+    return [Chunk(first, items[first:first + chunksize])
+            for first in range(0, len(items), chunksize)]
+
+
+@dataclass
+class ItemColumns:
+    """Per-item records of one trial as flat numpy arrays (no object per item).
+
+    Times are nanoseconds since the trial started, on perf_counter_ns.
+    """
+
+    item: np.ndarray  # int64
+    start_ns: np.ndarray  # int64
+    end_ns: np.ndarray  # int64
+    cpu_ns: np.ndarray  # int64
+    core: np.ndarray  # int16, -1 when unknown
+    status: np.ndarray  # int8
+    pid: np.ndarray  # int32
+    tid: np.ndarray  # int64
+
+    @classmethod
+    def empty(cls) -> ItemColumns:
+        return cls.from_chunks([], 0)
+
+    @classmethod
+    def from_chunks(cls, records: Sequence[ChunkRecord], t0_ns: int) -> ItemColumns:
+        def cat(name: str, dtype: str) -> np.ndarray:
+            parts = [np.frombuffer(getattr(r, name), dtype=getattr(r, name).typecode)
+                     for r in records]
+            return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
+
+        lengths = [len(r.start_ns) for r in records]
+        item = (np.concatenate([np.arange(r.first, r.first + n, dtype=np.int64)
+                                for r, n in zip(records, lengths, strict=True)])
+                if records else np.empty(0, np.int64))
+        order = np.argsort(item, kind="stable")
+        columns = cls(
+            item=item,
+            start_ns=cat("start_ns", "int64") - t0_ns,
+            end_ns=cat("end_ns", "int64") - t0_ns,
+            cpu_ns=cat("cpu_ns", "int64"),
+            core=cat("core", "int16"),
+            status=cat("status", "int8"),
+            pid=np.repeat(np.array([r.pid for r in records], np.int32), lengths),
+            tid=np.repeat(np.array([r.tid for r in records], np.int64), lengths),
+        )
+        return columns.take(order)
+
+    def take(self, order: np.ndarray) -> ItemColumns:
+        fields = self.__dataclass_fields__
+        return ItemColumns(**{name: getattr(self, name)[order] for name in fields})
+
+    def __len__(self) -> int:
+        return len(self.item)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.__dataclass_fields__)
+
+
+@dataclass
+class TrialResult:
+    """One timed execution of all items by one executor with one worker count."""
+
+    index: int
+    executor: str
+    workers: int
+    chunksize: int
+    repeat: int
+    wall_s: float
+    cpu_s: float
+    startup_s: float
+    teardown_s: float
+    peak_rss: int
+    status: str  # "ok", "partial" (some items failed), "failed" (the executor broke), "interrupted"
+    host: str
+    items: ItemColumns
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    result_sample: list[Any] = field(default_factory=list)  # a few return values, for sizing
+
+    @property
+    def n_ok(self) -> int:
+        return int((self.items.status == 0).sum())
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run: every executor at every worker count, ``repeat`` times, interleaved."""
+
+    executors: tuple[str, ...]
+    workers: tuple[int, ...]
+    repeat: int = 1
+    chunksize: Chunksize = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.executors:
+            raise UsageError("give at least one executor")
+        for name in self.executors:
+            get_backend(name)  # raises a UsageError for unknown or unavailable executors
+        if len(set(self.executors)) != len(self.executors):
+            raise UsageError("an executor is listed twice")
+        for w in self.workers:
+            if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+                raise UsageError(f"workers must be a whole number of at least 1, got {w!r}")
+            if w > 1024:
+                raise UsageError(f"workers must be at most 1024, got {w}")
+        if not isinstance(self.repeat, int) or self.repeat < 1:
+            raise UsageError(f"repeat must be at least 1, got {self.repeat!r}")
+        if self.chunksize != "auto" and (not isinstance(self.chunksize, int)
+                                         or self.chunksize < 1):
+            raise UsageError(f"chunksize must be 'auto' or at least 1, got {self.chunksize!r}")
+
+    def configurations(self) -> list[tuple[str, int]]:
+        """(executor, workers) pairs; serial runs once whatever the worker counts."""
+        pairs: list[tuple[str, int]] = []
+        for name in self.executors:
+            cls = get_backend(name)
+            for w in dict.fromkeys(cls.effective_workers(w) for w in self.workers):
+                pairs.append((name, w))
+        return pairs
+
+    def trials(self) -> list[tuple[int, str, int]]:
+        """(repeat, executor, workers), interleaved so drift hits every executor alike."""
+        return [(r, name, w) for r in range(self.repeat) for name, w in self.configurations()]
+
+    def chunksize_for(self, n_items: int, workers: int) -> int:
+        return auto_chunksize(n_items, workers) if self.chunksize == "auto" else self.chunksize
+
+
+ChunkCallback = Callable[[int, ChunkRecord], None]
+
+
+def run_plan(workload: Workload, plan: Plan, *,
+             on_chunk: ChunkCallback | None = None,
+             on_trial_start: Callable[[int, str, int, int], None] | None = None,
+             on_trial_end: Callable[[TrialResult], None] | None = None,
+             ) -> tuple[list[TrialResult], bool]:
+    """Run every trial of the plan. Returns the trials and whether the run was interrupted."""
+    items = list(workload.items) if not isinstance(workload.items, list) else workload.items
+    if not items:
+        raise UsageError("there are no items to run")
+    results: list[TrialResult] = []
+    for index, (repeat, name, workers) in enumerate(plan.trials()):
+        chunks = make_chunks(items, plan.chunksize_for(len(items), workers))
+        if on_trial_start:
+            on_trial_start(index, name, workers, len(items))
+        trial = run_trial(index, get_backend(name), workload.fn, workers, chunks, repeat,
+                          on_chunk=on_chunk)
+        results.append(trial)
+        if on_trial_end:
+            on_trial_end(trial)
+        if trial.status == "interrupted":
+            return results, True
+    return results, False
+
+
+def _tree_usage() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) on Linux so each trial gets its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _own_peak_rss(reset_worked: bool) -> int:
+    if reset_worked:
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], workers: int,
+              chunks: Sequence[Chunk], repeat: int = 0, *,
+              on_chunk: ChunkCallback | None = None) -> TrialResult:
+    """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data."""
+    records: list[ChunkRecord] = []
+    result_sample: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    status = "ok"
+    reset_worked = _reset_peak_rss()
+    own_cpu0, children_cpu0 = _tree_usage()
+    backend = backend_cls(fn, workers)
+    t0 = time.perf_counter_ns()
+    t_last = t0
+    try:
+        backend.start()
+        for record in backend.run(chunks):
+            t_last = time.perf_counter_ns()
+            if not result_sample:
+                result_sample = record.results[:8]
+            records.append(_without_results(record))
+            if on_chunk:
+                on_chunk(index, record)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except Exception as exc:  # the executor itself broke: keep what finished
+        status = "failed"
+        errors.append({"executor": backend_cls.name, "item": None,
+                       "kind": type(exc).__name__, "message": str(exc) or repr(exc)})
+    finally:
+        t_close = time.perf_counter_ns()
+        try:
+            backend.close()
+        except Exception as exc:
+            status = "failed"
+            errors.append({"executor": backend_cls.name, "item": None,
+                           "kind": type(exc).__name__, "message": str(exc) or repr(exc)})
+        t_end = time.perf_counter_ns()
+    if t_last == t0:
+        t_last = t_close
+    own_cpu1, children_cpu1 = _tree_usage()
+    items = ItemColumns.from_chunks(records, t0)
+    worker_cpu, worker_rss = _worker_usage(records, backend_cls)
+    cpu_s = (own_cpu1 - own_cpu0) + max(children_cpu1 - children_cpu0, worker_cpu)
+    for record in records:
+        for item, kind, message in record.errors:
+            errors.append({"executor": backend_cls.name, "item": item, "kind": kind,
+                           "message": message})
+    if status == "ok" and (errors or len(items) < sum(len(c.items) for c in chunks)):
+        status = "partial"
+    startup_ns = int(items.start_ns.min()) if len(items) else t_close - t0
+    return TrialResult(
+        index=index, executor=backend_cls.name, workers=workers,
+        chunksize=len(chunks[0].items) if chunks else 0, repeat=repeat,
+        wall_s=(t_end - t0) / 1e9, cpu_s=cpu_s, startup_s=startup_ns / 1e9,
+        teardown_s=(t_end - t_last) / 1e9,
+        peak_rss=_own_peak_rss(reset_worked) + worker_rss, status=status, host=HOST,
+        items=items, errors=errors, result_sample=result_sample)
+
+
+def _without_results(record: ChunkRecord) -> ChunkRecord:
+    """Drop the return values once they arrived: poolscope measures, it does not keep them."""
+    return record._replace(results=[])
+
+
+def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend]) -> tuple[float, int]:
+    """CPU and peak RSS reported by worker processes (latest report per pid)."""
+    if backend_cls.in_process:
+        return 0.0, 0
+    cpu: dict[int, float] = {}
+    rss: dict[int, int] = {}
+    for r in records:
+        cpu[r.pid] = max(cpu.get(r.pid, 0.0), r.process_cpu_s)
+        rss[r.pid] = max(rss.get(r.pid, 0), r.process_maxrss)
+    return math.fsum(cpu.values()), sum(rss.values())
