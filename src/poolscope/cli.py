@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +19,10 @@ from ._errors import PoolscopeError, UsageError
 __all__ = ["app", "main"]
 
 EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Recent typer vendors its own click: take click's exception classes from typer's, by name.
+_CLICK_ERRORS = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
+ClickUsageError: type[Exception] = _CLICK_ERRORS["UsageError"]
 
 app = typer.Typer(
     name="poolscope", no_args_is_help=True, add_completion=False,
@@ -232,27 +235,29 @@ def executors() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes one line and a documented exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
     except PoolscopeError as exc:
         _fail(str(exc), EXIT_USAGE)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.ctx.command.get_help(exc.ctx) if exc.ctx else None
-        sys.exit(EXIT_USAGE)
-    except click.UsageError as exc:
-        hint = f" (see 'poolscope {exc.ctx.info_name} --help')" if exc.ctx else ""
-        message = exc.format_message().replace("\n", " ")
-        _fail(f"{message}{hint}" if exc.ctx and exc.ctx.parent else message, EXIT_USAGE)
-    except click.exceptions.Exit as exc:
+    except ClickUsageError as exc:
+        ctx: Any = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `poolscope`: show the help
+            print(ctx.get_help() if ctx else exc.format_message())  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        hint = f" (see 'poolscope {ctx.info_name} --help')" if ctx and ctx.parent else ""
+        _fail(message + hint, EXIT_USAGE)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         _fail("interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:
         sys.exit(EXIT_OK)
-    sys.exit(EXIT_OK)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 def _fail(message: str, code: int) -> None:

@@ -126,7 +126,7 @@ def melted_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
     in seconds after the type's first item started, ``type`` the executor.
     """
     chosen = representative_trials(trials)
-    several = len({t.workers for t in chosen}) > 1
+    several = len({(t.executor, t.workers) for t in chosen}) > len({t.executor for t in chosen})
     parts = []
     for t in chosen:
         cols = t.items
@@ -134,8 +134,10 @@ def melted_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
             continue
         lanes = lane_numbers(cols.pid, cols.tid, cols.start_ns)
         width = max(2, len(str(int(lanes.max()))))
+        labels = np.array([f"job {lane:{width}d}" for lane in range(int(lanes.max()) + 1)],
+                          dtype=object)
         parts.append(pd.DataFrame({
-            "variable": [f"job {lane:{width}d}" for lane in lanes],
+            "variable": labels[lanes],
             "value": (cols.end_ns - cols.start_ns.min()) / 1e9,
             "type": trial_label(t, several),
         }))

@@ -222,21 +222,28 @@ def _own_peak_rss(reset_worked: bool) -> int:
 
 def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], workers: int,
               chunks: Sequence[Chunk], repeat: int = 0, *,
-              on_chunk: ChunkCallback | None = None) -> TrialResult:
-    """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data."""
+              on_chunk: ChunkCallback | None = None,
+              clock: Callable[[], int] = time.perf_counter_ns,
+              tree_usage: Callable[[], tuple[float, float]] | None = None) -> TrialResult:
+    """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data.
+
+    ``clock`` and ``tree_usage`` (CPU seconds of this process and of its reaped children) are
+    replaceable so tests can script a trial and check the arithmetic exactly.
+    """
+    usage = tree_usage or _tree_usage
     records: list[ChunkRecord] = []
     result_sample: list[Any] = []
     errors: list[dict[str, Any]] = []
     status = "ok"
     reset_worked = _reset_peak_rss()
-    own_cpu0, children_cpu0 = _tree_usage()
+    own_cpu0, children_cpu0 = usage()
     backend = backend_cls(fn, workers)
-    t0 = time.perf_counter_ns()
+    t0 = clock()
     t_last = t0
     try:
         backend.start()
         for record in backend.run(chunks):
-            t_last = time.perf_counter_ns()
+            t_last = clock()
             if not result_sample:
                 result_sample = record.results[:8]
             records.append(_without_results(record))
@@ -249,17 +256,17 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         errors.append({"executor": backend_cls.name, "item": None,
                        "kind": type(exc).__name__, "message": str(exc) or repr(exc)})
     finally:
-        t_close = time.perf_counter_ns()
+        t_close = clock()
         try:
             backend.close()
         except Exception as exc:
             status = "failed"
             errors.append({"executor": backend_cls.name, "item": None,
                            "kind": type(exc).__name__, "message": str(exc) or repr(exc)})
-        t_end = time.perf_counter_ns()
+        t_end = clock()
     if t_last == t0:
         t_last = t_close
-    own_cpu1, children_cpu1 = _tree_usage()
+    own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
     worker_cpu, worker_rss = _worker_usage(records, backend_cls)
     cpu_s = (own_cpu1 - own_cpu0) + max(children_cpu1 - children_cpu0, worker_cpu)

@@ -1,9 +1,10 @@
 """Executors: one backend class each, found through the registry.
 
-Importing this package registers every built-in executor.
+Importing this package registers every built-in executor, in the order they are listed.
 """
 
-from . import processes, serial, threads  # noqa: F401  (registration happens on import)
+# isort: skip_file
+from . import serial, threads, processes  # noqa: F401  (registration happens on import)
 from ._base import REGISTRY, Backend, get_backend, register
 
 __all__ = ["REGISTRY", "Backend", "get_backend", "register"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._format import duration
 
@@ -26,26 +26,33 @@ def observations(result: Result, threads: str, processes: str) -> list[str]:
         + (f" (serial took {duration(rows.loc['serial'].wall_s)})" if "serial" in rows.index
            else "") + "."
     ]
+    lines.append(f"2. {_overlap(processes, p)}; {_overlap(threads, t)}.")
     items = result.items
-    cores = {name: sorted(set(items.loc[items["executor"] == name, "core"]) - {-1})
-             for name in (threads, processes)}
-
-    def overlap(name: str, row: object) -> str:
-        par = float(row.parallelism)  # type: ignore[attr-defined]
-        workers = int(row.workers)  # type: ignore[attr-defined]
-        verdict = "overlapped" if par >= 1.3 else "did not overlap"
-        return (f"{name}'s items {verdict}: parallelism {par:.2f} "
-                f"(on average {par:.1f} of {workers} workers busy at once)")
-
-    lines.append(f"2. {overlap(processes, p)}; {overlap(threads, t)}.")
-    if cores[threads]:
+    cores = sorted(set(items.loc[items["executor"] == threads, "core"]) - {-1})
+    if len(cores) > 1:
         lines.append(
-            f"   The threads ran on cores {', '.join(map(str, cores[threads]))} — they move "
-            "between cores; the GIL, not a single core, is what runs them one at a time. "
-            f"Off-CPU (waiting for the GIL): {threads} {t.offcpu_fraction:.0%}, "
-            f"{processes} {p.offcpu_fraction:.0%}.")
+            f"   {threads}'s threads ran on cores {', '.join(map(str, cores))}: threads move "
+            "between cores; the GIL, not one core, is what let one thread compute at a time "
+            f"(its items spent {t.offcpu_fraction:.0%} of their time off the CPU, waiting).")
+    elif cores:
+        lines.append(
+            f"   {threads}'s threads all started their items on core {cores[0]} this time; "
+            f"its items spent {t.offcpu_fraction:.0%} of their time off the CPU, waiting "
+            "for the GIL.")
     lines.append(
         f"   CPU of the whole process tree: {threads} {duration(t.cpu_s)}, {processes} "
         f"{duration(p.cpu_s)} (the notebook's %%time counted only the parent, so processes "
         "looked nearly free).")
     return lines
+
+
+def _overlap(name: str, row: Any) -> str:
+    """Timestamps overlapping (items in progress) versus items really computing at once."""
+    par, busy = float(row.parallelism), float(row.cpu_parallelism)
+    if par < 1.3:
+        return f"{name}'s items ran one after another (parallelism {par:.2f})"
+    if busy < 1.3:
+        return (f"{name}'s items overlapped in time ({par:.2f} in progress at once) but only "
+                f"{busy:.2f} computed at once")
+    return (f"{name}'s items ran side by side: {par:.2f} in progress and {busy:.2f} computing "
+            "at once")

@@ -1,0 +1,146 @@
+"""Per-item recording cost: what the probe adds to every item it runs.
+
+For each item the probe (``poolscope.probe.run_chunk``) reads the current core, reads
+``perf_counter_ns`` before and after the call, reads ``thread_time_ns`` and appends four numbers
+to flat arrays (and keeps the return value). On items that do almost nothing — the built-in
+``tiny`` workload, the overhead-bound case where the probe's cost is most visible — this
+benchmark times, over the same 1,000,000 items:
+
+- **bare**: ``for x in items: fn(x)``;
+- **probe**: ``probe.run_chunk(fn, Chunk(0, items))``, one chunk in the calling thread (what the
+  ``serial`` executor does, without the runner's pool bookkeeping).
+
+The two alternate (bare first, then probe first, …) after one unrecorded warm-up of each; the
+figure is (median probe time − median bare time) / items. Goal: at most 2 µs added per item.
+For reference it prints two floors, measured here the same way (a loop doing the reads minus an
+empty loop): two ``perf_counter_ns()`` calls, the least any start/end recorder must pay, and all
+four clock reads the probe makes per item.
+
+Run: ``python benchmarks/bench_item_cost.py [--quick] [--items N] [--repeat N]``; exit status 1
+when the goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from _common import Check, console, machine_line, median, print_checks
+from poolscope import probe
+from poolscope.probe import Chunk
+from poolscope.workloads import resolve_workload
+
+GOAL_NS = 2000.0
+
+Fn = Callable[[Any], Any]
+
+
+def time_bare(fn: Fn, items: Sequence[Any]) -> int:
+    t0 = time.perf_counter_ns()
+    for x in items:
+        fn(x)
+    return time.perf_counter_ns() - t0
+
+
+def time_probe(fn: Fn, items: Sequence[Any]) -> int:
+    t0 = time.perf_counter_ns()
+    record = probe.run_chunk(fn, Chunk(0, items))
+    elapsed = time.perf_counter_ns() - t0
+    if len(record.start_ns) != len(items) or record.errors:
+        raise RuntimeError(f"probe recorded {len(record.start_ns)} items, errors {record.errors}")
+    return elapsed
+
+
+def _empty_loop(n: int) -> int:
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        pass
+    return time.perf_counter_ns() - t0
+
+
+def _two_perf_loop(n: int) -> int:
+    perf = time.perf_counter_ns
+    t0 = perf()
+    for _ in range(n):
+        perf()
+        perf()
+    return perf() - t0
+
+
+def _probe_reads_loop(n: int) -> int:
+    perf = time.perf_counter_ns
+    thread_cpu = time.thread_time_ns
+    core_of = probe.current_core
+    t0 = perf()
+    for _ in range(n):
+        core_of()
+        perf()
+        perf()
+        thread_cpu()
+    return perf() - t0
+
+
+def floor_ns(loop: Callable[[int], int], n: int, repeat: int) -> float:
+    """ns per iteration of ``loop`` beyond an empty loop; medians of interleaved repeats."""
+    empty: list[int] = []
+    full: list[int] = []
+    for _ in range(repeat):
+        empty.append(_empty_loop(n))
+        full.append(loop(n))
+    return (median(full) - median(empty)) / n
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 repetitions instead of 7")
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=None, help="interleaved repetitions")
+    args = parser.parse_args(argv)
+    repeat = args.repeat if args.repeat is not None else (3 if args.quick else 7)
+    if repeat < 1 or args.items < 1:
+        parser.error("--repeat and --items must be at least 1")
+
+    workload = resolve_workload("tiny", args.items)
+    fn = workload.fn
+    items = list(workload.items)
+    n = len(items)
+    console.print(f"[bold]bench_item_cost[/bold]: {machine_line()}")
+    console.print(f"workload tiny, {n:,} items in one chunk, {repeat} interleaved repetitions "
+                  "(after one warm-up of each)")
+
+    time_bare(fn, items)  # warm-up
+    time_probe(fn, items)
+    bare: list[int] = []
+    probed: list[int] = []
+    for i in range(repeat):
+        if i % 2 == 0:
+            bare.append(time_bare(fn, items))
+            probed.append(time_probe(fn, items))
+        else:
+            probed.append(time_probe(fn, items))
+            bare.append(time_bare(fn, items))
+
+    added = (median(probed) - median(bare)) / n
+    pair_added = median([(p - b) / n for p, b in zip(probed, bare, strict=True)])
+    floor_reps = max(3, repeat)
+    two_perf = floor_ns(_two_perf_loop, n, floor_reps)
+    all_reads = floor_ns(_probe_reads_loop, n, floor_reps)
+
+    checks = [
+        Check("bare loop, per item", f"{median(bare) / n:,.0f} ns", "—", None),
+        Check("probe (run_chunk), per item", f"{median(probed) / n:,.0f} ns", "—", None),
+        Check("added per item (difference of medians)", f"{added:,.0f} ns",
+              f"≤ {GOAL_NS:,.0f} ns", added <= GOAL_NS),
+        Check("added per item (median of pair differences)", f"{pair_added:,.0f} ns", "—", None),
+        Check("floor: two perf_counter_ns() calls", f"{two_perf:,.0f} ns", "—", None),
+        Check("floor: the probe's four reads (core, 2 × perf, thread CPU)",
+              f"{all_reads:,.0f} ns", "—", None),
+    ]
+    return 0 if print_checks("per-item recording cost (tiny, serial)", checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""Static pictures of a run: the notebook's FacetGrid scatter beside a per-worker timeline.
+
+``plot_run(result, path)`` draws one row per representative trial (the median trial of each
+executor and worker count) and two columns:
+
+* left, the original notebook's view drawn with seaborn from ``result.melted()``: each item's
+  finish time (x) per job (y), time normalised per type;
+* right, a Gantt timeline: one lane per worker (pid for processes, native thread id for threads),
+  one bar per item from its start to its end, coloured by the item's CPU time / wall time
+  (bright: the item computed all the time; dark: it waited, for the GIL or for I/O). Failed items
+  are hatched and outlined in red.
+
+All time axes share one x range, so the executor that finishes sooner is seen to. Big runs stay
+quick: a trial with more than ``MAX_BARS`` items has each worker's neighbouring items merged into
+bars no wider than about a pixel (a merged bar's colour is its items' Σ CPU / Σ wall), and the
+notebook view shows an even sample of at most ``MAX_POINTS`` items; the row says so.
+
+Bars are ``PolyCollection`` objects from ``Axes.broken_barh``, one per lane, with gid ``"items"``
+(failure overlays have gid ``"failed"``), so a test can count what was drawn. Figures are built
+with ``matplotlib.figure.Figure`` directly: no pyplot state and no backend change.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from .._errors import UsageError
+from .._format import duration
+from ..frames import items_frame, representative_trials
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ..result import Result
+    from ..runner import TrialResult
+
+__all__ = ["plot_run"]
+
+MAX_BARS = 20_000  # per trial, in the timeline
+MAX_POINTS = 20_000  # per trial, in the notebook view
+FORMATS = (".png", ".svg", ".pdf")
+CMAP = "viridis"  # sequential, perceptually uniform, colour-blind safe
+FAILED = "#d62728"  # red: not in viridis, so a failure stands out
+POINT_COLOR = "#1f77b4"  # the notebook's default seaborn blue
+WIDTH_IN = 12.0
+ROW_IN = 1.6
+MARGIN_IN = 1.3
+DPI = 110
+BUSY_LEVELS = 8  # heights of merged bars
+SLOTS = 1_500  # merged bars per worker at most: about one per pixel at 110 dpi
+RASTERIZE_ABOVE = 5_000  # artists with more elements are rasterised in SVG/PDF output
+
+
+@dataclass
+class _Bars:
+    """What the timeline draws for one trial: one entry per bar (an item or merged items)."""
+
+    lane: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    cpu_fraction: np.ndarray  # NaN where the wall time is zero
+    busy: np.ndarray  # share of a bar's span spent inside items: 1 unless merged
+    failed: np.ndarray
+    items: int  # items behind the bars
+
+    @property
+    def merged(self) -> bool:
+        return len(self.lane) < self.items
+
+
+def plot_run(result: Result, path: str | Path | None = None) -> Figure:
+    """Draw ``result`` as the notebook's scatter beside a per-worker timeline, one row per trial.
+
+    Saves to ``path`` when given (``.png`` at 110 dpi, ``.svg`` or ``.pdf``) and returns the
+    figure. Raises ``UsageError`` for another extension or a directory that is missing or not
+    writable.
+    """
+    target = _check_path(path) if path is not None else None
+    trials = representative_trials(result.trial_results)
+    fig = _draw(result, trials) if trials else _empty_figure(result)
+    if target is not None:
+        try:
+            fig.savefig(target, format=target.suffix[1:].lower(), dpi=DPI, bbox_inches="tight")
+        except OSError as exc:
+            raise UsageError(f"cannot write the plot to {target}: {exc.strerror or exc}") from None
+    return fig
+
+
+# --- checks ------------------------------------------------------------------------------------
+def _check_path(path: str | Path) -> Path:
+    target = Path(path).expanduser()
+    if target.suffix.lower() not in FORMATS:
+        raise UsageError(f"cannot save a plot as {target.name!r}: use a .png, .svg or .pdf name")
+    folder = target.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot save the plot: the directory {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot save the plot: the directory {str(folder)!r} is not writable")
+    return target
+
+
+# --- the figure --------------------------------------------------------------------------------
+def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
+    melted = result.melted()
+    items = result.items
+    by_trial = items.groupby("trial", sort=False, observed=True).indices if len(items) else {}
+    frames = [items.iloc[by_trial[t.index]] if t.index in by_trial else items_frame([t])
+              for t in trials]
+    lane_counts = [int(f["lane"].max()) + 1 if len(f) else 1 for f in frames]
+    row_in = ROW_IN + min(1.0, max(0, max(lane_counts) - 16) / 48)
+    fig = Figure(figsize=(WIDTH_IN, MARGIN_IN + row_in * len(trials)), layout="constrained")
+    grid = fig.add_gridspec(len(trials), 2, width_ratios=(1, 1.7))
+    first: Axes | None = None
+    lefts: list[Axes] = []
+    rights: list[Axes] = []
+    for row in range(len(trials)):
+        left = fig.add_subplot(grid[row, 0], sharex=first)
+        if first is None:
+            first = left
+        right = fig.add_subplot(grid[row, 1], sharex=first)
+        lefts.append(left)
+        rights.append(right)
+
+    cmap = mpl.colormaps[CMAP].with_extremes(bad="0.6")
+    norm = Normalize(0.0, 1.0)
+    several = len({t.workers for t in trials}) > 1
+    types = list(pd.unique(melted["type"])) if len(melted) else []
+    x_end = 0.0
+    merged = failed = False
+    for row, (t, frame) in enumerate(zip(trials, frames, strict=True)):
+        lanes = lane_counts[row]
+        label = _match_type(t, types, several, row, trials)
+        points = melted[melted["type"] == label] if label is not None else melted.iloc[:0]
+        shown = _draw_notebook(lefts[row], points)
+        bars = _reduce_bars(frame, MAX_BARS)
+        _draw_timeline(rights[row], bars, frame, t, lanes, cmap, norm)
+        merged = merged or bars.merged
+        failed = failed or bool(bars.failed.any())
+        lefts[row].set_title(_row_title(result, t, several), loc="left", fontsize=10,
+                             fontweight="bold")
+        rights[row].set_title(_row_note(t, frame, bars, shown), loc="right", fontsize=8.5,
+                              color="0.3")
+        ends = [t.wall_s]
+        if len(frame):
+            ends.append(float(frame["end_s"].max()))
+        if len(points):
+            ends.append(float(points["value"].max()))
+        x_end = max([x_end, *(e for e in ends if math.isfinite(e))])
+
+    lefts[0].set_xlim(0.0, x_end * 1.02 if x_end > 0 else 1.0)
+    for ax in (*lefts, *rights):
+        ax.tick_params(labelsize=8)
+        if ax not in (lefts[-1], rights[-1]):
+            ax.tick_params(labelbottom=False)
+    lefts[-1].set_xlabel("Time [s]", fontsize=9)
+    rights[-1].set_xlabel("Time since trial start [s]", fontsize=9)
+    colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=rights, aspect=30,
+                            fraction=0.025, pad=0.01)
+    colorbar.set_label("CPU / wall per item", fontsize=9)
+    colorbar.ax.tick_params(labelsize=8)
+
+    cores = result.environment.get("cpu_count", "?")
+    fig.suptitle(f"{result.target} — {result.n_items:,} items, {cores} cores", fontsize=12)
+    fig.supxlabel(_caption(merged, failed), fontsize=8, color="0.3")
+    return fig
+
+
+def _caption(merged: bool, failed: bool) -> str:
+    lines = [
+        "Left: the notebook's view, each item's finish time per job, from the first item's start."
+        "  Right: each worker's items from start to end; dotted line: the trial's end.",
+        "Colour: the item's CPU time / wall time (dark: it waited, for the GIL or I/O)",
+    ]
+    if merged:
+        lines[1] += "; merged bars are as tall as the share of their time spent inside items"
+    if failed:
+        lines[1] += "; hatched red: failed items"
+    return "\n".join(lines) + "."
+
+
+def _empty_figure(result: Result) -> Figure:
+    fig = Figure(figsize=(WIDTH_IN, MARGIN_IN + ROW_IN), layout="constrained")
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, "no trials to show", ha="center", va="center", transform=ax.transAxes)
+    ax.set_axis_off()
+    fig.suptitle(f"{result.target} — {result.n_items:,} items", fontsize=12)
+    return fig
+
+
+def _match_type(t: TrialResult, types: list[Any], several: bool, row: int,
+                trials: Sequence[TrialResult]) -> Any:
+    """The ``type`` value of ``result.melted()`` that belongs to trial ``t``."""
+    wanted = f"{t.executor} ×{t.workers}" if several else t.executor
+    for candidate in (wanted, f"{t.executor} ×{t.workers}", t.executor):
+        if candidate in types:
+            return candidate
+    # An unforeseen label: melted() lists the non-empty representative trials in order.
+    position = sum(1 for other in trials[:row] if len(other.items))
+    return types[position] if len(t.items) and position < len(types) else None
+
+
+def _row_title(result: Result, t: TrialResult, several: bool) -> str:
+    name = f"{t.executor} ×{t.workers}" if several or t.workers > 1 else t.executor
+    summary = result.summary
+    match = summary[(summary["executor"] == t.executor) & (summary["workers"] == t.workers)]
+    wall = float(match["wall_s"].iloc[0]) if len(match) else t.wall_s
+    parts = [duration(wall)]
+    if len(match):
+        speedup = float(match["speedup"].iloc[0])
+        parallelism = float(match["parallelism"].iloc[0])
+        if t.executor == "serial":
+            parts[0] += " (baseline)"
+        elif math.isfinite(speedup):
+            parts.append(f"{speedup:.2f}× serial")
+        if math.isfinite(parallelism):
+            parts.append(f"parallelism {parallelism:.2f}")
+    return f"{name} — {', '.join(parts)}"
+
+
+def _row_note(t: TrialResult, frame: pd.DataFrame, bars: _Bars, shown: int) -> str:
+    if not len(frame):
+        return f"no items recorded ({t.status})"
+    workers = int(frame["lane"].max()) + 1
+    cores = frame.loc[frame["core"] >= 0, "core"].nunique()
+    parts = [f"{workers} worker{'s' * (workers != 1)}"]
+    if cores:
+        parts.append(f"on {cores} core{'s' * (cores != 1)}")
+    if bars.merged:
+        parts.append(f"{bars.items:,} items merged into {len(bars.lane):,} bars")
+    if shown < len(frame):
+        parts.append(f"scatter: {shown:,} sampled")
+    failed = int((frame["status"] == "error").sum())
+    if failed:
+        parts.append(f"{failed:,} failed")
+    return " · ".join(parts)
+
+
+# --- left: the notebook's scatter --------------------------------------------------------------
+def _draw_notebook(ax: Axes, points: pd.DataFrame) -> int:
+    """The notebook's ``sns.scatterplot(x='value', y='variable')``; returns the points drawn."""
+    if not len(points):
+        _no_items(ax)
+        ax.set_yticks([])
+        return 0
+    jobs = sorted(pd.unique(points["variable"]), key=_job_number)
+    data = points[["variable", "value"]].copy()
+    data["variable"] = pd.Categorical(data["variable"], categories=jobs)
+    if len(data) > MAX_POINTS:
+        keep = np.random.default_rng(0).choice(len(data), MAX_POINTS, replace=False)
+        data = data.iloc[np.sort(keep)]
+    many = len(data) > 500
+    sns.scatterplot(data=data, x="value", y="variable", ax=ax, color=POINT_COLOR,
+                    s=6 if many else 22, linewidth=0 if many else 0.4, alpha=0.6 if many else 0.9,
+                    rasterized=len(data) > RASTERIZE_ABOVE, legend=False)
+    ax.set_xlabel("")
+    ax.set_ylabel("Job", fontsize=9)
+    ticks = _tick_positions(len(jobs))
+    ax.set_yticks(ticks, labels=[str(jobs[i]).strip() for i in ticks])
+    ax.set_ylim(len(jobs) - 0.5, -0.5)
+    ax.grid(axis="x", color="0.9", linewidth=0.6)
+    ax.set_axisbelow(True)
+    return len(data)
+
+
+def _job_number(label: Any) -> tuple[int, str]:
+    digits = "".join(ch for ch in str(label) if ch.isdigit())
+    return (int(digits) if digits else 0, str(label))
+
+
+# --- right: the per-worker timeline ------------------------------------------------------------
+def _reduce_bars(frame: pd.DataFrame, cap: int) -> _Bars:
+    """One bar per item, or at most about ``cap`` bars of a worker's neighbouring items."""
+    lane = frame["lane"].to_numpy(np.int64)
+    start = frame["start_s"].to_numpy(np.float64)
+    end = frame["end_s"].to_numpy(np.float64)
+    cpu = frame["cpu_s"].to_numpy(np.float64)
+    failed = (frame["status"] == "error").to_numpy(bool)
+    order = np.lexsort((start, lane))
+    lane, start, end, cpu, failed = lane[order], start[order], end[order], cpu[order], failed[order]
+    wall = end - start
+    n = len(lane)
+    if n > cap:
+        span = max(float(end.max() - start.min()), 1e-9)
+        # The time slot a merged bar covers: about a pixel wide, fewer than ``cap`` in all.
+        width = max(span * 2 * (int(lane.max()) + 1) / cap, span / SLOTS)
+        while True:
+            slot = np.floor(start / width)
+            new = np.ones(n, bool)
+            new[1:] = (lane[1:] != lane[:-1]) | (slot[1:] != slot[:-1])
+            first = np.flatnonzero(new)
+            if len(first) <= cap:
+                break
+            width *= 2
+        lane, start, end = lane[first], np.minimum.reduceat(start, first), np.maximum.reduceat(
+            end, first)
+        cpu, wall = np.add.reduceat(cpu, first), np.add.reduceat(wall, first)
+        failed = np.logical_or.reduceat(failed, first)
+        busy = _ratio(wall, np.maximum(end - start, width))
+    else:
+        busy = np.ones(n)
+    fraction = _ratio(cpu, wall)
+    return _Bars(lane=lane, start=start, end=end, cpu_fraction=fraction, busy=busy,
+                 failed=failed, items=n)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` clipped to 0..1; NaN where ``den`` is not positive."""
+    safe = np.where(den > 0, den, 1.0)
+    return np.where(den > 0, np.clip(num / safe, 0.0, 1.0), np.nan)
+
+
+def _draw_timeline(ax: Axes, bars: _Bars, frame: pd.DataFrame, t: TrialResult, lanes: int,
+                   cmap: Any, norm: Normalize) -> None:
+    ax.axvline(t.wall_s, color="0.35", linestyle=":", linewidth=1.2)
+    ax.set_ylabel("Worker", fontsize=9)
+    ax.set_ylim(lanes - 0.5, -0.5)
+    ax.grid(axis="x", color="0.9", linewidth=0.6)
+    ax.set_axisbelow(True)
+    if not len(bars.lane):
+        _no_items(ax)
+        ax.set_yticks([])
+        return
+    colors = cmap(norm(bars.cpu_fraction))
+    # Separate neighbouring items with a white hairline when there are few, wide enough bars;
+    # otherwise outline each bar in its own colour so that very short ones still show.
+    span = max(float(bars.end.max()), t.wall_s, 1e-9)
+    wide = np.median(bars.end - bars.start) > span / 300
+    separate = len(bars.lane) <= 400 and wide
+    raster = len(bars.lane) > RASTERIZE_ABOVE
+    # A merged bar is as tall as the share of its span spent inside items (in eighths).
+    level = np.clip(np.ceil(bars.busy * BUSY_LEVELS), 1, BUSY_LEVELS).astype(np.int64)
+    bounds = np.searchsorted(bars.lane, np.arange(lanes + 1))
+    for lane in range(lanes):
+        here = slice(bounds[lane], bounds[lane + 1])
+        for step in np.unique(level[here]):
+            sel = np.arange(here.start, here.stop)[level[here] == step]
+            ranges = np.column_stack((bars.start[sel], bars.end[sel] - bars.start[sel]))
+            height = 0.8 * step / BUSY_LEVELS
+            yrange = (lane - height / 2, height)
+            ax.broken_barh(ranges, yrange, facecolors=colors[sel],
+                           edgecolors="white" if separate else colors[sel],
+                           linewidths=0.6 if separate else 0.4, gid="items", rasterized=raster)
+            failed = bars.failed[sel]
+            if failed.any():
+                ax.broken_barh(ranges[failed], yrange, facecolors="none", edgecolors=FAILED,
+                               hatch="////", linewidths=1.0, gid="failed")
+    ticks = _tick_positions(lanes)
+    names = _lane_names(frame, lanes)
+    ax.set_yticks(ticks, labels=[names[i] for i in ticks])
+
+
+def _lane_names(frame: pd.DataFrame, lanes: int) -> list[str]:
+    """``"0 · pid 1234"`` when each worker is a process, else ``"0 · tid 5678"``."""
+    first = frame.drop_duplicates("lane").set_index("lane")
+    pids = first["pid"].reindex(range(lanes))
+    tids = first["tid"].reindex(range(lanes))
+    by_pid = pids.nunique() == lanes
+    names = []
+    for lane in range(lanes):
+        pid, tid = pids.iloc[lane], tids.iloc[lane]
+        if pd.isna(pid):
+            names.append(str(lane))
+        elif by_pid:
+            names.append(f"{lane} · pid {int(pid)}")
+        else:
+            names.append(f"{lane} · tid {int(tid)}")
+    return names
+
+
+def _tick_positions(count: int, most: int = 8) -> list[int]:
+    step = max(1, math.ceil(count / most))
+    return list(range(0, count, step))
+
+
+def _no_items(ax: Axes) -> None:
+    ax.text(0.5, 0.5, "no items recorded", ha="center", va="center", transform=ax.transAxes,
+            fontsize=9, color="0.4")

@@ -1,0 +1,152 @@
+"""The real CLI, run as a user runs it: exit codes, one-line errors, JSON, CSV and plots."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+SMALL = ["--items", "6", "--size", "20000", "--workers", "2", "--quiet"]
+
+
+def test_run_prints_a_table_and_recommendation(cli):
+    result = cli("run", "cpu", *SMALL, "--executors", "thread,process")
+    assert result.returncode == 0, result.stderr
+    for text in ("serial ×1", "thread ×2", "process ×2", "recommendation:", "workload:"):
+        assert text in result.stdout
+
+
+def test_json_follows_schema_poolscope_1(cli, tmp_path):
+    result = cli("run", "cpu", *SMALL, "--executors", "thread-pool,process-pool",
+                 "--repeat", "2", "--json", "out.json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["schema"] == "poolscope/1"
+    assert {"schema", "run_id", "target", "items", "environment", "summary", "classification",
+            "recommendation", "errors"} <= set(doc)
+    assert doc["target"] == "cpu" and doc["items"] == 6
+    env = doc["environment"]
+    assert isinstance(env["python"], str) and isinstance(env["implementation"], str)
+    assert isinstance(env["gil_enabled"], bool) and isinstance(env["cpu_count"], int)
+    assert [row["executor"] for row in doc["summary"]] == ["serial", "thread-pool",
+                                                            "process-pool"]
+    for row in doc["summary"]:
+        for key in ("wall_s", "speedup", "efficiency", "cpu_s", "cpu_utilization",
+                    "parallelism", "offcpu_fraction", "startup_s"):
+            assert isinstance(row[key], float), key
+        assert isinstance(row["workers"], int) and row["trials"] == 2
+        lo, hi = row["wall_ci"]
+        assert lo <= row["wall_s"] <= hi
+        assert row["errors"] == 0
+    rec = doc["recommendation"]
+    assert rec["executor"] in ("serial", "thread-pool", "process-pool")
+    assert isinstance(rec["workers"], int) and rec["reasons"] and isinstance(rec["caveats"], list)
+    assert isinstance(doc["classification"], str)
+    assert doc["errors"] == []
+
+
+def test_json_to_stdout_is_pure_json(cli):
+    result = cli("run", "tiny", "--items", "50", "--executors", "thread", "--quiet",
+                 "--json", "-")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["schema"] == "poolscope/1"
+    assert "recommendation" in result.stderr  # the table went to stderr
+
+
+def test_csv_and_plot(cli, tmp_path):
+    result = cli("run", "cpu", *SMALL, "--executors", "thread", "--csv", "items.csv",
+                 "--plot", "timeline.png")
+    assert result.returncode == 0, result.stderr
+    items = pd.read_csv(tmp_path / "items.csv")
+    assert len(items) == 12  # serial + thread, 6 items each
+    for column in ("item", "start_s", "end_s", "cpu_s", "pid", "tid", "host", "core",
+                   "status"):
+        assert column in items.columns
+    assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_items_from_file_and_file_target(cli, tmp_path):
+    (tmp_path / "work.py").write_text(
+        "def crunch(item):\n    return sum(range(item['n']))\n")
+    (tmp_path / "items.jsonl").write_text("".join(f'{{"n": {n}}}\n' for n in range(1, 9)))
+    result = cli("run", "./work.py:crunch", "--items-from", "items.jsonl",
+                 "--executors", "process-spawn", "--workers", "2", "--quiet", "--json", "r.json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["items"] == 8 and doc["errors"] == []
+
+
+def test_failed_items_exit_1_and_are_kept(cli, tmp_path):
+    (tmp_path / "flaky.py").write_text(
+        "def work(x):\n    if x % 3 == 0:\n        raise KeyError(x)\n    return x\n")
+    result = cli("run", "flaky.py:work", "--items", "9", "--executors", "process",
+                 "--quiet", "--json", "r.json")
+    assert result.returncode == 1
+    doc = json.loads((tmp_path / "r.json").read_text())
+    failed = sorted((e["executor"], e["item"]) for e in doc["errors"])
+    assert failed == [("process", 0), ("process", 3), ("process", 6),
+                      ("serial", 0), ("serial", 3), ("serial", 6)]
+    assert "item(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "nosuch"], "unknown workload 'nosuch'"),
+    (["run", "json:nope", "--items", "3"], "has no attribute 'nope'"),
+    (["run", "json:__doc__", "--items", "3"], "is not callable"),
+    (["run", "cpu", "--items-from", "missing.jsonl"], "items file not found"),
+    (["run", "cpu", "--executors", "threads"], "unknown executor 'threads'"),
+    (["run", "cpu", "--workers", "0"], "workers must be a whole number of at least 1"),
+    (["run", "cpu", "--workers", "two"], "--workers: 'two' is not a whole number"),
+    (["run", "cpu", "--chunksize", "big"], "--chunksize must be a whole number or 'auto'"),
+    (["run", "cpu", "--repeat", "0"], "repeat must be at least 1"),
+    (["run", "cpu", "--items", "0"], "--items must be at least 1"),
+    (["run", "cpu", "--items", "x"], "Invalid value for '--items'"),
+    (["run", "cpu", "--plot", "out.gif"], "--plot: use a .png, .svg or .pdf"),
+    (["run", "cpu", "--json", "no/such/dir/r.json"], "--json: directory does not exist"),
+    (["run", "cpu", "--bogus"], "No such option"),
+    (["nosuchcommand"], "No such command"),
+])
+def test_bad_input_is_one_line_and_exit_2(cli, args, message):
+    result = cli(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("poolscope: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_malformed_items_file(cli, tmp_path):
+    (tmp_path / "bad.jsonl").write_text("1\n{\n")
+    result = cli("run", "json:dumps", "--items-from", "bad.jsonl")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "poolscope: error: bad.jsonl:2: not a JSON value " \
+                                    "(Expecting property name enclosed in double quotes)"
+
+
+def test_workloads_and_executors_commands(cli):
+    workloads = cli("workloads")
+    assert workloads.returncode == 0
+    for name in ("cpu", "io", "hash", "json", "tiny", "payload"):
+        assert f"\n {name} " in workloads.stdout or f"│ {name} " in workloads.stdout
+    executors = cli("executors")
+    assert executors.returncode == 0
+    for name in ("serial", "thread-pool", "process-forkserver", "process-pool"):
+        assert name in executors.stdout
+    assert "yes" in executors.stdout
+
+
+def test_demo_reproduces_the_notebook(cli, tmp_path):
+    result = cli("demo", "--size", "200000", "--items-per-job", "5", "--quiet")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "finished sooner" in out and "parallelism" in out
+    assert "plot written to poolscope-demo.png" in out
+    assert (tmp_path / "poolscope-demo.png").stat().st_size > 10_000
+
+
+def test_python_dash_m_and_help(cli):
+    result = cli("--help")
+    assert result.returncode == 0
+    assert "demo" in result.stdout and "run" in result.stdout

@@ -1,0 +1,110 @@
+"""Real workloads on real executors: the properties the numbers must have.
+
+Timing checks compare ratios and orderings with generous margins, never absolute times.
+"""
+
+from __future__ import annotations
+
+import resource
+
+import pytest
+
+from poolscope.api import run_workload
+from poolscope.backends import get_backend
+from poolscope.environment import usable_cores
+from poolscope.runner import auto_chunksize, make_chunks, run_trial
+from poolscope.workloads import resolve_workload
+
+pytestmark = pytest.mark.slow
+
+needs_two_cores = pytest.mark.skipif(usable_cores() < 2, reason="speedup needs 2 usable cores")
+
+PROCESS_EXECUTORS = ["process", "process-fork", "process-spawn", "process-forkserver",
+                     "process-pool"]
+THREAD_EXECUTORS = ["thread", "thread-pool"]
+
+
+@pytest.fixture(scope="module")
+def cpu_result():
+    # About 2 s of serial work, so spawn's ~0.2 s start-up cannot hide a real speedup.
+    workload = resolve_workload("cpu", 80, size=1_000_000)
+    return run_workload(workload, executors=[*THREAD_EXECUTORS, *PROCESS_EXECUTORS],
+                        workers=2)
+
+
+@needs_two_cores
+@pytest.mark.parametrize("name", PROCESS_EXECUTORS)
+def test_processes_speed_up_a_cpu_bound_loop(cpu_result, name):
+    speedup = cpu_result.summary.set_index("executor").loc[name, "speedup"]
+    assert speedup > 1.4, cpu_result.summary[["executor", "wall_s", "speedup"]]
+
+
+@needs_two_cores
+@pytest.mark.parametrize("name", THREAD_EXECUTORS)
+def test_threads_do_not_speed_up_a_cpu_bound_loop(cpu_result, name):
+    row = cpu_result.summary.set_index("executor").loc[name]
+    assert row.speedup < 1.3, cpu_result.summary[["executor", "wall_s", "speedup"]]
+    # The GIL: both threads are inside an item, but only about one computes at a time.
+    assert row.cpu_parallelism < 1.3
+
+
+def test_cpu_bound_loop_is_classified_and_processes_recommended(cpu_result):
+    assert cpu_result.classification == "cpu-bound"
+    assert get_backend(cpu_result.recommendation.executor).family == "process"
+
+
+@pytest.mark.parametrize("name", THREAD_EXECUTORS)
+def test_threads_overlap_on_io(name):
+    result = run_workload(resolve_workload("io", 20, size=50), executors=[name], workers=2,
+                          baseline=False)
+    row = result.summary.iloc[0]
+    assert row.parallelism > 1.6
+    assert row.offcpu_fraction > 0.8  # sleeping is off the CPU
+
+
+@pytest.mark.parametrize("name", ["process-fork", "process-spawn", "process-pool"])
+def test_tree_cpu_matches_the_kernels_accounting(name):
+    """Parent plus reaped workers, as the kernel counts them (getrusage), within 15%."""
+    workload = resolve_workload("cpu", 16, size=2_000_000)
+    chunks = make_chunks(list(workload.items), auto_chunksize(16, 2))
+
+    def kernel_cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    before = kernel_cpu()
+    t = run_trial(0, get_backend(name), workload.fn, 2, chunks)
+    kernel = kernel_cpu() - before
+    assert t.cpu_s == pytest.approx(kernel, rel=0.15)
+    # and the workers' CPU is really there: at least the items' own CPU time
+    assert t.cpu_s >= 0.9 * t.items.cpu_ns.sum() / 1e9
+
+
+def test_forkserver_workers_cpu_is_counted():
+    """Forkserver workers are not our children; their own reports must still be counted."""
+    workload = resolve_workload("cpu", 8, size=2_000_000)
+    t = run_trial(0, get_backend("process-forkserver"), workload.fn, 2,
+                  make_chunks(list(workload.items), 2))
+    item_cpu = t.items.cpu_ns.sum() / 1e9
+    assert item_cpu * 0.95 <= t.cpu_s <= item_cpu * 1.5 + 0.5
+
+
+@pytest.mark.parametrize("name", ["serial", "thread", "process-fork"])
+def test_sleep_timestamps_match_the_sleep(name):
+    result = run_workload(resolve_workload("io", 6, size=100), executors=[name], workers=2,
+                          chunksize=1, baseline=False)
+    items = result.items
+    assert items["wall_s"].min() >= 0.099
+    assert items["wall_s"].max() < 0.100 + 0.05
+    assert (items["cpu_s"] < 0.02).all()
+    # items of one worker follow each other: the next starts after the previous ended
+    for _, lane in items.sort_values("start_s").groupby("lane"):
+        assert (lane["start_s"].to_numpy()[1:] >= lane["end_s"].to_numpy()[:-1]).all()
+
+
+def test_threads_use_more_than_one_core_but_serialise_on_the_gil():
+    result = run_workload(resolve_workload("cpu", 40, size=300_000), executors=["thread"],
+                          workers=2, baseline=False)
+    assert result.items["pid"].nunique() == 1
+    assert result.items["tid"].nunique() == 2
