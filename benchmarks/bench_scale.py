@@ -14,7 +14,9 @@ benchmark runs one ``serial`` trial of 1,000,000 ``tiny`` items and reports:
 - **time to build the frames and summary**: ``api.run_workload(..., executors="serial",
   baseline=False)`` gives a Result; the time of its first ``.items``, ``.trials`` and ``.summary``
   (each a cached property: the items frame, the trials frame and ``analysis.metrics.summarize``).
-  Measured on fresh copies of the Result (the caches start empty), median of the repetitions.
+  Measured on fresh copies of the Result (the caches start empty). The first build, the one a
+  user waits for, is slower than later ones (fresh memory is faulted in); both it and the median
+  of the builds are held to the goal.
 
 Goals: ≤ 100 bytes per item (both memory figures); frames and summary built in ≤ 2 s.
 
@@ -123,12 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         Check("peak during the trial per item (tracemalloc)", f"{peak / traced_n:.1f} B", "—",
               None),
         Check("items frame per item (memory_usage deep)", f"{frame_bytes:.1f} B", "—", None),
-        Check(".items frame", f"{median([t[0] for t in timings]):.3f} s", "—", None),
-        Check(".trials frame", f"{median([t[1] for t in timings]):.3f} s", "—", None),
-        Check(".summary", f"{median([t[2] for t in timings]):.3f} s", "—", None),
-        Check("frames and summary, total (median)", f"{median(totals):.3f} s",
-              f"≤ {GOAL_FRAMES_S:.0f} s", median(totals) <= GOAL_FRAMES_S),
+        Check("first build: .items / .trials / .summary",
+              " / ".join(f"{v:.3f}" for v in timings[0]) + " s", "—", None),
+        Check("frames and summary, first build (total)", f"{totals[0]:.3f} s",
+              f"≤ {GOAL_FRAMES_S:.0f} s", totals[0] <= GOAL_FRAMES_S),
     ]
+    if repeat > 1:
+        checks.append(Check(f"frames and summary, median of {repeat} builds",
+                            f"{median(totals):.3f} s", f"≤ {GOAL_FRAMES_S:.0f} s",
+                            median(totals) <= GOAL_FRAMES_S))
     if nbytes / traced_n != column_bytes:  # the traced trial must hold the same columns
         raise RuntimeError("the traced trial's columns differ from the timed trial's")
     return 0 if print_checks(f"scale ({n:,} items, tiny, serial)", checks) else 1

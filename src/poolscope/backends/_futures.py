@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, as_completed
+from contextlib import AbstractContextManager
 
 from ..probe import Chunk, ChunkRecord
 from ._base import Backend
@@ -24,13 +26,18 @@ class FuturesBackend(Backend):
     def task(self) -> Callable[[Chunk], ChunkRecord]:
         """The callable submitted once per chunk."""
 
+    def launching(self) -> AbstractContextManager[object]:
+        """Context around submission, when executors start their workers on demand."""
+        return contextlib.nullcontext()
+
     def start(self) -> None:
         self._executor = self.make_executor()
 
     def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
         assert self._executor is not None, "start() first"
         task = self.task()
-        futures = [self._executor.submit(task, chunk) for chunk in chunks]
+        with self.launching():
+            futures = [self._executor.submit(task, chunk) for chunk in chunks]
         try:
             for future in as_completed(futures):
                 yield future.result()

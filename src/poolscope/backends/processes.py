@@ -11,9 +11,15 @@ The function goes to each worker once, as cloudpickle bytes in the pool's initia
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import re
+import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import AbstractContextManager
 from multiprocessing.pool import Pool
 from typing import Any, ClassVar
 
@@ -37,6 +43,44 @@ def default_start_method() -> str:
     ).get_start_method()
 
 
+_MAIN_GUARD = re.compile(r"""^\s*if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
+
+
+def _main_reimport_is_unsafe() -> bool:
+    """Whether spawn workers would re-run the parent's whole script.
+
+    Spawn and forkserver workers re-import the parent's ``__main__`` file. A script without an
+    ``if __name__ == "__main__":`` guard would then rerun its experiment in every worker (plain
+    multiprocessing refuses with "An attempt has been made to start a new process before ...").
+    poolscope ships the function by value, so such workers do not need ``__main__`` at all.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or getattr(getattr(main, "__spec__", None), "name", None):
+        return False  # a notebook, `python -c`, or `python -m pkg` (importable by name)
+    if not os.path.isfile(path):
+        return True  # `python - < script` names its main "<stdin>", which workers cannot run
+    try:
+        with open(path, encoding="utf-8") as f:
+            return not _MAIN_GUARD.search(f.read())
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+@contextlib.contextmanager
+def _unguarded_main_hidden() -> Iterator[None]:
+    """While workers start, hide an unguarded ``__main__`` so they do not re-run it."""
+    if not _main_reimport_is_unsafe():
+        yield
+        return
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")  # no __file__: nothing to re-run
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 class _ProcessMixin:
     start_method: ClassVar[str | None] = None  # None: the platform's default
     fn: Callable[[Any], Any]
@@ -53,6 +97,11 @@ class _ProcessMixin:
 
     def function_payload(self) -> bytes:
         return cloudpickle.dumps(self.fn)
+
+    def launching(self) -> AbstractContextManager[object]:
+        if self.context().get_start_method() == "fork":
+            return contextlib.nullcontext()
+        return _unguarded_main_hidden()
 
 
 @register
@@ -102,8 +151,10 @@ class ProcessPoolBackend(_ProcessMixin, Backend):
     _pool: Pool | None = None
 
     def start(self) -> None:
-        self._pool = self.context().Pool(
-            self.workers, initializer=install_function, initargs=(self.function_payload(),))
+        payload = self.function_payload()
+        with self.launching():  # Pool starts its workers here
+            self._pool = self.context().Pool(
+                self.workers, initializer=install_function, initargs=(payload,))
 
     def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
         assert self._pool is not None, "start() first"
