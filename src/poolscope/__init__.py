@@ -3,13 +3,32 @@
     >>> import poolscope
     >>> r = poolscope.compare(worker, range(100), executors=["thread-pool", "process-pool"])
     >>> r.summary, r.items, r.trials, r.recommendation, r.plot()
+
+Heavy names load on first use: process workers import ``poolscope.probe`` through this package,
+and must not pay for pandas.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._errors import ItemsError, PoolscopeError, TargetError, UsageError
-from .api import compare
-from .result import Result
+
+if TYPE_CHECKING:
+    from .api import compare
+    from .result import Result
 
 __all__ = ["ItemsError", "PoolscopeError", "Result", "TargetError", "UsageError", "compare"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "compare":
+        from .api import compare
+
+        return compare
+    if name == "Result":
+        from .result import Result
+
+        return Result
+    raise AttributeError(f"module 'poolscope' has no attribute {name!r}")
