@@ -121,3 +121,25 @@ def test_unavailable_start_method_says_why(monkeypatch):
     assert "not supported" in REGISTRY["process-fork"].unavailable_reason()
     with pytest.raises(UsageError, match="not available here"):
         get_backend("process-fork")
+
+
+def exit_on_three(x: int) -> int:
+    if x == 3:
+        os._exit(7)
+    return x
+
+
+PROCESS_EXECUTORS = [name for name in AVAILABLE if REGISTRY[name].family == "process"]
+
+
+@pytest.mark.parametrize("name", PROCESS_EXECUTORS)
+def test_a_dead_worker_fails_the_trial_instead_of_hanging(name):
+    t = trial(name, exit_on_three, chunksize=1)
+    assert t.status == "failed"
+    assert len(t.errors) == 1 and t.errors[0]["item"] is None
+    if name == "process-pool":  # multiprocessing.Pool would wait forever without the watchdog
+        assert t.errors[0]["kind"] == "WorkerDiedError"
+        assert "exit code 7" in t.errors[0]["message"] or "replaced" in t.errors[0]["message"]
+        assert 3 not in t.items.item.tolist()
+    else:
+        assert t.errors[0]["kind"] == "BrokenProcessPool"

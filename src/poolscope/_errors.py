@@ -1,14 +1,15 @@
 """poolscope's exceptions.
 
     PoolscopeError                 anything poolscope raises on purpose
-    └── UsageError                 bad input: an unknown target, executor or option (CLI exit 2)
-        ├── TargetError            a workload target that cannot be found or called
-        └── ItemsError             items that cannot be read or parsed
+    ├── UsageError                 bad input: an unknown target, executor or option (CLI exit 2)
+    │   ├── TargetError            a workload target that cannot be found or called
+    │   └── ItemsError             items that cannot be read or parsed
+    └── WorkerDiedError            a worker process ended while its items were running
 """
 
 from __future__ import annotations
 
-__all__ = ["ItemsError", "PoolscopeError", "TargetError", "UsageError"]
+__all__ = ["ItemsError", "PoolscopeError", "TargetError", "UsageError", "WorkerDiedError"]
 
 
 class PoolscopeError(Exception):
@@ -25,3 +26,7 @@ class TargetError(UsageError):
 
 class ItemsError(UsageError):
     """An items source that cannot be read or parsed."""
+
+
+class WorkerDiedError(PoolscopeError):
+    """A worker process exited or was killed while items were running."""

@@ -74,7 +74,8 @@ class ItemColumns:
             item=item,
             start_ns=cat("start_ns", "int64") - t0_ns,
             end_ns=cat("end_ns", "int64") - t0_ns,
-            cpu_ns=cat("cpu_ns", "int64"),
+            cpu_ns=(np.concatenate([np.diff(np.frombuffer(r.cpu_marks_ns, np.int64))
+                                    for r in records]) if records else np.empty(0, np.int64)),
             core=cat("core", "int16"),
             status=cat("status", "int8"),
             pid=np.repeat(np.array([r.pid for r in records], np.int32), lengths),

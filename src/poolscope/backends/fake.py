@@ -75,7 +75,7 @@ def _record(item_index: int, item: ScriptedItem, t0: int) -> ChunkRecord:
     errors = [(item_index, "ScriptedError", item.error)] if item.error else []
     return ChunkRecord(
         first=item_index, start_ns=array("q", [t0 + item.start_ns]),
-        end_ns=array("q", [t0 + item.end_ns]), cpu_ns=array("q", [item.cpu_ns]),
+        end_ns=array("q", [t0 + item.end_ns]), cpu_marks_ns=array("q", [0, item.cpu_ns]),
         core=array("i", [item.core]),
         status=array("b", [STATUS_ERROR if item.error else STATUS_OK]), errors=errors,
         pid=item.pid, tid=item.tid, process_cpu_s=0.0, process_maxrss=0, results=[None])

@@ -15,6 +15,7 @@ import contextlib
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +26,7 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
+from .._errors import WorkerDiedError
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import Backend, register
 from ._futures import FuturesBackend
@@ -141,6 +143,20 @@ class ProcessForkserverBackend(ProcessBackend):
     start_method = "forkserver"
 
 
+WATCHDOG_POLL_S = 0.2
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
 @register
 class ProcessPoolBackend(_ProcessMixin, Backend):
     name = "process-pool"
@@ -149,19 +165,56 @@ class ProcessPoolBackend(_ProcessMixin, Backend):
     in_process = False
 
     _pool: Pool | None = None
+    _finished = False
+
+    _watched: dict[int, Any]
+
+    def _current_workers(self) -> dict[int, Any]:
+        assert self._pool is not None
+        return {p.pid: p for p in list(self._pool._pool)}  # type: ignore[attr-defined]
+
+    def _dead_worker(self) -> str | None:
+        """multiprocessing.Pool replaces a dead worker and waits forever for its task: watch.
+
+        Workers never exit on their own while tasks run (no maxtasksperchild), so a worker that
+        has exited, or a replacement the pool started, means one died.
+        """
+        for pid, process in self._watched.items():
+            if process.exitcode is not None:
+                return f"worker pid {pid} ended ({describe_exit(process.exitcode)})"
+        replacements = set(self._current_workers()) - set(self._watched)
+        if replacements:
+            return f"a worker ended and the pool replaced it with pid {min(replacements)}"
+        return None
 
     def start(self) -> None:
         payload = self.function_payload()
         with self.launching():  # Pool starts its workers here
             self._pool = self.context().Pool(
                 self.workers, initializer=install_function, initargs=(payload,))
+        self._watched = self._current_workers()
 
     def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
         assert self._pool is not None, "start() first"
-        yield from self._pool.imap_unordered(run_installed_chunk, chunks)
+        results = self._pool.imap_unordered(run_installed_chunk, chunks)
+        for _ in range(len(chunks)):
+            while True:
+                try:
+                    record = results.next(timeout=WATCHDOG_POLL_S)
+                    break
+                except multiprocessing.TimeoutError:
+                    dead = self._dead_worker()
+                    if dead:
+                        raise WorkerDiedError(
+                            f"{dead} while running items; its chunk's items are lost") from None
+            yield record
+        self._finished = True
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            if self._finished:
+                self._pool.close()
+            else:  # a dead worker or an interrupt: waiting for the pool would wait forever
+                self._pool.terminate()
             self._pool.join()
             self._pool = None
