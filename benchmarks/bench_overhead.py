@@ -222,8 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         mpr = median(r.pair_ratios)
         checks.append(Check(f"{r.executor}: ratio of medians", f"{rom:.4f}", f"≤ {GOAL}",
                             rom <= GOAL))
-        checks.append(Check(f"{r.executor}: median pair ratio", f"{mpr:.4f}", f"≤ {GOAL}",
-                            mpr <= GOAL))
+        # The goal is on the ratio of medians; the pair ratio, with its interval above, shows
+        # whether this run's noise can resolve a difference that small.
+        checks.append(Check(f"{r.executor}: median pair ratio", f"{mpr:.4f}", "—", None))
         checks.append(Check(f"{r.executor}: outer / bare (reference)", f"{r.outer_ratio:.4f}",
                             "—", None))
         if r.executor == "serial":

@@ -14,7 +14,8 @@ def duration(seconds: float) -> str:
     for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
         if abs(seconds) >= scale or unit == "µs":
             value = seconds / scale
-            return f"{value:.3g} {unit}" if abs(value) < 1000 else f"{value:.0f} {unit}"
+            decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
+            return f"{value:.{decimals}f} {unit}"
     raise AssertionError("unreachable")
 
 

@@ -18,7 +18,9 @@ from .runner import TrialResult
 
 __all__ = ["items_frame", "lane_numbers", "melted_frame", "representative_trials", "trials_frame"]
 
-STATUS_NAMES = np.array(["ok", "error"], dtype=object)
+STATUS_NAMES = ["ok", "error"]
+ITEM_COLUMNS = ["trial", "executor", "workers", "repeat", "item", "start_s", "end_s", "wall_s",
+                "cpu_s", "pid", "tid", "host", "core", "lane", "status", "error"]
 
 
 def lane_numbers(pid: np.ndarray, tid: np.ndarray, start_ns: np.ndarray) -> np.ndarray:
@@ -36,17 +38,22 @@ def lane_numbers(pid: np.ndarray, tid: np.ndarray, start_ns: np.ndarray) -> np.n
 
 def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
     """One row per item per trial; times in seconds since the trial started."""
+    executors = list(dict.fromkeys(t.executor for t in trials))
+    hosts = list(dict.fromkeys(t.host for t in trials))
     parts = []
     for t in trials:
         cols = t.items
         n = len(cols)
-        error = np.full(n, None, dtype=object)
+        error = pd.Series(None, index=range(n), dtype=object)
         for e in t.errors:
             if e["item"] is not None:
-                error[np.searchsorted(cols.item, e["item"])] = f"{e['kind']}: {e['message']}"
+                error.iat[int(np.searchsorted(cols.item, e["item"]))] = (
+                    f"{e['kind']}: {e['message']}")
         parts.append(pd.DataFrame({
             "trial": np.full(n, t.index, np.int32),
-            "executor": np.full(n, t.executor, dtype=object),
+            # Categoricals built from codes: no string object per row.
+            "executor": pd.Categorical.from_codes(
+                np.full(n, executors.index(t.executor), np.int8), categories=executors),
             "workers": np.full(n, t.workers, np.int32),
             "repeat": np.full(n, t.repeat, np.int32),
             "item": cols.item,
@@ -56,20 +63,17 @@ def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
             "cpu_s": cols.cpu_ns / 1e9,
             "pid": cols.pid,
             "tid": cols.tid,
-            "host": np.full(n, t.host, dtype=object),
+            "host": pd.Categorical.from_codes(np.full(n, hosts.index(t.host), np.int8),
+                                              categories=hosts),
             "core": cols.core,
             "lane": lane_numbers(cols.pid, cols.tid, cols.start_ns),
-            "status": STATUS_NAMES[(cols.status == STATUS_ERROR).astype(np.int8)],
+            "status": pd.Categorical.from_codes((cols.status == STATUS_ERROR).astype(np.int8),
+                                                categories=STATUS_NAMES),
             "error": error,
         }))
     if not parts:
-        return pd.DataFrame(columns=["trial", "executor", "workers", "repeat", "item", "start_s",
-                                     "end_s", "wall_s", "cpu_s", "pid", "tid", "host", "core",
-                                     "lane", "status", "error"])
-    frame = pd.concat(parts, ignore_index=True)
-    for name in ("executor", "host", "status"):
-        frame[name] = frame[name].astype("category")
-    return frame
+        return pd.DataFrame(columns=ITEM_COLUMNS)
+    return pd.concat(parts, ignore_index=True)
 
 
 def trials_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:

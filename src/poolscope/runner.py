@@ -69,7 +69,6 @@ class ItemColumns:
         item = (np.concatenate([np.arange(r.first, r.first + n, dtype=np.int64)
                                 for r, n in zip(records, lengths, strict=True)])
                 if records else np.empty(0, np.int64))
-        order = np.argsort(item, kind="stable")
         columns = cls(
             item=item,
             start_ns=cat("start_ns", "int64") - t0_ns,
@@ -81,7 +80,9 @@ class ItemColumns:
             pid=np.repeat(np.array([r.pid for r in records], np.int32), lengths),
             tid=np.repeat(np.array([r.tid for r in records], np.int64), lengths),
         )
-        return columns.take(order)
+        if len(item) > 1 and (np.diff(item) < 0).any():  # chunks arrive in completion order
+            columns = columns.take(np.argsort(item, kind="stable"))
+        return columns
 
     def take(self, order: np.ndarray) -> ItemColumns:
         fields = self.__dataclass_fields__

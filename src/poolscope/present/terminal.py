@@ -87,4 +87,5 @@ def render_result(result: Result) -> Iterator[Any]:
                    f"{e['executor']}: {e['kind']}: {e['message']}{more}", style="red")
     peak = result.summary["peak_rss"].max() if len(result.summary) else 0
     if peak:
-        yield Text(f"peak memory of the largest trial's process tree: {size(peak)}", style="dim")
+        yield Text(f"peak RSS, summed over the processes of the largest trial: {size(peak)}",
+                   style="dim")
