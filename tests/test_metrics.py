@@ -104,3 +104,34 @@ def test_melted_frame_is_the_notebooks_view():
     assert sorted(process["variable"].unique()) == ["job  0", "job  1"]
     # normalised per type: the first item of each type starts at 0, values are finish times
     assert sorted(process["value"]) == pytest.approx([0.1, 0.1, 0.2, 0.2])
+
+
+def test_a_failed_trial_is_kept_out_of_the_metrics_and_the_recommendation():
+    from poolscope.analysis.recommend import recommend
+    from poolscope.backends.fake import ScriptedBackend
+
+    clock = FakeClock()
+    serial = scripted_backend("serial", [ScriptedItem(0, 100 * MS, 100 * MS)] * 2, clock,
+                              family="serial")
+
+    class Broken(ScriptedBackend):
+        name = "broken"
+        script = (ScriptedItem(0, 10 * MS, 10 * MS),)
+
+        def run(self, chunks):
+            yield from super().run(chunks[:1])
+            raise RuntimeError("the pool broke")
+
+    Broken.clock = clock
+    chunks = make_chunks([0, 1], 1)
+    trials = [run_trial(0, serial, abs, 1, chunks, clock=clock),
+              run_trial(1, Broken, abs, 2, chunks, clock=clock)]
+    assert trials[1].status == "failed" and len(trials[1].items) == 1  # what finished is kept
+    assert trials[1].errors == [{"executor": "broken", "item": None, "kind": "RuntimeError",
+                                 "message": "the pool broke"}]
+    frame = trials_frame(trials)
+    summary = summarize(frame, cores=2).set_index("executor")
+    assert summary.loc["broken", "trials"] == 0
+    assert math.isnan(summary.loc["broken", "wall_s"])
+    assert summary.loc["broken", "errors"] == 1 and summary.loc["broken", "failed_trials"] == 1
+    assert recommend(summary.reset_index(), frame, cores=2).executor == "serial"

@@ -23,22 +23,27 @@ SUMMARY_COLUMNS = [
     "executor", "workers", "trials", "wall_s", "wall_ci_lo", "wall_ci_hi", "speedup",
     "efficiency", "cpu_s", "cpu_utilization", "parallelism", "cpu_parallelism",
     "offcpu_fraction", "startup_s", "teardown_s", "throughput", "peak_rss", "items", "errors",
+    "failed_trials",
 ]
 
 
 def summarize(trials: pd.DataFrame, cores: int, baseline: str = "serial") -> pd.DataFrame:
-    """One row per (executor, workers), in the order the executors were first run."""
+    """One row per (executor, workers), in the order the executors were first run.
+
+    Only trials that ran every item count (status ``ok``, or ``partial`` where some items
+    raised): a failed or interrupted trial's wall time is not comparable. An executor with no
+    such trial keeps its row, with undefined (NaN) metrics and its failures counted in ``errors``.
+    """
     rows = []
     for (executor, workers), group in trials.groupby(["executor", "workers"], sort=False):
         usable = group[group["status"].isin(["ok", "partial"])]
-        if usable.empty:
-            usable = group
-        wall = float(usable["wall_s"].median())
+        failed = int(group["status"].eq("failed").sum())
+        wall = float(usable["wall_s"].median()) if len(usable) else np.nan
         ci = median_ci(usable["wall_s"].to_numpy())
         cpu = float(usable["cpu_s"].median())
-        items = int(usable["items"].median())
+        items = int(usable["items"].median()) if len(usable) else 0
         rows.append({
-            "executor": executor, "workers": int(workers), "trials": len(group),
+            "executor": executor, "workers": int(workers), "trials": len(usable),
             "wall_s": wall,
             "wall_ci_lo": ci[0] if ci else np.nan, "wall_ci_hi": ci[1] if ci else np.nan,
             "cpu_s": cpu,
@@ -49,9 +54,10 @@ def summarize(trials: pd.DataFrame, cores: int, baseline: str = "serial") -> pd.
             "startup_s": float(usable["startup_s"].median()),
             "teardown_s": float(usable["teardown_s"].median()),
             "throughput": items / wall if wall > 0 else np.nan,
-            "peak_rss": int(usable["peak_rss"].median()),
+            "peak_rss": int(usable["peak_rss"].median()) if len(usable) else 0,
             "items": items,
-            "errors": int(group["errors"].sum()),
+            "errors": int(group["errors"].sum()) + failed,
+            "failed_trials": failed,
         })
     summary = pd.DataFrame(rows)
     if summary.empty:

@@ -31,7 +31,7 @@ class Recommendation:
 def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
               caveats: list[str] | None = None) -> Recommendation | None:
     """The fastest (executor, workers) by median wall among those whose items all succeeded."""
-    candidates = summary[summary["errors"] == 0]
+    candidates = summary[(summary["errors"] == 0) & summary["wall_s"].notna()]
     if candidates.empty:
         return None
     ranked = candidates.sort_values("wall_s", kind="stable")
