@@ -62,7 +62,7 @@ def worker(p):
 def main():
     r = poolscope.compare(worker, [Point(i) for i in range(10)], executors=[
         "process", "process-fork", "process-spawn", "process-forkserver", "process-pool"],
-        workers=2)
+        workers=2, repeat=1)
     json.dump({"errors": r.errors, "statuses": [t.status for t in r.trial_results],
                "items": len(r.items)}, sys.stdout)
 """

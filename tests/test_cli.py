@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-SMALL = ["--items", "6", "--size", "20000", "--workers", "2", "--quiet"]
+SMALL = ["--items", "6", "--size", "20000", "--workers", "2", "--quiet", "--repeat", "1"]
 
 
 def test_run_prints_a_table_and_recommendation(cli):
@@ -80,7 +80,7 @@ def test_items_from_file_and_file_target(cli, tmp_path):
 def test_failed_items_exit_1_and_are_kept(cli, tmp_path):
     (tmp_path / "flaky.py").write_text(
         "def work(x):\n    if x % 3 == 0:\n        raise KeyError(x)\n    return x\n")
-    result = cli("run", "flaky.py:work", "--items", "9", "--executors", "process",
+    result = cli("run", "flaky.py:work", "--items", "9", "--executors", "process", "-r", "1",
                  "--quiet", "--json", "r.json")
     assert result.returncode == 1
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -99,7 +99,10 @@ def test_failed_items_exit_1_and_are_kept(cli, tmp_path):
     (["run", "cpu", "--workers", "0"], "workers must be a whole number of at least 1"),
     (["run", "cpu", "--workers", "two"], "--workers: 'two' is not a whole number"),
     (["run", "cpu", "--chunksize", "big"], "--chunksize must be a whole number or 'auto'"),
-    (["run", "cpu", "--repeat", "0"], "repeat must be at least 1"),
+    (["run", "cpu", "--repeat", "0"], "repeat must be 'auto' or at least 1, got 0"),
+    (["run", "cpu", "--repeat", "many"], "--repeat must be a whole number or 'auto'"),
+    (["run", "cpu", "--max-time", "0"], "max time must be more than 0 seconds"),
+    (["run", "cpu", "--warmup", "-1"], "warmup must be zero or more"),
     (["run", "cpu", "--items", "0"], "--items must be at least 1"),
     (["run", "cpu", "--items", "x"], "Invalid value for '--items'"),
     (["run", "cpu", "--plot", "out.gif"], "--plot: use a .png, .svg or .pdf"),

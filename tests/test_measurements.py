@@ -29,7 +29,7 @@ def cpu_result():
     # About 2 s of serial work, so spawn's ~0.2 s start-up cannot hide a real speedup.
     workload = resolve_workload("cpu", 80, size=1_000_000)
     return run_workload(workload, executors=[*THREAD_EXECUTORS, *PROCESS_EXECUTORS],
-                        workers=2)
+                        workers=2, repeat=1)
 
 
 @needs_two_cores
@@ -56,7 +56,7 @@ def test_cpu_bound_loop_is_classified_and_processes_recommended(cpu_result):
 @pytest.mark.parametrize("name", THREAD_EXECUTORS)
 def test_threads_overlap_on_io(name):
     result = run_workload(resolve_workload("io", 20, size=50), executors=[name], workers=2,
-                          baseline=False)
+                          repeat=1, baseline=False)
     row = result.summary.iloc[0]
     assert row.parallelism > 1.6
     assert row.offcpu_fraction > 0.8  # sleeping is off the CPU
@@ -93,7 +93,7 @@ def test_forkserver_workers_cpu_is_counted():
 @pytest.mark.parametrize("name", ["serial", "thread", "process-fork"])
 def test_sleep_timestamps_match_the_sleep(name):
     result = run_workload(resolve_workload("io", 6, size=100), executors=[name], workers=2,
-                          chunksize=1, baseline=False)
+                          chunksize=1, repeat=1, baseline=False)
     items = result.items
     assert items["wall_s"].min() >= 0.099
     assert items["wall_s"].max() < 0.100 + 0.05
@@ -105,6 +105,6 @@ def test_sleep_timestamps_match_the_sleep(name):
 
 def test_threads_use_more_than_one_core_but_serialise_on_the_gil():
     result = run_workload(resolve_workload("cpu", 40, size=300_000), executors=["thread"],
-                          workers=2, baseline=False)
+                          workers=2, repeat=1, baseline=False)
     assert result.items["pid"].nunique() == 1
     assert result.items["tid"].nunique() == 2

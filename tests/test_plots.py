@@ -19,7 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def result():
     workload = resolve_workload("cpu", 8, size=100_000)
-    return run_workload(workload, executors="serial,thread", workers=2)
+    return run_workload(workload, executors="serial,thread", workers=2, repeat=1)
 
 
 def grid_rows(fig: Figure) -> dict[int, list]:
@@ -74,7 +74,7 @@ def test_shares_one_time_axis(result):
 
 
 def test_many_items_are_merged_under_the_cap(tmp_path: Path):
-    many = run_workload(resolve_workload("tiny", MAX_BARS + 10_000), executors="serial")
+    many = run_workload(resolve_workload("tiny", MAX_BARS + 10_000), executors="serial", repeat=1)
     fig = plot_run(many, tmp_path / "many.png")
     ((_scatter, timeline),) = grid_rows(fig).values()
     assert 0 < bars_drawn(timeline) <= MAX_BARS

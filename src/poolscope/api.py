@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ._errors import UsageError
+from .backends import get_backend
 from .environment import collect_environment, usable_cores
 from .result import Result, new_run_id, transfer_sample
-from .runner import Chunksize, Plan, run_plan
+from .runner import Chunksize, Plan, Repeat, TrialResult, run_plan
 from .workloads import Workload
 
 __all__ = ["DEFAULT_EXECUTORS", "compare", "run_workload"]
@@ -19,8 +21,9 @@ DEFAULT_EXECUTORS = ("thread", "process")
 
 def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             executors: Sequence[str] | str = DEFAULT_EXECUTORS,
-            workers: int | Sequence[int] | None = None, repeat: int = 1,
-            chunksize: Chunksize = "auto", baseline: bool = True,
+            workers: int | Sequence[int] | None = None, repeat: Repeat = "auto",
+            chunksize: Chunksize | Sequence[Chunksize] = "auto", baseline: bool = True,
+            warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
             progress: bool = False) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
@@ -35,7 +38,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     target = f"{getattr(fn, '__module__', None) or '?'}:{name}"
     workload = Workload(fn=fn, items=item_list, target=target)
     return run_workload(workload, executors=executors, workers=workers, repeat=repeat,
-                        chunksize=chunksize, baseline=baseline, progress=progress)
+                        chunksize=chunksize, baseline=baseline, warmup=warmup,
+                        max_time=max_time, reuse_pool=reuse_pool, progress=progress)
 
 
 def _as_names(executors: Sequence[str] | str) -> tuple[str, ...]:
@@ -58,38 +62,99 @@ def _as_workers(workers: int | Sequence[int] | None) -> tuple[int, ...]:
     return values
 
 
+IO_WORKER_GAIN = 1.10  # more workers must cut the wall time by 10% to count as paying off
+MAX_IO_WORKERS = 256
+
+
 def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT_EXECUTORS,
-                 workers: int | Sequence[int] | None = None, repeat: int = 1,
-                 chunksize: Chunksize = "auto", baseline: bool = True,
-                 progress: bool = False, console: Any = None) -> Result:
-    """Plan and run the trials of one workload; the shared core of the API and the CLI."""
+                 workers: int | Sequence[int] | None = None, repeat: Repeat = "auto",
+                 chunksize: Chunksize | Sequence[Chunksize] = "auto", baseline: bool = True,
+                 warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
+                 explore_io: bool = True, progress: bool = False,
+                 console: Any = None) -> Result:
+    """Plan and run the trials of one workload; the shared core of the API and the CLI.
+
+    With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
+    trials with 2×, 4×, … the cores' worker count, while doubling still pays off.
+    """
     names = _as_names(executors)
     if baseline and "serial" not in names:
         names = ("serial", *names)
-    plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat,
-                chunksize=chunksize)
+    sizes = tuple(chunksize) if isinstance(chunksize, list | tuple) else chunksize
+    plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat, chunksize=sizes,
+                warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool)
     items = list(workload.items)
     if not items:
         raise UsageError("there are no items to run")
     workload = Workload(fn=workload.fn, items=items, target=workload.target, size=workload.size)
     environment = collect_environment()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    if progress:
-        from .present.progress import TrialProgress
+    options: dict[str, Any] = {
+        "executors": list(names), "workers": list(plan.workers), "repeat": repeat,
+        "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
+        "reuse_pool": reuse_pool, "size": workload.size, "caveats": _caveats(workload, names),
+        "findings": []}
+    with contextlib.ExitStack() as stack:
+        hooks: dict[str, Any] = {}
+        if progress:
+            from .present.progress import TrialProgress
 
-        with TrialProgress(plan, len(items), console=console) as bar:
-            trials, interrupted = run_plan(workload, plan, on_chunk=bar.on_chunk,
-                                           on_trial_start=bar.on_trial_start)
-    else:
-        trials, interrupted = run_plan(workload, plan)
-    sample = next((t.result_sample for t in trials if t.result_sample), [])
-    options = {"executors": list(names), "workers": list(plan.workers), "repeat": repeat,
-               "chunksize": chunksize, "size": workload.size,
-               "caveats": _caveats(workload, names)}
-    return Result(run_id=new_run_id(), target=workload.target, n_items=len(items),
-                  trial_results=trials, environment=environment, options=options,
-                  interrupted=interrupted, transfer_bytes=transfer_sample(items, sample),
-                  started_at=started_at)
+            bar = stack.enter_context(TrialProgress(plan, len(items), console=console))
+            hooks = {"on_chunk": bar.on_chunk, "on_trial_start": bar.on_trial_start}
+        trials, interrupted = run_plan(workload, plan, **hooks)
+
+        def result() -> Result:
+            sample = next((t.result_sample for t in trials if t.result_sample), [])
+            return Result(run_id=run_id, target=workload.target, n_items=len(items),
+                          trial_results=trials, environment=environment, options=options,
+                          interrupted=interrupted, transfer_bytes=transfer_sample(items, sample),
+                          started_at=started_at)
+
+        run_id = new_run_id()
+        first = result()
+        if explore_io and workers is None and not interrupted and \
+                first.classification == "io-bound":
+            interrupted = _explore_io_workers(workload, plan, first, trials, options, hooks)
+    return result()
+
+
+def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
+                        trials: list[TrialResult], options: dict[str, Any],
+                        hooks: dict[str, Any]) -> bool:
+    """Threads waiting on I/O are cheap: double their number while the wall time drops."""
+    threads = [n for n in plan.executors if get_backend(n).family == "thread"] or ["thread"]
+    name = threads[0]
+    summary = first.summary
+    row = summary[(summary["executor"] == name) & (summary["workers"] == plan.workers[0])]
+    best = float(row["wall_s"].iloc[0]) if len(row) else float("inf")
+    best_workers = plan.workers[0]
+    tried = []
+    count = plan.workers[0] * 2
+    while count <= min(len(workload.items), MAX_IO_WORKERS):
+        extra = Plan(executors=(name,), workers=(count,), repeat=plan.repeat,
+                     chunksize=plan.chunksize, warmup=plan.warmup, max_time_s=plan.max_time_s,
+                     reuse_pool=plan.reuse_pool)
+        more, interrupted = run_plan(workload, extra, **hooks)
+        for trial in more:
+            trial.index = len(trials)
+            trials.append(trial)
+        walls = sorted(t.wall_s for t in more if t.status in ("ok", "partial"))
+        if interrupted or not walls:
+            return interrupted
+        wall = walls[(len(walls) - 1) // 2]
+        tried.append(count)
+        if wall * IO_WORKER_GAIN > best:
+            break
+        best, best_workers = wall, count
+        count *= 2
+    options["io_workers_tried"] = tried
+    options["findings"].append(
+        f"io-bound: tried {name} with {', '.join(map(str, tried))} workers beyond the "
+        f"{plan.workers[0]} cores; more workers paid off up to {best_workers}"
+        if best_workers > plan.workers[0] else
+        f"io-bound: tried {name} with {', '.join(map(str, tried))} workers; none beat "
+        f"{plan.workers[0]} by {IO_WORKER_GAIN - 1:.0%}")
+    return False
 
 
 def _caveats(workload: Workload, names: Sequence[str]) -> list[str]:

@@ -34,9 +34,17 @@ ExecutorsOpt = Annotated[str, typer.Option(
     "--executors", "-e", help="Comma-separated executors (see `poolscope executors`).")]
 WorkersOpt = Annotated[str | None, typer.Option(
     "--workers", "-w", help="Workers per pool: N or a list like 1,2,4 [default: usable cores].")]
-RepeatOpt = Annotated[int, typer.Option("--repeat", "-r", help="Trials per executor.")]
+RepeatOpt = Annotated[str, typer.Option(
+    "--repeat", "-r", help="Trials per executor, or 'auto': at least 5 trials and 2 s each, "
+                           "capped by --max-time.")]
+WarmupOpt = Annotated[int, typer.Option(
+    "--warmup", help="Untimed trials per executor before the timed ones.")]
+MaxTimeOpt = Annotated[float, typer.Option(
+    "--max-time", help="With --repeat auto, stop adding trials after this many seconds.")]
+ReusePoolOpt = Annotated[bool, typer.Option(
+    "--reuse-pool", help="Keep each pool across its trials (start-up is then paid once).")]
 ChunksizeOpt = Annotated[str, typer.Option(
-    "--chunksize", help="Items per task: N or 'auto' (about four chunks per worker).")]
+    "--chunksize", help="Items per task: N, 'auto' (about four chunks per worker), or a list.")]
 JsonOpt = Annotated[str | None, typer.Option(
     "--json", help="Write the result as JSON (schema poolscope/1); '-' for stdout.")]
 CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Write one row per item as CSV.")]
@@ -57,13 +65,28 @@ def _parse_workers(text: str | None) -> list[int] | None:
     return values
 
 
-def _parse_chunksize(text: str) -> int | str:
+def _parse_chunksize(text: str) -> list[int | str]:
+    sizes: list[int | str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "auto":
+            sizes.append("auto")
+            continue
+        try:
+            sizes.append(int(part))
+        except ValueError:
+            raise UsageError(
+                f"--chunksize must be a whole number or 'auto', got {part!r}") from None
+    return sizes
+
+
+def _parse_repeat(text: str) -> int | str:
     if text == "auto":
         return "auto"
     try:
         return int(text)
     except ValueError:
-        raise UsageError(f"--chunksize must be a whole number or 'auto', got {text!r}") from None
+        raise UsageError(f"--repeat must be a whole number or 'auto', got {text!r}") from None
 
 
 def _check_output(path: Path | str | None, option: str) -> None:
@@ -123,7 +146,10 @@ def run(
         "--size", help="The built-in workload's size knob (see `poolscope workloads`).")] = None,
     executors: ExecutorsOpt = "thread,process",
     workers: WorkersOpt = None,
-    repeat: RepeatOpt = 1,
+    repeat: RepeatOpt = "auto",
+    warmup: WarmupOpt = 0,
+    max_time: MaxTimeOpt = 60.0,
+    reuse_pool: ReusePoolOpt = False,
     chunksize: ChunksizeOpt = "auto",
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Do not add a serial trial (speedups are then unknown).")] = False,
@@ -147,7 +173,8 @@ def run(
     workload = resolve_workload(target, source, size)
     console = _consoles(json_path)
     result = run_workload(workload, executors=executors, workers=_parse_workers(workers),
-                          repeat=repeat, chunksize=_parse_chunksize(chunksize),
+                          repeat=_parse_repeat(repeat), chunksize=_parse_chunksize(chunksize),
+                          warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                           baseline=not no_baseline, progress=_show_progress(quiet),
                           console=Console(stderr=True))
     console.print(result)
@@ -171,6 +198,7 @@ def demo(
     size: Annotated[int, typer.Option("--size", help="Loop iterations per item.")] = 1_000_000,
     plot: Annotated[Path, typer.Option(
         "--plot", help="Where to write the picture.")] = Path("poolscope-demo.png"),
+    repeat: RepeatOpt = "auto",
     json_path: JsonOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -191,7 +219,8 @@ def demo(
                   "multiprocessing.pool.ThreadPool, then multiprocessing.Pool.")
     workload = resolve_workload("cpu", items_per_job * jobs, size)
     result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
-                          progress=_show_progress(quiet), console=Console(stderr=True))
+                          repeat=_parse_repeat(repeat), progress=_show_progress(quiet),
+                          console=Console(stderr=True))
     console.print(result)
     console.print()
     for line in observations(result, "thread-pool", "process-pool"):

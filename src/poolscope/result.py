@@ -20,7 +20,8 @@ import pandas as pd
 
 from . import frames
 from .analysis.classify import Classification, classify
-from .analysis.metrics import summarize
+from .analysis.metrics import outlier_flags, summarize
+from .analysis.noise import noise_warnings
 from .analysis.recommend import Recommendation, recommend
 from .backends import REGISTRY
 from .runner import TrialResult
@@ -57,8 +58,10 @@ class Result:
 
     @functools.cached_property
     def trials(self) -> pd.DataFrame:
-        """One row per trial: wall, tree CPU, start-up, teardown, peak RSS, status."""
-        return frames.trials_frame(self.trial_results)
+        """One row per trial: wall, tree CPU, start-up, teardown, peak RSS, status, outlier."""
+        trials = frames.trials_frame(self.trial_results)
+        trials["outlier"] = outlier_flags(trials).to_numpy(dtype=bool)
+        return trials
 
     @functools.cached_property
     def summary(self) -> pd.DataFrame:
@@ -89,8 +92,15 @@ class Result:
 
     @functools.cached_property
     def recommendation(self) -> Recommendation | None:
-        return recommend(self.summary, self.trials, self.cores,
-                         caveats=self.options.get("caveats", []))
+        families = {name: cls.family for name, cls in REGISTRY.items()}
+        return recommend(self.summary, self.trials, self.cores, families,
+                         caveats=self.options.get("caveats", []),
+                         findings=self.options.get("findings", []))
+
+    @functools.cached_property
+    def warnings(self) -> list[str]:
+        """Noisy measurements, each with its likely cause."""
+        return noise_warnings(self.summary, self.environment)
 
     @property
     def errors(self) -> list[dict[str, Any]]:
@@ -108,9 +118,14 @@ class Result:
         """The machine-readable result, schema ``poolscope/1``."""
         summary = [
             {
-                "executor": row.executor, "workers": int(row.workers), "trials": int(row.trials),
+                "executor": row.executor, "workers": int(row.workers),
+                "chunksize": int(row.chunksize), "trials": int(row.trials),
                 "wall_s": _num(row.wall_s), "wall_ci": [_num(row.wall_ci_lo), _num(row.wall_ci_hi)],
-                "speedup": _num(row.speedup), "efficiency": _num(row.efficiency),
+                "speedup": _num(row.speedup),
+                "speedup_ci": [_num(row.speedup_ci_lo), _num(row.speedup_ci_hi)],
+                "efficiency": _num(row.efficiency),
+                "efficiency_ci": [_num(row.efficiency_ci_lo), _num(row.efficiency_ci_hi)],
+                "outliers": int(row.outliers), "failed_trials": int(row.failed_trials),
                 "cpu_s": _num(row.cpu_s), "cpu_utilization": _num(row.cpu_utilization),
                 "parallelism": _num(row.parallelism),
                 "cpu_parallelism": _num(row.cpu_parallelism),
@@ -132,9 +147,11 @@ class Result:
             "classification": self.classification,
             "recommendation": rec.to_json() if rec else None,
             "errors": self.errors,
+            "warnings": self.warnings,
             "started_at": self.started_at,
             "interrupted": self.interrupted,
-            "options": {k: v for k, v in self.options.items() if k != "caveats"},
+            "options": {k: v for k, v in self.options.items()
+                        if k not in ("caveats", "findings")},
         }
 
     def write_json(self, path: str | Path) -> None:

@@ -121,14 +121,40 @@ class TrialResult:
         return int((self.items.status == 0).sum())
 
 
+Repeat = int | Literal["auto"]
+
+# --repeat auto: every configuration gets at least MIN_TRIALS trials and MIN_TIME_S of trials
+# (a stable median), at most MAX_TRIALS, and the run stops adding rounds after max_time_s.
+MIN_TRIALS = 5
+MIN_TIME_S = 2.0
+MAX_TRIALS = 50
+
+
+@dataclass(frozen=True)
+class Config:
+    """One thing to measure: an executor with a worker count and a chunksize rule."""
+
+    executor: str
+    workers: int
+    chunksize: Chunksize = "auto"
+
+
 @dataclass(frozen=True)
 class Plan:
-    """What to run: every executor at every worker count, ``repeat`` times, interleaved."""
+    """What to run: every executor × worker count × chunksize, interleaved (A B C A B C …).
+
+    ``repeat`` is a trial count per configuration or ``"auto"`` (see MIN_TRIALS, MIN_TIME_S,
+    MAX_TRIALS, capped by ``max_time_s``); ``warmup`` untimed trials per configuration run first
+    and are discarded. Each trial gets a fresh pool unless ``reuse_pool``.
+    """
 
     executors: tuple[str, ...]
     workers: tuple[int, ...]
-    repeat: int = 1
-    chunksize: Chunksize = "auto"
+    repeat: Repeat = 1
+    chunksize: Chunksize | tuple[Chunksize, ...] = "auto"
+    warmup: int = 0
+    max_time_s: float = 60.0
+    reuse_pool: bool = False
 
     def __post_init__(self) -> None:
         if not self.executors:
@@ -137,58 +163,124 @@ class Plan:
             get_backend(name)  # raises a UsageError for unknown or unavailable executors
         if len(set(self.executors)) != len(self.executors):
             raise UsageError("an executor is listed twice")
+        if not self.workers:
+            raise UsageError("give at least one worker count")
         for w in self.workers:
             if not isinstance(w, int) or isinstance(w, bool) or w < 1:
                 raise UsageError(f"workers must be a whole number of at least 1, got {w!r}")
             if w > 1024:
                 raise UsageError(f"workers must be at most 1024, got {w}")
-        if not isinstance(self.repeat, int) or self.repeat < 1:
-            raise UsageError(f"repeat must be at least 1, got {self.repeat!r}")
-        if self.chunksize != "auto" and (not isinstance(self.chunksize, int)
-                                         or self.chunksize < 1):
-            raise UsageError(f"chunksize must be 'auto' or at least 1, got {self.chunksize!r}")
+        if self.repeat != "auto" and (not isinstance(self.repeat, int)
+                                      or isinstance(self.repeat, bool) or self.repeat < 1):
+            raise UsageError(f"repeat must be 'auto' or at least 1, got {self.repeat!r}")
+        for size in self.chunksizes:
+            if size != "auto" and (not isinstance(size, int) or isinstance(size, bool)
+                                   or size < 1):
+                raise UsageError(f"chunksize must be 'auto' or at least 1, got {size!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise UsageError(f"warmup must be zero or more, got {self.warmup!r}")
+        if not self.max_time_s > 0:
+            raise UsageError(f"max time must be more than 0 seconds, got {self.max_time_s!r}")
 
-    def configurations(self) -> list[tuple[str, int]]:
-        """(executor, workers) pairs; serial runs once whatever the worker counts."""
-        pairs: list[tuple[str, int]] = []
+    @property
+    def chunksizes(self) -> tuple[Chunksize, ...]:
+        return self.chunksize if isinstance(self.chunksize, tuple) else (self.chunksize,)
+
+    def configurations(self) -> list[Config]:
+        """Every configuration once; serial runs once whatever the worker counts and chunks."""
+        configs: dict[Config, None] = {}
         for name in self.executors:
             cls = get_backend(name)
-            for w in dict.fromkeys(cls.effective_workers(w) for w in self.workers):
-                pairs.append((name, w))
-        return pairs
+            for w in self.workers:
+                for size in (("auto",) if cls.family == "serial" else self.chunksizes):
+                    configs[Config(name, cls.effective_workers(w), size)] = None
+        return list(configs)
 
-    def trials(self) -> list[tuple[int, str, int]]:
-        """(repeat, executor, workers), interleaved so drift hits every executor alike."""
-        return [(r, name, w) for r in range(self.repeat) for name, w in self.configurations()]
+    def trials(self) -> list[tuple[int, Config]]:
+        """(repeat, config) for a fixed repeat count, interleaved; auto repeats grow rounds."""
+        rounds = MIN_TRIALS if self.repeat == "auto" else self.repeat
+        return [(r, c) for r in range(rounds) for c in self.configurations()]
 
-    def chunksize_for(self, n_items: int, workers: int) -> int:
-        return auto_chunksize(n_items, workers) if self.chunksize == "auto" else self.chunksize
+    def chunksize_for(self, n_items: int, workers: int, size: Chunksize = "auto") -> int:
+        return auto_chunksize(n_items, workers) if size == "auto" else size
 
 
 ChunkCallback = Callable[[int, ChunkRecord], None]
+
+
+@dataclass
+class _Tally:
+    trials: int = 0
+    seconds: float = 0.0
 
 
 def run_plan(workload: Workload, plan: Plan, *,
              on_chunk: ChunkCallback | None = None,
              on_trial_start: Callable[[int, str, int, int], None] | None = None,
              on_trial_end: Callable[[TrialResult], None] | None = None,
+             clock: Callable[[], float] = time.monotonic,
              ) -> tuple[list[TrialResult], bool]:
-    """Run every trial of the plan. Returns the trials and whether the run was interrupted."""
+    """Run the plan's trials in interleaved rounds; returns the trials and whether interrupted.
+
+    Warm-up rounds come first and are discarded. With ``repeat="auto"`` rounds continue, for
+    the configurations that still need them, until each has MIN_TRIALS trials and MIN_TIME_S
+    of trials, or MAX_TRIALS, or the run has taken ``max_time_s``.
+    """
     items = list(workload.items) if not isinstance(workload.items, list) else workload.items
     if not items:
         raise UsageError("there are no items to run")
+    configs = plan.configurations()
+    chunks = {c: make_chunks(items, plan.chunksize_for(len(items), c.workers, c.chunksize))
+              for c in configs}
+    pools: dict[Config, Backend] = {}
+    tally = {c: _Tally() for c in configs}
     results: list[TrialResult] = []
-    for index, (repeat, name, workers) in enumerate(plan.trials()):
-        chunks = make_chunks(items, plan.chunksize_for(len(items), workers))
-        if on_trial_start:
-            on_trial_start(index, name, workers, len(items))
-        trial = run_trial(index, get_backend(name), workload.fn, workers, chunks, repeat,
-                          on_chunk=on_chunk)
-        results.append(trial)
-        if on_trial_end:
-            on_trial_end(trial)
-        if trial.status == "interrupted":
-            return results, True
+    began = clock()
+
+    def needs_more(c: Config) -> bool:
+        t = tally[c]
+        if plan.repeat != "auto":
+            return t.trials < plan.repeat
+        if t.trials >= MAX_TRIALS or (t.trials >= 1 and clock() - began > plan.max_time_s):
+            return False
+        return t.trials < MIN_TRIALS or t.seconds < MIN_TIME_S
+
+    def one(c: Config, index: int, repeat: int) -> TrialResult:
+        backend = pools.get(c)
+        if plan.reuse_pool and backend is None:
+            backend = pools[c] = get_backend(c.executor)(workload.fn, c.workers)
+            backend.start()
+        trial = run_trial(index, get_backend(c.executor), workload.fn, c.workers, chunks[c],
+                          repeat, on_chunk=on_chunk, backend=backend)
+        if trial.status in ("failed", "interrupted") and c in pools:  # run_trial closed it
+            del pools[c]
+        return trial
+
+    try:
+        for _ in range(plan.warmup):
+            for c in configs:
+                if one(c, -1, -1).status == "interrupted":
+                    return results, True
+        repeat = 0
+        while active := [c for c in configs if needs_more(c)]:
+            for c in active:
+                index = len(results)
+                if on_trial_start:
+                    on_trial_start(index, c.executor, c.workers, len(items))
+                trial = one(c, index, repeat)
+                tally[c].trials += 1
+                tally[c].seconds += trial.wall_s
+                results.append(trial)
+                if on_trial_end:
+                    on_trial_end(trial)
+                if trial.status == "interrupted":
+                    return results, True
+            repeat += 1
+    except KeyboardInterrupt:  # between trials: everything finished is already in results
+        return results, True
+    finally:
+        for backend in pools.values():
+            backend.close()
     return results, False
 
 
@@ -226,11 +318,13 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
               chunks: Sequence[Chunk], repeat: int = 0, *,
               on_chunk: ChunkCallback | None = None,
               clock: Callable[[], int] = time.perf_counter_ns,
-              tree_usage: Callable[[], tuple[float, float]] | None = None) -> TrialResult:
+              tree_usage: Callable[[], tuple[float, float]] | None = None,
+              backend: Backend | None = None) -> TrialResult:
     """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data.
 
-    ``clock`` and ``tree_usage`` (CPU seconds of this process and of its reaped children) are
-    replaceable so tests can script a trial and check the arithmetic exactly.
+    ``backend``, when given, is a pool already started and kept across trials (``reuse_pool``):
+    the trial neither starts nor closes it. ``clock`` and ``tree_usage`` (CPU seconds of this
+    process and of its reaped children) are replaceable so tests can script a trial exactly.
     """
     usage = tree_usage or _tree_usage
     records: list[ChunkRecord] = []
@@ -239,11 +333,14 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     status = "ok"
     reset_worked = _reset_peak_rss()
     own_cpu0, children_cpu0 = usage()
-    backend = backend_cls(fn, workers)
+    reused = backend is not None
+    if backend is None:
+        backend = backend_cls(fn, workers)
     t0 = clock()
     t_last = t0
     try:
-        backend.start()
+        if not reused:
+            backend.start()
         for record in backend.run(chunks):
             t_last = clock()
             if not result_sample:
@@ -260,7 +357,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     finally:
         t_close = clock()
         try:
-            backend.close()
+            if not reused or status in ("failed", "interrupted"):
+                backend.close()
         except Exception as exc:
             status = "failed"
             errors.append({"executor": backend_cls.name, "item": None,
@@ -270,7 +368,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         t_last = t_close
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
-    worker_cpu, worker_rss = _worker_usage(records, backend_cls)
+    worker_cpu, worker_rss = _worker_usage(records, backend_cls, backend.cpu_reported)
     cpu_s = (own_cpu1 - own_cpu0) + max(children_cpu1 - children_cpu0, worker_cpu)
     for record in records:
         for item, kind, message in record.errors:
@@ -293,8 +391,14 @@ def _without_results(record: ChunkRecord) -> ChunkRecord:
     return record._replace(results=[])
 
 
-def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend]) -> tuple[float, int]:
-    """CPU and peak RSS reported by worker processes (latest report per pid)."""
+def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend],
+                  reported: dict[int, float]) -> tuple[float, int]:
+    """CPU used in this trial and peak RSS, as reported by worker processes.
+
+    Workers report their process's CPU so far with each chunk; ``reported`` (kept by the
+    backend) holds each pid's reading at the end of earlier trials, so a reused pool's CPU is
+    counted once.
+    """
     if backend_cls.in_process:
         return 0.0, 0
     cpu: dict[int, float] = {}
@@ -302,4 +406,6 @@ def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend]) ->
     for r in records:
         cpu[r.pid] = max(cpu.get(r.pid, 0.0), r.process_cpu_s)
         rss[r.pid] = max(rss.get(r.pid, 0), r.process_maxrss)
-    return math.fsum(cpu.values()), sum(rss.values())
+    used = math.fsum(total - reported.get(pid, 0.0) for pid, total in cpu.items())
+    reported.update(cpu)
+    return used, sum(rss.values())

@@ -1,8 +1,9 @@
 """The design's summary metrics per executor and worker count, over trials.
 
 - wall: median trial wall time, with a 95% bootstrap interval of the median
-- speedup: serial's median wall / this median wall
-- efficiency: speedup / min(workers, cores)
+- speedup: serial's median wall / this median wall, with a bootstrap interval of that ratio
+- efficiency: speedup / min(workers, cores), interval likewise
+- outliers: trials whose modified Z-score of wall time exceeds 3.5 (flagged, still counted)
 - CPU utilisation: tree CPU / (wall × cores)
 - parallelism: Σ item wall / trial wall (how many items were in progress at once, on average)
 - CPU parallelism: Σ item CPU / trial wall (how many were computing at once: the GIL shows here)
@@ -15,35 +16,40 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .stats import median_ci
+from .stats import OUTLIER_Z, median_ci, modified_z, ratio_ci
 
-__all__ = ["SUMMARY_COLUMNS", "summarize"]
+__all__ = ["SUMMARY_COLUMNS", "outlier_flags", "summarize"]
 
 SUMMARY_COLUMNS = [
-    "executor", "workers", "trials", "wall_s", "wall_ci_lo", "wall_ci_hi", "speedup",
-    "efficiency", "cpu_s", "cpu_utilization", "parallelism", "cpu_parallelism",
+    "executor", "workers", "chunksize", "trials", "wall_s", "wall_ci_lo", "wall_ci_hi", "speedup",
+    "speedup_ci_lo", "speedup_ci_hi", "efficiency", "efficiency_ci_lo", "efficiency_ci_hi",
+    "outliers", "cpu_s", "cpu_utilization", "parallelism", "cpu_parallelism",
     "offcpu_fraction", "startup_s", "teardown_s", "throughput", "peak_rss", "items", "errors",
     "failed_trials",
 ]
 
 
 def summarize(trials: pd.DataFrame, cores: int, baseline: str = "serial") -> pd.DataFrame:
-    """One row per (executor, workers), in the order the executors were first run.
+    """One row per (executor, workers, chunksize), in the order they were first run.
 
     Only trials that ran every item count (status ``ok``, or ``partial`` where some items
     raised): a failed or interrupted trial's wall time is not comparable. An executor with no
     such trial keeps its row, with undefined (NaN) metrics and its failures counted in ``errors``.
     """
     rows = []
-    for (executor, workers), group in trials.groupby(["executor", "workers"], sort=False):
+    walls: list[np.ndarray] = []
+    for (executor, workers, chunksize), group in trials.groupby(
+            ["executor", "workers", "chunksize"], sort=False):
         usable = group[group["status"].isin(["ok", "partial"])]
         failed = int(group["status"].eq("failed").sum())
         wall = float(usable["wall_s"].median()) if len(usable) else np.nan
+        walls.append(usable["wall_s"].to_numpy())
         ci = median_ci(usable["wall_s"].to_numpy())
         cpu = float(usable["cpu_s"].median())
         items = int(usable["items"].median()) if len(usable) else 0
         rows.append({
-            "executor": executor, "workers": int(workers), "trials": len(usable),
+            "executor": executor, "workers": int(workers), "chunksize": int(chunksize),
+            "trials": len(usable),
             "wall_s": wall,
             "wall_ci_lo": ci[0] if ci else np.nan, "wall_ci_hi": ci[1] if ci else np.nan,
             "cpu_s": cpu,
@@ -58,12 +64,29 @@ def summarize(trials: pd.DataFrame, cores: int, baseline: str = "serial") -> pd.
             "items": items,
             "errors": int(group["errors"].sum()) + failed,
             "failed_trials": failed,
+            "outliers": int((np.abs(modified_z(walls[-1])) > OUTLIER_Z).sum()),
         })
     summary = pd.DataFrame(rows)
     if summary.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    base = summary.loc[summary["executor"] == baseline, "wall_s"]
-    base_wall = float(base.iloc[0]) if len(base) else np.nan
+    is_base = (summary["executor"] == baseline).to_numpy()
+    base_wall = float(summary.loc[is_base, "wall_s"].iloc[0]) if is_base.any() else np.nan
+    base_walls = walls[int(np.argmax(is_base))] if is_base.any() else np.empty(0)
     summary["speedup"] = base_wall / summary["wall_s"]
-    summary["efficiency"] = summary["speedup"] / np.minimum(summary["workers"], cores)
+    scale = np.minimum(summary["workers"], cores)
+    summary["efficiency"] = summary["speedup"] / scale
+    cis = [ratio_ci(base_walls, w) for w in walls]
+    summary["speedup_ci_lo"] = [ci[0] if ci else np.nan for ci in cis]
+    summary["speedup_ci_hi"] = [ci[1] if ci else np.nan for ci in cis]
+    summary["efficiency_ci_lo"] = summary["speedup_ci_lo"] / scale
+    summary["efficiency_ci_hi"] = summary["speedup_ci_hi"] / scale
     return summary[SUMMARY_COLUMNS]
+
+
+def outlier_flags(trials: pd.DataFrame) -> pd.Series:
+    """True for a trial whose wall time is an outlier within its configuration."""
+    if trials.empty:
+        return pd.Series([], dtype=bool)
+    z = trials.groupby(["executor", "workers", "chunksize"], sort=False)["wall_s"].transform(
+        lambda walls: modified_z(walls.to_numpy()))
+    return z.abs() > OUTLIER_Z

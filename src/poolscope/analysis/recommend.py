@@ -1,4 +1,12 @@
-"""A first recommendation: the executor that measured fastest, with its reasons in numbers."""
+"""The recommendation: which executor, how many workers, what chunksize — and why, in numbers.
+
+1. Candidates: configurations whose trials all ran every item without an error.
+2. The fastest by median wall time.
+3. Configurations not measurably slower than the fastest (the 95% interval of the ratio of
+   medians includes 1; with a single trial each, within CLOSE_CALL) tie with it.
+4. Among those, the simplest wins: serial, then threads, then processes; then fewer workers.
+   A difference that is not statistically real is no reason to pay for processes.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +16,12 @@ import numpy as np
 import pandas as pd
 
 from .._format import duration
+from .stats import Comparison, compare_samples
 
-__all__ = ["Recommendation", "recommend"]
+__all__ = ["Recommendation", "config_label", "recommend"]
 
-CLOSE_CALL = 0.05  # runner-up within 5%: with few trials that may be noise
+CLOSE_CALL = 0.05
+FAMILY_COST = {"serial": 0, "thread": 1, "process": 2}
 
 
 @dataclass(frozen=True)
@@ -21,54 +31,102 @@ class Recommendation:
     chunksize: int | None
     reasons: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {"executor": self.executor, "workers": self.workers,
                 "chunksize": self.chunksize, "reasons": list(self.reasons),
-                "caveats": list(self.caveats)}
+                "caveats": list(self.caveats),
+                "comparisons": [{"a": c.a, "b": c.b, "ratio": c.ratio,
+                                 "ci": list(c.ci) if c.ci else None, "verdict": c.verdict,
+                                 "sentence": c.sentence()} for c in self.comparisons]}
+
+
+def config_label(row: pd.Series | object) -> str:
+    executor, workers = row["executor"], int(row["workers"])  # type: ignore[index]
+    return f"{executor} ×{workers}"
+
+
+def _walls(trials: pd.DataFrame, row: pd.Series) -> np.ndarray:
+    mask = ((trials["executor"] == row["executor"]) & (trials["workers"] == row["workers"])
+            & (trials["chunksize"] == row["chunksize"])
+            & trials["status"].isin(["ok", "partial"]))
+    return trials.loc[mask, "wall_s"].to_numpy()
+
+
+def _label(row: pd.Series, several_chunksizes: bool) -> str:
+    text = config_label(row)
+    return f"{text} chunks of {int(row['chunksize'])}" if several_chunksizes else text
 
 
 def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
-              caveats: list[str] | None = None) -> Recommendation | None:
-    """The fastest (executor, workers) by median wall among those whose items all succeeded."""
+              families: dict[str, str] | None = None,
+              caveats: list[str] | None = None,
+              findings: list[str] | None = None) -> Recommendation | None:
     candidates = summary[(summary["errors"] == 0) & summary["wall_s"].notna()]
     if candidates.empty:
         return None
+    families = families or {}
     ranked = candidates.sort_values("wall_s", kind="stable")
-    best = ranked.iloc[0]
-    chunks = trials.loc[(trials["executor"] == best["executor"])
-                        & (trials["workers"] == best["workers"]), "chunksize"]
-    chunksize = int(chunks.iloc[0]) if best["executor"] != "serial" and len(chunks) else None
-    reasons = [_fastest_sentence(best, ranked)]
-    if best["executor"] != "serial":
+    several = summary.groupby(["executor", "workers"]).size().max() > 1
+    fastest = ranked.iloc[0]
+    fastest_walls = _walls(trials, fastest)
+    comparisons: dict[int, Comparison] = {}
+    for index, row in ranked.iloc[1:].iterrows():
+        comparisons[index] = compare_samples(_label(fastest, several), fastest_walls,
+                                             _label(row, several), _walls(trials, row))
+
+    def ties(index: int) -> bool:
+        c = comparisons[index]
+        if c.verdict == "unknown":
+            return c.ratio < 1 + CLOSE_CALL
+        return c.verdict == "no measurable difference"
+
+    tied = [fastest.name, *[i for i in comparisons if ties(i)]]
+    chosen = min(tied, key=lambda i: (FAMILY_COST.get(families.get(ranked.loc[i, "executor"],
+                                                                     ""), 3),
+                                      ranked.loc[i, "workers"], ranked.loc[i, "wall_s"]))
+    best = ranked.loc[chosen]
+    reasons = [_fastest_sentence(fastest, several)]
+    if chosen != fastest.name:
+        c = comparisons[chosen]
+        detail = (f"ratio {c.ratio:.2f}, 95% CI {c.ci[0]:.2f}–{c.ci[1]:.2f}" if c.ci
+                  else f"{c.ratio - 1:.0%} apart in one trial each")
+        reasons.append(f"{_label(best, several)} is not measurably slower ({detail}) and is "
+                       f"simpler ({_simpler(families.get(best['executor'], ''))}), so it is "
+                       "recommended")
+    if best["executor"] != "serial" and not pd.isna(best["parallelism"]):
         reasons.append(
-            f"its items overlapped: parallelism {best['parallelism']:.2f} with "
-            f"{int(best['workers'])} workers on {cores} cores, CPU utilisation "
-            f"{best['cpu_utilization']:.0%}")
+            f"its items overlapped: parallelism {best['parallelism']:.2f}, "
+            f"{best['cpu_parallelism']:.2f} computing at once, with {int(best['workers'])} "
+            f"workers on {cores} cores")
+    reasons.extend(findings or [])
     notes = list(caveats or [])
-    if len(ranked) > 1:
-        runner_up = ranked.iloc[1]
-        gap = runner_up["wall_s"] / best["wall_s"] - 1
-        if gap < CLOSE_CALL:
-            notes.append(f"{runner_up['executor']} was within {gap:.0%}: with "
-                         f"{int(best['trials'])} trial(s) each that may be noise; "
-                         "use --repeat to tell them apart")
+    if int(fastest["trials"]) < 2:
+        notes.append("one trial per executor: differences cannot be called real; "
+                     "use --repeat (or the default, auto)")
     if best["startup_s"] > 0.1 * best["wall_s"]:
         notes.append(f"start-up ({duration(best['startup_s'])}) is "
                      f"{best['startup_s'] / best['wall_s']:.0%} of the wall time; more items "
                      "per run would amortise it")
-    return Recommendation(executor=str(best["executor"]), workers=int(best["workers"]),
-                          chunksize=chunksize, reasons=reasons, caveats=notes)
+    ordered = [comparisons[i] for i in comparisons]
+    return Recommendation(
+        executor=str(best["executor"]), workers=int(best["workers"]),
+        chunksize=None if best["executor"] == "serial" else int(best["chunksize"]),
+        reasons=reasons, caveats=notes, comparisons=ordered)
 
 
-def _fastest_sentence(best: pd.Series, ranked: pd.DataFrame) -> str:
-    text = (f"{best['executor']} with {int(best['workers'])} worker(s) measured fastest: "
-            f"{duration(best['wall_s'])}")
-    if not np.isnan(best["speedup"]) and best["executor"] != "serial":
+def _simpler(family: str) -> str:
+    return {"serial": "no pool at all", "thread": "threads share memory: nothing is pickled",
+            "process": "fewer or lighter processes"}.get(family, "fewer workers")
+
+
+def _fastest_sentence(best: pd.Series, several: bool) -> str:
+    text = f"{_label(best, several)} measured fastest: {duration(best['wall_s'])}"
+    if not pd.isna(best["wall_ci_lo"]):
+        text += f" (95% CI {duration(best['wall_ci_lo'])}–{duration(best['wall_ci_hi'])})"
+    if not pd.isna(best["speedup"]) and best["executor"] != "serial":
         text += f", {best['speedup']:.2f}× serial's speed"
-    others = [f"{row['executor']} ×{int(row['workers'])} {duration(row['wall_s'])} "
-              f"({row['wall_s'] / best['wall_s']:.2f}× slower)"
-              for _, row in ranked.iloc[1:].iterrows()]
-    if others:
-        text += "; " + ", ".join(others)
+        if not pd.isna(best["speedup_ci_lo"]):
+            text += f" (95% CI {best['speedup_ci_lo']:.2f}–{best['speedup_ci_hi']:.2f})"
     return text

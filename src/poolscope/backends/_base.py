@@ -36,6 +36,8 @@ class Backend(ABC):
     def __init__(self, fn: Callable[[Any], Any], workers: int) -> None:
         self.fn = fn
         self.workers = workers
+        # Each worker process's CPU at its last report, so a reused pool is not counted twice.
+        self.cpu_reported: dict[int, float] = {}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -21,8 +21,8 @@ __all__ = ["TrialProgress"]
 
 class TrialProgress:
     def __init__(self, plan: Plan, n_items: int, console: Console | None = None) -> None:
-        self.n_trials = len(plan.trials())
-        self.total = self.n_trials * n_items
+        # With --repeat auto the number of trials is known only at the end.
+        self.total = None if plan.repeat == "auto" else len(plan.trials()) * n_items
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeElapsedColumn(), console=console or Console(stderr=True), auto_refresh=False,
@@ -39,8 +39,7 @@ class TrialProgress:
 
     def on_trial_start(self, index: int, executor: str, workers: int, n_items: int) -> None:
         self.progress.update(
-            self.task, description=f"trial {index + 1}/{self.n_trials} {executor} ×{workers}",
-            refresh=True)
+            self.task, description=f"trial {index + 1}: {executor} ×{workers}", refresh=True)
 
     def on_chunk(self, index: int, record: ChunkRecord | Any) -> None:
         self.progress.update(self.task, advance=len(record.start_ns), refresh=True)

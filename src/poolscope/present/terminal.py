@@ -73,8 +73,12 @@ def render_result(result: Result) -> Iterator[Any]:
                             (f"{rec.executor} with {rec.workers} worker(s){chunk}", "bold green"))
         for reason in rec.reasons:
             yield Text(f"  · {reason}")
+        for comparison in rec.comparisons:
+            yield Text(f"  = {comparison.sentence()}", style="dim")
         for caveat in rec.caveats:
             yield Text(f"  ! {caveat}", style="yellow")
+    for warning in result.warnings:
+        yield Text(f"noisy: {warning}", style="yellow")
     failed = [t for t in result.trial_results if t.status == "failed"]
     for trial in failed:
         first = trial.errors[0] if trial.errors else {"kind": "?", "message": ""}

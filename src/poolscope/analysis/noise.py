@@ -1,0 +1,49 @@
+"""Warnings about measurements too noisy to trust, naming the likely cause.
+
+A configuration's wall-time interval wider than WIDE_INTERVAL of its median is noisy. The
+likely cause is named from what was measured: other load on the machine (the load average when
+the run started, beyond what the run itself adds), too few items per worker for the work to even
+out, or trials so short that start-up and timer jitter dominate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .._format import duration
+
+__all__ = ["noise_warnings"]
+
+WIDE_INTERVAL = 0.10
+BUSY_LOAD = 0.5  # load average per core when the run started, from other programs
+FEW_ITEMS_PER_WORKER = 4
+SHORT_TRIAL_S = 0.05
+
+
+def noise_warnings(summary: pd.DataFrame, environment: dict[str, Any]) -> list[str]:
+    warnings = []
+    cores = int(environment.get("cpu_count") or 1)
+    load = environment.get("load_average")
+    for row in summary.itertuples(index=False):
+        if row.trials < 2 or pd.isna(row.wall_ci_lo) or not row.wall_s > 0:
+            continue
+        width = (row.wall_ci_hi - row.wall_ci_lo) / row.wall_s
+        if width <= WIDE_INTERVAL:
+            continue
+        causes = []
+        if load and load[0] / cores > BUSY_LOAD:
+            causes.append(f"other load on the machine (load average {load[0]:.1f} on "
+                          f"{cores} cores when the run started)")
+        if row.items / max(1, row.workers) < FEW_ITEMS_PER_WORKER:
+            causes.append(f"too few items ({row.items} for {row.workers} workers)")
+        if row.wall_s < SHORT_TRIAL_S:
+            causes.append(f"trials too short ({duration(row.wall_s)} each)")
+        if row.outliers:
+            causes.append(f"{row.outliers} outlier trial(s)")
+        cause = "; likely cause: " + ", ".join(causes) if causes else (
+            "; no cause found in the measurements: run again on a quieter machine")
+        warnings.append(f"{row.executor} ×{row.workers}: the 95% interval of its wall time is "
+                        f"{width:.0%} of the median over {row.trials} trials{cause}")
+    return warnings
