@@ -1,0 +1,79 @@
+"""Planning trials: interleaving, automatic repeats, warm-up, the time cap, reused pools."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from poolscope import UsageError
+from poolscope.runner import MAX_TRIALS, MIN_TRIALS, Config, Plan, run_plan
+from poolscope.workloads import Workload, resolve_workload
+
+
+def tiny(n: int = 8) -> Workload:
+    return resolve_workload("tiny", n)
+
+
+def test_trials_are_interleaved():
+    plan = Plan(executors=("serial", "thread"), workers=(2,), repeat=3)
+    trials, interrupted = run_plan(tiny(), plan)
+    assert not interrupted
+    assert [t.executor for t in trials] == ["serial", "thread"] * 3
+    assert [t.repeat for t in trials] == [0, 0, 1, 1, 2, 2]
+    assert [t.index for t in trials] == list(range(6))
+
+
+def test_configurations_cover_workers_and_chunksizes_once_for_serial():
+    plan = Plan(executors=("serial", "thread"), workers=(1, 2), chunksize=(1, "auto"))
+    assert plan.configurations() == [
+        Config("serial", 1, "auto"), Config("thread", 1, 1), Config("thread", 1, "auto"),
+        Config("thread", 2, 1), Config("thread", 2, "auto")]
+
+
+def test_warmup_trials_are_not_kept():
+    plan = Plan(executors=("serial",), workers=(1,), repeat=2, warmup=3)
+    trials, _ = run_plan(tiny(), plan)
+    assert len(trials) == 2
+
+
+def test_auto_repeat_stops_at_the_trial_cap_for_fast_trials():
+    plan = Plan(executors=("serial",), workers=(1,), repeat="auto")
+    trials, _ = run_plan(tiny(), plan)
+    # tiny trials take well under MIN_TIME_S / MAX_TRIALS each: the cap ends the run
+    assert len(trials) == MAX_TRIALS
+
+
+def test_auto_repeat_honours_max_time():
+    ticks = itertools.count(step=100.0)  # every clock reading is 100 s after the last
+    plan = Plan(executors=("serial", "thread"), workers=(2,), repeat="auto", max_time_s=150)
+    trials, _ = run_plan(tiny(), plan, clock=lambda: next(ticks))
+    assert 2 <= len(trials) < 2 * MIN_TRIALS
+    assert {t.executor for t in trials} == {"serial", "thread"}
+
+
+def test_reused_pool_keeps_its_workers_and_counts_their_cpu_once():
+    workload = resolve_workload("cpu", 8, size=200_000)
+    plan = Plan(executors=("process-pool",), workers=(2,), repeat=3, reuse_pool=True)
+    trials, _ = run_plan(workload, plan)
+    pids = [set(t.items.pid.tolist()) for t in trials]
+    assert pids[0] == pids[1] == pids[2]
+    for t in trials:
+        item_cpu = t.items.cpu_ns.sum() / 1e9
+        assert item_cpu * 0.9 <= t.cpu_s <= item_cpu * 1.5 + 0.2
+    fresh = run_plan(workload, Plan(executors=("process-pool",), workers=(2,), repeat=2))[0]
+    assert {frozenset(t.items.pid.tolist()) for t in fresh} != {frozenset(pids[0])}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"repeat": 0}, "repeat must be 'auto' or at least 1"),
+    ({"repeat": "often"}, "repeat must be 'auto' or at least 1"),
+    ({"warmup": -1}, "warmup must be zero or more"),
+    ({"max_time_s": 0}, "max time must be more than 0"),
+    ({"chunksize": (4, 0)}, "chunksize must be 'auto' or at least 1"),
+    ({"workers": ()}, "give at least one worker count"),
+])
+def test_bad_plans(kwargs, message):
+    arguments = {"executors": ("serial",), "workers": (1,), **kwargs}
+    with pytest.raises(UsageError, match=message):
+        Plan(**arguments)
