@@ -107,7 +107,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
             sample = next((t.result_sample for t in trials if t.result_sample), [])
             return Result(run_id=run_id, target=workload.target, n_items=len(items),
                           trial_results=trials, environment=environment, options=options,
-                          interrupted=interrupted, transfer_bytes=transfer_sample(items, sample),
+                          interrupted=interrupted, transfer=transfer_sample(items, sample),
                           started_at=started_at)
 
         run_id = new_run_id()

@@ -5,6 +5,7 @@ Presentation reads this object's frames; it never touches live executors.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -20,9 +21,10 @@ import pandas as pd
 
 from . import frames
 from .analysis.classify import Classification, classify
+from .analysis.costs import cost_model
 from .analysis.metrics import outlier_flags, summarize
 from .analysis.noise import noise_warnings
-from .analysis.recommend import Recommendation, recommend
+from .analysis.recommend import Recommendation, recommend, workload_findings
 from .backends import REGISTRY
 from .runner import TrialResult
 
@@ -47,7 +49,7 @@ class Result:
     environment: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
-    transfer_bytes: float | None = None
+    transfer: TransferSample | None = None
     started_at: str = ""
 
     # --- frames ------------------------------------------------------------------------------
@@ -80,7 +82,9 @@ class Result:
     @functools.cached_property
     def _classification(self) -> Classification:
         families = {name: cls.family for name, cls in REGISTRY.items()}
-        return classify(self.summary, self.items, families, self.transfer_bytes)
+        return classify(self.summary, self.items, families,
+                        self.transfer.bytes_per_item if self.transfer else None,
+                        self.transfer.seconds_per_item if self.transfer else None)
 
     @property
     def classification(self) -> str:
@@ -93,9 +97,21 @@ class Result:
     @functools.cached_property
     def recommendation(self) -> Recommendation | None:
         families = {name: cls.family for name, cls in REGISTRY.items()}
-        return recommend(self.summary, self.trials, self.cores, families,
-                         caveats=self.options.get("caveats", []),
-                         findings=self.options.get("findings", []))
+        first = recommend(self.summary, self.trials, self.cores, families,
+                          caveats=self.options.get("caveats", []),
+                          findings=self.options.get("findings", []))
+        extra = workload_findings(self.classification, self.costs, first)
+        if first is None or not extra:
+            return first
+        return dataclasses.replace(first, reasons=[*first.reasons, *extra])
+
+    @functools.cached_property
+    def costs(self) -> pd.DataFrame:
+        """Where the time goes per configuration: start-up, dispatch, transfer, compute."""
+        families = {name: cls.family for name, cls in REGISTRY.items()}
+        return cost_model(self.trials, self.items, families,
+                          self.transfer.bytes_per_item if self.transfer else None,
+                          self.transfer.seconds_per_item if self.transfer else None)
 
     @functools.cached_property
     def warnings(self) -> list[str]:
@@ -148,6 +164,9 @@ class Result:
             "recommendation": rec.to_json() if rec else None,
             "errors": self.errors,
             "warnings": self.warnings,
+            "costs": [{key: (_num(value) if isinstance(value, float) else value)
+                       for key, value in row.items()}
+                      for row in self.costs.to_dict(orient="records")],
             "started_at": self.started_at,
             "interrupted": self.interrupted,
             "options": {k: v for k, v in self.options.items()
@@ -193,14 +212,34 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
+@dataclass(frozen=True)
+class TransferSample:
+    """What moving one item to a process worker and its result back costs, from a sample."""
+
+    bytes_per_item: float  # pickled argument plus pickled result
+    seconds_per_item: float  # pickling and unpickling both, in this process
+
+
 def transfer_sample(items: Sequence[Any], results: Sequence[Any] = (), limit: int = 8
-                    ) -> float | None:
-    """Mean pickled bytes of an argument plus a result, from the first few of each."""
+                    ) -> TransferSample | None:
+    """Pickle (and unpickle) the first few arguments and results; None if they cannot be."""
     import pickle
+    import time
+
+    def cost(values: Sequence[Any]) -> tuple[float, float]:
+        if not values:
+            return 0.0, 0.0
+        t0 = time.perf_counter()
+        sizes = []
+        for value in values:
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.loads(data)
+            sizes.append(len(data))
+        return float(np.mean(sizes)), (time.perf_counter() - t0) / len(values)
 
     try:
-        args = [len(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)) for x in items[:limit]]
-        outs = [len(pickle.dumps(x, protocol=pickle.HIGHEST_PROTOCOL)) for x in results[:limit]]
+        arg_bytes, arg_s = cost(list(items[:limit]))
+        out_bytes, out_s = cost(list(results[:limit]))
     except Exception:
         return None
-    return (float(np.mean(args)) if args else 0.0) + (float(np.mean(outs)) if outs else 0.0)
+    return TransferSample(arg_bytes + out_bytes, arg_s + out_s)

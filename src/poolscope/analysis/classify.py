@@ -3,9 +3,10 @@
 The rules, in order (first match wins); every threshold is a named constant:
 
 1. ``io-bound``: in the serial trial, items spend at least IO_OFFCPU of their wall time off the CPU.
-2. ``overhead-bound``: the median item takes under TINY_ITEM_S, so dispatch and recording rival it.
-3. ``transfer-bound``: pickled arguments and results average TRANSFER_BYTES or more per item and
-   the best process executor is no faster than serial.
+2. ``transfer-bound``: an argument and its result pickle to TRANSFER_BYTES or more, and pickling
+   and unpickling them takes at least as long as the item's own work (the serial median wall):
+   a process executor would spend more time copying than computing.
+3. ``overhead-bound``: the median item takes under TINY_ITEM_S, so dispatch and recording rival it.
 4. ``gil-releasing``: the best thread executor reaches THREAD_SCALES × serial speed.
 5. ``mixed``: off-CPU between MIXED_OFFCPU and IO_OFFCPU.
 6. ``cpu-bound``: otherwise — the items hold the GIL.
@@ -27,7 +28,7 @@ __all__ = ["Classification", "classify"]
 IO_OFFCPU = 0.5
 MIXED_OFFCPU = 0.2
 TINY_ITEM_S = 100e-6
-TRANSFER_BYTES = 1 << 20
+TRANSFER_BYTES = 64 << 10
 THREAD_SCALES = 1.3
 PROCESS_FAMILY = ("process",)
 
@@ -39,7 +40,8 @@ class Classification:
 
 
 def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str],
-             transfer_bytes: float | None = None) -> Classification:
+             transfer_bytes: float | None = None,
+             transfer_s: float | None = None) -> Classification:
     serial = summary[summary["executor"] == "serial"]
     if serial.empty:
         return Classification("unknown", ["no serial trial to compare against"])
@@ -59,15 +61,18 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
     if not np.isnan(process_speedup):
         evidence.append(f"best process speedup {process_speedup:.2f}×")
     if transfer_bytes is not None:
-        evidence.append(f"pickled arguments and results: {size(transfer_bytes)} per item")
+        text = f"pickled argument and result: {size(transfer_bytes)} per item"
+        if transfer_s is not None:
+            text += f", {duration(transfer_s)} to pickle and unpickle"
+        evidence.append(text)
 
     if offcpu >= IO_OFFCPU:
         kind = "io-bound"
+    elif (transfer_bytes is not None and transfer_s is not None
+          and transfer_bytes >= TRANSFER_BYTES and transfer_s >= item_wall):
+        kind = "transfer-bound"
     elif item_wall < TINY_ITEM_S:
         kind = "overhead-bound"
-    elif (transfer_bytes is not None and transfer_bytes >= TRANSFER_BYTES
-          and not process_speedup > 1.0):
-        kind = "transfer-bound"
     elif thread_speedup >= THREAD_SCALES:
         kind = "gil-releasing"
     elif offcpu >= MIXED_OFFCPU:

@@ -3,7 +3,8 @@
 1. Candidates: configurations whose trials all ran every item without an error.
 2. The fastest by median wall time.
 3. Configurations not measurably slower than the fastest (the 95% interval of the ratio of
-   medians includes 1; with a single trial each, within CLOSE_CALL) tie with it.
+   medians includes 1) or slower by less than CLOSE_CALL (real but too small to be worth a
+   heavier executor) tie with it.
 4. Among those, the simplest wins: serial, then threads, then processes; then fewer workers.
    A difference that is not statistically real is no reason to pay for processes.
 """
@@ -18,7 +19,7 @@ import pandas as pd
 from .._format import duration
 from .stats import Comparison, compare_samples
 
-__all__ = ["Recommendation", "config_label", "recommend"]
+__all__ = ["Recommendation", "config_label", "recommend", "workload_findings"]
 
 CLOSE_CALL = 0.05
 FAMILY_COST = {"serial": 0, "thread": 1, "process": 2}
@@ -78,9 +79,7 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
 
     def ties(index: int) -> bool:
         c = comparisons[index]
-        if c.verdict == "unknown":
-            return c.ratio < 1 + CLOSE_CALL
-        return c.verdict == "no measurable difference"
+        return c.ratio < 1 + CLOSE_CALL or c.verdict == "no measurable difference"
 
     tied = [fastest.name, *[i for i in comparisons if ties(i)]]
     chosen = min(tied, key=lambda i: (FAMILY_COST.get(families.get(ranked.loc[i, "executor"],
@@ -91,8 +90,10 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
     if chosen != fastest.name:
         c = comparisons[chosen]
         detail = (f"ratio {c.ratio:.2f}, 95% CI {c.ci[0]:.2f}–{c.ci[1]:.2f}" if c.ci
-                  else f"{c.ratio - 1:.0%} apart in one trial each")
-        reasons.append(f"{_label(best, several)} is not measurably slower ({detail}) and is "
+                  else "one trial each")
+        slower = ("not measurably slower" if c.verdict == "no measurable difference"
+                  else f"under {CLOSE_CALL:.0%} slower")
+        reasons.append(f"{_label(best, several)} is {slower} ({detail}) and is "
                        f"simpler ({_simpler(families.get(best['executor'], ''))}), so it is "
                        "recommended")
     if best["executor"] != "serial" and not pd.isna(best["parallelism"]):
@@ -130,3 +131,42 @@ def _fastest_sentence(best: pd.Series, several: bool) -> str:
         if not pd.isna(best["speedup_ci_lo"]):
             text += f" (95% CI {best['speedup_ci_lo']:.2f}–{best['speedup_ci_hi']:.2f})"
     return text
+
+
+AMORTISED = 0.05  # dispatch under 5% of an item's work counts as amortised
+
+
+def workload_findings(kind: str, costs: pd.DataFrame, chosen: Recommendation | None
+                      ) -> list[str]:
+    """What the workload's kind means for this choice, in measured numbers."""
+    if costs.empty or chosen is None:
+        return []
+    compute = float(costs["compute_wall_s_per_item"].iloc[0])
+    pools = costs[costs["executor"] != "serial"]
+    if kind == "transfer-bound":
+        moved = costs.dropna(subset=["transfer_bytes_per_item"])
+        moved = moved[moved["transfer_bytes_per_item"] > 0]
+        if moved.empty:
+            return []
+        row = moved.iloc[0]
+        from .._format import size
+
+        return [f"transfer-bound: a process worker must receive and return "
+                f"{size(row['transfer_bytes_per_item'])} per item "
+                f"({duration(row['transfer_s_per_item'])} to pickle and unpickle) for "
+                f"{duration(compute)} of work; serial and threads share memory and skip the copy"]
+    if kind == "overhead-bound" and not pools.empty:
+        lightest = pools.sort_values("dispatch_s_per_item").iloc[0]
+        if chosen.executor == "serial":
+            return [f"overhead-bound: an item takes {duration(compute)}, while the cheapest pool "
+                    f"({lightest['executor']}) added {duration(lightest['dispatch_s_per_item'])} "
+                    f"per item and {duration(lightest['startup_s'])} of start-up: serial wins"]
+        row = costs[(costs["executor"] == chosen.executor)
+                    & (costs["workers"] == chosen.workers)].iloc[0]
+        per_task = row["dispatch_s_per_item"] * row["chunksize"]
+        needed = int(np.ceil(per_task / max(AMORTISED * compute, 1e-9)))
+        return [f"overhead-bound: dispatch costs {duration(row['dispatch_s_per_item'])} per item "
+                f"with chunks of {int(row['chunksize'])}, against {duration(compute)} of work "
+                f"per item; chunks of at least {needed} items would bring it under "
+                f"{AMORTISED:.0%}"]
+    return []

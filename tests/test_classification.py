@@ -1,0 +1,65 @@
+"""The built-in workloads, classified and recommended right on a 2-core machine (real runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+from poolscope.api import run_workload
+from poolscope.backends import get_backend
+from poolscope.environment import usable_cores
+from poolscope.workloads import resolve_workload
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(usable_cores() < 2, reason="needs 2 usable cores")]
+
+
+def run(name: str, items: int, size: int, workers: int | None = 2, repeat: int = 3):
+    return run_workload(resolve_workload(name, items, size=size), executors="thread,process",
+                        workers=workers, repeat=repeat)
+
+
+def family(result) -> str:
+    return get_backend(result.recommendation.executor).family
+
+
+def test_cpu_is_cpu_bound_and_gets_processes():
+    result = run("cpu", 24, 1_000_000)
+    assert result.classification == "cpu-bound", result.classification_evidence
+    assert family(result) == "process"
+
+
+def test_json_holds_the_gil_and_gets_processes():
+    result = run("json", 16, 20_000)
+    assert result.classification == "cpu-bound", result.classification_evidence
+    assert family(result) == "process"
+
+
+def test_hash_releases_the_gil_and_gets_threads():
+    result = run("hash", 16, 32)
+    assert result.classification == "gil-releasing", result.classification_evidence
+    assert family(result) == "thread"
+
+
+def test_io_gets_threads_with_more_workers_than_cores():
+    result = run("io", 32, 50, workers=None, repeat=2)
+    assert result.classification == "io-bound"
+    rec = result.recommendation
+    assert family(result) == "thread"
+    assert rec.workers > usable_cores()
+    assert result.to_json()["recommendation"]["workers"] > usable_cores()
+    assert any("more workers paid off up to" in reason for reason in rec.reasons)
+
+
+def test_tiny_items_get_serial_or_large_chunks():
+    result = run("tiny", 20_000, 0)
+    assert result.classification == "overhead-bound"
+    rec = result.recommendation
+    assert rec.executor == "serial" or rec.chunksize >= 1000
+    assert any("overhead-bound" in reason for reason in rec.reasons)
+
+
+def test_payload_is_transfer_bound_and_does_not_get_processes():
+    result = run("payload", 12, 8)
+    assert result.classification == "transfer-bound", result.classification_evidence
+    assert family(result) != "process"
+    assert any("transfer-bound" in reason for reason in result.recommendation.reasons)
