@@ -153,3 +153,22 @@ def test_python_dash_m_and_help(cli):
     result = cli("--help")
     assert result.returncode == 0
     assert "demo" in result.stdout and "run" in result.stdout
+
+
+def test_sweep_scaling_table_json_and_plot(cli, tmp_path):
+    result = cli("sweep", "cpu", "--items", "4,12", "--size", "20000", "--workers", "1,2",
+                 "--executors", "thread,process", "--repeat", "2", "--quiet",
+                 "--json", "sweep.json", "--plot", "scaling.png")
+    assert result.returncode == 0, result.stderr
+    assert "scaling" in result.stdout and "Amdahl fit, process" in result.stdout
+    assert "growth with items, process" in result.stdout
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert doc["schema"] == "poolscope/1"
+    rows = {(r["executor"], r["workers"]) for r in doc["scaling"]}
+    assert {("thread", 1), ("thread", 2), ("process", 1), ("process", 2)} <= rows
+    for row in doc["scaling"]:
+        assert {"executor", "workers", "chunksize", "wall_s", "speedup", "efficiency"} <= set(row)
+    assert isinstance(doc["amdahl"]["serial_fraction"], float)
+    assert 0.0 <= doc["amdahl"]["serial_fraction"] <= 1.0
+    assert set(doc["growth"]) == {"serial", "thread", "process"}
+    assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"

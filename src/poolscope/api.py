@@ -14,7 +14,8 @@ from .result import Result, new_run_id, transfer_sample
 from .runner import Chunksize, Plan, Repeat, TrialResult, run_plan
 from .workloads import Workload
 
-__all__ = ["DEFAULT_EXECUTORS", "compare", "run_workload"]
+__all__ = ["DEFAULT_EXECUTORS", "compare", "default_sweep_workers", "run_workload",
+           "sweep_workload"]
 
 DEFAULT_EXECUTORS = ("thread", "process")
 
@@ -166,3 +167,62 @@ def _caveats(workload: Workload, names: Sequence[str]) -> list[str]:
         notes.append("the function is not importable, so spawn and forkserver workers "
                      "receive it by value (cloudpickle); plain multiprocessing would fail")
     return notes
+
+
+def default_sweep_workers() -> list[int]:
+    """1, 2, 4, … up to twice the usable cores: past the cores shows oversubscription."""
+    counts, count = [], 1
+    while count <= 2 * usable_cores():
+        counts.append(count)
+        count *= 2
+    return counts
+
+
+def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT_EXECUTORS,
+                   workers: Sequence[int] | None = None,
+                   chunksize: Chunksize | Sequence[Chunksize] = "auto",
+                   item_counts: Sequence[int] | None = None, repeat: Repeat = "auto",
+                   warmup: int = 0, max_time: float = 60.0, progress: bool = False,
+                   console: Any = None) -> Result:
+    """Every executor at every worker count (and chunksize) over the largest item count; then,
+    with several item counts, each executor at its best configuration over the smaller counts,
+    to fit how wall time grows with the number of items."""
+    items = list(workload.items)
+    counts = sorted(set(item_counts or [len(items)]))
+    if counts[0] < 1:
+        raise UsageError("item counts must be at least 1")
+    if counts[-1] > len(items):
+        raise UsageError(f"only {len(items)} items are available, not {counts[-1]}")
+    largest = Workload(fn=workload.fn, items=items[:counts[-1]], target=workload.target,
+                       size=workload.size)
+    result = run_workload(largest, executors=executors,
+                          workers=list(workers or default_sweep_workers()),
+                          repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
+                          explore_io=False, progress=progress, console=console)
+    result.options["sweep"] = True
+    result.options["item_counts"] = counts
+    if len(counts) > 1 and not result.interrupted:
+        result.growth = _item_count_growth(largest, result, counts, repeat, max_time)
+    return result
+
+
+def _item_count_growth(workload: Workload, result: Result, counts: list[int],
+                       repeat: Repeat, max_time: float) -> dict[str, Any]:
+    from .analysis.scaling import item_count_growth
+
+    summary = result.summary.dropna(subset=["wall_s"])
+    fits = {}
+    for executor, rows in summary.groupby("executor", sort=False):
+        best = rows.sort_values("wall_s").iloc[0]
+        walls = []
+        for count in counts[:-1]:
+            part = Workload(fn=workload.fn, items=list(workload.items)[:count],
+                            target=workload.target)
+            plan = Plan(executors=(str(executor),), workers=(int(best["workers"]),),
+                        repeat=repeat, chunksize=int(best["chunksize"]), max_time_s=max_time)
+            trials, _ = run_plan(part, plan)
+            ok = sorted(t.wall_s for t in trials if t.status in ("ok", "partial"))
+            walls.append(ok[(len(ok) - 1) // 2] if ok else float("nan"))
+        walls.append(float(best["wall_s"]))
+        fits[str(executor)] = item_count_growth(counts, walls)
+    return fits

@@ -53,7 +53,7 @@ PlotOpt = Annotated[Path | None, typer.Option(
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
-def _parse_workers(text: str | None) -> list[int] | None:
+def _parse_workers(text: str | None, option: str = "--workers") -> list[int] | None:
     if text is None:
         return None
     values = []
@@ -61,7 +61,7 @@ def _parse_workers(text: str | None) -> list[int] | None:
         try:
             values.append(int(part.strip()))
         except ValueError:
-            raise UsageError(f"--workers: {part.strip()!r} is not a whole number") from None
+            raise UsageError(f"{option}: {part.strip()!r} is not a whole number") from None
     return values
 
 
@@ -187,6 +187,59 @@ def _finish(result: Any, console: Console) -> None:
         done = sum(t.status != "interrupted" for t in result.trial_results)
         console.print(f"interrupted: kept {done} finished trial(s)", style="yellow")
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def sweep(
+    target: Annotated[str, typer.Argument(
+        help="A built-in workload, package.module:function or path/to/file.py:function.")],
+    items: Annotated[str | None, typer.Option(
+        "--items", "-n", help="Item count, or a list like 100,1000,10000 to also fit how the "
+                              "wall time grows with the count.")] = None,
+    items_from: Annotated[Path | None, typer.Option(
+        "--items-from", help="Read items from a file, one JSON value per line.")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="The built-in's size knob.")] = None,
+    executors: ExecutorsOpt = "thread,process",
+    workers: Annotated[str | None, typer.Option(
+        "--workers", "-w", help="Worker counts [default: 1, 2, 4, … up to twice the cores].")
+    ] = None,
+    chunksize: ChunksizeOpt = "auto",
+    repeat: RepeatOpt = "auto",
+    warmup: WarmupOpt = 0,
+    max_time: MaxTimeOpt = 60.0,
+    json_path: JsonOpt = None,
+    csv: CsvOpt = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Write the scaling curves (.png, .svg or .pdf).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Scale TARGET over worker counts (and chunksizes, item counts): speedup, efficiency,
+    Amdahl's serial fraction, Karp–Flatt."""
+    from .api import sweep_workload
+    from .workloads import load_items_file, resolve_workload
+
+    counts = _parse_workers(items, "--items") if items is not None else None
+    if counts is not None and items_from is not None:
+        raise UsageError("give either --items or --items-from, not both")
+    if counts is not None and min(counts) < 1:
+        raise UsageError(f"--items must be at least 1, got {min(counts)}")
+    _check_output(json_path, "--json")
+    _check_output(csv, "--csv")
+    _check_plot(plot)
+    source = load_items_file(items_from) if items_from is not None else (
+        max(counts) if counts else None)
+    workload = resolve_workload(target, source, size)
+    console = _consoles(json_path)
+    result = sweep_workload(workload, executors=executors, workers=_parse_workers(workers),
+                            chunksize=_parse_chunksize(chunksize), item_counts=counts,
+                            repeat=_parse_repeat(repeat), warmup=warmup, max_time=max_time,
+                            progress=_show_progress(quiet), console=Console(stderr=True))
+    console.print(result)
+    _write_outputs(result, console, json_path, csv, None)
+    if plot:
+        result.plot_scaling(plot)
+        console.print(f"scaling plot written to {plot}")
+    _finish(result, console)
 
 
 @app.command()

@@ -25,6 +25,13 @@ from .analysis.costs import cost_model
 from .analysis.metrics import outlier_flags, summarize
 from .analysis.noise import noise_warnings
 from .analysis.recommend import Recommendation, recommend, workload_findings
+from .analysis.scaling import (
+    AmdahlFit,
+    GrowthFit,
+    fit_amdahl_per_executor,
+    scaling_json,
+    scaling_table,
+)
 from .backends import REGISTRY
 from .runner import TrialResult
 
@@ -50,6 +57,7 @@ class Result:
     options: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     transfer: TransferSample | None = None
+    growth: dict[str, GrowthFit] = field(default_factory=dict)  # sweep: wall against item count
     started_at: str = ""
 
     # --- frames ------------------------------------------------------------------------------
@@ -114,6 +122,41 @@ class Result:
                           self.transfer.seconds_per_item if self.transfer else None)
 
     @functools.cached_property
+    def scaling(self) -> pd.DataFrame:
+        """Speedup and efficiency per executor × workers × chunksize, with the ideal line.
+
+        With only the automatic chunksize (a different size per worker count) the chunksize
+        column is left empty, so each executor is one curve.
+        """
+        summary = self.summary.dropna(subset=["wall_s"])
+        if list(self.options.get("chunksize", ["auto"])) == ["auto"]:
+            summary = summary.drop(columns="chunksize")
+        return scaling_table(summary, self.cores)
+
+    @functools.cached_property
+    def amdahl(self) -> dict[str, AmdahlFit]:
+        """Amdahl's law fitted per executor: the serial fraction and the speedup limit."""
+        return fit_amdahl_per_executor(self.scaling, self.cores)
+
+    def _sweep_json(self) -> dict[str, Any]:
+        fits = {name: fit for name, fit in self.amdahl.items() if name != "serial"}
+        rec = self.recommendation
+        speedups = self.scaling.groupby("executor")["speedup"].max()
+        main = rec.executor if rec and rec.executor in fits else max(
+            fits, key=lambda name: speedups.get(name, 0.0), default=None)
+        amdahl: dict[str, Any] = fits[main].to_json() if main else {"serial_fraction": None}
+        amdahl["executor"] = main
+        amdahl["per_executor"] = {name: fit.to_json() for name, fit in fits.items()}
+        return {"scaling": scaling_json(self.scaling), "amdahl": amdahl,
+                "growth": {name: fit.to_json() for name, fit in self.growth.items()}}
+
+    def plot_scaling(self, path: str | Path | None = None) -> Any:
+        """Speedup and efficiency against workers, the ideal line and the Amdahl curves."""
+        from .present.scaling_plot import plot_scaling
+
+        return plot_scaling(self.scaling, self.amdahl, self.cores, path)
+
+    @functools.cached_property
     def warnings(self) -> list[str]:
         """Noisy measurements, each with its likely cause."""
         return noise_warnings(self.summary, self.environment)
@@ -153,6 +196,7 @@ class Result:
             for row in self.summary.itertuples(index=False)
         ]
         rec = self.recommendation
+        sweep = self._sweep_json() if self.options.get("sweep") else {}
         return {
             "schema": SCHEMA,
             "run_id": self.run_id,
@@ -171,6 +215,7 @@ class Result:
             "interrupted": self.interrupted,
             "options": {k: v for k, v in self.options.items()
                         if k not in ("caveats", "findings")},
+            **sweep,
         }
 
     def write_json(self, path: str | Path) -> None:

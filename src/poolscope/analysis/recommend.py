@@ -2,9 +2,10 @@
 
 1. Candidates: configurations whose trials all ran every item without an error.
 2. The fastest by median wall time.
-3. Configurations not measurably slower than the fastest (the 95% interval of the ratio of
-   medians includes 1) or slower by less than CLOSE_CALL (real but too small to be worth a
-   heavier executor) tie with it.
+3. A configuration ties with the fastest when the data show it is at most EQUIVALENT slower:
+   the upper end of the 95% interval of the ratio of medians is below 1 + EQUIVALENT (an
+   equivalence test: a wide interval proves nothing, so noisy runs do not tie). With a single
+   trial each there is no interval, and only a gap under CLOSE_CALL ties.
 4. Among those, the simplest wins: serial, then threads, then processes; then fewer workers.
    A difference that is not statistically real is no reason to pay for processes.
 """
@@ -22,6 +23,7 @@ from .stats import Comparison, compare_samples
 __all__ = ["Recommendation", "config_label", "recommend", "workload_findings"]
 
 CLOSE_CALL = 0.05
+EQUIVALENT = 0.10
 FAMILY_COST = {"serial": 0, "thread": 1, "process": 2}
 
 
@@ -79,7 +81,9 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
 
     def ties(index: int) -> bool:
         c = comparisons[index]
-        return c.ratio < 1 + CLOSE_CALL or c.verdict == "no measurable difference"
+        if c.ci is None:
+            return c.ratio < 1 + CLOSE_CALL
+        return c.ci[1] <= 1 + EQUIVALENT
 
     tied = [fastest.name, *[i for i in comparisons if ties(i)]]
     chosen = min(tied, key=lambda i: (FAMILY_COST.get(families.get(ranked.loc[i, "executor"],
@@ -91,7 +95,7 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
         c = comparisons[chosen]
         detail = (f"ratio {c.ratio:.2f}, 95% CI {c.ci[0]:.2f}–{c.ci[1]:.2f}" if c.ci
                   else "one trial each")
-        slower = ("not measurably slower" if c.verdict == "no measurable difference"
+        slower = (f"at most {EQUIVALENT:.0%} slower" if c.ci
                   else f"under {CLOSE_CALL:.0%} slower")
         reasons.append(f"{_label(best, several)} is {slower} ({detail}) and is "
                        f"simpler ({_simpler(families.get(best['executor'], ''))}), so it is "

@@ -15,7 +15,7 @@ from .._format import duration, size
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["render_result", "summary_table"]
+__all__ = ["render_result", "scaling_view", "summary_table"]
 
 
 def _ratio(value: float, suffix: str = "×") -> str:
@@ -61,6 +61,8 @@ def summary_table(result: Result) -> Table:
 
 def render_result(result: Result) -> Iterator[Any]:
     yield summary_table(result)
+    if result.options.get("sweep"):
+        yield from scaling_view(result)
     evidence = "; ".join(result.classification_evidence)
     yield Text.assemble(("workload: ", "bold"), (result.classification, "cyan"),
                         f" ({evidence})")
@@ -93,3 +95,38 @@ def render_result(result: Result) -> Iterator[Any]:
     if peak:
         yield Text(f"peak RSS, summed over the processes of the largest trial: {size(peak)}",
                    style="dim")
+
+
+def scaling_view(result: Result) -> Iterator[Any]:
+    """A sweep's scaling table, Amdahl fits and growth with the item count."""
+    scaling = result.scaling
+    several_chunks = scaling.groupby(["executor", "workers"]).size().max() > 1
+    table = Table(title="scaling", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, padding=0, pad_edge=False)
+    table.add_column("executor × workers", no_wrap=True)
+    for header in (["chunks"] if several_chunks else []) + [
+            "wall", "speedup", "ideal", "efficiency", "Karp–Flatt"]:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in scaling.itertuples(index=False):
+        if row.executor == "serial":
+            continue
+        table.add_row(f"{row.executor} ×{row.workers}",
+                      *([str(row.chunksize)] if several_chunks else []),
+                      duration(row.wall_s), _ratio(row.speedup), f"{row.ideal_speedup}×",
+                      _percent(row.efficiency), _ratio(row.karp_flatt, ""))
+    table.caption = ("ideal: min(workers, cores) · Karp–Flatt: the serial fraction implied by "
+                     "each speedup (rising with workers: overhead grows)")
+    table.caption_justify = "left"
+    yield table
+    for name, fit in result.amdahl.items():
+        if name == "serial" or math.isnan(fit.serial_fraction):
+            continue
+        limit = ("no limit" if math.isinf(fit.max_speedup)
+                 else f"at most {fit.max_speedup:.1f}× on any number of cores")
+        r2 = "" if fit.r_squared is None or math.isnan(fit.r_squared) else \
+            f", r² {fit.r_squared:.2f}"
+        yield Text(f"Amdahl fit, {name}: serial fraction {fit.serial_fraction:.3f} → "
+                   f"{limit} ({fit.points} points{r2})")
+    for name, growth in result.growth.items():
+        yield Text(f"growth with items, {name}: {duration(growth.fixed_s)} fixed + "
+                   f"{duration(growth.per_item_s)} per item (r² {growth.r_squared:.2f})")
