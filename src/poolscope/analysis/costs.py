@@ -32,13 +32,14 @@ def cost_model(trials: pd.DataFrame, items: pd.DataFrame, families: dict[str, st
     busy = (usable["wall_s"] - usable["startup_s"] - usable["teardown_s"]).clip(lower=0)
     usable["dispatch"] = ((lanes * busy - usable["item_wall_s"]).clip(lower=0)
                           / usable["items"].clip(lower=1))
-    ok = items[items["status"] == "ok"]
-    baseline = ok[ok["executor"] == "serial"]
+    ok = items["status"] == "ok"
+    baseline = items.loc[ok & (items["executor"] == "serial"), ["cpu_s", "wall_s"]]
     rows = []
     for (executor, workers, chunksize), group in usable.groupby(
             ["executor", "workers", "chunksize"], sort=False):
-        own = ok[(ok["executor"] == executor) & (ok["workers"] == workers)]
-        reference = baseline if len(baseline) else own
+        reference = baseline if len(baseline) else items.loc[
+            ok & (items["executor"] == executor) & (items["workers"] == workers),
+            ["cpu_s", "wall_s"]]
         shares_memory = families.get(executor) != "process"
         rows.append({
             "executor": executor, "workers": int(workers), "chunksize": int(chunksize),
