@@ -15,7 +15,7 @@ from .._format import duration, size
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["render_result", "scaling_view", "summary_table"]
+__all__ = ["cost_table", "render_result", "scaling_view", "summary_table"]
 
 
 def _ratio(value: float, suffix: str = "×") -> str:
@@ -63,6 +63,8 @@ def render_result(result: Result) -> Iterator[Any]:
     yield summary_table(result)
     if result.options.get("sweep"):
         yield from scaling_view(result)
+    elif not result.costs.empty:
+        yield cost_table(result)
     evidence = "; ".join(result.classification_evidence)
     yield Text.assemble(("workload: ", "bold"), (result.classification, "cyan"),
                         f" ({evidence})")
@@ -128,5 +130,30 @@ def scaling_view(result: Result) -> Iterator[Any]:
         yield Text(f"Amdahl fit, {name}: serial fraction {fit.serial_fraction:.3f} → "
                    f"{limit} ({fit.points} points{r2})")
     for name, growth in result.growth.items():
-        yield Text(f"growth with items, {name}: {duration(growth.fixed_s)} fixed + "
-                   f"{duration(growth.per_item_s)} per item (r² {growth.r_squared:.2f})")
+        fixed = (f"{duration(growth.fixed_s)} fixed" if growth.fixed_s >= 0
+                 else "a fixed cost below the noise")
+        r2 = "" if math.isnan(growth.r_squared) else f" (r² {growth.r_squared:.2f}"
+        r2 += f", {growth.points} item counts)" if r2 else ""
+        yield Text(f"growth with items, {name}: {fixed} + {duration(growth.per_item_s)} per "
+                   f"item{r2}")
+
+
+def cost_table(result: Result) -> Table:
+    """Where the time goes per configuration (the cost model), within 80 columns."""
+    table = Table(title="cost model, per item unless said", title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD, padding=0, pad_edge=False)
+    table.add_column("executor × workers", no_wrap=True)
+    for header in ("start-up", "dispatch", "moved", "pickling", "compute CPU", "wall"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in result.costs.itertuples(index=False):
+        moved = row.transfer_bytes_per_item
+        table.add_row(
+            f"{row.executor} ×{row.workers}", duration(row.startup_s),
+            duration(row.dispatch_s_per_item),
+            "–" if math.isnan(moved) else ("0" if moved == 0 else size(moved)),
+            duration(row.transfer_s_per_item) if row.transfer_s_per_item else "0",
+            duration(row.compute_cpu_s_per_item), duration(row.compute_wall_s_per_item))
+    table.caption = ("start-up: once per trial · dispatch: worker time outside items "
+                     "(hand-off, results, idle) · moved/pickling: argument and result")
+    table.caption_justify = "left"
+    return table
