@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(usable_cores() < 2, reason="needs 2 usable cores")]
 
 
-def run(name: str, items: int, size: int, workers: int | None = 2, repeat: int = 3):
+def run(name: str, items: int, size: int, workers: int | None = 2, repeat: int = 5):
     return run_workload(resolve_workload(name, items, size=size), executors="thread,process",
                         workers=workers, repeat=repeat)
 

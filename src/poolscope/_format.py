@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-__all__ = ["duration", "size"]
+__all__ = ["duration", "json_number", "size"]
 
 
 def duration(seconds: float) -> str:
@@ -26,3 +27,14 @@ def size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def json_number(value: Any) -> float | None:
+    """JSON has no NaN: an undefined number (None, pandas.NA, NaN, infinite) becomes null."""
+    if value is None:
+        return None
+    try:  # float(pandas.NA) raises TypeError
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

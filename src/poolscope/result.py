@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import frames
+from ._format import json_number as _num
 from .analysis.classify import Classification, classify
 from .analysis.costs import cost_model
 from .analysis.metrics import outlier_flags, summarize
@@ -250,11 +250,6 @@ class Result:
         return (f"<poolscope.Result {self.run_id} target={self.target!r} items={self.n_items} "
                 f"trials={len(self.trial_results)}>")
 
-
-def _num(value: Any) -> float | None:
-    """JSON has no NaN: an undefined number (no baseline, a single trial) is null."""
-    value = float(value)
-    return None if math.isnan(value) or math.isinf(value) else value
 
 
 @dataclass(frozen=True)

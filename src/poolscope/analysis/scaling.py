@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._format import json_number
+
 __all__ = [
     "TABLE_COLUMNS",
     "AmdahlFit",
@@ -135,15 +137,15 @@ def scaling_json(table: pd.DataFrame) -> list[dict[str, Any]]:
             "executor": str(row["executor"]),
             "workers": int(row["workers"]),
             "chunksize": None if _missing(chunksize) else int(chunksize),
-            "wall_s": _num(row["wall_s"]),
-            "speedup": _num(row["speedup"]),
-            "efficiency": _num(row["efficiency"]),
+            "wall_s": json_number(row["wall_s"]),
+            "speedup": json_number(row["speedup"]),
+            "efficiency": json_number(row["efficiency"]),
         }
         if "ideal_speedup" in row:
             ideal = row["ideal_speedup"]
             out["ideal_speedup"] = None if _missing(ideal) else int(ideal)
         if "karp_flatt" in row:
-            out["karp_flatt"] = _num(row["karp_flatt"])
+            out["karp_flatt"] = json_number(row["karp_flatt"])
         rows.append({key: out[key] for key in _JSON_KEYS if key in out})
     return rows
 
@@ -175,9 +177,9 @@ class AmdahlFit:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "serial_fraction": _num(self.serial_fraction),
-            "max_speedup": _num(self.max_speedup),
-            "r_squared": _num(self.r_squared),
+            "serial_fraction": json_number(self.serial_fraction),
+            "max_speedup": json_number(self.max_speedup),
+            "r_squared": json_number(self.r_squared),
             "points": int(self.points),
         }
 
@@ -263,9 +265,9 @@ class GrowthFit:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "fixed_s": _num(self.fixed_s),
-            "per_item_s": _num(self.per_item_s),
-            "r_squared": _num(self.r_squared),
+            "fixed_s": json_number(self.fixed_s),
+            "per_item_s": json_number(self.per_item_s),
+            "r_squared": json_number(self.r_squared),
         }
 
 
@@ -351,11 +353,3 @@ def _missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
-
-
-def _num(value: Any) -> float | None:
-    """A JSON number: NaN, infinity and missing values become ``None``."""
-    if _missing(value):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None

@@ -92,11 +92,16 @@ def plot_run(result: Result, path: str | Path | None = None) -> Figure:
     trials = representative_trials(result.trial_results)
     fig = _draw(result, trials) if trials else _empty_figure(result)
     if target is not None:
-        try:
-            fig.savefig(target, format=target.suffix[1:].lower(), dpi=DPI, bbox_inches="tight")
-        except OSError as exc:
-            raise UsageError(f"cannot write the plot to {target}: {exc.strerror or exc}") from None
+        save_figure(fig, target)
     return fig
+
+
+def save_figure(fig: Figure, target: Path) -> None:
+    """Save in the format the extension names; a write error becomes a one-line UsageError."""
+    try:
+        fig.savefig(target, format=target.suffix[1:].lower(), dpi=DPI, bbox_inches="tight")
+    except OSError as exc:
+        raise UsageError(f"cannot write the plot to {target}: {exc.strerror or exc}") from None
 
 
 # --- checks ------------------------------------------------------------------------------------

@@ -27,10 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator, PercentFormatter
 
-from .._errors import UsageError
 from .._format import duration
 from ..analysis.scaling import AmdahlFit, amdahl_speedup
-from .plots import DPI, _check_path
+from .plots import _check_path, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -61,10 +60,7 @@ def plot_scaling(table: pd.DataFrame, fits: dict[str, AmdahlFit], cores: int,
     cores = max(1, int(cores))
     fig = _draw(table, fits, cores) if len(table) else _empty_figure(cores)
     if target is not None:
-        try:
-            fig.savefig(target, format=target.suffix[1:].lower(), dpi=DPI, bbox_inches="tight")
-        except OSError as exc:
-            raise UsageError(f"cannot write the plot to {target}: {exc.strerror or exc}") from None
+        save_figure(fig, target)
     return fig
 
 
