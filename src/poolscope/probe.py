@@ -60,7 +60,9 @@ class ChunkRecord(NamedTuple):
 
 def _core_reader() -> Callable[[], int]:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        # PyDLL keeps the GIL across the call: sched_getcpu never blocks, and releasing the GIL
+        # on every item would hand it to another thread, adding switches to threaded trials.
+        libc = ctypes.PyDLL(None, use_errno=True)
         getcpu = libc.sched_getcpu
         getcpu.restype = ctypes.c_int
         getcpu.argtypes = []
