@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ItemsError, PoolscopeError, TargetError, UsageError
 
 if TYPE_CHECKING:
-    from .api import compare
+    from .api import compare, load
     from .result import Result
 
-__all__ = ["ItemsError", "PoolscopeError", "Result", "TargetError", "UsageError", "compare"]
+__all__ = ["ItemsError", "PoolscopeError", "Result", "TargetError", "UsageError", "compare",
+           "load"]
 __version__ = "0.1.0"
 
 
@@ -27,6 +28,10 @@ def __getattr__(name: str) -> Any:
         from .api import compare
 
         return compare
+    if name == "load":
+        from .api import load
+
+        return load
     if name == "Result":
         from .result import Result
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ._errors import UsageError
@@ -12,9 +14,10 @@ from .backends import get_backend
 from .environment import collect_environment, usable_cores
 from .result import Result, new_run_id, transfer_sample
 from .runner import Chunksize, Plan, Repeat, TrialResult, run_plan
+from .store import RunStore
 from .workloads import Workload
 
-__all__ = ["DEFAULT_EXECUTORS", "compare", "default_sweep_workers", "run_workload",
+__all__ = ["DEFAULT_EXECUTORS", "compare", "default_sweep_workers", "load", "run_workload",
            "sweep_workload"]
 
 DEFAULT_EXECUTORS = ("thread", "process")
@@ -72,11 +75,12 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                  chunksize: Chunksize | Sequence[Chunksize] = "auto", baseline: bool = True,
                  warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
                  explore_io: bool = True, progress: bool = False,
-                 console: Any = None) -> Result:
+                 console: Any = None, store: RunStore | None = None) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
-    trials with 2×, 4×, … the cores' worker count, while doubling still pays off.
+    trials with 2×, 4×, … the cores' worker count, while doubling still pays off. With a
+    ``store``, the run, each chunk's records and each trial are written as they arrive.
     """
     names = _as_names(executors)
     if baseline and "serial" not in names:
@@ -95,13 +99,24 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
         "reuse_pool": reuse_pool, "size": workload.size, "caveats": _caveats(workload, names),
         "findings": []}
+    run_id = new_run_id()
+    on_chunk: list[Any] = []
+    on_trial_end: list[Any] = []
+    on_trial_start: list[Any] = []
+    if store is not None:
+        store.begin_run(run_id, started_at, workload.target, len(items), list(names),
+                        environment, {k: v for k, v in options.items() if k != "caveats"})
+        on_chunk.append(functools.partial(store.add_chunk, run_id))
+        on_trial_end.append(functools.partial(store.end_trial, run_id))
     with contextlib.ExitStack() as stack:
-        hooks: dict[str, Any] = {}
         if progress:
             from .present.progress import TrialProgress
 
             bar = stack.enter_context(TrialProgress(plan, len(items), console=console))
-            hooks = {"on_chunk": bar.on_chunk, "on_trial_start": bar.on_trial_start}
+            on_chunk.append(bar.on_chunk)
+            on_trial_start.append(bar.on_trial_start)
+        hooks = {"on_chunk": _each(on_chunk), "on_trial_start": _each(on_trial_start),
+                 "on_trial_end": _each(on_trial_end)}
         trials, interrupted = run_plan(workload, plan, **hooks)
 
         def result() -> Result:
@@ -111,12 +126,26 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                           interrupted=interrupted, transfer=transfer_sample(items, sample),
                           started_at=started_at)
 
-        run_id = new_run_id()
         first = result()
         if explore_io and workers is None and not interrupted and \
                 first.classification == "io-bound":
             interrupted = _explore_io_workers(workload, plan, first, trials, options, hooks)
-    return result()
+    final = result()
+    if store is not None:
+        store.end_run(final)
+    return final
+
+
+def _each(callbacks: list[Any]) -> Any:
+    """One callback that calls each of several in turn (None when there are none)."""
+    if not callbacks:
+        return None
+
+    def call(*args: Any) -> None:
+        for callback in callbacks:
+            callback(*args)
+
+    return call
 
 
 def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
@@ -135,10 +164,8 @@ def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
         extra = Plan(executors=(name,), workers=(count,), repeat=plan.repeat,
                      chunksize=plan.chunksize, warmup=plan.warmup, max_time_s=plan.max_time_s,
                      reuse_pool=plan.reuse_pool)
-        more, interrupted = run_plan(workload, extra, **hooks)
-        for trial in more:
-            trial.index = len(trials)
-            trials.append(trial)
+        more, interrupted = run_plan(workload, extra, first_index=len(trials), **hooks)
+        trials.extend(more)
         walls = sorted(t.wall_s for t in more if t.status in ("ok", "partial"))
         if interrupted or not walls:
             return interrupted
@@ -183,7 +210,7 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                    chunksize: Chunksize | Sequence[Chunksize] = "auto",
                    item_counts: Sequence[int] | None = None, repeat: Repeat = "auto",
                    warmup: int = 0, max_time: float = 60.0, progress: bool = False,
-                   console: Any = None) -> Result:
+                   console: Any = None, store: RunStore | None = None) -> Result:
     """Every executor at every worker count (and chunksize) over the largest item count; then,
     with several item counts, each executor at its best configuration over the smaller counts,
     to fit how wall time grows with the number of items."""
@@ -198,11 +225,13 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
     result = run_workload(largest, executors=executors,
                           workers=list(workers or default_sweep_workers()),
                           repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
-                          explore_io=False, progress=progress, console=console)
+                          explore_io=False, progress=progress, console=console, store=store)
     result.options["sweep"] = True
     result.options["item_counts"] = counts
     if len(counts) > 1 and not result.interrupted:
         result.growth = _item_count_growth(largest, result, counts, repeat, max_time)
+    if store is not None:
+        store.end_run(result)  # again: now the stored options say it was a sweep
     return result
 
 
@@ -226,3 +255,11 @@ def _item_count_growth(workload: Workload, result: Result, counts: list[int],
         walls.append(float(best["wall_s"]))
         fits[str(executor)] = item_count_growth(counts, walls)
     return fits
+
+
+def load(run: str = "latest", store: str | Path | None = None) -> Result:
+    """A stored run, as the same Result a fresh run returns (tables, pictures, JSON)."""
+    from .store import store_path
+
+    with RunStore(store_path(store), create=False) as runs:
+        return runs.load(run)

@@ -51,6 +51,25 @@ CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Write one row per it
 PlotOpt = Annotated[Path | None, typer.Option(
     "--plot", help="Write the notebook's scatter and a per-worker timeline (.png or .svg).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="The run history's SQLite file [default: $POOLSCOPE_STORE or "
+                    ".poolscope/poolscope.db].")]
+NoStoreOpt = Annotated[bool, typer.Option("--no-store", help="Do not record this run.")]
+
+
+def _open_store(path: Path | None, no_store: bool) -> Any:
+    """The store a run writes to, or None with --no-store."""
+    if no_store:
+        return None
+    from .store import RunStore, store_path
+
+    return RunStore(store_path(path))
+
+
+def _read_store(path: Path | None) -> Any:
+    from .store import RunStore, store_path
+
+    return RunStore(store_path(path), create=False)
 
 
 def _parse_workers(text: str | None, option: str = "--workers") -> list[int] | None:
@@ -157,6 +176,8 @@ def run(
     csv: CsvOpt = None,
     plot: PlotOpt = None,
     quiet: QuietOpt = False,
+    store: StoreOpt = None,
+    no_store: NoStoreOpt = False,
 ) -> None:
     """Run TARGET over its items under each executor and compare them."""
     from .api import run_workload
@@ -176,7 +197,7 @@ def run(
                           repeat=_parse_repeat(repeat), chunksize=_parse_chunksize(chunksize),
                           warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                           baseline=not no_baseline, progress=_show_progress(quiet),
-                          console=Console(stderr=True))
+                          console=Console(stderr=True), store=_open_store(store, no_store))
     console.print(result)
     _write_outputs(result, console, json_path, csv, plot)
     _finish(result, console)
@@ -212,6 +233,8 @@ def sweep(
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write the scaling curves (.png, .svg or .pdf).")] = None,
     quiet: QuietOpt = False,
+    store: StoreOpt = None,
+    no_store: NoStoreOpt = False,
 ) -> None:
     """Scale TARGET over worker counts (and chunksizes, item counts): speedup, efficiency,
     Amdahl's serial fraction, Karp–Flatt."""
@@ -233,7 +256,8 @@ def sweep(
     result = sweep_workload(workload, executors=executors, workers=_parse_workers(workers),
                             chunksize=_parse_chunksize(chunksize), item_counts=counts,
                             repeat=_parse_repeat(repeat), warmup=warmup, max_time=max_time,
-                            progress=_show_progress(quiet), console=Console(stderr=True))
+                            progress=_show_progress(quiet), console=Console(stderr=True),
+                            store=_open_store(store, no_store))
     console.print(result)
     _write_outputs(result, console, json_path, csv, None)
     if plot:
@@ -254,6 +278,8 @@ def demo(
     repeat: RepeatOpt = "auto",
     json_path: JsonOpt = None,
     quiet: QuietOpt = False,
+    store: StoreOpt = None,
+    no_store: NoStoreOpt = False,
 ) -> None:
     """Redo the notebook's experiment: thread-pool vs process-pool on a pure-Python loop."""
     from .api import run_workload
@@ -273,7 +299,7 @@ def demo(
     workload = resolve_workload("cpu", items_per_job * jobs, size)
     result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
                           repeat=_parse_repeat(repeat), progress=_show_progress(quiet),
-                          console=Console(stderr=True))
+                          console=Console(stderr=True), store=_open_store(store, no_store))
     console.print(result)
     console.print()
     for line in observations(result, "thread-pool", "process-pool"):
@@ -281,6 +307,52 @@ def demo(
     console.print()
     _write_outputs(result, console, json_path, None, plot)
     _finish(result, console)
+
+
+@app.command()
+def history(
+    target: Annotated[str | None, typer.Option("--target", help="Only runs of this target.")
+                      ] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only runs started on or after this date (YYYY-MM-DD).")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many runs.")] = 50,
+    store: StoreOpt = None,
+) -> None:
+    """List stored runs, newest first: id, when, target, executors, best, status."""
+    if since is not None:
+        from datetime import date
+
+        try:
+            date.fromisoformat(since[:10])
+        except ValueError:
+            raise UsageError(f"--since: {since!r} is not a date like 2026-11-25") from None
+    with _read_store(store) as runs:
+        rows = runs.history(target=target, since=since, limit=limit)
+    table = Table(header_style="bold", box=None)
+    for column in ("run", "started (UTC)", "target", "executors", "best", "status"):
+        table.add_column(column, no_wrap=column in ("run", "started (UTC)"))
+    for row in rows:
+        table.add_row(row["run_id"], row["started_at"].replace("T", " ")[:19], row["target"],
+                      row["executors"], row["best"] or "–", row["status"])
+    Console().print(table if rows else "no runs stored yet")
+
+
+@app.command()
+def show(
+    run_ref: Annotated[str, typer.Argument(
+        metavar="RUN", help="A run id, a unique prefix of one, latest or latest~N.")],
+    json_path: JsonOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Show a stored run's table and recommendation again."""
+    _check_output(json_path, "--json")
+    with _read_store(store) as runs:
+        result = runs.load(run_ref)
+    console = _consoles(json_path)
+    console.print(f"run {result.run_id}, started {result.started_at}")
+    console.print(result)
+    if json_path:
+        result.write_json(json_path)
 
 
 @app.command()

@@ -115,6 +115,7 @@ class TrialResult:
     items: ItemColumns
     errors: list[dict[str, Any]] = field(default_factory=list)
     result_sample: list[Any] = field(default_factory=list)  # a few return values, for sizing
+    t0_ns: int = 0  # perf_counter_ns when the trial began: the origin of its item times
 
     @property
     def n_ok(self) -> int:
@@ -219,6 +220,7 @@ def run_plan(workload: Workload, plan: Plan, *,
              on_trial_start: Callable[[int, str, int, int], None] | None = None,
              on_trial_end: Callable[[TrialResult], None] | None = None,
              clock: Callable[[], float] = time.monotonic,
+             first_index: int = 0,
              ) -> tuple[list[TrialResult], bool]:
     """Run the plan's trials in interleaved rounds; returns the trials and whether interrupted.
 
@@ -264,7 +266,7 @@ def run_plan(workload: Workload, plan: Plan, *,
         repeat = 0
         while active := [c for c in configs if needs_more(c)]:
             for c in active:
-                index = len(results)
+                index = first_index + len(results)
                 if on_trial_start:
                     on_trial_start(index, c.executor, c.workers, len(items))
                 trial = one(c, index, repeat)
@@ -383,7 +385,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         wall_s=(t_end - t0) / 1e9, cpu_s=cpu_s, startup_s=startup_ns / 1e9,
         teardown_s=(t_end - t_last) / 1e9,
         peak_rss=_own_peak_rss(reset_worked) + worker_rss, status=status, host=HOST,
-        items=items, errors=errors, result_sample=result_sample)
+        items=items, errors=errors, result_sample=result_sample, t0_ns=t0)
 
 
 def _without_results(record: ChunkRecord) -> ChunkRecord:

@@ -1,0 +1,309 @@
+"""The run history: an embedded SQLite store, written as measurements arrive.
+
+    parent process (the only writer)                 .poolscope/poolscope.db (WAL)
+    -------------------------------                  -----------------------------
+    run starts                      ── INSERT ──>    runs     (status 'running', pid, host)
+    each chunk's records arrive     ── INSERT ──>    chunks   (columnar arrays as blobs)
+    each trial ends                 ── INSERT ──>    trials   (wall, tree CPU, status, t0)
+    run ends                        ── UPDATE ──>    runs     (status 'complete' / 'interrupted')
+
+Every write is its own transaction, so a crash or SIGKILL loses at most the chunk in flight; a
+run whose writer died while 'running' reads back as 'incomplete'. Items are kept as each chunk's
+arrays (one row per chunk, not per item), so a million-item trial is a handful of rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from array import array
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._errors import UsageError
+from .probe import ChunkRecord
+
+if TYPE_CHECKING:
+    from .result import Result
+    from .runner import TrialResult
+
+__all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "store_path"]
+
+SCHEMA_VERSION = 1
+DEFAULT_STORE = Path(".poolscope") / "poolscope.db"
+BUSY_TIMEOUT_S = 30.0
+RETRIES = 20
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
+    target TEXT NOT NULL, status TEXT NOT NULL, n_items INTEGER NOT NULL,
+    executors TEXT NOT NULL, best TEXT, environment TEXT NOT NULL, options TEXT NOT NULL,
+    transfer TEXT, pid INTEGER NOT NULL, host TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_time ON runs (started_at);
+CREATE TABLE IF NOT EXISTS trials (
+    run_id TEXT NOT NULL, trial INTEGER NOT NULL, executor TEXT NOT NULL,
+    workers INTEGER NOT NULL, chunksize INTEGER NOT NULL, repeat INTEGER NOT NULL,
+    wall_s REAL NOT NULL, cpu_s REAL NOT NULL, startup_s REAL NOT NULL,
+    teardown_s REAL NOT NULL, peak_rss INTEGER NOT NULL, status TEXT NOT NULL,
+    host TEXT NOT NULL, t0_ns INTEGER NOT NULL, errors TEXT NOT NULL,
+    PRIMARY KEY (run_id, trial));
+CREATE TABLE IF NOT EXISTS chunks (
+    run_id TEXT NOT NULL, trial INTEGER NOT NULL, first INTEGER NOT NULL,
+    pid INTEGER NOT NULL, tid INTEGER NOT NULL, start_ns BLOB NOT NULL, end_ns BLOB NOT NULL,
+    cpu_marks_ns BLOB NOT NULL, core BLOB NOT NULL, status BLOB NOT NULL,
+    errors TEXT NOT NULL, process_cpu_s REAL NOT NULL, process_maxrss INTEGER NOT NULL,
+    PRIMARY KEY (run_id, trial, first));
+"""
+
+T = TypeVar("T")
+
+
+def store_path(option: str | Path | None) -> Path:
+    """--store, else $POOLSCOPE_STORE, else .poolscope/poolscope.db under the working directory."""
+    if option is not None:
+        return Path(option)
+    env = os.environ.get("POOLSCOPE_STORE")
+    return Path(env) if env else DEFAULT_STORE
+
+
+class RunStore:
+    """One connection to a store; create it, write runs into it, read them back."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise UsageError(f"no poolscope store at {self.path}")
+        if create:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot create the store's directory {self.path.parent}: "
+                    f"{exc.strerror or exc}") from None
+        try:
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                      check_same_thread=False)
+            # Look before writing anything: a file that is not ours is left as it was.
+            self._check_schema(create)
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{self.path} is not a usable poolscope store ({exc})") from None
+
+    # --- schema ------------------------------------------------------------------------------
+    def _check_schema(self, create: bool) -> None:
+        tables = {row[0] for row in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "meta" not in tables:
+            raise UsageError(f"{self.path} is an SQLite file but not a poolscope store")
+        if "meta" in tables:
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise UsageError(
+                    f"{self.path} was written by a newer poolscope (store schema {version}; "
+                    f"this one reads up to {SCHEMA_VERSION}): upgrade poolscope")
+            if version == SCHEMA_VERSION:
+                self._use_wal()
+                return
+        if not create:
+            raise UsageError(f"{self.path} is not a poolscope store")
+        self._use_wal()
+        self._retry(lambda: self.db.executescript(
+            "BEGIN IMMEDIATE;" + _SCHEMA + "INSERT OR REPLACE INTO meta VALUES "
+            f"('schema_version', '{SCHEMA_VERSION}'); COMMIT;"))
+
+    def _use_wal(self) -> None:
+        """WAL: readers never block the writer, and a killed writer leaves a consistent file."""
+        self._retry(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+        self.db.execute("PRAGMA synchronous=NORMAL")
+
+    def _retry(self, action: Callable[[], T]) -> T:
+        """Another poolscope may hold the write lock past the busy timeout: wait and retry."""
+        for attempt in range(RETRIES):
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                time.sleep(min(0.05 * 2 ** attempt, 1.0))
+        return action()
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        try:
+            self._retry(lambda: self.db.execute(sql, params))
+        except sqlite3.OperationalError as exc:
+            raise UsageError(f"cannot write to the store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing a run as it happens ---------------------------------------------------------
+    def begin_run(self, run_id: str, started_at: str, target: str, n_items: int,
+                  executors: list[str], environment: dict[str, Any],
+                  options: dict[str, Any]) -> None:
+        self._write(
+            "INSERT INTO runs (run_id, started_at, target, status, n_items, executors, "
+            "environment, options, pid, host) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+            (run_id, started_at, target, n_items, ",".join(executors),
+             json.dumps(environment), json.dumps(options, default=str), os.getpid(),
+             socket.gethostname()))
+
+    def add_chunk(self, run_id: str, trial: int, record: ChunkRecord) -> None:
+        if trial < 0:  # warm-up trials are not kept
+            return
+        self._write(
+            "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, trial, record.first, record.pid, record.tid, record.start_ns.tobytes(),
+             record.end_ns.tobytes(), record.cpu_marks_ns.tobytes(), record.core.tobytes(),
+             record.status.tobytes(), json.dumps(record.errors), record.process_cpu_s,
+             record.process_maxrss))
+
+    def end_trial(self, run_id: str, trial: TrialResult) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, trial.index, trial.executor, trial.workers, trial.chunksize, trial.repeat,
+             trial.wall_s, trial.cpu_s, trial.startup_s, trial.teardown_s, trial.peak_rss,
+             trial.status, trial.host, trial.t0_ns, json.dumps(trial.errors)))
+
+    def end_run(self, result: Result) -> None:
+        rec = result.recommendation
+        best = f"{rec.executor} ×{rec.workers}" if rec else None
+        transfer = (json.dumps({"bytes_per_item": result.transfer.bytes_per_item,
+                                "seconds_per_item": result.transfer.seconds_per_item})
+                    if result.transfer else None)
+        from datetime import UTC, datetime
+
+        self._write(
+            "UPDATE runs SET status = ?, finished_at = ?, best = ?, options = ?, transfer = ? "
+            "WHERE run_id = ?",
+            ("interrupted" if result.interrupted else "complete",
+             datetime.now(UTC).isoformat(timespec="seconds"), best,
+             json.dumps(result.options, default=str), transfer, result.run_id))
+
+    # --- reading -----------------------------------------------------------------------------
+    def run_ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT run_id FROM runs ORDER BY rowid")]
+
+    def resolve(self, ref: str) -> str:
+        """A run id, a unique prefix of one, 'latest' or 'latest~N'."""
+        ref = ref.strip()
+        if ref == "latest" or ref.startswith("latest~"):
+            back = 0
+            if ref != "latest":
+                try:
+                    back = int(ref.removeprefix("latest~"))
+                except ValueError:
+                    raise UsageError(f"bad run reference {ref!r}: use latest~N") from None
+            row = self.db.execute("SELECT run_id FROM runs ORDER BY rowid "
+                                  "DESC LIMIT 1 OFFSET ?", (back,)).fetchone()
+            if row is None:
+                raise UsageError(f"no run {ref!r} in {self.path}")
+            return str(row[0])
+        rows = self.db.execute("SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\'",
+                               (ref.replace("%", r"\%").replace("_", r"\_") + "%",)).fetchall()
+        if not rows:
+            raise UsageError(f"no run {ref!r} in {self.path}")
+        if len(rows) > 1:
+            raise UsageError(f"run {ref!r} is ambiguous: {len(rows)} runs start with it")
+        return str(rows[0][0])
+
+    def history(self, target: str | None = None, since: str | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT run_id, started_at, target, executors, best, status, pid, host "
+               "FROM runs")
+        where, params = [], []
+        if target:
+            where.append("target = ?")
+            params.append(target)
+        if since:
+            where.append("started_at >= ?")
+            params.append(since)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        rows = []
+        for run_id, started, tgt, executors, best, status, pid, host in self.db.execute(
+                sql, params):
+            if status == "running" and not _writer_alive(pid, host):
+                status = "incomplete"
+            rows.append({"run_id": run_id, "started_at": started, "target": tgt,
+                         "executors": executors, "best": best, "status": status})
+        return rows
+
+    def load(self, ref: str) -> Result:
+        """The stored run as the same Result object a fresh run returns."""
+        from .result import Result, TransferSample
+        from .runner import ItemColumns, TrialResult
+
+        run_id = self.resolve(ref)
+        (started, target, status, n_items, env, options, transfer, pid, host) = \
+            self.db.execute("SELECT started_at, target, status, n_items, environment, options, "
+                            "transfer, pid, host FROM runs WHERE run_id = ?",
+                            (run_id,)).fetchone()
+        trials = []
+        for row in self.db.execute("SELECT * FROM trials WHERE run_id = ? ORDER BY trial",
+                                   (run_id,)):
+            (_, index, executor, workers, chunksize, repeat, wall, cpu, startup, teardown, rss,
+             trial_status, trial_host, t0, errors) = row
+            records = list(self._chunks(run_id, index))
+            trials.append(TrialResult(
+                index=index, executor=executor, workers=workers, chunksize=chunksize,
+                repeat=repeat, wall_s=wall, cpu_s=cpu, startup_s=startup, teardown_s=teardown,
+                peak_rss=rss, status=trial_status, host=trial_host,
+                items=ItemColumns.from_chunks(records, t0), errors=json.loads(errors),
+                t0_ns=t0))
+        interrupted = status == "interrupted" or (status == "running"
+                                                  and not _writer_alive(pid, host))
+        moved = json.loads(transfer) if transfer else None
+        return Result(run_id=run_id, target=target, n_items=n_items, trial_results=trials,
+                      environment=json.loads(env), options=json.loads(options),
+                      interrupted=interrupted, started_at=started,
+                      transfer=TransferSample(**moved) if moved else None)
+
+    def _chunks(self, run_id: str, trial: int) -> Iterator[ChunkRecord]:
+        for (first, pid, tid, start, end, marks, core, status, errors, cpu,
+             maxrss) in self.db.execute(
+                "SELECT first, pid, tid, start_ns, end_ns, cpu_marks_ns, core, status, errors, "
+                "process_cpu_s, process_maxrss FROM chunks WHERE run_id = ? AND trial = ? "
+                "ORDER BY first", (run_id, trial)):
+            yield ChunkRecord(
+                first=first, start_ns=_array("q", start), end_ns=_array("q", end),
+                cpu_marks_ns=_array("q", marks), core=_array("i", core),
+                status=_array("b", status),
+                errors=[tuple(e) for e in json.loads(errors)],  # type: ignore[misc]
+                pid=pid, tid=tid, process_cpu_s=cpu, process_maxrss=maxrss, results=[])
+
+
+def _array(typecode: str, data: bytes) -> array:
+    values = array(typecode)
+    values.frombytes(data)
+    return values
+
+
+def _writer_alive(pid: int, host: str) -> bool:
+    """Whether the process that wrote a 'running' run may still be writing it."""
+    if host != socket.gethostname():
+        return True  # cannot tell from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,176 @@
+"""The run history: stored as it happens, read back whole, safe against kills and neighbours."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import poolscope
+from conftest import run_cli
+from poolscope.api import run_workload
+from poolscope.store import SCHEMA_VERSION, RunStore
+from poolscope.workloads import resolve_workload
+
+
+def test_a_stored_run_loads_as_the_same_result(tmp_path):
+    with RunStore(tmp_path / "s.db") as store:
+        fresh = run_workload(resolve_workload("cpu", 12, size=50_000),
+                             executors="thread,process", workers=2, repeat=2, store=store)
+    loaded = poolscope.load(fresh.run_id, store=tmp_path / "s.db")
+    assert loaded.run_id == fresh.run_id
+    cols = ["executor", "item", "start_s", "end_s", "cpu_s", "pid", "tid", "core", "status"]
+    assert loaded.items[cols].equals(fresh.items[cols])
+    assert loaded.summary.equals(fresh.summary)
+    assert loaded.recommendation.executor == fresh.recommendation.executor
+    ours, theirs = loaded.to_json(), fresh.to_json()
+    for key in ("summary", "classification", "errors", "items", "target"):
+        assert ours[key] == theirs[key], key
+    assert loaded.plot(tmp_path / "again.png") is not None
+
+
+def test_cli_stores_by_default_and_reads_back(cli, tmp_path):
+    assert cli("run", "cpu", "--items", "4", "--size", "10000", "-r", "1", "--quiet",
+               "-e", "thread").returncode == 0
+    assert (tmp_path / ".poolscope" / "poolscope.db").is_file()
+    assert cli("run", "tiny", "--items", "50", "-r", "1", "--quiet", "-e", "thread",
+               "--no-store").returncode == 0
+    history = cli("history")
+    assert history.returncode == 0
+    assert history.stdout.count("complete") == 1 and "cpu" in history.stdout
+    shown = cli("show", "latest", "--json", "-")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["target"] == "cpu"
+
+
+def test_store_location_from_the_environment(tmp_path):
+    env_store = tmp_path / "elsewhere.db"
+    env = {**os.environ, "POOLSCOPE_STORE": str(env_store)}
+    done = subprocess.run([sys.executable, "-m", "poolscope", "run", "tiny", "--items", "20",
+                           "-r", "1", "-e", "thread", "--quiet"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert env_store.is_file() and not (tmp_path / ".poolscope").exists()
+
+
+def test_run_references(tmp_path):
+    path = tmp_path / "s.db"
+    with RunStore(path) as store:
+        ids = [run_workload(resolve_workload("tiny", 10), executors="thread", workers=1,
+                            repeat=1, store=store).run_id for _ in range(3)]
+        assert store.resolve("latest") == ids[-1]
+        assert store.resolve("latest~2") == ids[0]
+        assert store.resolve(ids[1][:22]) == ids[1]
+        with pytest.raises(poolscope.UsageError, match="ambiguous"):
+            store.resolve("2")
+        with pytest.raises(poolscope.UsageError, match="no run"):
+            store.resolve("latest~9")
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.write_bytes(os.urandom(4096)), "is not a usable poolscope store"),
+    (lambda p: sqlite3.connect(p).execute("CREATE TABLE t (x)").connection.commit(),
+     "not a poolscope store"),
+    (lambda p: sqlite3.connect(p).executescript(
+        f"CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+        f"INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION + 1}');"),
+     "written by a newer poolscope"),
+])
+def test_bad_stores_exit_2_and_are_left_alone(tmp_path, make, message):
+    path = tmp_path / "bad.db"
+    make(path)
+    before = path.read_bytes()
+    for args in (["history"], ["show", "latest"],
+                 ["run", "tiny", "--items", "5", "-e", "thread", "-r", "1", "--quiet"]):
+        done = run_cli(*args, "--store", str(path), cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.count("\n") == 1 and message in done.stderr
+    assert path.read_bytes() == before
+
+
+def test_unknown_run_and_missing_store(cli, tmp_path):
+    assert cli("show", "latest").stderr.startswith("poolscope: error: no poolscope store at")
+    cli("run", "tiny", "--items", "5", "-e", "thread", "-r", "1", "--quiet")
+    done = cli("show", "nope")
+    assert done.returncode == 2 and "no run 'nope'" in done.stderr
+
+
+def test_two_writers_at_once(tmp_path):
+    command = [sys.executable, "-m", "poolscope", "run", "io", "--items", "30", "--size", "5",
+               "-e", "thread", "-w", "2", "-r", "3", "--quiet", "--store", "shared.db"]
+    procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    with RunStore(tmp_path / "shared.db") as store:
+        runs = store.history()
+        assert [r["status"] for r in runs] == ["complete", "complete"]
+        for run in runs:
+            assert len(store.load(run["run_id"]).trial_results) == 6
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_loses_nothing_committed(tmp_path):
+    rng = random.Random(1234)
+    path = tmp_path / "killed.db"
+    command = [sys.executable, "-m", "poolscope", "run", "io", "--items", "40", "--size", "10",
+               "-e", "thread,process", "-w", "2", "-r", "20", "--chunksize", "2", "--quiet",
+               "--store", str(path)]
+    for _ in range(6):
+        proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(1.0, 4.0))
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its workers, as the OOM killer might
+        proc.wait(timeout=30)
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        # every committed trial has all of its chunks: 40 items in chunks of 2, serial too
+        for run_id, trial, chunksize in db.execute(
+                "SELECT run_id, trial, chunksize FROM trials WHERE status = 'ok'"):
+            count = db.execute("SELECT COUNT(*) FROM chunks WHERE run_id = ? AND trial = ?",
+                               (run_id, trial)).fetchone()[0]
+            assert count == 40 // chunksize
+        db.close()
+    with RunStore(path) as store:
+        runs = store.history()
+        assert len(runs) == 6
+        assert {r["status"] for r in runs} <= {"incomplete", "complete"}
+        for run in runs:
+            result = store.load(run["run_id"])
+            assert result.interrupted or run["status"] == "complete"
+            indexes = [t.index for t in result.trial_results]
+            assert indexes == sorted(set(indexes))  # no duplicates
+            assert all(len(t.items) == 40 for t in result.trial_results if t.status == "ok")
+    history = run_cli("history", "--store", str(path), cwd=tmp_path)
+    assert history.returncode == 0 and "incomplete" in history.stdout
+
+
+def test_history_filters(tmp_path):
+    path = tmp_path / "s.db"
+    with RunStore(path) as store:
+        for target in ("tiny", "tiny", "cpu"):
+            run_workload(resolve_workload(target, 4, size=1000 if target == "cpu" else None),
+                         executors="thread", workers=1, repeat=1, store=store)
+        assert len(store.history(target="tiny")) == 2
+        assert store.history(since="2999-01-01") == []
+    done = run_cli("history", "--store", str(path), "--since", "yesterday", cwd=tmp_path)
+    assert done.returncode == 2 and "--since" in done.stderr
+
+
+def test_stored_chunks_are_columnar(tmp_path):
+    path = tmp_path / "s.db"
+    with RunStore(path) as store:
+        run_workload(resolve_workload("tiny", 10_000), executors="serial", workers=1,
+                     repeat=1, baseline=False, store=store)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 4  # auto: 4 chunks
+    assert Path(path).stat().st_size < 2_000_000
