@@ -14,7 +14,7 @@ import poolscope
 
 def test_public_surface():
     assert set(poolscope.__all__) == {"ItemsError", "PoolscopeError", "Result", "TargetError",
-                                      "UsageError", "compare"}
+                                      "UsageError", "compare", "load"}
     for name in poolscope.__all__:
         assert getattr(poolscope, name) is not None
 
