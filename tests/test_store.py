@@ -174,3 +174,35 @@ def test_stored_chunks_are_columnar(tmp_path):
     db = sqlite3.connect(path)
     assert db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 4  # auto: 4 chunks
     assert Path(path).stat().st_size < 2_000_000
+
+
+def test_compare_finds_a_real_regression_and_fails_ci_only_then(cli, tmp_path):
+    base = ["--items", "8", "-e", "process", "-w", "2", "-r", "5", "--quiet"]
+    assert cli("run", "cpu", "--size", "100000", *base).returncode == 0
+    assert cli("run", "cpu", "--size", "400000", *base).returncode == 0  # 4× the work
+    slower = cli("compare", "latest~1", "latest", "--fail-on-regression", "20",
+                 "--json", "change.json")
+    assert slower.returncode == 1, slower.stdout + slower.stderr
+    assert "regression beyond 20%" in slower.stdout
+    doc = json.loads((tmp_path / "change.json").read_text())
+    verdicts = {c["executor"]: c["verdict"] for c in doc["changes"]}
+    assert verdicts == {"serial": "slower", "process": "slower"}
+    faster = cli("compare", "latest", "latest~1", "--fail-on-regression", "20")
+    assert faster.returncode == 0 and "faster" in faster.stdout
+    same = cli("compare", "latest", "latest", "--fail-on-regression", "5")
+    assert same.returncode == 0 and "no measurable change" in same.stdout
+
+
+def test_export_formats(cli, tmp_path):
+    assert cli("run", "tiny", "--items", "30", "-e", "thread", "-r", "2", "--quiet"
+               ).returncode == 0
+    for fmt in ("csv", "parquet", "json"):
+        done = cli("export", "latest", "--format", fmt, "-o", f"out.{fmt}")
+        assert done.returncode == 0, done.stderr
+    import pandas as pd
+
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 4 * 30  # serial and thread, 2 trials each
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 4 * 30
+    assert json.loads((tmp_path / "out.json").read_text())["schema"] == "poolscope/1"
+    bad = cli("export", "latest", "--format", "xml")
+    assert bad.returncode == 2 and "--format must be csv, parquet or json" in bad.stderr

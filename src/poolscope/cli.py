@@ -315,7 +315,7 @@ def history(
                       ] = None,
     since: Annotated[str | None, typer.Option(
         "--since", help="Only runs started on or after this date (YYYY-MM-DD).")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many runs.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many runs (0: all).")] = 50,
     store: StoreOpt = None,
 ) -> None:
     """List stored runs, newest first: id, when, target, executors, best, status."""
@@ -353,6 +353,90 @@ def show(
     console.print(result)
     if json_path:
         result.write_json(json_path)
+
+
+@app.command(name="compare")
+def compare_command(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The earlier run.")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The later run.")],
+    fail_on_regression: Annotated[float | None, typer.Option(
+        "--fail-on-regression", metavar="PCT",
+        help="Exit 1 when an executor got slower by more than PCT percent, with 95% "
+             "confidence (for CI).")] = None,
+    json_path: JsonOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Compare two stored runs: per executor, the change in wall time and a verdict."""
+    from .analysis.change import compare_runs
+
+    if fail_on_regression is not None and fail_on_regression < 0:
+        raise UsageError("--fail-on-regression must be zero or more")
+    _check_output(json_path, "--json")
+    with _read_store(store) as runs:
+        before, after = runs.load(run_a), runs.load(run_b)
+    changes = compare_runs(before.trials, after.trials)
+    console = _consoles(json_path)
+    if not changes:
+        raise UsageError(f"runs {before.run_id} and {after.run_id} share no executor to compare")
+    table = Table(title=f"{before.run_id} ({before.target}) → {after.run_id} ({after.target})",
+                  title_justify="left", header_style="bold", box=None)
+    for column in ("executor × workers", "before", "after", "change", "95% CI", "verdict"):
+        table.add_column(column, justify="left" if column in ("executor × workers", "verdict")
+                         else "right", no_wrap=True)
+    from ._format import duration
+
+    for c in changes:
+        ci = f"{c.ci[0] - 1:+.0%} … {c.ci[1] - 1:+.0%}" if c.ci else "–"
+        table.add_row(f"{c.executor} ×{c.workers}", duration(c.before_s), duration(c.after_s),
+                      f"{c.ratio - 1:+.1%}", ci, c.verdict,
+                      style={"slower": "red", "faster": "green"}.get(c.verdict))
+    console.print(table)
+    regressions = [c for c in changes
+                   if fail_on_regression is not None and c.regression_beyond(fail_on_regression)]
+    if json_path:
+        import json
+
+        document = {"schema": "poolscope/1", "before": before.run_id, "after": after.run_id,
+                    "changes": [c.to_json() for c in changes],
+                    "regressions": [f"{c.executor} ×{c.workers}" for c in regressions]}
+        text = json.dumps(document, indent=2) + "\n"
+        if json_path == "-":
+            sys.stdout.write(text)
+        else:
+            Path(json_path).write_text(text, encoding="utf-8")
+    if regressions:
+        names = ", ".join(f"{c.executor} ×{c.workers} ({c.ratio - 1:+.0%})" for c in regressions)
+        console.print(f"regression beyond {fail_on_regression:g}%: {names}", style="red")
+        raise typer.Exit(EXIT_FAILED_ITEMS)
+
+
+@app.command()
+def export(
+    run_ref: Annotated[str, typer.Argument(
+        metavar="RUN", help="A run id, a unique prefix of one, latest or latest~N.")],
+    format_: Annotated[str, typer.Option(
+        "--format", "-f", help="csv or parquet (one row per item), or json (the result).")
+    ] = "csv",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write [default: RUN.FORMAT].")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Export a stored run: its items as CSV or Parquet, or its result as JSON."""
+    if format_ not in ("csv", "parquet", "json"):
+        raise UsageError(f"--format must be csv, parquet or json, got {format_!r}")
+    _check_output(output, "--output")
+    with _read_store(store) as runs:
+        result = runs.load(run_ref)
+    target = output or Path(f"{result.run_id}.{format_}")
+    if target.exists() and output is None:
+        raise UsageError(f"{target} exists: name the file with --output")
+    if format_ == "csv":
+        result.write_csv(target)
+    elif format_ == "parquet":
+        result.items.to_parquet(target, index=False)
+    else:
+        result.write_json(target)
+    Console().print(f"{format_} written to {target}")
 
 
 @app.command()
