@@ -193,17 +193,21 @@ def run(
     source = load_items_file(items_from) if items_from is not None else items
     workload = resolve_workload(target, source, size)
     console = _consoles(json_path)
+    run_store = _open_store(store, no_store)
     result = run_workload(workload, executors=executors, workers=_parse_workers(workers),
                           repeat=_parse_repeat(repeat), chunksize=_parse_chunksize(chunksize),
                           warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                           baseline=not no_baseline, progress=_show_progress(quiet),
-                          console=Console(stderr=True), store=_open_store(store, no_store))
+                          console=Console(stderr=True), store=run_store)
     console.print(result)
     _write_outputs(result, console, json_path, csv, plot)
-    _finish(result, console)
+    _finish(result, console, run_store)
 
 
-def _finish(result: Any, console: Console) -> None:
+def _finish(result: Any, console: Console, store: Any = None) -> None:
+    if store is not None:
+        console.print(f"stored as run {result.run_id} in {store.path} "
+                      f"(poolscope show {result.run_id})", style="dim")
     if result.interrupted:
         done = sum(t.status != "interrupted" for t in result.trial_results)
         console.print(f"interrupted: kept {done} finished trial(s)", style="yellow")
@@ -253,17 +257,18 @@ def sweep(
         max(counts) if counts else None)
     workload = resolve_workload(target, source, size)
     console = _consoles(json_path)
+    run_store = _open_store(store, no_store)
     result = sweep_workload(workload, executors=executors, workers=_parse_workers(workers),
                             chunksize=_parse_chunksize(chunksize), item_counts=counts,
                             repeat=_parse_repeat(repeat), warmup=warmup, max_time=max_time,
                             progress=_show_progress(quiet), console=Console(stderr=True),
-                            store=_open_store(store, no_store))
+                            store=run_store)
     console.print(result)
     _write_outputs(result, console, json_path, csv, None)
     if plot:
         result.plot_scaling(plot)
         console.print(f"scaling plot written to {plot}")
-    _finish(result, console)
+    _finish(result, console, run_store)
 
 
 @app.command()
@@ -297,16 +302,17 @@ def demo(
                   f"{items_per_job} items per job × {jobs} jobs: serial, then "
                   "multiprocessing.pool.ThreadPool, then multiprocessing.Pool.")
     workload = resolve_workload("cpu", items_per_job * jobs, size)
+    run_store = _open_store(store, no_store)
     result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
                           repeat=_parse_repeat(repeat), progress=_show_progress(quiet),
-                          console=Console(stderr=True), store=_open_store(store, no_store))
+                          console=Console(stderr=True), store=run_store)
     console.print(result)
     console.print()
     for line in observations(result, "thread-pool", "process-pool"):
         console.print(line)
     console.print()
     _write_outputs(result, console, json_path, None, plot)
-    _finish(result, console)
+    _finish(result, console, run_store)
 
 
 @app.command()
