@@ -51,26 +51,25 @@ EXECUTORS = ("process-pool", "thread-pool", "serial")
 Fn = Callable[[Any], Any]
 
 
-def bare_process_pool(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> float:
+def _time_pool_map(make_pool: Callable[[int], Any], fn: Fn, items: Sequence[Any],
+                   workers: int, chunksize: int) -> float:
+    """A pool created, mapped over the items, closed and joined: all of it timed."""
     t0 = time.perf_counter()
-    pool = multiprocessing.get_context().Pool(workers)
+    pool = make_pool(workers)
     results = pool.map(fn, items, chunksize=chunksize)
     pool.close()
     pool.join()
     elapsed = time.perf_counter() - t0
     assert len(results) == len(items)
     return elapsed
+
+
+def bare_process_pool(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> float:
+    return _time_pool_map(multiprocessing.get_context().Pool, fn, items, workers, chunksize)
 
 
 def bare_thread_pool(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> float:
-    t0 = time.perf_counter()
-    pool = ThreadPool(workers)
-    results = pool.map(fn, items, chunksize=chunksize)
-    pool.close()
-    pool.join()
-    elapsed = time.perf_counter() - t0
-    assert len(results) == len(items)
-    return elapsed
+    return _time_pool_map(ThreadPool, fn, items, workers, chunksize)
 
 
 def bare_serial(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> float:
