@@ -26,9 +26,10 @@ THREAD_EXECUTORS = ["thread", "thread-pool"]
 
 @pytest.fixture(scope="module")
 def cpu_result():
-    # About 2 s of serial work, so spawn's ~0.2 s start-up cannot hide a real speedup; medians
-    # of 3 interleaved trials, so a moment of load on a shared machine does not decide.
-    workload = resolve_workload("cpu", 80, size=1_000_000)
+    # About 3.5 s of serial work, so spawn's 0.2-0.3 s start-up cannot hide a real speedup on a
+    # VM whose two cores give processes 1.6-1.9x; medians of interleaved trials, so a moment of
+    # load on a shared machine does not decide.
+    workload = resolve_workload("cpu", 160, size=1_000_000)
     return run_workload(workload, executors=[*THREAD_EXECUTORS, *PROCESS_EXECUTORS],
                         workers=2, repeat=3)
 
