@@ -77,3 +77,13 @@ def test_bad_plans(kwargs, message):
     arguments = {"executors": ("serial",), "workers": (1,), **kwargs}
     with pytest.raises(UsageError, match=message):
         Plan(**arguments)
+
+
+def test_an_error_in_a_chunk_callback_is_not_an_executor_failure():
+    """A store that cannot be written stops the run with its own error, workers ended."""
+    def broken_store(index, record):
+        raise UsageError("cannot write to the store x.db: database or disk is full")
+
+    plan = Plan(executors=("process-pool",), workers=(2,), repeat=2)
+    with pytest.raises(UsageError, match="disk is full"):
+        run_plan(tiny(40), plan, on_chunk=broken_store)

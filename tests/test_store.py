@@ -206,3 +206,28 @@ def test_export_formats(cli, tmp_path):
     assert json.loads((tmp_path / "out.json").read_text())["schema"] == "poolscope/1"
     bad = cli("export", "latest", "--format", "xml")
     assert bad.returncode == 2 and "--format must be csv, parquet or json" in bad.stderr
+
+
+def test_a_read_only_location_is_one_line_and_exit_2(cli):
+    done = cli("run", "tiny", "--items", "5", "-e", "thread", "-r", "1", "--quiet",
+               "--store", "/proc/poolscope/poolscope.db")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "cannot create the store's directory /proc/poolscope" in done.stderr
+
+
+def test_a_full_disk_is_one_line_and_exit_2(tmp_path):
+    """RLIMIT_FSIZE makes every write past 200 KiB fail with EFBIG, as a full disk would."""
+    import resource
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200 << 10, 200 << 10))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "poolscope", "run", "tiny", "--items", "200000", "-e", "thread",
+         "-r", "2", "--chunksize", "100", "--quiet", "--store", "full.db"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180, preexec_fn=small_disk)
+    assert done.returncode == 2, (done.stdout[-500:], done.stderr)
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("poolscope: error: cannot write to the store full.db")

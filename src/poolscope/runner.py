@@ -278,6 +278,8 @@ def run_plan(workload: Workload, plan: Plan, *,
                 if trial.status == "interrupted":
                     return results, True
             repeat += 1
+    except _CallbackError as wrapped:  # e.g. the store could not be written: say so as it is
+        raise wrapped.__cause__ from None  # type: ignore[misc]
     except KeyboardInterrupt:  # between trials: everything finished is already in results
         return results, True
     finally:
@@ -349,9 +351,16 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                 result_sample = record.results[:8]
             records.append(_without_results(record))
             if on_chunk:
-                on_chunk(index, record)
+                try:
+                    on_chunk(index, record)
+                except Exception as exc:  # the store or a display, not the executor: re-raise
+                    raise _CallbackError(exc) from exc
     except KeyboardInterrupt:
         status = "interrupted"
+    except _CallbackError:
+        status = "interrupted"
+        backend.close()  # stop the workers, then let the caller's error through
+        raise
     except Exception as exc:  # the executor itself broke: keep what finished
         status = "failed"
         errors.append({"executor": backend_cls.name, "item": None,
@@ -386,6 +395,10 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         teardown_s=(t_end - t_last) / 1e9,
         peak_rss=_own_peak_rss(reset_worked) + worker_rss, status=status, host=HOST,
         items=items, errors=errors, result_sample=result_sample, t0_ns=t0)
+
+
+class _CallbackError(Exception):
+    """Wraps an error raised by an on_chunk callback while a trial runs."""
 
 
 def _without_results(record: ChunkRecord) -> ChunkRecord:
