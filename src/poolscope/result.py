@@ -40,6 +40,11 @@ __all__ = ["SCHEMA", "Result", "new_run_id"]
 SCHEMA = "poolscope/1"
 
 
+def _families() -> dict[str, str]:
+    """Each registered executor's family: serial, thread or process."""
+    return {name: cls.family for name, cls in REGISTRY.items()}
+
+
 def new_run_id() -> str:
     """Sortable and unique: UTC time then random hex, e.g. 20261125T221503-3fa9c2."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -89,8 +94,7 @@ class Result:
     # --- analysis ----------------------------------------------------------------------------
     @functools.cached_property
     def _classification(self) -> Classification:
-        families = {name: cls.family for name, cls in REGISTRY.items()}
-        return classify(self.summary, self.items, families,
+        return classify(self.summary, self.items, _families(),
                         self.transfer.bytes_per_item if self.transfer else None,
                         self.transfer.seconds_per_item if self.transfer else None)
 
@@ -104,8 +108,7 @@ class Result:
 
     @functools.cached_property
     def recommendation(self) -> Recommendation | None:
-        families = {name: cls.family for name, cls in REGISTRY.items()}
-        first = recommend(self.summary, self.trials, self.cores, families,
+        first = recommend(self.summary, self.trials, self.cores, _families(),
                           caveats=self.options.get("caveats", []),
                           findings=self.options.get("findings", []))
         extra = workload_findings(self.classification, self.costs, first)
@@ -116,8 +119,7 @@ class Result:
     @functools.cached_property
     def costs(self) -> pd.DataFrame:
         """Where the time goes per configuration: start-up, dispatch, transfer, compute."""
-        families = {name: cls.family for name, cls in REGISTRY.items()}
-        return cost_model(self.trials, self.items, families,
+        return cost_model(self.trials, self.items, _families(),
                           self.transfer.bytes_per_item if self.transfer else None,
                           self.transfer.seconds_per_item if self.transfer else None)
 

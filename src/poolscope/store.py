@@ -194,10 +194,6 @@ class RunStore:
              json.dumps(result.options, default=str), transfer, result.run_id))
 
     # --- reading -----------------------------------------------------------------------------
-    def run_ids(self) -> list[str]:
-        return [r[0] for r in self.db.execute(
-            "SELECT run_id FROM runs ORDER BY rowid")]
-
     def resolve(self, ref: str) -> str:
         """A run id, a unique prefix of one, 'latest' or 'latest~N'."""
         ref = ref.strip()

@@ -30,7 +30,6 @@ MIXED_OFFCPU = 0.2
 TINY_ITEM_S = 100e-6
 TRANSFER_BYTES = 64 << 10
 THREAD_SCALES = 1.3
-PROCESS_FAMILY = ("process",)
 
 
 @dataclass(frozen=True)

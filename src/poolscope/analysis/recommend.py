@@ -20,7 +20,7 @@ import pandas as pd
 from .._format import duration
 from .stats import Comparison, compare_samples
 
-__all__ = ["Recommendation", "config_label", "recommend", "workload_findings"]
+__all__ = ["Recommendation", "recommend", "workload_findings"]
 
 CLOSE_CALL = 0.05
 EQUIVALENT = 0.10
@@ -45,11 +45,6 @@ class Recommendation:
                                  "sentence": c.sentence()} for c in self.comparisons]}
 
 
-def config_label(row: pd.Series | object) -> str:
-    executor, workers = row["executor"], int(row["workers"])  # type: ignore[index]
-    return f"{executor} ×{workers}"
-
-
 def _walls(trials: pd.DataFrame, row: pd.Series) -> np.ndarray:
     mask = ((trials["executor"] == row["executor"]) & (trials["workers"] == row["workers"])
             & (trials["chunksize"] == row["chunksize"])
@@ -58,7 +53,7 @@ def _walls(trials: pd.DataFrame, row: pd.Series) -> np.ndarray:
 
 
 def _label(row: pd.Series, several_chunksizes: bool) -> str:
-    text = config_label(row)
+    text = f"{row['executor']} ×{int(row['workers'])}"
     return f"{text} chunks of {int(row['chunksize'])}" if several_chunksizes else text
 
 
