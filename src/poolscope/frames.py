@@ -16,7 +16,8 @@ import pandas as pd
 from .probe import STATUS_ERROR
 from .runner import TrialResult
 
-__all__ = ["items_frame", "lane_numbers", "melted_frame", "representative_trials", "trials_frame"]
+__all__ = ["concurrency", "concurrency_binned", "items_frame", "lane_numbers", "melted_frame",
+           "representative_trials", "trials_frame"]
 
 STATUS_NAMES = ["ok", "error"]
 ITEM_COLUMNS = ["trial", "executor", "workers", "repeat", "item", "start_s", "end_s", "wall_s",
@@ -148,3 +149,43 @@ def melted_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=["variable", "value", "type"])
     return pd.concat(parts, ignore_index=True)
+
+
+def concurrency(start: np.ndarray, end: np.ndarray, weight: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Items in progress over time, as a step function: ``level[i]`` holds from ``time[i]`` on.
+
+    With ``weight`` (e.g. each item's CPU / wall) an item adds its weight instead of 1, so the
+    level is the number of items *computing* at once. The first step starts at the first item's
+    start and the last one, at 0, at the last item's end.
+    """
+    start = np.asarray(start, np.float64)
+    end = np.asarray(end, np.float64)
+    w = np.ones(len(start)) if weight is None else np.nan_to_num(np.asarray(weight, np.float64))
+    if not len(start):
+        return np.zeros(0), np.zeros(0)
+    times = np.concatenate((start, end))
+    deltas = np.concatenate((w, -w))
+    order = np.argsort(times, kind="stable")
+    times, deltas = times[order], deltas[order]
+    level = np.cumsum(deltas)
+    # One step per distinct time: the level after every event at that time.
+    last = np.ones(len(times), bool)
+    last[:-1] = times[1:] != times[:-1]
+    level = level[last]
+    level[np.abs(level) < 1e-9] = 0.0  # float sums of weights that cancel
+    return times[last], level
+
+
+def concurrency_binned(start: np.ndarray, end: np.ndarray, edges: np.ndarray,
+                       weight: np.ndarray | None = None) -> np.ndarray:
+    """The time-weighted mean of ``concurrency`` within each bin between ``edges`` (exact)."""
+    times, level = concurrency(start, end, weight)
+    edges = np.asarray(edges, np.float64)
+    if not len(times):
+        return np.zeros(max(len(edges) - 1, 0))
+    # The area under the step function at each event time, then linear between events.
+    area = np.concatenate(([0.0], np.cumsum(level[:-1] * np.diff(times))))
+    at_edges = np.interp(edges, times, area, left=0.0, right=float(area[-1]))
+    widths = np.diff(edges)
+    return np.divide(np.diff(at_edges), widths, out=np.zeros(len(widths)), where=widths > 0)
