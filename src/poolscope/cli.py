@@ -50,6 +50,12 @@ JsonOpt = Annotated[str | None, typer.Option(
 CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Write one row per item as CSV.")]
 PlotOpt = Annotated[Path | None, typer.Option(
     "--plot", help="Write the notebook's scatter and a per-worker timeline (.png or .svg).")]
+ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", help="Write the interactive HTML report (one self-contained .html file).")]
+TraceOpt = Annotated[Path | None, typer.Option(
+    "--trace", help="Write a Chrome/Perfetto trace (.json) for ui.perfetto.dev.")]
+FormatOpt = Annotated[str, typer.Option(
+    "--format", help="How to print the result: table, or markdown to paste into an issue.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 StoreOpt = Annotated[Path | None, typer.Option(
     "--store", help="The run history's SQLite file [default: $POOLSCOPE_STORE or "
@@ -129,13 +135,46 @@ def _check_plot(path: Path | None) -> None:
         raise UsageError(f"--plot: use a .png, .svg or .pdf file name, got {path.name!r}")
 
 
-def _consoles(json_path: str | None) -> Console:
-    # With --json - stdout carries only the JSON document; the table goes to stderr.
-    return Console(stderr=True) if json_path == "-" else Console()
+def _check_report(path: Path | None) -> None:
+    _check_output(path, "--report")
+    if path is not None and path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report: use a .html file name, got {path.name!r}")
+
+
+def _check_trace(path: Path | None) -> None:
+    _check_output(path, "--trace")
+    if path is not None and path.suffix.lower() != ".json":
+        raise UsageError(f"--trace: use a .json file name, got {path.name!r}")
+
+
+def _check_format(text: str, json_path: str | None) -> None:
+    if text not in ("table", "markdown"):
+        raise UsageError(f"--format must be table or markdown, got {text!r}")
+    if text == "markdown" and json_path == "-":
+        raise UsageError("--format markdown and --json - both want stdout: write the JSON to a "
+                         "file")
+
+
+def _print_result(result: Any, console: Console, format_: str) -> None:
+    if format_ == "markdown":
+        from .present.terminal import markdown_summary
+
+        # Plain text on stdout, unwrapped, so it pastes as it is.
+        sys.stdout.write(markdown_summary(result))
+        sys.stdout.flush()
+    else:
+        console.print(result)
+
+
+def _consoles(json_path: str | None, format_: str = "table") -> Console:
+    # With --json - stdout carries only the JSON document, with --format markdown only the
+    # Markdown: the table and status lines go to stderr.
+    return Console(stderr=True) if json_path == "-" or format_ == "markdown" else Console()
 
 
 def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Path | None,
-                   plot: Path | None) -> None:
+                   plot: Path | None, report: Path | None = None,
+                   trace: Path | None = None) -> None:
     if json_path:
         result.write_json(json_path)
         if json_path != "-":
@@ -146,6 +185,12 @@ def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Pa
     if plot:
         result.plot(plot)
         console.print(f"plot written to {plot}")
+    if report:
+        result.report(report)
+        console.print(f"report written to {report}")
+    if trace:
+        result.to_perfetto(trace)
+        console.print(f"trace written to {trace} (open it in ui.perfetto.dev)")
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -175,6 +220,9 @@ def run(
     json_path: JsonOpt = None,
     csv: CsvOpt = None,
     plot: PlotOpt = None,
+    report: ReportOpt = None,
+    trace: TraceOpt = None,
+    format_: FormatOpt = "table",
     quiet: QuietOpt = False,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
@@ -190,17 +238,20 @@ def run(
     _check_output(json_path, "--json")
     _check_output(csv, "--csv")
     _check_plot(plot)
+    _check_report(report)
+    _check_trace(trace)
+    _check_format(format_, json_path)
     source = load_items_file(items_from) if items_from is not None else items
     workload = resolve_workload(target, source, size)
-    console = _consoles(json_path)
+    console = _consoles(json_path, format_)
     run_store = _open_store(store, no_store)
     result = run_workload(workload, executors=executors, workers=_parse_workers(workers),
                           repeat=_parse_repeat(repeat), chunksize=_parse_chunksize(chunksize),
                           warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                           baseline=not no_baseline, progress=_show_progress(quiet),
                           console=Console(stderr=True), store=run_store)
-    console.print(result)
-    _write_outputs(result, console, json_path, csv, plot)
+    _print_result(result, console, format_)
+    _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store)
 
 
@@ -236,6 +287,9 @@ def sweep(
     csv: CsvOpt = None,
     plot: Annotated[Path | None, typer.Option(
         "--plot", help="Write the scaling curves (.png, .svg or .pdf).")] = None,
+    report: ReportOpt = None,
+    trace: TraceOpt = None,
+    format_: FormatOpt = "table",
     quiet: QuietOpt = False,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
@@ -253,18 +307,21 @@ def sweep(
     _check_output(json_path, "--json")
     _check_output(csv, "--csv")
     _check_plot(plot)
+    _check_report(report)
+    _check_trace(trace)
+    _check_format(format_, json_path)
     source = load_items_file(items_from) if items_from is not None else (
         max(counts) if counts else None)
     workload = resolve_workload(target, source, size)
-    console = _consoles(json_path)
+    console = _consoles(json_path, format_)
     run_store = _open_store(store, no_store)
     result = sweep_workload(workload, executors=executors, workers=_parse_workers(workers),
                             chunksize=_parse_chunksize(chunksize), item_counts=counts,
                             repeat=_parse_repeat(repeat), warmup=warmup, max_time=max_time,
                             progress=_show_progress(quiet), console=Console(stderr=True),
                             store=run_store)
-    console.print(result)
-    _write_outputs(result, console, json_path, csv, None)
+    _print_result(result, console, format_)
+    _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:
         result.plot_scaling(plot)
         console.print(f"scaling plot written to {plot}")
@@ -280,6 +337,11 @@ def demo(
     size: Annotated[int, typer.Option("--size", help="Loop iterations per item.")] = 1_000_000,
     plot: Annotated[Path, typer.Option(
         "--plot", help="Where to write the picture.")] = Path("poolscope-demo.png"),
+    report: Annotated[Path, typer.Option(
+        "--report", help="Where to write the interactive HTML report.")
+    ] = Path("poolscope-demo.html"),
+    trace: TraceOpt = None,
+    format_: FormatOpt = "table",
     repeat: RepeatOpt = "auto",
     json_path: JsonOpt = None,
     quiet: QuietOpt = False,
@@ -296,8 +358,11 @@ def demo(
     if jobs < 1 or items_per_job < 1:
         raise UsageError("--workers and --items-per-job must be at least 1")
     _check_plot(plot)
+    _check_report(report)
+    _check_trace(trace)
+    _check_format(format_, json_path)
     _check_output(json_path, "--json")
-    console = _consoles(json_path)
+    console = _consoles(json_path, format_)
     console.print(f"Running the notebook's worker (a {size:,}-step pure-Python loop) over "
                   f"{items_per_job} items per job × {jobs} jobs: serial, then "
                   "multiprocessing.pool.ThreadPool, then multiprocessing.Pool.")
@@ -306,12 +371,12 @@ def demo(
     result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
                           repeat=_parse_repeat(repeat), progress=_show_progress(quiet),
                           console=Console(stderr=True), store=run_store)
-    console.print(result)
+    _print_result(result, console, format_)
     console.print()
     for line in observations(result, "thread-pool", "process-pool"):
         console.print(line)
     console.print()
-    _write_outputs(result, console, json_path, None, plot)
+    _write_outputs(result, console, json_path, None, plot, report, trace)
     _finish(result, console, run_store)
 
 
@@ -348,15 +413,18 @@ def show(
     run_ref: Annotated[str, typer.Argument(
         metavar="RUN", help="A run id, a unique prefix of one, latest or latest~N.")],
     json_path: JsonOpt = None,
+    format_: FormatOpt = "table",
     store: StoreOpt = None,
 ) -> None:
     """Show a stored run's table and recommendation again."""
     _check_output(json_path, "--json")
+    _check_format(format_, json_path)
     with _read_store(store) as runs:
         result = runs.load(run_ref)
-    console = _consoles(json_path)
-    console.print(f"run {result.run_id}, started {result.started_at}")
-    console.print(result)
+    console = _consoles(json_path, format_)
+    if format_ == "table":
+        console.print(f"run {result.run_id}, started {result.started_at}")
+    _print_result(result, console, format_)
     if json_path:
         result.write_json(json_path)
 
@@ -421,28 +489,49 @@ def export(
     run_ref: Annotated[str, typer.Argument(
         metavar="RUN", help="A run id, a unique prefix of one, latest or latest~N.")],
     format_: Annotated[str, typer.Option(
-        "--format", "-f", help="csv or parquet (one row per item), or json (the result).")
+        "--format", "-f", help="csv or parquet (one row per item), json (the result), or "
+                               "perfetto (a trace for ui.perfetto.dev).")
     ] = "csv",
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Where to write [default: RUN.FORMAT].")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Export a stored run: its items as CSV or Parquet, or its result as JSON."""
-    if format_ not in ("csv", "parquet", "json"):
-        raise UsageError(f"--format must be csv, parquet or json, got {format_!r}")
+    """Export a stored run: its items as CSV or Parquet, its result as JSON, or a trace."""
+    if format_ not in ("csv", "parquet", "json", "perfetto"):
+        raise UsageError(f"--format must be csv, parquet, json or perfetto, got {format_!r}")
     _check_output(output, "--output")
     with _read_store(store) as runs:
         result = runs.load(run_ref)
-    target = output or Path(f"{result.run_id}.{format_}")
+    suffix = "trace.json" if format_ == "perfetto" else format_
+    target = output or Path(f"{result.run_id}.{suffix}")
     if target.exists() and output is None:
         raise UsageError(f"{target} exists: name the file with --output")
     if format_ == "csv":
         result.write_csv(target)
     elif format_ == "parquet":
         result.items.to_parquet(target, index=False)
+    elif format_ == "perfetto":
+        result.to_perfetto(target)
     else:
         result.write_json(target)
     Console().print(f"{format_} written to {target}")
+
+
+@app.command()
+def report(
+    run_ref: Annotated[str, typer.Argument(
+        metavar="RUN", help="A run id, a unique prefix of one, latest or latest~N.")] = "latest",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Where to write [default: poolscope-report-RUN.html].")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write a stored run's interactive HTML report (self-contained, works offline)."""
+    _check_report(output)
+    with _read_store(store) as runs:
+        result = runs.load(run_ref)
+    target = output or Path(f"poolscope-report-{result.run_id}.html")
+    result.report(target)
+    Console().print(f"report written to {target}")
 
 
 @app.command()

@@ -9,6 +9,7 @@ trial, with the per-trial sums the metrics need. ``melted_frame``: the notebook'
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,8 @@ import pandas as pd
 from .probe import STATUS_ERROR
 from .runner import TrialResult
 
-__all__ = ["concurrency", "concurrency_binned", "items_frame", "lane_numbers", "melted_frame",
-           "representative_trials", "trials_frame"]
+__all__ = ["MergedBars", "concurrency", "concurrency_binned", "items_frame", "lane_numbers",
+           "melted_frame", "merge_bars", "representative_trials", "trials_frame"]
 
 STATUS_NAMES = ["ok", "error"]
 ITEM_COLUMNS = ["trial", "executor", "workers", "repeat", "item", "start_s", "end_s", "wall_s",
@@ -189,3 +190,59 @@ def concurrency_binned(start: np.ndarray, end: np.ndarray, edges: np.ndarray,
     at_edges = np.interp(edges, times, area, left=0.0, right=float(area[-1]))
     widths = np.diff(edges)
     return np.divide(np.diff(at_edges), widths, out=np.zeros(len(widths)), where=widths > 0)
+
+
+@dataclass
+class MergedBars:
+    """A timeline's bars: one per item, or per run of one worker's neighbouring items."""
+
+    lane: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    wall: np.ndarray  # Σ item wall inside the bar
+    cpu: np.ndarray  # Σ item CPU inside the bar
+    items: np.ndarray  # items inside the bar
+    failed: np.ndarray  # any of them failed
+    busy: np.ndarray  # share of the bar's span spent inside items: 1 unless merged
+
+    @property
+    def cpu_fraction(self) -> np.ndarray:
+        """Σ CPU / Σ wall, clipped to 0..1; NaN where the wall time is zero."""
+        safe = np.where(self.wall > 0, self.wall, 1.0)
+        return np.where(self.wall > 0, np.clip(self.cpu / safe, 0.0, 1.0), np.nan)
+
+
+def merge_bars(lane: np.ndarray, start: np.ndarray, end: np.ndarray, cpu: np.ndarray,
+               failed: np.ndarray | None = None, *, cap: int, slots: int) -> MergedBars:
+    """At most about ``cap`` bars: each worker's items merged into time slots when there are more.
+
+    A slot is about ``span / slots`` wide (a pixel, for ``slots`` pixels), doubled until the bars
+    fit under ``cap``. Bars come sorted by lane, then start.
+    """
+    lane = np.asarray(lane, np.int64)
+    start = np.asarray(start, np.float64)
+    end = np.asarray(end, np.float64)
+    cpu = np.asarray(cpu, np.float64)
+    failed = np.zeros(len(lane), bool) if failed is None else np.asarray(failed, bool)
+    order = np.lexsort((start, lane))
+    lane, start, end, cpu, failed = lane[order], start[order], end[order], cpu[order], failed[order]
+    wall = end - start
+    n = len(lane)
+    if n <= cap:
+        return MergedBars(lane, start, end, wall, cpu, np.ones(n, np.int64), failed, np.ones(n))
+    span = max(float(end.max() - start.min()), 1e-9)
+    width = max(span * 2 * (int(lane.max()) + 1) / cap, span / slots)
+    while True:
+        slot = np.floor(start / width)
+        new = np.ones(n, bool)
+        new[1:] = (lane[1:] != lane[:-1]) | (slot[1:] != slot[:-1])
+        first = np.flatnonzero(new)
+        if len(first) <= cap:
+            break
+        width *= 2
+    bar_start = np.minimum.reduceat(start, first)
+    bar_end = np.maximum.reduceat(end, first)
+    bar_wall = np.add.reduceat(wall, first)
+    busy = np.clip(bar_wall / np.maximum(bar_end - bar_start, width), 0.0, 1.0)
+    return MergedBars(lane[first], bar_start, bar_end, bar_wall, np.add.reduceat(cpu, first),
+                      np.diff(np.append(first, n)), np.logical_or.reduceat(failed, first), busy)

@@ -15,7 +15,8 @@ from .._format import duration, size
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["cost_table", "render_result", "scaling_view", "summary_table"]
+__all__ = ["cost_table", "markdown_summary", "render_result", "scaling_view",
+           "summary_table"]
 
 
 def _ratio(value: float, suffix: str = "×") -> str:
@@ -157,3 +158,46 @@ def cost_table(result: Result) -> Table:
                      "(hand-off, results, idle) · moved/pickling: argument and result")
     table.caption_justify = "left"
     return table
+
+
+def markdown_summary(result: Result) -> str:
+    """The summary and recommendation as GitHub-flavoured Markdown, to paste into an issue."""
+    rec = result.recommendation
+    cores = result.cores
+    lines = [f"**{_md(result.target)}** · {result.n_items:,} items · {cores} cores · "
+             f"Python {result.environment.get('python', '?')} · run `{result.run_id}`", "",
+             "| executor × workers | wall | 95% CI | speedup | CPU | parallelism | busy | "
+             "off-CPU | start-up | errors |",
+             "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for row in result.summary.itertuples(index=False):
+        best = rec is not None and (row.executor, row.workers) == (rec.executor, rec.workers)
+        name = f"{row.executor} ×{row.workers}"
+        interval = ("–" if math.isnan(row.wall_ci_lo) else
+                    f"{duration(row.wall_ci_lo)} – {duration(row.wall_ci_hi)}")
+        cells = [duration(row.wall_s), interval,
+                 _ratio(row.speedup), duration(row.cpu_s), _ratio(row.parallelism, ""),
+                 _ratio(row.cpu_parallelism, ""), _percent(row.offcpu_fraction),
+                 duration(row.startup_s), str(row.errors)]
+        first = f"**{_md(name)}**" if best else _md(name)
+        lines.append("| " + " | ".join([first, *(_md(c) for c in cells)]) + " |")
+    lines += ["", f"Workload: **{_md(result.classification)}**"
+              + (f" ({_md('; '.join(result.classification_evidence))})"
+                 if result.classification_evidence else "")]
+    if rec is None:
+        lines.append("No recommendation: every executor had failed items.")
+    else:
+        chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
+        lines += ["", f"Recommendation: **{_md(rec.executor)} with {rec.workers} worker(s)"
+                      f"{chunk}**", ""]
+        lines += [f"- {_md(reason)}" for reason in rec.reasons]
+        lines += [f"- {_md(c.sentence())}" for c in rec.comparisons]
+        lines += [f"- ⚠ {_md(caveat)}" for caveat in rec.caveats]
+    if result.warnings:
+        lines += ["", *[f"> noisy: {_md(w)}" for w in result.warnings]]
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    """Escape what would break a Markdown table cell or start emphasis by accident."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*") \
+        .replace("_", "\\_")

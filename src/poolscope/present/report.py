@@ -1,0 +1,565 @@
+"""The interactive HTML report: one self-contained bokeh file that works offline.
+
+``write_report(result, path)`` writes, top to bottom: the recommendation and its evidence, the
+summary table, then per representative trial (the median trial of each executor and worker
+count) a timeline — one lane per worker, one bar per item coloured by CPU / wall, hover for the
+item's details — with the items in progress and computing over time under it; the notebook's
+scatter; the scaling curves of a sweep; and the environment. Every time axis of the timelines is
+linked, so zooming one zooms all, and the executor that finishes sooner is seen to.
+
+Big trials stay quick. All glyphs use WebGL. A trial with more than ``DETAIL_LIMIT`` items is
+first drawn as merged bars (each worker's neighbouring items, about a pixel wide); its items
+travel in the file as compact typed arrays, and once a zoom shows at most ``DETAIL_LIMIT`` items
+a small script swaps in one bar per item (the drill-down). Hover data are numbers only, never a
+string per item: strings would make a million-item file slow to open.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from bokeh.embed import file_html
+from bokeh.layouts import column
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    CustomJS,
+    Div,
+    HoverTool,
+    Label,
+    Legend,
+    LinearColorMapper,
+    Range1d,
+    Span,
+)
+from bokeh.palettes import Viridis256
+from bokeh.plotting import figure
+from bokeh.resources import INLINE
+
+from .. import __version__
+from .._errors import UsageError
+from .._format import duration, size
+from ..frames import concurrency, concurrency_binned, merge_bars, representative_trials
+
+if TYPE_CHECKING:
+    from bokeh.models import Model
+
+    from ..result import Result
+    from ..runner import TrialResult
+
+__all__ = ["DETAIL_LIMIT", "build_report", "write_report"]
+
+DETAIL_LIMIT = 20_000  # items drawn one bar each; more are merged until zoomed in
+MERGE_SLOTS = 1_500  # merged bars per worker at most: about one per pixel
+MAX_POINTS = 20_000  # per trial in the notebook's scatter (an even sample beyond)
+EXACT_STEPS = 50  # concurrency steps drawn as they are; more are averaged over bins
+STEP_BINS = 300
+WIDTH = 1100
+# Okabe–Ito: distinguishable with every common colour-vision deficiency.
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+             "#000000"]
+FAILED = "#D55E00"
+TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
+
+_STYLE = """<style>
+.ps { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }
+.ps h1 { font-size: 22px; margin: 4px 0; } .ps h2 { font-size: 17px; margin: 18px 0 4px; }
+.ps table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+.ps th, .ps td { padding: 3px 9px; white-space: nowrap; border-bottom: 1px solid #ddd;
+  text-align: right; }
+.ps th:first-child, .ps td:first-child { text-align: left; }
+.ps tr.best td { font-weight: 600; background: #e8f4ea; }
+.ps .note { color: #555; font-size: 12.5px; } .ps .warn { color: #8a4b00; }
+.ps ul { margin: 4px 0 4px 18px; padding: 0; }
+</style>"""
+
+
+def write_report(result: Result, path: str | Path) -> Path:
+    """Write the report of ``result`` to ``path`` (``.html``); returns the path written."""
+    target = Path(path).expanduser()
+    if target.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"cannot write the report to {target.name!r}: use a .html file name")
+    if not target.parent.is_dir():
+        raise UsageError(f"cannot write the report: the directory {str(target.parent)!r} "
+                         "does not exist")
+    text = file_html(build_report(result), resources=INLINE,
+                     title=f"poolscope · {result.target} · {result.run_id}")
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}") from None
+    return target
+
+
+def build_report(result: Result) -> Model:
+    """The report's bokeh layout (a column of sections)."""
+    trials = representative_trials(result.trial_results)
+    parts: list[Any] = [_div(_header(result)), _div(_recommendation(result)),
+                        _div(_summary_table(result))]
+    if trials:
+        parts.append(_div("<h2>Timelines</h2><p class='note'>The median trial of each executor "
+                          "and worker count. One lane per worker, one bar per item from its "
+                          "start to its end; the dotted line marks the trial's end. Below: "
+                          "items in progress and items computing at once. Drag to pan, scroll "
+                          "to zoom; both charts move together. Hover a bar for the item.</p>"))
+        parts.extend(_timelines(result, trials))
+        parts.extend(_notebook_view(result))
+    if result.options.get("sweep"):
+        parts.extend(_scaling_view(result))
+    parts.append(_div(_environment(result)))
+    return column(*parts, sizing_mode="stretch_width", css_classes=["poolscope-report"])
+
+
+# --- text sections -----------------------------------------------------------------------------
+def _div(text: str) -> Div:
+    return Div(text=f"{_STYLE}<div class='ps'>{text}</div>", sizing_mode="stretch_width")
+
+
+def _header(result: Result) -> str:
+    cores = result.environment.get("cpu_count", "?")
+    status = " · <span class='warn'>interrupted: partial results</span>" if (
+        result.interrupted) else ""
+    return (f"<h1>{_e(result.target)}</h1><p class='note'>{result.n_items:,} items · "
+            f"{cores} cores · Python {_e(result.environment.get('python', '?'))} · run "
+            f"<code>{_e(result.run_id)}</code> · {_e(result.started_at)} · poolscope "
+            f"{__version__}{status}</p>")
+
+
+def _recommendation(result: Result) -> str:
+    rec = result.recommendation
+    out = ["<h2>Recommendation</h2>"]
+    if rec is None:
+        out.append("<p>No recommendation: every executor had failed items.</p>")
+    else:
+        chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
+        out.append(f"<p><b>{_e(rec.executor)} ×{rec.workers}{chunk}</b></p>")
+        out.append(_list(rec.reasons))
+        if rec.comparisons:
+            out.append("<p class='note'>Evidence (95% intervals):</p>")
+            out.append(_list([c.sentence() for c in rec.comparisons]))
+        if rec.caveats:
+            out.append("<p class='note'>Caveats:</p>" + _list(rec.caveats))
+    out.append(f"<p>Workload: <b>{_e(result.classification)}</b></p>")
+    out.append(_list(result.classification_evidence))
+    if result.warnings:
+        out.append("<p class='warn'>Measurement warnings:</p>" + _list(result.warnings))
+    if result.errors:
+        shown = result.errors[:10]
+        lines = [f"{e['executor']}: item {e['item']} — {e['kind']}: {e['message']}"
+                 for e in shown]
+        more = len(result.errors) - len(shown)
+        out.append("<p class='warn'>Errors:</p>" + _list(
+            lines + ([f"… and {more} more"] if more else [])))
+    return "".join(out)
+
+
+def _summary_table(result: Result) -> str:
+    rec = result.recommendation
+    head = ("<tr><th>executor × workers</th><th>chunksize</th><th>trials</th><th>wall</th>"
+            "<th>95% interval</th><th>speedup</th><th>efficiency</th><th>CPU</th>"
+            "<th>parallelism</th><th>busy</th><th>off-CPU</th><th>start-up</th>"
+            "<th>peak RSS</th><th>errors</th></tr>")
+    rows = []
+    for row in result.summary.itertuples(index=False):
+        best = rec is not None and (row.executor, row.workers) == (rec.executor, rec.workers)
+        interval = ("–" if _nan(row.wall_ci_lo) else
+                    f"{duration(row.wall_ci_lo)} – {duration(row.wall_ci_hi)}")
+        cells = [f"{_e(row.executor)} ×{row.workers}", str(row.chunksize), str(row.trials),
+                 duration(row.wall_s), interval, _ratio(row.speedup, "×"),
+                 _percent(row.efficiency), duration(row.cpu_s), _ratio(row.parallelism),
+                 _ratio(row.cpu_parallelism), _percent(row.offcpu_fraction),
+                 duration(row.startup_s), size(row.peak_rss) if row.peak_rss else "–",
+                 str(row.errors)]
+        cls = " class='best'" if best else ""
+        rows.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return ("<h2>Summary</h2><table class='summary'>" + head + "".join(rows) + "</table>"
+            "<p class='note'>Medians over trials. CPU: the parent and every worker. "
+            "parallelism: items in progress at once; busy: items computing at once. "
+            "The recommended row is highlighted.</p>")
+
+
+def _environment(result: Result) -> str:
+    env = dict(result.environment)
+    rows = []
+    for key, value in env.items():
+        if key == "memory_bytes" and isinstance(value, int):
+            value = size(value)
+        rows.append(f"<tr><td>{_e(key)}</td><td style='text-align:left'>{_e(value)}</td></tr>")
+    options = {k: v for k, v in result.options.items() if k not in ("caveats", "findings")}
+    for key, value in options.items():
+        rows.append(f"<tr><td>option {_e(key)}</td><td style='text-align:left'>{_e(value)}"
+                    "</td></tr>")
+    return "<h2>Environment</h2><table class='environment'>" + "".join(rows) + "</table>"
+
+
+def _list(lines: Sequence[str]) -> str:
+    return "<ul>" + "".join(f"<li>{_e(line)}</li>" for line in lines) + "</ul>" if lines else ""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _ratio(value: float, suffix: str = "") -> str:
+    return "–" if _nan(value) else f"{value:.2f}{suffix}"
+
+
+def _percent(value: float) -> str:
+    return "–" if _nan(value) else f"{value:.0%}"
+
+
+# --- timelines ---------------------------------------------------------------------------------
+# Every chart costs the browser about 0.1 s to lay out, so the trials share charts: one timeline
+# with a band of lanes per trial, and one concurrency chart with a pair of lines per trial.
+def _x_end(trials: Sequence[TrialResult]) -> float:
+    ends = [t.wall_s for t in trials if math.isfinite(t.wall_s)]
+    ends += [float(t.items.end_ns.max()) / 1e9 for t in trials if len(t.items)]
+    end = max(ends, default=1.0)
+    return end * 1.02 if end > 0 else 1.0
+
+
+def _trial_label(result: Result, t: TrialResult) -> str:
+    summary = result.summary
+    match = summary[(summary["executor"] == t.executor) & (summary["workers"] == t.workers)]
+    parts = [f"{t.executor} ×{t.workers}", f"trial {t.index + 1}", duration(t.wall_s)]
+    if len(match) and t.executor != "serial":
+        speedup = float(match["speedup"].iloc[0])
+        if math.isfinite(speedup):
+            parts.append(f"median {speedup:.2f}× serial")
+    return " · ".join(parts)
+
+
+def _timelines(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
+    items = result.items
+    indices = items.groupby("trial", sort=False, observed=True).indices if len(items) else {}
+    frames = [items.iloc[indices[t.index]] if t.index in indices else items.iloc[:0]
+              for t in trials]
+    lane_counts = [int(f["lane"].max()) + 1 if len(f) else 1 for f in frames]
+    # Each trial's band of lanes is preceded by a row for its label.
+    offsets = 1 + np.concatenate(([0], np.cumsum(np.asarray(lane_counts[:-1]) + 1)))
+    rows = int(offsets[-1]) + lane_counts[-1]
+    x_range = Range1d(0.0, _x_end(trials), bounds=(0.0, None))
+    mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=1.0, nan_color="#999999")
+    fill = {"field": "cpu_fraction", "transform": mapper}
+    fig = figure(height=150 + 24 * min(rows, 60), x_range=x_range,
+                 y_range=Range1d(rows - 0.5, -0.5), tools=TOOLS, active_scroll="xwheel_zoom",
+                 output_backend="webgl", sizing_mode="stretch_width", name="timeline",
+                 title="Items per worker (median trials)")
+    fig.toolbar.logo = None
+    fig.xaxis.axis_label = "Time since trial start [s]"
+    fig.yaxis.axis_label = "Worker"
+    fig.ygrid.grid_line_color = None
+    labels: dict[int, str] = {}
+    lanes_meta = []
+    ends: dict[str, list[float]] = {"x": [], "y0": [], "y1": []}
+    for t, frame, lanes, offset in zip(trials, frames, lane_counts, offsets, strict=True):
+        offset = int(offset)
+        label = _trial_label(result, t)
+        fig.add_layout(Label(x=0, y=offset - 1, text=label, text_font_size="10pt",
+                             text_font_style="bold", x_units="screen", x_offset=4,
+                             text_baseline="middle"))
+        ends["x"].append(t.wall_s)
+        ends["y0"].append(offset - 0.5)
+        ends["y1"].append(offset + lanes - 0.5)
+        names = _lane_names(frame, lanes)
+        step = 1 if lanes <= 16 else math.ceil(lanes / 8)
+        labels.update({offset + i: names[i] for i in range(0, lanes, step)})
+        lanes_meta.append({"trial": t.index, "executor": t.executor, "workers": t.workers,
+                           "lanes": lanes, "offset": offset, "items": len(frame)})
+        tips = [("trial", label), *_ITEM_TIPS]
+        if len(frame) <= DETAIL_LIMIT:
+            source = ColumnDataSource(_detail_columns(frame, offset))
+            bars = fig.hbar(y="y", left="start", right="end", height=0.8, source=source,
+                            fill_color=fill, line_color=fill, name=f"items-{t.index}")
+            fig.add_tools(HoverTool(renderers=[bars], tooltips=tips))
+        else:
+            _drill_down(fig, frame, fill, offset, t, tips)
+        _failed_overlay(fig, frame, offset, t)
+    # The dotted end of each trial, across its own band only.
+    fig.segment(x0="x", x1="x", y0="y0", y1="y1", source=ColumnDataSource(ends),
+                line_dash="dotted", line_color="#555555", line_width=1.5, name="trial-ends")
+    fig.yaxis.ticker = sorted(labels)
+    fig.yaxis.major_label_overrides = dict(labels)
+    fig.tags = lanes_meta
+    fig.add_layout(ColorBar(color_mapper=mapper, orientation="horizontal", height=10,
+                            title="Item colour: CPU time / wall time (dark: it waited, for the "
+                                  "GIL or for I/O)", title_text_font_size="9pt",
+                            title_text_font_style="normal", padding=4), "above")
+    return [fig, _concurrency_view(result, trials, frames, x_range)]
+
+
+_ITEM_TIPS = [("item", "@item"), ("wall", "@wall_ms{0,0.000} ms"),
+              ("CPU", "@cpu_ms{0,0.000} ms"), ("start", "@start{0.000000} s"),
+              ("pid", "@pid"), ("thread", "@tid"), ("core", "@core"), ("worker", "@lane")]
+
+
+def _detail_columns(frame: pd.DataFrame, offset: int) -> dict[str, np.ndarray]:
+    start = frame["start_s"].to_numpy(np.float64)
+    end = frame["end_s"].to_numpy(np.float64)
+    wall = end - start
+    cpu = frame["cpu_s"].to_numpy(np.float64)
+    lane = frame["lane"].to_numpy(np.int32)
+    return {
+        "start": start, "end": end, "lane": lane, "y": lane + offset,
+        "item": frame["item"].to_numpy(np.int64).astype(np.int32, copy=False),
+        "wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3,
+        "cpu_fraction": _fraction(cpu, wall),
+        "pid": frame["pid"].to_numpy(np.int64).astype(np.int32, copy=False),
+        "tid": frame["tid"].to_numpy(np.int64).astype(np.int32, copy=False),
+        "core": frame["core"].to_numpy(np.int64).astype(np.int16, copy=False),
+    }
+
+
+def _fraction(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    safe = np.where(den > 0, den, 1.0)
+    return np.where(den > 0, np.clip(num / safe, 0.0, 1.0), np.nan).astype(np.float32)
+
+
+_DRILL_JS = """
+// Swap merged bars for one bar per item once the visible window holds few enough items.
+clearTimeout(all.__ps_timer)
+all.__ps_timer = setTimeout(() => {
+  const start = all.data.start, n = start.length
+  const x0 = x_range.start - max_wall, x1 = x_range.end
+  const first = (x) => { let lo = 0, hi = n
+    while (lo < hi) { const mid = (lo + hi) >>> 1; if (start[mid] < x) lo = mid + 1; else hi = mid }
+    return lo }
+  const lo = first(x0), hi = first(x1), m = hi - lo
+  if (m > limit) {
+    if (detail_bars.visible) { detail_bars.visible = false; merged_bars.visible = true
+      detail.data = Object.fromEntries(Object.keys(detail.data).map((k) => [k, []])) }
+    return
+  }
+  const take = (a) => Float64Array.from({length: m}, (_, i) => a[lo + i])
+  const s = take(start), w = take(all.data.wall_ms), c = take(all.data.cpu_ms)
+  const lane = take(all.data.lane)
+  const e = new Float64Array(m), f = new Float64Array(m), y = new Float64Array(m)
+  const pid = new Float64Array(m), tid = new Float64Array(m)
+  for (let i = 0; i < m; i++) {
+    e[i] = s[i] + w[i] / 1e3
+    f[i] = w[i] > 0 ? Math.min(1, Math.max(0, c[i] / w[i])) : NaN
+    y[i] = lane[i] + offset
+    pid[i] = lane_pid[lane[i]]; tid[i] = lane_tid[lane[i]]
+  }
+  detail.data = {start: s, end: e, lane: lane, y: y, wall_ms: w, cpu_ms: c, cpu_fraction: f,
+                 item: take(all.data.item), core: take(all.data.core), pid: pid, tid: tid}
+  merged_bars.visible = false; detail_bars.visible = true
+}, 120)
+"""
+
+
+def _drill_down(fig: Any, frame: pd.DataFrame, fill: dict[str, Any], offset: int,
+                t: TrialResult, tips: list[tuple[str, str]]) -> None:
+    """Merged bars, plus every item as typed arrays that a zoom turns into one bar each."""
+    order = np.argsort(frame["start_s"].to_numpy(), kind="stable")
+    ordered = frame.iloc[order]
+    start = ordered["start_s"].to_numpy(np.float64)
+    wall = ordered["end_s"].to_numpy(np.float64) - start
+    lanes = int(frame["lane"].max()) + 1
+    all_items = ColumnDataSource({
+        "start": start, "wall_ms": (wall * 1e3).astype(np.float32),
+        "cpu_ms": (ordered["cpu_s"].to_numpy(np.float64) * 1e3).astype(np.float32),
+        "lane": ordered["lane"].to_numpy(np.int64).astype(
+            np.int16 if lanes < 2 ** 15 else np.int32),
+        "item": ordered["item"].to_numpy(np.int64).astype(np.int32),
+        "core": ordered["core"].to_numpy(np.int64).astype(np.int16),
+    }, name=f"all-items-{t.index}")
+    merged = merge_bars(frame["lane"].to_numpy(np.int64), frame["start_s"].to_numpy(np.float64),
+                        frame["end_s"].to_numpy(np.float64), frame["cpu_s"].to_numpy(np.float64),
+                        cap=DETAIL_LIMIT, slots=MERGE_SLOTS)
+    merged_source = ColumnDataSource({
+        "y": merged.lane + offset, "lane": merged.lane, "start": merged.start,
+        "end": merged.end, "height": 0.8 * np.clip(merged.busy, 0.15, 1.0),
+        "cpu_fraction": merged.cpu_fraction.astype(np.float32),
+        "items": merged.items.astype(np.int32), "wall_ms": merged.wall * 1e3,
+        "cpu_ms": merged.cpu * 1e3,
+    })
+    merged_bars = fig.hbar(y="y", left="start", right="end", height="height",
+                           source=merged_source, fill_color=fill, line_color=fill,
+                           name=f"merged-{t.index}")
+    fig.add_tools(HoverTool(renderers=[merged_bars], tooltips=[
+        tips[0], ("items", "@items{0,0} (zoom in to see each)"),
+        ("Σ wall", "@wall_ms{0,0.000} ms"), ("Σ CPU", "@cpu_ms{0,0.000} ms"),
+        ("from", "@start{0.000000} s"), ("to", "@end{0.000000} s"), ("worker", "@lane")]))
+    detail = ColumnDataSource({key: [] for key in (
+        "start", "end", "lane", "y", "wall_ms", "cpu_ms", "cpu_fraction", "item", "core", "pid",
+        "tid")})
+    detail_bars = fig.hbar(y="y", left="start", right="end", height=0.8, source=detail,
+                           fill_color=fill, line_color=fill, visible=False,
+                           name=f"items-{t.index}")
+    fig.add_tools(HoverTool(renderers=[detail_bars], tooltips=tips))
+    first = frame.drop_duplicates("lane").set_index("lane").reindex(range(lanes))
+    callback = CustomJS(args={
+        "all": all_items, "detail": detail, "detail_bars": detail_bars,
+        "merged_bars": merged_bars, "x_range": fig.x_range, "limit": DETAIL_LIMIT,
+        "max_wall": float(wall.max()) if len(wall) else 0.0, "offset": offset,
+        "lane_pid": first["pid"].fillna(-1).astype(int).tolist(),
+        "lane_tid": first["tid"].fillna(-1).astype(int).tolist(),
+    }, code=_DRILL_JS)
+    fig.x_range.js_on_change("start", callback)
+    fig.x_range.js_on_change("end", callback)
+
+
+def _failed_overlay(fig: Any, frame: pd.DataFrame, offset: int, t: TrialResult) -> None:
+    failed = frame[frame["status"] == "error"] if len(frame) else frame
+    if not len(failed):
+        return
+    failed = failed.iloc[:2_000]  # outlines for the first failures; the table counts them all
+    source = ColumnDataSource({
+        "start": failed["start_s"].to_numpy(np.float64),
+        "end": failed["end_s"].to_numpy(np.float64),
+        "y": failed["lane"].to_numpy(np.int32) + offset,
+        "item": failed["item"].to_numpy(np.int64),
+        "error": failed["error"].fillna("").astype(str).str.slice(0, 200).tolist(),
+    })
+    bars = fig.hbar(y="y", left="start", right="end", height=0.95, source=source,
+                    fill_alpha=0.0, line_color=FAILED, line_width=2, name=f"failed-{t.index}")
+    fig.add_tools(HoverTool(renderers=[bars], tooltips=[("failed item", "@item"),
+                                                        ("error", "@error")]))
+
+
+def _lane_names(frame: pd.DataFrame, lanes: int) -> list[str]:
+    if not len(frame):
+        return [str(i) for i in range(lanes)]
+    first = frame.drop_duplicates("lane").set_index("lane").reindex(range(lanes))
+    by_pid = first["pid"].nunique() == lanes
+    names = []
+    for lane in range(lanes):
+        pid, tid = first["pid"].iloc[lane], first["tid"].iloc[lane]
+        if pd.isna(pid):
+            names.append(str(lane))
+        else:
+            names.append(f"{lane} · pid {int(pid)}" if by_pid else f"{lane} · tid {int(tid)}")
+    return names
+
+
+def _concurrency_view(result: Result, trials: Sequence[TrialResult],
+                      frames: Sequence[pd.DataFrame], x_range: Range1d) -> Any:
+    fig = figure(height=260, x_range=x_range, tools=TOOLS, active_scroll="xwheel_zoom",
+                 output_backend="webgl", sizing_mode="stretch_width", name="concurrency",
+                 title="Items at once: in progress (solid) and computing (dashed); averaged "
+                       "over short intervals when items are many")
+    fig.toolbar.logo = None
+    fig.yaxis.axis_label = "Items at once"
+    fig.xaxis.axis_label = "Time since trial start [s]"
+    entries = []
+    for i, (t, frame) in enumerate(zip(trials, frames, strict=True)):
+        if not len(frame):
+            continue
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        start = frame["start_s"].to_numpy(np.float64)
+        end = frame["end_s"].to_numpy(np.float64)
+        weight = np.nan_to_num(_fraction(frame["cpu_s"].to_numpy(np.float64), end - start)
+                               .astype(np.float64))
+        renderers = []
+        for w, dash in ((None, "solid"), (weight, "dashed")):
+            times, level = concurrency(start, end, w)
+            if len(times) > EXACT_STEPS:
+                # Averaged over bins: thousands of exact steps would read as a solid block.
+                bins = min(STEP_BINS, len(times) // 4)
+                edges = np.linspace(float(times[0]), float(times[-1]), bins + 1)
+                level, times = concurrency_binned(start, end, edges, w), edges
+                level = np.append(level, 0.0)
+            renderers.append(fig.step(times, level, mode="after", line_color=color,
+                                      line_width=2, line_dash=dash, line_alpha=0.9,
+                                      name=f"concurrency-{t.index}"))
+        entries.append((f"{t.executor} ×{t.workers}", renderers))
+    cores = result.cores
+    fig.add_layout(Span(location=cores, dimension="width", line_dash="dotted",
+                        line_color="#444444", line_width=1.5))
+    fig.add_layout(Label(x=4, y=cores, x_units="screen", text=f"{cores} cores",
+                         text_font_size="9pt", text_color="#444444", text_baseline="bottom"))
+    fig.add_layout(Legend(items=entries, location="top_right", click_policy="hide",
+                          label_text_font_size="9pt"), "right")
+    return fig
+
+
+# --- the notebook's view -----------------------------------------------------------------------
+def _notebook_view(result: Result) -> list[Any]:
+    """The notebook's FacetGrid as one chart: a band of jobs per type, finish times along x."""
+    melted = result.melted()
+    if not len(melted):
+        return []
+    xs, ys, labels = [], [], {}
+    offset = 0
+    for label in pd.unique(melted["type"]):
+        points = melted[melted["type"] == label]
+        if len(points) > MAX_POINTS:
+            keep = np.random.default_rng(0).choice(len(points), MAX_POINTS, replace=False)
+            points = points.iloc[np.sort(keep)]
+        jobs = sorted(pd.unique(points["variable"]).tolist(), key=str)
+        row = pd.Categorical(points["variable"], categories=jobs).codes.astype(np.int32)
+        xs.append(points["value"].to_numpy(np.float64))
+        ys.append(row + offset)
+        step = 1 if len(jobs) <= 16 else math.ceil(len(jobs) / 8)
+        labels.update({offset + i: f"{label} · {str(jobs[i]).strip()}"
+                       for i in range(0, len(jobs), step)})
+        offset += len(jobs) + 1
+    rows = offset - 1
+    end = max(float(melted["value"].max()) * 1.02, 1e-6)
+    fig = figure(height=70 + 18 * min(rows, 80), x_range=Range1d(0.0, end, bounds=(0.0, None)),
+                 y_range=Range1d(rows - 0.5, -0.5), tools=TOOLS, active_scroll="xwheel_zoom",
+                 output_backend="webgl", sizing_mode="stretch_width", name="scatter",
+                 title="The notebook's view: each item's finish time per job")
+    fig.toolbar.logo = None
+    fig.scatter(x=np.concatenate(xs), y=np.concatenate(ys), size=5, alpha=0.7,
+                color=OKABE_ITO[0], name="finish-times")
+    fig.xaxis.axis_label = "Finish time since the type's first item started [s]"
+    fig.yaxis.axis_label = "Job"
+    fig.yaxis.ticker = sorted(labels)
+    fig.yaxis.major_label_overrides = labels
+    fig.ygrid.grid_line_color = None
+    return [fig]
+
+
+# --- scaling -----------------------------------------------------------------------------------
+def _scaling_view(result: Result) -> list[Any]:
+    table = result.scaling
+    if not len(table):
+        return []
+    cores = result.cores
+    top = max(float(np.nanmax(table["speedup"].to_numpy())), float(cores)) * 1.1
+    workers = sorted(table["workers"].unique().tolist())
+    fig = figure(height=380, x_axis_type="log", tools="pan,wheel_zoom,reset,save",
+                 sizing_mode="stretch_width", title="Speedup against workers",
+                 y_range=Range1d(0, top), name="scaling")
+    fig.toolbar.logo = None
+    fig.xaxis.axis_label = "Workers"
+    fig.yaxis.axis_label = "Speedup vs serial [×]"
+    fig.xaxis.ticker = workers
+    grid = np.unique(np.geomspace(1, max(workers), 60))
+    fig.line(grid, np.minimum(grid, cores), line_color="#777777", line_dash="dotted",
+             line_width=2, legend_label=f"ideal (≤ {cores} cores)")
+    for i, (name, series) in enumerate(table.groupby("executor", sort=False)):
+        if name == "serial":
+            continue
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        series = series.sort_values("workers")
+        fig.line(series["workers"], series["speedup"], line_color=color, line_width=2,
+                 legend_label=str(name))
+        fig.scatter(series["workers"], series["speedup"], color=color, size=8,
+                    legend_label=str(name))
+        fit = result.amdahl.get(name)
+        if fit is not None and fit.ok:
+            fig.line(grid, fit.speedup(grid, cores), line_color=color, line_dash="dashed",
+                     legend_label=f"{name}: Amdahl f = {fit.serial_fraction:.2f}")
+    fig.legend.location = "top_left"
+    fig.legend.click_policy = "hide"
+    return [_div("<h2>Scaling</h2><p class='note'>Measured speedups (points), the ideal line "
+                 "and Amdahl's law fitted per executor (dashed).</p>"), fig]
+
+
+def report_path_for(run_id: str) -> Path:
+    """The default file ``poolscope report RUN`` writes."""
+    return Path(os.getcwd()) / f"poolscope-report-{run_id}.html"
