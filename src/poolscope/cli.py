@@ -53,7 +53,8 @@ PlotOpt = Annotated[Path | None, typer.Option(
 ReportOpt = Annotated[Path | None, typer.Option(
     "--report", help="Write the interactive HTML report (one self-contained .html file).")]
 TraceOpt = Annotated[Path | None, typer.Option(
-    "--trace", help="Write a Chrome/Perfetto trace (.json) for ui.perfetto.dev.")]
+    "--trace", help="Write a Chrome/Perfetto trace (.json, or .json.gz compressed) for "
+                    "ui.perfetto.dev.")]
 FormatOpt = Annotated[str, typer.Option(
     "--format", help="How to print the result: table, or markdown to paste into an issue.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
@@ -143,8 +144,8 @@ def _check_report(path: Path | None) -> None:
 
 def _check_trace(path: Path | None) -> None:
     _check_output(path, "--trace")
-    if path is not None and path.suffix.lower() != ".json":
-        raise UsageError(f"--trace: use a .json file name, got {path.name!r}")
+    if path is not None and not path.name.lower().endswith((".json", ".json.gz")):
+        raise UsageError(f"--trace: use a .json or .json.gz file name, got {path.name!r}")
 
 
 def _check_format(text: str, json_path: str | None) -> None:
