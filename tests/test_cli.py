@@ -172,3 +172,71 @@ def test_sweep_scaling_table_json_and_plot(cli, tmp_path):
     assert 0.0 <= doc["amdahl"]["serial_fraction"] <= 1.0
     assert set(doc["growth"]) == {"serial", "thread", "process"}
     assert (tmp_path / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- terminal formats, the report and the trace ------------------------------------------------
+def test_markdown_format_prints_only_a_table_to_stdout(cli):
+    result = cli("run", "cpu", *SMALL, "--executors", "thread", "--format", "markdown",
+                 "--no-store")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0].startswith("| executor × workers | wall |")
+    assert table[1].startswith("|:--|--:|")
+    assert len(table) == 2 + 2  # header, alignment, serial and thread rows
+    assert all(row.count("|") == table[0].count("|") for row in table)
+    assert any(line.startswith("Recommendation: **") for line in lines)
+    assert "\x1b[" not in result.stdout
+
+
+def test_markdown_and_json_on_stdout_clash(cli):
+    result = cli("run", "cpu", *SMALL, "--format", "markdown", "--json", "-")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "stdout" in result.stderr
+
+
+def _colour_codes(text: str) -> int:
+    import re
+
+    # Foreground/background colours: 30-37, 40-47, 90-97, 38;5;n and 38;2;r;g;b.
+    return len(re.findall(r"\x1b\[[0-9;]*(?:3[0-8]|4[0-8]|9[0-7])[;m]", text))
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_no_color_is_honoured(tmp_path, no_color):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update({"FORCE_COLOR": "1", "COLUMNS": "80"})
+    if no_color:
+        env["NO_COLOR"] = "1"
+    done = subprocess.run([sys.executable, "-m", "poolscope", "run", "cpu", *SMALL,
+                           "--executors", "thread", "--no-store"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    if no_color:
+        assert _colour_codes(done.stdout) == 0
+    else:
+        assert _colour_codes(done.stdout) > 0  # the check can see colour when it is there
+    plain = __import__("re").sub(r"\x1b\[[0-9;]*m", "", done.stdout)
+    assert max(len(line) for line in plain.splitlines()) <= 80
+
+
+def test_trace_and_report_from_run_and_export_perfetto(cli, tmp_path):
+    result = cli("run", "cpu", *SMALL, "--executors", "thread", "--trace", "t.json",
+                 "--report", "r.html")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "t.json").read_text())
+    items = [e for e in doc["traceEvents"] if e["ph"] in ("X", "b") and e.get("cat", "")
+             .startswith("item")]
+    assert len(items) == 6 * 2  # serial and thread trials of 6 items
+    assert (tmp_path / "r.html").stat().st_size > 100_000
+    exported = cli("export", "latest", "--format", "perfetto")
+    assert exported.returncode == 0, exported.stderr
+    [trace] = tmp_path.glob("*.trace.json")
+    assert json.loads(trace.read_text())["otherData"]["run_id"] in trace.name
+    for args, message in ((["--trace", "t.txt"], "--trace"), (["--report", "r.png"], "--report")):
+        bad = cli("run", "cpu", *SMALL, *args)
+        assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1

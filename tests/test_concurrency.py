@@ -16,7 +16,7 @@ def test_steps_count_items_in_progress() -> None:
 
 
 def test_weights_give_items_computing() -> None:
-    times, level = concurrency(np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([0.5, 0.25]))
+    _, level = concurrency(np.array([0.0, 1.0]), np.array([1.0, 2.0]), np.array([0.5, 0.25]))
     assert level.tolist() == [0.5, 0.25, 0.0]
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import multiprocessing
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import OpenReport, launch_browser
-from conftest import run_cli
 
 import poolscope
+from browser import OpenReport, launch_browser
+from conftest import run_cli
 from poolscope import UsageError
 from poolscope.present.report import DETAIL_LIMIT
 from poolscope.result import Result
