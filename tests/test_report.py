@@ -136,7 +136,7 @@ def big_result(n: int, lanes: int = 4) -> Result:
 
 
 def test_a_big_trial_is_merged_then_drills_down_to_items(browser, tmp_path):
-    n = 3 * DETAIL_LIMIT
+    n = 60_000
     result = big_result(n)
     path = result.report(tmp_path / "big.html")
     page = OpenReport(browser, path)

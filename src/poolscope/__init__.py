@@ -4,8 +4,11 @@
     >>> r = poolscope.compare(worker, range(100), executors=["thread-pool", "process-pool"])
     >>> r.summary, r.items, r.trials, r.recommendation, r.plot()
 
+In IPython or Jupyter, ``%load_ext poolscope`` adds the ``%%poolscope`` cell magic (see
+``poolscope.magic``).
+
 Heavy names load on first use: process workers import ``poolscope.probe`` through this package,
-and must not pay for pandas.
+and must not pay for pandas (nor IPython).
 """
 
 from __future__ import annotations
@@ -19,8 +22,15 @@ if TYPE_CHECKING:
     from .result import Result
 
 __all__ = ["ItemsError", "PoolscopeError", "Result", "TargetError", "UsageError", "compare",
-           "load"]
+           "load"]  # and load_ipython_extension, IPython's hook for `%load_ext poolscope`
 __version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext poolscope``: register the ``%%poolscope`` cell magic."""
+    from .magic import load_ipython_extension as load
+
+    load(ipython)
 
 
 def __getattr__(name: str) -> Any:

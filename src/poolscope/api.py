@@ -110,9 +110,9 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         on_trial_end.append(functools.partial(store.end_trial, run_id))
     with contextlib.ExitStack() as stack:
         if progress:
-            from .present.progress import TrialProgress
+            from .present.progress import trial_progress  # tqdm's widget in a notebook
 
-            bar = stack.enter_context(TrialProgress(plan, len(items), console=console))
+            bar = stack.enter_context(trial_progress(plan, len(items), console=console))
             on_chunk.append(bar.on_chunk)
             on_trial_start.append(bar.on_trial_start)
         hooks = {"on_chunk": _each(on_chunk), "on_trial_start": _each(on_trial_start),

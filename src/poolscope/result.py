@@ -235,8 +235,25 @@ class Result:
     def plot(self, path: str | Path | None = None) -> Any:
         """The notebook's scatter beside a per-worker timeline; saved when given a path."""
         from .present.plots import plot_run
+        from .present.progress import in_notebook
 
+        if in_notebook():  # figures are built without pyplot: teach Jupyter to show them
+            from .present.notebook import enable_figure_display
+
+            enable_figure_display()
         return plot_run(self, path)
+
+    def report(self, path: str | Path) -> Path:
+        """Write the interactive, self-contained HTML report (bokeh, works offline)."""
+        from .present.report import write_report
+
+        return write_report(self, path)
+
+    def to_perfetto(self, path: str | Path) -> Path:
+        """Write a Chrome Trace Event JSON file for ui.perfetto.dev or chrome://tracing."""
+        from .present.trace import write_trace
+
+        return write_trace(self, path)
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
         from .present.terminal import render_result
@@ -244,9 +261,16 @@ class Result:
         yield from render_result(self)
 
     def _repr_html_(self) -> str:
-        rec = self.recommendation
-        head = f"<p><b>{rec.executor}</b> ×{rec.workers}: {rec.reasons[0]}</p>" if rec else ""
-        return head + self.summary.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        """Jupyter's view: the summary, recommendation and timeline, self-contained HTML."""
+        from .present.notebook import result_html
+
+        return result_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Terminal IPython's view: the tables as plain text."""
+        from .present.notebook import repr_pretty
+
+        repr_pretty(self, printer, cycle)
 
     def __repr__(self) -> str:
         return (f"<poolscope.Result {self.run_id} target={self.target!r} items={self.n_items} "

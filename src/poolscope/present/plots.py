@@ -8,16 +8,26 @@ executor and worker count) and two columns:
 * right, a Gantt timeline: one lane per worker (pid for processes, native thread id for threads),
   one bar per item from its start to its end, coloured by the item's CPU time / wall time
   (bright: the item computed all the time; dark: it waited, for the GIL or for I/O). Failed items
-  are hatched and outlined in red.
+  are hatched and outlined in red over a white halo;
+* under the timeline, on the same time axis, a strip of concurrency over time: the items in
+  progress at once (blue line over a light blue area) and the items computing at once (orange
+  area: each item counts with its CPU time / wall time), so the light blue band between the two
+  is time spent waiting, for the GIL or for I/O; a dashed line marks the core count and a dotted
+  one the worker count.
 
 All time axes share one x range, so the executor that finishes sooner is seen to. Big runs stay
 quick: a trial with more than ``MAX_BARS`` items has each worker's neighbouring items merged into
 bars no wider than about a pixel (a merged bar's colour is its items' Σ CPU / Σ wall), and the
-notebook view shows an even sample of at most ``MAX_POINTS`` items; the row says so.
+notebook view shows an even sample of at most ``MAX_POINTS`` items; the row says so. A
+trial whose concurrency has more than ``MAX_STEPS`` steps is drawn as its exact time-weighted
+mean over ``CONCURRENCY_BINS`` equal bins.
 
 Bars are ``PolyCollection`` objects from ``Axes.broken_barh``, one per lane, with gid ``"items"``
-(failure overlays have gid ``"failed"``), so a test can count what was drawn. Figures are built
-with ``matplotlib.figure.Figure`` directly: no pyplot state and no backend change.
+(failure overlays have gid ``"failed"``), so a test can count what was drawn. The concurrency
+strip draws ``StepPatch`` objects with gid ``"concurrency"`` (items in progress, the line),
+``"concurrency-area"`` (its fill) and ``"computing"`` (items computing), and horizontal lines
+with gids ``"cores"`` and ``"workers"``. Figures are built with ``matplotlib.figure.Figure``
+directly: no pyplot state and no backend change.
 """
 
 from __future__ import annotations
@@ -36,10 +46,13 @@ import seaborn as sns
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .._errors import UsageError
 from .._format import duration
-from ..frames import items_frame, representative_trials
+from ..frames import concurrency, concurrency_binned, items_frame, representative_trials
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -54,14 +67,23 @@ MAX_POINTS = 20_000  # per trial, in the notebook view
 FORMATS = (".png", ".svg", ".pdf")
 CMAP = "viridis"  # sequential, perceptually uniform, colour-blind safe
 FAILED = "#d62728"  # red: not in viridis, so a failure stands out
+# Concurrency strip, Okabe–Ito colours (safe for the common colour-vision deficiencies, and
+# apart from the failure red: orange is lighter, blue is far from it for every viewer).
+IN_PROGRESS = "#0072B2"  # blue: the items-in-progress line
+WAITING = "#56B4E9"  # sky blue, light: the area under it, where it is not computing
+COMPUTING = "#E69F00"  # orange: the items-computing area
+REFERENCE = "0.25"  # the core (dashed) and worker (dotted) count lines
 POINT_COLOR = "#1f77b4"  # the notebook's default seaborn blue
 WIDTH_IN = 12.0
 ROW_IN = 1.6
+STRIP_IN = 0.75  # the concurrency strip under each timeline
 MARGIN_IN = 1.3
 DPI = 110
 BUSY_LEVELS = 8  # heights of merged bars
 SLOTS = 1_500  # merged bars per worker at most: about one per pixel at 110 dpi
 RASTERIZE_ABOVE = 5_000  # artists with more elements are rasterised in SVG/PDF output
+MAX_STEPS = 4_000  # concurrency steps drawn exactly; more are averaged into bins
+CONCURRENCY_BINS = 1_500  # about one per pixel at 110 dpi
 
 
 @dataclass
@@ -125,26 +147,33 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
     frames = [items.iloc[by_trial[t.index]] if t.index in by_trial else items_frame([t])
               for t in trials]
     lane_counts = [int(f["lane"].max()) + 1 if len(f) else 1 for f in frames]
-    row_in = ROW_IN + min(1.0, max(0, max(lane_counts) - 16) / 48)
-    fig = Figure(figsize=(WIDTH_IN, MARGIN_IN + row_in * len(trials)), layout="constrained")
-    grid = fig.add_gridspec(len(trials), 2, width_ratios=(1, 1.7))
+    gantt_in = ROW_IN + min(1.0, max(0, max(lane_counts) - 16) / 48)
+    fig = Figure(figsize=(WIDTH_IN, MARGIN_IN + (gantt_in + STRIP_IN) * len(trials)),
+                 layout="constrained")
+    # Two grid rows per trial: the timeline and, under it on the same time axis, its
+    # concurrency strip; the notebook's scatter spans both.
+    grid = fig.add_gridspec(2 * len(trials), 2, width_ratios=(1, 1.7),
+                            height_ratios=(gantt_in, STRIP_IN) * len(trials))
     first: Axes | None = None
     lefts: list[Axes] = []
     rights: list[Axes] = []
+    strips: list[Axes] = []
     for row in range(len(trials)):
-        left = fig.add_subplot(grid[row, 0], sharex=first)
+        left = fig.add_subplot(grid[2 * row:2 * row + 2, 0], sharex=first)
         if first is None:
             first = left
-        right = fig.add_subplot(grid[row, 1], sharex=first)
+        right = fig.add_subplot(grid[2 * row, 1], sharex=first)
+        strip = fig.add_subplot(grid[2 * row + 1, 1], sharex=first)
         lefts.append(left)
         rights.append(right)
+        strips.append(strip)
 
     cmap = mpl.colormaps[CMAP].with_extremes(bad="0.6")
     norm = Normalize(0.0, 1.0)
     several = len({t.workers for t in trials}) > 1
     types = list(pd.unique(melted["type"])) if len(melted) else []
     x_end = 0.0
-    merged = failed = False
+    merged = failed = binned = False
     for row, (t, frame) in enumerate(zip(trials, frames, strict=True)):
         lanes = lane_counts[row]
         label = _match_type(t, types, several, row, trials)
@@ -152,12 +181,14 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
         shown = _draw_notebook(lefts[row], points)
         bars = _reduce_bars(frame, MAX_BARS)
         _draw_timeline(rights[row], bars, frame, t, lanes, cmap, norm)
+        row_binned = _draw_concurrency(strips[row], frame, t, result.environment)
         merged = merged or bars.merged
+        binned = binned or row_binned
         failed = failed or bool(bars.failed.any())
         lefts[row].set_title(_row_title(result, t, several), loc="left", fontsize=10,
                              fontweight="bold")
-        rights[row].set_title(_row_note(t, frame, bars, shown), loc="right", fontsize=8.5,
-                              color="0.3")
+        rights[row].set_title(_row_note(t, frame, bars, shown, row_binned), loc="right",
+                              fontsize=8.5, color="0.3")
         ends = [t.wall_s]
         if len(frame):
             ends.append(float(frame["end_s"].max()))
@@ -166,12 +197,12 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
         x_end = max([x_end, *(e for e in ends if math.isfinite(e))])
 
     lefts[0].set_xlim(0.0, x_end * 1.02 if x_end > 0 else 1.0)
-    for ax in (*lefts, *rights):
+    for ax in (*lefts, *rights, *strips):
         ax.tick_params(labelsize=8)
-        if ax not in (lefts[-1], rights[-1]):
+        if ax not in (lefts[-1], strips[-1]):
             ax.tick_params(labelbottom=False)
     lefts[-1].set_xlabel("Time [s]", fontsize=9)
-    rights[-1].set_xlabel("Time since trial start [s]", fontsize=9)
+    strips[-1].set_xlabel("Time since trial start [s]", fontsize=9)
     colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=rights, aspect=30,
                             fraction=0.025, pad=0.01)
     colorbar.set_label("CPU / wall per item", fontsize=9)
@@ -179,21 +210,31 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
 
     cores = result.environment.get("cpu_count", "?")
     fig.suptitle(f"{result.target} — {result.n_items:,} items, {cores} cores", fontsize=12)
-    fig.supxlabel(_caption(merged, failed), fontsize=8, color="0.3")
+    # The caption is the title of the concurrency strip's key: one artist at the bottom, which
+    # the constrained layout keeps clear of the axes (a supxlabel and a legend would overlap).
+    key = fig.legend(handles=_concurrency_legend(), loc="outside lower center", ncols=5,
+                     fontsize=8, frameon=False, title=_caption(merged, failed, binned),
+                     title_fontsize=8, borderaxespad=0.2, columnspacing=1.6)
+    key.get_title().set(color="0.3", multialignment="center")
+    key.set_gid("caption")
     return fig
 
 
-def _caption(merged: bool, failed: bool) -> str:
+def _caption(merged: bool, failed: bool, binned: bool) -> str:
     lines = [
         "Left: the notebook's view, each item's finish time per job, from the first item's start."
-        "  Right: each worker's items from start to end; dotted line: the trial's end.",
+        "  Right: each worker's items from start to end; dotted line: the trial's end",
         "Colour: the item's CPU time / wall time (dark: it waited, for the GIL or I/O)",
+        "Under each timeline: items in progress at once (blue line) and items computing at once"
+        " (orange: each item counts its CPU / wall); light blue between them: waiting",
     ]
     if merged:
         lines[1] += "; merged bars are as tall as the share of their time spent inside items"
     if failed:
         lines[1] += "; hatched red: failed items"
-    return "\n".join(lines) + "."
+    if binned:
+        lines[2] += f"; big trials: mean over {CONCURRENCY_BINS:,} equal time bins"
+    return ".\n".join(lines) + "."
 
 
 def _empty_figure(result: Result) -> Figure:
@@ -235,7 +276,8 @@ def _row_title(result: Result, t: TrialResult, several: bool) -> str:
     return f"{name} — {', '.join(parts)}"
 
 
-def _row_note(t: TrialResult, frame: pd.DataFrame, bars: _Bars, shown: int) -> str:
+def _row_note(t: TrialResult, frame: pd.DataFrame, bars: _Bars, shown: int,
+              binned: bool = False) -> str:
     if not len(frame):
         return f"no items recorded ({t.status})"
     workers = int(frame["lane"].max()) + 1
@@ -247,6 +289,8 @@ def _row_note(t: TrialResult, frame: pd.DataFrame, bars: _Bars, shown: int) -> s
         parts.append(f"{bars.items:,} items merged into {len(bars.lane):,} bars")
     if shown < len(frame):
         parts.append(f"scatter: {shown:,} sampled")
+    if binned:
+        parts.append("concurrency binned")
     failed = int((frame["status"] == "error").sum())
     if failed:
         parts.append(f"{failed:,} failed")
@@ -360,11 +404,86 @@ def _draw_timeline(ax: Axes, bars: _Bars, frame: pd.DataFrame, t: TrialResult, l
                            linewidths=0.6 if separate else 0.4, gid="items", rasterized=raster)
             failed = bars.failed[sel]
             if failed.any():
+                # Red hatching over a white halo: it stands out on every viridis colour, also
+                # for red-green colour-blind readers (on mid teal, red alone turns to grey).
+                halo = ax.broken_barh(ranges[failed], yrange, facecolors="none",
+                                      edgecolors="white", hatch="////", linewidths=2.4,
+                                      gid="failed-halo")
+                halo.set_hatch_linewidth(2.6)
                 ax.broken_barh(ranges[failed], yrange, facecolors="none", edgecolors=FAILED,
                                hatch="////", linewidths=1.0, gid="failed")
     ticks = _tick_positions(lanes)
     names = _lane_names(frame, lanes)
     ax.set_yticks(ticks, labels=[names[i] for i in ticks])
+
+
+# --- under the timeline: concurrency over time ----------------------------------------------------
+def concurrency_steps(frame: pd.DataFrame, span: float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """``(edges, in_progress, computing, binned)`` of one trial's items, ready for ``stairs``.
+
+    ``in_progress[i]`` and ``computing[i]`` hold between ``edges[i]`` and ``edges[i + 1]``.
+    Exact steps when there are at most ``MAX_STEPS`` of them; otherwise the exact time-weighted
+    means over ``CONCURRENCY_BINS`` equal bins from 0 to ``span`` (default: the last item's end).
+    """
+    start = frame["start_s"].to_numpy(np.float64)
+    end = frame["end_s"].to_numpy(np.float64)
+    weight = np.nan_to_num(_ratio(frame["cpu_s"].to_numpy(np.float64), end - start))
+    times, level = concurrency(start, end)
+    if len(times) <= MAX_STEPS:
+        _, computing = concurrency(start, end, weight)
+        # Both step functions change at the same times: weights of 0 still make a step.
+        return times, level[:-1], computing[:-1], False
+    stop = max(float(end.max()), span or 0.0)
+    edges = np.linspace(0.0, stop if stop > 0 else 1.0, CONCURRENCY_BINS + 1)
+    return (edges, concurrency_binned(start, end, edges),
+            concurrency_binned(start, end, edges, weight), True)
+
+
+def _draw_concurrency(ax: Axes, frame: pd.DataFrame, t: TrialResult,
+                      environment: dict[str, Any]) -> bool:
+    """The strip under a timeline; returns whether it is binned.
+
+    Its scale reaches the worker count, the core count and the highest level, whichever is
+    highest, so that 2 workers are not drawn flat beside 32 (each row has its own ticks).
+    """
+    ax.axvline(t.wall_s, color="0.35", linestyle=":", linewidth=1.2)
+    ax.set_ylabel("Items\nat once", fontsize=8.5)
+    ax.grid(axis="x", color="0.9", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True, min_n_ticks=2))
+    cores = environment.get("cpu_count")
+    top = float(t.workers)
+    if isinstance(cores, int | float) and cores > 0:
+        ax.axhline(cores, color=REFERENCE, linestyle=(0, (4, 2)), linewidth=1.0, zorder=1.5,
+                   gid="cores")
+        top = max(top, float(cores))
+    if t.workers != cores:
+        ax.axhline(t.workers, color=REFERENCE, linestyle=":", linewidth=1.2, zorder=1.5,
+                   gid="workers")
+    if not len(frame):
+        ax.set_ylim(0.0, max(top, 1.0) * 1.15)
+        return False
+    edges, in_progress, computing, binned = concurrency_steps(frame, t.wall_s)
+    ax.stairs(in_progress, edges, baseline=0.0, fill=True, color=WAITING, alpha=0.45,
+              linewidth=0, zorder=2, gid="concurrency-area")
+    ax.stairs(computing, edges, baseline=0.0, fill=True, color=COMPUTING, linewidth=0,
+              zorder=2.5, gid="computing")
+    ax.stairs(in_progress, edges, baseline=None, color=IN_PROGRESS, linewidth=1.1, zorder=3,
+              gid="concurrency")
+    highest = float(in_progress.max()) if len(in_progress) else 0.0
+    ax.set_ylim(0.0, max(top, highest, 1.0) * 1.15)
+    return binned
+
+
+def _concurrency_legend() -> list[Any]:
+    return [
+        Line2D([], [], color=IN_PROGRESS, linewidth=1.4, label="in progress"),
+        Patch(facecolor=COMPUTING, label="computing (Σ CPU / wall)"),
+        Patch(facecolor=WAITING, alpha=0.45, label="waiting (GIL, I/O)"),
+        Line2D([], [], color=REFERENCE, linestyle=(0, (4, 2)), linewidth=1.0, label="cores"),
+        Line2D([], [], color=REFERENCE, linestyle=":", linewidth=1.2, label="workers"),
+    ]
 
 
 def _lane_names(frame: pd.DataFrame, lanes: int) -> list[str]:

@@ -2,12 +2,17 @@
 
 It deliberately has no refresh thread: poolscope starts no thread of its own before fork-based
 executors create their workers (forking a process that has threads can deadlock).
+
+Two bars with one interface (a context manager with ``on_trial_start`` and ``on_chunk``):
+``TrialProgress`` draws with rich on a terminal; ``TqdmProgress`` draws tqdm's notebook widget in
+a Jupyter kernel (plain tqdm text elsewhere). ``trial_progress`` picks one.
 """
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,7 +21,7 @@ if TYPE_CHECKING:
     from ..probe import ChunkRecord
     from ..runner import Plan
 
-__all__ = ["TrialProgress"]
+__all__ = ["TqdmProgress", "TrialProgress", "in_notebook", "trial_progress"]
 
 
 class TrialProgress:
@@ -43,3 +48,94 @@ class TrialProgress:
 
     def on_chunk(self, index: int, record: ChunkRecord | Any) -> None:
         self.progress.update(self.task, advance=len(record.start_ns), refresh=True)
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (a ``ZMQInteractiveShell``, Colab's included).
+
+    Never imports IPython: outside a kernel ``ipykernel`` is not loaded, and the answer is False.
+    """
+    if "ipykernel" not in sys.modules:
+        return False
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    shell = get_ipython() if get_ipython is not None else None
+    return shell is not None and any(
+        cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
+
+
+def trial_progress(plan: Plan, n_items: int, console: Console | None = None
+                   ) -> TrialProgress | TqdmProgress:
+    """tqdm's notebook bar in a Jupyter kernel (unless a rich console is given), else rich's."""
+    if console is None and in_notebook():
+        return TqdmProgress(plan, n_items, notebook=True)
+    return TrialProgress(plan, n_items, console=console)
+
+
+def _widgets_available() -> bool:
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class TqdmProgress:
+    """The same bar with tqdm: its ipywidgets bar in a notebook, its text bar elsewhere.
+
+    ``notebook=None`` decides by ``in_notebook()``; without ipywidgets installed (the
+    ``notebook`` extra) a notebook gets tqdm's text bar. ``n`` counts the items finished.
+    """
+
+    def __init__(self, plan: Plan, n_items: int, *, notebook: bool | None = None,
+                 file: IO[str] | None = None) -> None:
+        self.total = None if plan.repeat == "auto" else len(plan.trials()) * n_items
+        self.notebook = (in_notebook() if notebook is None else notebook) and \
+            _widgets_available()
+        self.file = file
+        self.bar: Any = None
+
+    def __enter__(self) -> TqdmProgress:
+        cls = _notebook_tqdm() if self.notebook else _text_tqdm()
+        # leave=False: the bar goes away when the run ends, as rich's transient one does.
+        self.bar = cls(total=self.total, desc="starting", unit="item", leave=False,
+                       file=None if self.notebook else (self.file or sys.stderr))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.bar.close()
+
+    @property
+    def n(self) -> int:
+        return int(self.bar.n) if self.bar is not None else 0
+
+    def on_trial_start(self, index: int, executor: str, workers: int, n_items: int) -> None:
+        self.bar.set_description_str(f"trial {index + 1}: {executor} ×{workers}")
+
+    def on_chunk(self, index: int, record: ChunkRecord | Any) -> None:
+        self.bar.update(len(record.start_ns))
+
+
+# tqdm normally starts a monitor thread (tqdm.monitor_interval, 10 s) with its first bar. A
+# thread alive when a fork-based executor forks its workers can leave them deadlocked on a lock
+# it held, so these subclasses turn the monitor off: updates happen only when a chunk arrives.
+# tqdm.notebook's class inherits the monitor too, hence its own subclass; its ipywidgets bar
+# itself talks through the kernel's existing channels and starts no thread.
+_CLASSES: dict[str, type[Any]] = {}
+
+
+def _text_tqdm() -> type[Any]:
+    if "text" not in _CLASSES:
+        from tqdm.std import tqdm
+
+        _CLASSES["text"] = type("PoolscopeTqdm", (tqdm,), {"monitor_interval": 0})
+    return _CLASSES["text"]
+
+
+def _notebook_tqdm() -> type[Any]:
+    if "notebook" not in _CLASSES:
+        from tqdm.notebook import tqdm
+
+        _CLASSES["notebook"] = type("PoolscopeNotebookTqdm", (tqdm,), {"monitor_interval": 0})
+    return _CLASSES["notebook"]

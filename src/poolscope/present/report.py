@@ -7,10 +7,11 @@ item's details — with the items in progress and computing over time under it; 
 scatter; the scaling curves of a sweep; and the environment. Every time axis of the timelines is
 linked, so zooming one zooms all, and the executor that finishes sooner is seen to.
 
-Big trials stay quick. All glyphs use WebGL. A trial with more than ``DETAIL_LIMIT`` items is
-first drawn as merged bars (each worker's neighbouring items, about a pixel wide); its items
-travel in the file as compact typed arrays, and once a zoom shows at most ``DETAIL_LIMIT`` items
-a small script swaps in one bar per item (the drill-down). Hover data are numbers only, never a
+Big trials stay quick. All glyphs use WebGL. A trial with more items than its lanes can show
+one per pixel (``PER_LANE`` per worker, ``DETAIL_LIMIT`` in all) is first drawn as merged bars
+(each worker's neighbouring items, about a pixel wide); its items travel in the file as compact
+typed arrays, and once a zoom shows few enough items a small script swaps in one bar per item
+(the drill-down). Hover data are numbers only, never a
 string per item: strings would make a million-item file slow to open.
 """
 
@@ -56,8 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DETAIL_LIMIT", "build_report", "write_report"]
 
-DETAIL_LIMIT = 20_000  # items drawn one bar each; more are merged until zoomed in
-MERGE_SLOTS = 1_500  # merged bars per worker at most: about one per pixel
+DETAIL_LIMIT = 10_000  # items drawn one bar each at most, in a trial or a zoomed-in window
+PER_LANE = 1_000  # and at most this many per worker (a lane is about 1,000 pixels wide)
+MERGE_SLOTS = 1_500  # merged bars are about a pixel wide
 MAX_POINTS = 20_000  # per trial in the notebook's scatter (an even sample beyond)
 EXACT_STEPS = 50  # concurrency steps drawn as they are; more are averaged over bins
 STEP_BINS = 300
@@ -278,7 +280,7 @@ def _timelines(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
         lanes_meta.append({"trial": t.index, "executor": t.executor, "workers": t.workers,
                            "lanes": lanes, "offset": offset, "items": len(frame)})
         tips = [("trial", label), *_ITEM_TIPS]
-        if len(frame) <= DETAIL_LIMIT:
+        if len(frame) <= _bar_limit(lanes):
             source = ColumnDataSource(_detail_columns(frame, offset))
             bars = fig.hbar(y="y", left="start", right="end", height=0.8, source=source,
                             fill_color=fill, line_color=fill, name=f"items-{t.index}")
@@ -297,6 +299,11 @@ def _timelines(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
                                   "GIL or for I/O)", title_text_font_size="9pt",
                             title_text_font_style="normal", padding=4), "above")
     return [fig, _concurrency_view(result, trials, frames, x_range)]
+
+
+def _bar_limit(lanes: int) -> int:
+    """Items drawn one bar each: beyond this, several would share a pixel and are merged."""
+    return min(DETAIL_LIMIT, lanes * PER_LANE)
 
 
 _ITEM_TIPS = [("item", "@item"), ("wall", "@wall_ms{0,0.000} ms"),
@@ -377,7 +384,7 @@ def _drill_down(fig: Any, frame: pd.DataFrame, fill: dict[str, Any], offset: int
     }, name=f"all-items-{t.index}")
     merged = merge_bars(frame["lane"].to_numpy(np.int64), frame["start_s"].to_numpy(np.float64),
                         frame["end_s"].to_numpy(np.float64), frame["cpu_s"].to_numpy(np.float64),
-                        cap=DETAIL_LIMIT, slots=MERGE_SLOTS)
+                        cap=_bar_limit(lanes), slots=MERGE_SLOTS)
     merged_source = ColumnDataSource({
         "y": merged.lane + offset, "lane": merged.lane, "start": merged.start,
         "end": merged.end, "height": 0.8 * np.clip(merged.busy, 0.15, 1.0),
@@ -402,7 +409,7 @@ def _drill_down(fig: Any, frame: pd.DataFrame, fill: dict[str, Any], offset: int
     first = frame.drop_duplicates("lane").set_index("lane").reindex(range(lanes))
     callback = CustomJS(args={
         "all": all_items, "detail": detail, "detail_bars": detail_bars,
-        "merged_bars": merged_bars, "x_range": fig.x_range, "limit": DETAIL_LIMIT,
+        "merged_bars": merged_bars, "x_range": fig.x_range, "limit": _bar_limit(lanes),
         "max_wall": float(wall.max()) if len(wall) else 0.0, "offset": offset,
         "lane_pid": first["pid"].fillna(-1).astype(int).tolist(),
         "lane_tid": first["tid"].fillna(-1).astype(int).tolist(),

@@ -8,6 +8,10 @@
   each executor's fitted Amdahl curve, dashed, in the executor's colour;
 * right, the efficiency ``speedup / min(p, cores)`` with the ideal 100 % and the Amdahl curves.
 
+A fit with a negative r² (further from the measurements than their mean is, as when every worker
+count is slower than serial) is named in the legend as no better than a flat line and not
+drawn: a dashed curve far from its points would read as a prediction.
+
 The x axes are log₂ with a tick at every measured worker count; a dotted line marks the core
 count. Colours come from seaborn's colour-blind-safe palette and each series also has its own
 marker, so that the lines can be told apart without colour. Figures are built with
@@ -114,7 +118,7 @@ def _draw(table: pd.DataFrame, fits: dict[str, AmdahlFit], cores: int) -> Figure
             # One fit over the best chunksize per worker count: its own legend entry.
             handles.append(Line2D([], [], **style,
                                   label=f"{executor}, best chunksize — {_fit_text(fit)}"))
-        if fit is not None and fit.ok:
+        if fit is not None and _fits(fit):
             any_fit = True
             curve = amdahl_speedup(fit.serial_fraction, dense, cores)
             left.plot(dense, curve, **style)
@@ -135,7 +139,7 @@ def _draw(table: pd.DataFrame, fits: dict[str, AmdahlFit], cores: int) -> Figure
         ax.tick_params(labelsize=9)
     left.set_ylabel("Speedup over serial [×]", fontsize=10)
     left.set_title("Speedup", loc="left", fontsize=11, fontweight="bold")
-    right.set_ylabel("Efficiency: speedup / min(workers, cores)", fontsize=10)
+    right.set_ylabel("Efficiency: speedup / min(workers, cores) [%]", fontsize=10)
     right.yaxis.set_major_formatter(PercentFormatter(1.0))
     right.set_title("Efficiency", loc="left", fontsize=11, fontweight="bold")
 
@@ -196,9 +200,16 @@ def _speedup_errors(series: pd.DataFrame) -> np.ndarray | None:
     return np.vstack([np.maximum(below, 0.0), np.maximum(above, 0.0)])
 
 
+def _fits(fit: AmdahlFit) -> bool:
+    """Whether the fit is worth drawing: fitted, and closer to the points than their mean."""
+    return fit.ok and not (math.isfinite(fit.r_squared) and fit.r_squared < 0)
+
+
 def _fit_text(fit: AmdahlFit) -> str:
     if not fit.ok:
         return "too few worker counts for an Amdahl fit"
+    if not _fits(fit):
+        return f"Amdahl fit no better than a flat line (r² {fit.r_squared:.3g})".replace("-", "−")
     limit = "∞" if math.isinf(fit.max_speedup) else f"{fit.max_speedup:.3g}×"
     parts = [f"serial fraction {fit.serial_fraction:.3f}", f"limit {limit}"]
     if math.isfinite(fit.r_squared):

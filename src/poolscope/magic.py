@@ -1,0 +1,273 @@
+"""The ``%%poolscope`` cell magic: compare executors on a function defined in the cell.
+
+    %load_ext poolscope
+
+    %%poolscope -n 40 -e thread-pool,process-pool -w 2
+    def worker(item):
+        for _ in range(1_000_000):
+            pass
+        return item
+
+The magic runs the cell in the notebook's namespace, then measures the last function the cell
+defines at top level (``def`` or ``async def``), or the one named by ``--function NAME`` (which
+may come from an earlier cell). The options are those of ``poolscope run``; ``--items`` takes a
+count (``-n 40``: the items 0..39) or the name of a variable, or any Python expression, evaluated
+in the notebook (``--items data``, ``--items "range(0, 100, 5)"``). The result is returned, so it
+shows as the HTML summary and timeline, and is also kept in the notebook as ``_poolscope``.
+Progress shows as tqdm's notebook bar unless ``--quiet``. Like the CLI, the run is stored in
+``.poolscope/poolscope.db`` under the working directory unless ``--no-store``.
+
+A bad option prints one line (``poolscope: error: ...``) and returns nothing; an error raised by
+the cell's own code shows IPython's usual traceback.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from IPython.core import magic_arguments
+from IPython.core.error import UsageError as IPythonUsageError
+from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.utils.process import arg_split
+
+from ._errors import PoolscopeError, UsageError
+
+__all__ = ["PoolscopeMagics", "last_function_name", "load_ipython_extension"]
+
+RESULT_NAME = "_poolscope"  # where the magic leaves its result in the notebook
+_COUNT = re.compile(r"[+-]?\d[\d_]*")
+
+
+def last_function_name(source: str) -> str | None:
+    """The name of the last top-level ``def`` or ``async def`` in ``source``; None if none."""
+    try:
+        tree = compile(source, "<cell>", "exec",
+                       flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except (SyntaxError, ValueError):
+        return None
+    names = [node.name for node in tree.body
+             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return names[-1] if names else None
+
+
+def _fail(message: str) -> None:
+    print(f"poolscope: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+@magics_class
+class PoolscopeMagics(Magics):
+    """``%%poolscope``: see the module's docstring, or ``%%poolscope?`` in a notebook."""
+
+    @magic_arguments.magic_arguments()
+    @magic_arguments.argument(
+        "--function", "-f", metavar="NAME",
+        help="The function to measure [default: the last one the cell defines].")
+    @magic_arguments.argument(
+        "--items", "-n", metavar="N|EXPR",
+        help="A count N (the items 0..N-1), or a variable or Python expression of the notebook "
+             "giving the items (a whole number again means 0..N-1).")
+    @magic_arguments.argument(
+        "--items-from", metavar="FILE", help="Read items from a file, one JSON value per line.")
+    @magic_arguments.argument(
+        "--executors", "-e", default="thread,process",
+        help="Comma-separated executors [default: thread,process].")
+    @magic_arguments.argument(
+        "--workers", "-w", help="Workers per pool: N or a list like 1,2,4 [default: usable "
+                                "cores].")
+    @magic_arguments.argument(
+        "--repeat", "-r", default="auto",
+        help="Trials per executor, or 'auto': at least 5 trials and 2 s each, capped by "
+             "--max-time [default: auto].")
+    @magic_arguments.argument(
+        "--warmup", type=int, default=0,
+        help="Untimed trials per executor before the timed ones.")
+    @magic_arguments.argument(
+        "--max-time", type=float, default=60.0,
+        help="With --repeat auto, stop adding trials after this many seconds [default: 60].")
+    @magic_arguments.argument(
+        "--reuse-pool", action="store_true",
+        help="Keep each pool across its trials (start-up is then paid once).")
+    @magic_arguments.argument(
+        "--chunksize", default="auto",
+        help="Items per task: N, 'auto' (about four chunks per worker), or a list.")
+    @magic_arguments.argument(
+        "--no-baseline", action="store_true",
+        help="Do not add a serial trial (speedups are then unknown).")
+    @magic_arguments.argument(
+        "--json", metavar="PATH",
+        help="Write the result as JSON (schema poolscope/1); '-' for the cell's output.")
+    @magic_arguments.argument("--csv", metavar="PATH", help="Write one row per item as CSV.")
+    @magic_arguments.argument(
+        "--plot", metavar="PATH",
+        help="Write the notebook's scatter and a per-worker timeline (.png, .svg or .pdf).")
+    @magic_arguments.argument(
+        "--quiet", "-q", action="store_true", help="No progress bar and no messages.")
+    @magic_arguments.argument(
+        "--store", metavar="PATH",
+        help="The run history's SQLite file [default: $POOLSCOPE_STORE or "
+             ".poolscope/poolscope.db].")
+    @magic_arguments.argument("--no-store", action="store_true", help="Do not record this run.")
+    @magic_arguments.argument("--help", "-h", action="store_true", help="Show this help.")
+    @cell_magic
+    def poolscope(self, line: str, cell: str) -> Any:
+        """Run the cell, then compare executors on the function it defines.
+
+        The result shows as an HTML summary with the timeline and is also stored in the
+        notebook as ``_poolscope``.
+        """
+        try:
+            # Quotes group words and go (--items "range(0, 100, 5)", --json "my run.json").
+            args = PoolscopeMagics.poolscope.parser.parse_args(arg_split(line, posix=True))
+        except IPythonUsageError as exc:
+            return _fail(f"{exc} (see %%poolscope --help)")
+        if args.help:
+            print(PoolscopeMagics.poolscope.__doc__)
+            return None
+        try:
+            options = self._options(args)
+        except PoolscopeError as exc:
+            return _fail(str(exc))
+        # The cell runs as a cell of its own; it resets the display hook's record of the
+        # running cell, which must point at this one again for the returned result to land.
+        running = self.shell.displayhook.exec_result
+        try:
+            outcome = self.shell.run_cell(cell, store_history=False)
+        finally:
+            self.shell.displayhook.exec_result = running
+        if not outcome.success:
+            return None  # IPython has shown the cell's own error
+        try:
+            fn = self._function(args.function, cell)
+            workload = self._workload(fn, args)
+            return self._run(workload, args, options)
+        except PoolscopeError as exc:
+            return _fail(str(exc))
+
+    # --- the pieces ------------------------------------------------------------------------
+    def _options(self, args: Any) -> dict[str, Any]:
+        """Check every option before the cell runs, with the CLI's own parsers."""
+        from .cli import (
+            _check_output,
+            _check_plot,
+            _parse_chunksize,
+            _parse_repeat,
+            _parse_workers,
+        )
+
+        if args.items is not None and args.items_from is not None:
+            raise UsageError("give either --items or --items-from, not both")
+        if args.items is None and args.items_from is None:
+            raise UsageError("give the items: --items N, --items VARIABLE or --items-from FILE")
+        from .api import _as_names
+        from .backends import get_backend
+
+        for name in _as_names(args.executors):
+            get_backend(name)  # an unknown or unavailable executor: one line, before the cell
+        _check_output(args.json, "--json")
+        _check_output(args.csv, "--csv")
+        _check_plot(Path(args.plot) if args.plot else None)
+        return {"workers": _parse_workers(args.workers), "repeat": _parse_repeat(args.repeat),
+                "chunksize": _parse_chunksize(args.chunksize)}
+
+    def _function(self, name: str | None, cell: str) -> Any:
+        namespace = self.shell.user_ns
+        if name is None:
+            name = last_function_name(self.shell.transform_cell(cell))
+            if name is None:
+                raise UsageError("the cell defines no function: define one with def, or name "
+                                 "one with --function NAME")
+        elif not name.isidentifier():
+            raise UsageError(f"--function: {name!r} is not a name")
+        if name not in namespace:
+            raise UsageError(f"--function: no function named {name!r} in the notebook")
+        fn = namespace[name]
+        if not callable(fn):
+            raise UsageError(f"{name!r} is a {type(fn).__name__}, not a function")
+        return fn
+
+    def _items(self, text: str) -> list[Any]:
+        if _COUNT.fullmatch(text.strip()):
+            value: Any = int(text.strip())
+        else:
+            try:
+                value = eval(text, self.shell.user_global_ns, self.shell.user_ns)
+            except Exception as exc:
+                raise UsageError(f"--items {text}: {type(exc).__name__}: {exc}") from None
+        if isinstance(value, bool):
+            raise UsageError(f"--items {text}: a count or an iterable, not a bool")
+        if isinstance(value, int):
+            if value < 1:
+                raise UsageError(f"--items must be at least 1, got {value}")
+            return list(range(value))
+        if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+            raise UsageError(f"--items {text}: a count or an iterable of items, not "
+                             f"{type(value).__name__}")
+        try:
+            items = list(value)
+        except Exception as exc:
+            raise UsageError(f"--items {text}: {type(exc).__name__}: {exc}") from None
+        if not items:
+            raise UsageError(f"--items {text}: there are no items")
+        return items
+
+    def _workload(self, fn: Any, args: Any) -> Any:
+        from .workloads import Workload, load_items_file
+
+        if inspect.iscoroutinefunction(fn) and "asyncio" not in args.executors.split(","):
+            raise UsageError(f"{fn.__name__} is an async function: give an executor that runs "
+                             "coroutines (-e asyncio), or measure a plain function")
+        items = (load_items_file(args.items_from) if args.items_from is not None
+                 else self._items(args.items))
+        name = getattr(fn, "__qualname__", None) or type(fn).__name__
+        target = f"{getattr(fn, '__module__', None) or '?'}:{name}"
+        return Workload(fn=fn, items=items, target=target)
+
+    def _run(self, workload: Any, args: Any, options: dict[str, Any]) -> Any:
+        from .api import run_workload
+        from .store import RunStore, store_path
+
+        store = None if args.no_store else RunStore(store_path(args.store))
+        try:
+            result = run_workload(
+                workload, executors=args.executors, workers=options["workers"],
+                repeat=options["repeat"], chunksize=options["chunksize"], warmup=args.warmup,
+                max_time=args.max_time, reuse_pool=args.reuse_pool,
+                baseline=not args.no_baseline, progress=not args.quiet, store=store)
+        finally:
+            if store is not None:
+                store.close()
+        self.shell.user_ns[RESULT_NAME] = result
+        say = (lambda text: None) if args.quiet else print
+        if args.json:
+            result.write_json(args.json)
+            if args.json != "-":
+                say(f"JSON written to {args.json}")
+        if args.csv:
+            result.write_csv(args.csv)
+            say(f"items written to {args.csv}")
+        if args.plot:
+            result.plot(args.plot)
+            say(f"plot written to {args.plot}")
+        if store is not None:
+            say(f"stored as run {result.run_id} in {store.path} (poolscope show "
+                f"{result.run_id}; poolscope.load({result.run_id!r}))")
+        if result.interrupted:
+            done = sum(t.status != "interrupted" for t in result.trial_results)
+            print(f"interrupted: kept {done} finished trial(s)", file=sys.stderr)
+        return result
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%%poolscope``, a text printer for results (terminal IPython) and, for
+    ``result.plot()``, a PNG printer for matplotlib figures where none is registered yet."""
+    from .present.notebook import enable_figure_display, repr_pretty
+
+    ipython.register_magics(PoolscopeMagics)
+    formatter = ipython.display_formatter.formatters["text/plain"]
+    formatter.for_type_by_name("poolscope.result", "Result", repr_pretty)
+    enable_figure_display(ipython)  # result.plot() shows as a picture
