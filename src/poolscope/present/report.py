@@ -1,18 +1,20 @@
 """The interactive HTML report: one self-contained bokeh file that works offline.
 
 ``write_report(result, path)`` writes, top to bottom: the recommendation and its evidence, the
-summary table, then per representative trial (the median trial of each executor and worker
-count) a timeline — one lane per worker, one bar per item coloured by CPU / wall, hover for the
-item's details — with the items in progress and computing over time under it; the notebook's
-scatter; the scaling curves of a sweep; and the environment. Every time axis of the timelines is
-linked, so zooming one zooms all, and the executor that finishes sooner is seen to.
+summary table, the timelines of the representative trials (the median trial of each executor and
+worker count: a band of lanes each, one lane per worker, one bar per item coloured by CPU /
+wall, hover for the item's details), the items in progress and computing over time, the
+notebook's scatter, the scaling curves of a sweep, and the environment. The timelines and the
+concurrency chart share one time axis, so zooming one zooms both, and the executor that finishes
+sooner is seen to. Each chart costs the browser time to lay out, so trials share charts.
 
-Big trials stay quick. All glyphs use WebGL. A trial with more items than its lanes can show
-one per pixel (``PER_LANE`` per worker, ``DETAIL_LIMIT`` in all) is first drawn as merged bars
-(each worker's neighbouring items, about a pixel wide); its items travel in the file as compact
-typed arrays, and once a zoom shows few enough items a small script swaps in one bar per item
-(the drill-down). Hover data are numbers only, never a
-string per item: strings would make a million-item file slow to open.
+Big trials stay quick. Charts with many glyphs use WebGL (more than ``WEBGL_ABOVE``); smaller
+ones the canvas, which draws them sooner than WebGL starts. A trial with more items than its
+lanes can show one per pixel (``PER_LANE`` per worker, ``DETAIL_LIMIT`` in all) is first drawn as
+merged bars (each worker's neighbouring items, about a pixel wide); its items travel in the file
+as compact typed arrays, and once a zoom shows few enough items a small script swaps in one bar
+per item (the drill-down). Hover data are numbers only, never a string per item: strings would
+make a million-item file slow to open.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from bokeh.models import (
     ColorBar,
     ColumnDataSource,
     CustomJS,
-    Div,
     HoverTool,
     Label,
     Legend,
@@ -60,7 +61,10 @@ __all__ = ["DETAIL_LIMIT", "build_report", "write_report"]
 DETAIL_LIMIT = 10_000  # items drawn one bar each at most, in a trial or a zoomed-in window
 PER_LANE = 1_000  # and at most this many per worker (a lane is about 1,000 pixels wide)
 MERGE_SLOTS = 1_500  # merged bars are about a pixel wide
-MAX_POINTS = 20_000  # per trial in the notebook's scatter (an even sample beyond)
+# Starting WebGL costs 0.3-0.5 s in a browser without a GPU (headless Chromium on the CI VM),
+# more than drawing a few thousand glyphs on the canvas; beyond this many it pays off.
+WEBGL_ABOVE = 5_000
+MAX_POINTS = 5_000  # per trial in the notebook's scatter (an even sample beyond)
 EXACT_STEPS = 50  # concurrency steps drawn as they are; more are averaged over bins
 STEP_BINS = 300
 WIDTH = 1100
@@ -71,6 +75,7 @@ FAILED = "#D55E00"
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
 
 _STYLE = """<style>
+main.ps { display: block; padding: 4px 18px 24px; }
 .ps { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }
 .ps h1 { font-size: 22px; margin: 4px 0; } .ps h2 { font-size: 17px; margin: 18px 0 4px; }
 .ps table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
@@ -91,8 +96,14 @@ def write_report(result: Result, path: str | Path) -> Path:
     if not target.parent.is_dir():
         raise UsageError(f"cannot write the report: the directory {str(target.parent)!r} "
                          "does not exist")
-    text = file_html(build_report(result), resources=INLINE,
-                     title=f"poolscope · {result.target} · {result.run_id}")
+    sections = build_report(result)
+    charts = [value for value in sections if not isinstance(value, str)]
+    order = iter(range(len(charts)))
+    text = file_html(charts, resources=INLINE, template=_PAGE,
+                     title=f"poolscope · {result.target} · {result.run_id}",
+                     template_variables={"sections": [
+                         ("html", value) if isinstance(value, str) else ("chart", next(order))
+                         for value in sections]})
     try:
         target.write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -100,30 +111,41 @@ def write_report(result: Result, path: str | Path) -> Path:
     return target
 
 
-def build_report(result: Result) -> Model:
-    """The report's bokeh layout (a column of sections)."""
+# The text is plain HTML in the page, not bokeh widgets: the page then needs no widget bundle
+# (0.4 MB of JavaScript to start) and the text shows before the charts are drawn.
+_PAGE = """
+{% from macros import embed %}
+{% block preamble %}""" + _STYLE + """{% endblock %}
+{% block contents %}
+<main class="ps">
+{% for kind, value in sections %}
+{% if kind == "html" %}{{ value | safe }}{% else %}{{ embed(roots[value]) }}{% endif %}
+{% endfor %}
+</main>
+{% endblock %}
+"""
+
+
+def build_report(result: Result) -> list[str | Model]:
+    """The report's sections in order: HTML text, or a bokeh chart."""
     trials = representative_trials(result.trial_results)
-    parts: list[Any] = [_div(_header(result)), _div(_recommendation(result)),
-                        _div(_summary_table(result))]
+    parts: list[str | Model] = [_header(result), _recommendation(result),
+                                _summary_table(result)]
     if trials:
-        parts.append(_div("<h2>Timelines</h2><p class='note'>The median trial of each executor "
-                          "and worker count. One lane per worker, one bar per item from its "
-                          "start to its end; the dotted line marks the trial's end. Below: "
-                          "items in progress and items computing at once. Drag to pan, scroll "
-                          "to zoom; both charts move together. Hover a bar for the item.</p>"))
-        parts.extend(_timelines(result, trials))
+        parts.append("<h2>Timelines</h2><p class='note'>The median trial of each executor "
+                     "and worker count. One lane per worker, one bar per item from its "
+                     "start to its end; the dotted line marks the trial's end. Below: "
+                     "items in progress and items computing at once. Drag to pan, scroll "
+                     "to zoom; both charts move together. Hover a bar for the item.</p>")
+        parts.append(column(*_timelines(result, trials), sizing_mode="stretch_width"))
         parts.extend(_notebook_view(result))
     if result.options.get("sweep"):
         parts.extend(_scaling_view(result))
-    parts.append(_div(_environment(result)))
-    return column(*parts, sizing_mode="stretch_width", css_classes=["poolscope-report"])
+    parts.append(_environment(result))
+    return parts
 
 
 # --- text sections -----------------------------------------------------------------------------
-def _div(text: str) -> Div:
-    return Div(text=f"{_STYLE}<div class='ps'>{text}</div>", sizing_mode="stretch_width")
-
-
 def _header(result: Result) -> str:
     cores = result.environment.get("cpu_count", "?")
     status = " · <span class='warn'>interrupted: partial results</span>" if (
@@ -256,7 +278,9 @@ def _timelines(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
     fill = {"field": "cpu_fraction", "transform": mapper}
     fig = figure(height=150 + 24 * min(rows, 60), x_range=x_range,
                  y_range=Range1d(rows - 0.5, -0.5), tools=TOOLS, active_scroll="xwheel_zoom",
-                 output_backend="webgl", sizing_mode="stretch_width", name="timeline",
+                 output_backend=_backend(sum(min(len(f), _bar_limit(c))
+                                             for f, c in zip(frames, lane_counts, strict=True))),
+                 sizing_mode="stretch_width", name="timeline",
                  title="Items per worker (median trials)")
     fig.toolbar.logo = None
     fig.xaxis.axis_label = "Time since trial start [s]"
@@ -299,6 +323,11 @@ def _timelines(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
                                   "GIL or for I/O)", title_text_font_size="9pt",
                             title_text_font_style="normal", padding=4), "above")
     return [fig, _concurrency_view(result, trials, frames, x_range)]
+
+
+def _backend(glyphs: int) -> str:
+    """WebGL where a chart draws many glyphs; the canvas below, where it draws them sooner."""
+    return "webgl" if glyphs > WEBGL_ABOVE else "canvas"
 
 
 def _bar_limit(lanes: int) -> int:
@@ -453,8 +482,9 @@ def _lane_names(frame: pd.DataFrame, lanes: int) -> list[str]:
 
 def _concurrency_view(result: Result, trials: Sequence[TrialResult],
                       frames: Sequence[pd.DataFrame], x_range: Range1d) -> Any:
+    # A few hundred points per line: the canvas draws them sooner than WebGL starts up.
     fig = figure(height=260, x_range=x_range, tools=TOOLS, active_scroll="xwheel_zoom",
-                 output_backend="webgl", sizing_mode="stretch_width", name="concurrency",
+                 output_backend="canvas", sizing_mode="stretch_width", name="concurrency",
                  title="Items at once: in progress (solid) and computing (dashed); averaged "
                        "over short intervals when items are many")
     fig.toolbar.logo = None
@@ -517,7 +547,8 @@ def _notebook_view(result: Result) -> list[Any]:
     end = max(float(melted["value"].max()) * 1.02, 1e-6)
     fig = figure(height=70 + 18 * min(rows, 80), x_range=Range1d(0.0, end, bounds=(0.0, None)),
                  y_range=Range1d(rows - 0.5, -0.5), tools=TOOLS, active_scroll="xwheel_zoom",
-                 output_backend="webgl", sizing_mode="stretch_width", name="scatter",
+                 output_backend=_backend(sum(len(x) for x in xs)),
+                 sizing_mode="stretch_width", name="scatter",
                  title="The notebook's view: each item's finish time per job")
     fig.toolbar.logo = None
     fig.scatter(x=np.concatenate(xs), y=np.concatenate(ys), size=5, alpha=0.7,
@@ -527,7 +558,9 @@ def _notebook_view(result: Result) -> list[Any]:
     fig.yaxis.ticker = sorted(labels)
     fig.yaxis.major_label_overrides = labels
     fig.ygrid.grid_line_color = None
-    return [fig]
+    return ["<h2>The notebook's view</h2><p class='note'>The original notebook's picture: "
+            "each item's finish time per job, counted from the type's first item start (a "
+            "sample of at most " + f"{MAX_POINTS:,}" + " items per type).</p>", fig]
 
 
 # --- scaling -----------------------------------------------------------------------------------
@@ -563,8 +596,8 @@ def _scaling_view(result: Result) -> list[Any]:
                      legend_label=f"{name}: Amdahl f = {fit.serial_fraction:.2f}")
     fig.legend.location = "top_left"
     fig.legend.click_policy = "hide"
-    return [_div("<h2>Scaling</h2><p class='note'>Measured speedups (points), the ideal line "
-                 "and Amdahl's law fitted per executor (dashed).</p>"), fig]
+    return ["<h2>Scaling</h2><p class='note'>Measured speedups (points), the ideal line "
+            "and Amdahl's law fitted per executor (dashed).</p>", fig]
 
 
 def report_path_for(run_id: str) -> Path:
