@@ -18,6 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from bokeh.embed import file_html
+from bokeh.plotting import figure
+from bokeh.resources import INLINE
+
 from _common import Check, console, machine_line, median, print_checks
 from poolscope.api import run_workload
 from poolscope.workloads import resolve_workload
@@ -60,6 +64,13 @@ def main() -> int:
     checks = []
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        # The floor: BokehJS starting up and drawing one empty chart, whatever the report holds.
+        floor = Path(folder) / "floor.html"
+        empty = figure(width=400, height=200)
+        empty.scatter([0], [0])
+        floor.write_text(file_html(empty, resources=INLINE, title="x"), encoding="utf-8")
+        checks.append(Check("render: a page with one one-point bokeh chart (the floor)",
+                            f"{render_seconds(browser, floor, args.loads):.2f} s", "—", None))
         for name, count, executors, goal in cases:
             result = run_workload(resolve_workload("tiny", count), executors=executors,
                                   workers=[2], repeat=1, baseline=False, explore_io=False)

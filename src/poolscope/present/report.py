@@ -62,8 +62,8 @@ DETAIL_LIMIT = 10_000  # items drawn one bar each at most, in a trial or a zoome
 PER_LANE = 1_000  # and at most this many per worker (a lane is about 1,000 pixels wide)
 MERGE_SLOTS = 1_500  # merged bars are about a pixel wide
 # Starting WebGL costs 0.3-0.5 s in a browser without a GPU (headless Chromium on the CI VM),
-# more than drawing a few thousand glyphs on the canvas; beyond this many it pays off.
-WEBGL_ABOVE = 5_000
+# more than the canvas takes to draw ten thousand bars or points; beyond this many it pays off.
+WEBGL_ABOVE = 20_000
 MAX_POINTS = 5_000  # per trial in the notebook's scatter (an even sample beyond)
 EXACT_STEPS = 50  # concurrency steps drawn as they are; more are averaged over bins
 STEP_BINS = 300
