@@ -196,7 +196,7 @@ def test_compare_finds_a_real_regression_and_fails_ci_only_then(cli, tmp_path):
 def test_export_formats(cli, tmp_path):
     assert cli("run", "tiny", "--items", "30", "-e", "thread", "-r", "2", "--quiet"
                ).returncode == 0
-    for fmt in ("csv", "parquet", "json"):
+    for fmt in ("csv", "parquet", "json", "perfetto"):
         done = cli("export", "latest", "--format", fmt, "-o", f"out.{fmt}")
         assert done.returncode == 0, done.stderr
     import pandas as pd
@@ -204,8 +204,11 @@ def test_export_formats(cli, tmp_path):
     assert len(pd.read_csv(tmp_path / "out.csv")) == 4 * 30  # serial and thread, 2 trials each
     assert len(pd.read_parquet(tmp_path / "out.parquet")) == 4 * 30
     assert json.loads((tmp_path / "out.json").read_text())["schema"] == "poolscope/1"
+    trace = json.loads((tmp_path / "out.perfetto").read_text())["traceEvents"]
+    assert sum(e["ph"] in ("X", "b") and e.get("cat", "").startswith("item")
+               for e in trace) == 4 * 30
     bad = cli("export", "latest", "--format", "xml")
-    assert bad.returncode == 2 and "--format must be csv, parquet or json" in bad.stderr
+    assert bad.returncode == 2 and "--format must be csv, parquet, json or perfetto" in bad.stderr
 
 
 def test_a_read_only_location_is_one_line_and_exit_2(cli):
@@ -231,3 +234,46 @@ def test_a_full_disk_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2, (done.stdout[-500:], done.stderr)
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("poolscope: error: cannot write to the store full.db")
+
+
+# --- schema migrations -------------------------------------------------------------------------
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_every_earlier_schema_is_upgraded_and_read_back(tmp_path, version):
+    """tests/data/store-vN.db was written by poolscope's own code at store schema N: a run of
+    cpu under thread and process ×2 (2 trials each), then a sweep with two item counts."""
+    path = tmp_path / "old.db"
+    path.write_bytes((DATA / f"store-v{version}.db").read_bytes())
+    before = sqlite3.connect(path)
+    runs = before.execute("SELECT run_id FROM runs ORDER BY rowid").fetchall()
+    chunks = before.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    before.close()
+
+    listed = run_cli("history", "--store", str(path), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert all(run_id in listed.stdout for (run_id,) in runs)
+    loaded = poolscope.load(runs[0][0], store=path)
+    assert {t.executor for t in loaded.trial_results} == {"serial", "thread", "process"}
+    assert len(loaded.items) == 8 * len(loaded.trial_results)
+    assert loaded.recommendation is not None
+    assert poolscope.load(runs[1][0], store=path).growth == {}  # not stored before schema 2
+
+    after = sqlite3.connect(path)
+    assert after.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+        str(SCHEMA_VERSION),)
+    assert after.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert after.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == chunks
+    after.close()
+    # The upgraded store takes new runs, a sweep's growth fits included.
+    done = run_cli("sweep", "cpu", "--items", "4,8", "--size", "20000", "-e", "thread",
+                   "-w", "1,2", "-r", "1", "--quiet", "--store", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    growth = poolscope.load("latest", store=path).growth
+    assert set(growth) == {"serial", "thread"} and growth["thread"].points == 2
+
+
+def test_every_schema_version_has_a_store_to_upgrade():
+    assert sorted(p.name for p in DATA.glob("store-v*.db")) == [
+        f"store-v{v}.db" for v in range(1, SCHEMA_VERSION)]

@@ -14,6 +14,7 @@ arrays (one row per chunk, not per item), so a million-item trial is a handful o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "store_path"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STORE = Path(".poolscope") / "poolscope.db"
 BUSY_TIMEOUT_S = 30.0
 RETRIES = 20
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
     target TEXT NOT NULL, status TEXT NOT NULL, n_items INTEGER NOT NULL,
     executors TEXT NOT NULL, best TEXT, environment TEXT NOT NULL, options TEXT NOT NULL,
-    transfer TEXT, pid INTEGER NOT NULL, host TEXT NOT NULL);
+    transfer TEXT, pid INTEGER NOT NULL, host TEXT NOT NULL, growth TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_time ON runs (started_at);
 CREATE TABLE IF NOT EXISTS trials (
     run_id TEXT NOT NULL, trial INTEGER NOT NULL, executor TEXT NOT NULL,
@@ -60,6 +61,14 @@ CREATE TABLE IF NOT EXISTS chunks (
     errors TEXT NOT NULL, process_cpu_s REAL NOT NULL, process_maxrss INTEGER NOT NULL,
     PRIMARY KEY (run_id, trial, first));
 """
+
+# Each step upgrades a store from the version before it, in one transaction. Every earlier
+# version has a store file written by that version's code under tests/data, which the tests
+# upgrade and read back.
+_MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: a sweep's fits of wall time against the item count (JSON per executor).
+    2: "ALTER TABLE runs ADD COLUMN growth TEXT;",
+}
 
 T = TypeVar("T")
 
@@ -110,12 +119,41 @@ class RunStore:
             if version == SCHEMA_VERSION:
                 self._use_wal()
                 return
+            if version >= 1:
+                self._use_wal()
+                self._migrate(version)
+                return
         if not create:
             raise UsageError(f"{self.path} is not a poolscope store")
         self._use_wal()
         self._retry(lambda: self.db.executescript(
             "BEGIN IMMEDIATE;" + _SCHEMA + "INSERT OR REPLACE INTO meta VALUES "
             f"('schema_version', '{SCHEMA_VERSION}'); COMMIT;"))
+
+    def _migrate(self, version: int) -> None:
+        """Upgrade an older store in place; all steps commit together or not at all."""
+        steps = "".join(_MIGRATIONS[v] for v in range(version + 1, SCHEMA_VERSION + 1))
+
+        def upgrade() -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+            # Another poolscope may have upgraded it while this one waited for the lock.
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'")
+            if int(row.fetchone()[0]) >= SCHEMA_VERSION:
+                self.db.execute("COMMIT")
+                return
+            for statement in filter(str.strip, steps.split(";")):
+                self.db.execute(statement)
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                            (str(SCHEMA_VERSION),))
+            self.db.execute("COMMIT")
+
+        try:
+            self._retry(upgrade)
+        except sqlite3.OperationalError as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise UsageError(f"cannot upgrade the store {self.path} from schema {version} to "
+                             f"{SCHEMA_VERSION}: {exc}") from None
 
     def _use_wal(self) -> None:
         """WAL: readers never block the writer, and a killed writer leaves a consistent file."""
@@ -186,12 +224,14 @@ class RunStore:
                     if result.transfer else None)
         from datetime import UTC, datetime
 
+        growth = (json.dumps({name: dataclasses.asdict(fit) for name, fit in result.growth.items()})
+                  if result.growth else None)
         self._write(
-            "UPDATE runs SET status = ?, finished_at = ?, best = ?, options = ?, transfer = ? "
-            "WHERE run_id = ?",
+            "UPDATE runs SET status = ?, finished_at = ?, best = ?, options = ?, transfer = ?, "
+            "growth = ? WHERE run_id = ?",
             ("interrupted" if result.interrupted else "complete",
              datetime.now(UTC).isoformat(timespec="seconds"), best,
-             json.dumps(result.options, default=str), transfer, result.run_id))
+             json.dumps(result.options, default=str), transfer, growth, result.run_id))
 
     # --- reading -----------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -244,13 +284,14 @@ class RunStore:
 
     def load(self, ref: str) -> Result:
         """The stored run as the same Result object a fresh run returns."""
+        from .analysis.scaling import GrowthFit
         from .result import Result, TransferSample
         from .runner import ItemColumns, TrialResult
 
         run_id = self.resolve(ref)
-        (started, target, status, n_items, env, options, transfer, pid, host) = \
+        (started, target, status, n_items, env, options, transfer, pid, host, growth) = \
             self.db.execute("SELECT started_at, target, status, n_items, environment, options, "
-                            "transfer, pid, host FROM runs WHERE run_id = ?",
+                            "transfer, pid, host, growth FROM runs WHERE run_id = ?",
                             (run_id,)).fetchone()
         trials = []
         for row in self.db.execute("SELECT * FROM trials WHERE run_id = ? ORDER BY trial",
@@ -270,7 +311,9 @@ class RunStore:
         return Result(run_id=run_id, target=target, n_items=n_items, trial_results=trials,
                       environment=json.loads(env), options=json.loads(options),
                       interrupted=interrupted, started_at=started,
-                      transfer=TransferSample(**moved) if moved else None)
+                      transfer=TransferSample(**moved) if moved else None,
+                      growth={name: GrowthFit(**fit)
+                              for name, fit in json.loads(growth or "{}").items()})
 
     def _chunks(self, run_id: str, trial: int) -> Iterator[ChunkRecord]:
         for (first, pid, tid, start, end, marks, core, status, errors, cpu,

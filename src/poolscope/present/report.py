@@ -596,8 +596,15 @@ def _scaling_view(result: Result) -> list[Any]:
                      legend_label=f"{name}: Amdahl f = {fit.serial_fraction:.2f}")
     fig.legend.location = "top_left"
     fig.legend.click_policy = "hide"
-    return ["<h2>Scaling</h2><p class='note'>Measured speedups (points), the ideal line "
-            "and Amdahl's law fitted per executor (dashed).</p>", fig]
+    growth = [f"{name}: {duration(fit.fixed_s)} fixed + {duration(fit.per_item_s)} per item "
+              f"({fit.points} item counts)" for name, fit in result.growth.items()
+              if math.isfinite(fit.per_item_s) and fit.fixed_s >= 0]
+    text = ("<h2>Scaling</h2><p class='note'>Measured speedups (points), the ideal line "
+            "and Amdahl's law fitted per executor (dashed).</p>")
+    if growth:
+        text_after = "<p>Wall time against the number of items:</p>" + _list(growth)
+        return [text, fig, text_after]
+    return [text, fig]
 
 
 def report_path_for(run_id: str) -> Path:
