@@ -85,6 +85,7 @@ main.ps { display: block; padding: 4px 18px 24px; }
 .ps tr.best td { font-weight: 600; background: #e8f4ea; }
 .ps .note { color: #555; font-size: 12.5px; } .ps .warn { color: #8a4b00; }
 .ps ul { margin: 4px 0 4px 18px; padding: 0; }
+.ps .wide { overflow-x: auto; }
 </style>"""
 
 
@@ -203,7 +204,8 @@ def _summary_table(result: Result) -> str:
                  str(row.errors)]
         cls = " class='best'" if best else ""
         rows.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return ("<h2>Summary</h2><table class='summary'>" + head + "".join(rows) + "</table>"
+    return ("<h2>Summary</h2><div class='wide'><table class='summary'>" + head + "".join(rows)
+            + "</table></div>"
             "<p class='note'>Medians over trials. CPU: the parent and every worker. "
             "parallelism: items in progress at once; busy: items computing at once. "
             "The recommended row is highlighted.</p>")
