@@ -1,0 +1,100 @@
+"""Ctrl-C, sent for real: SIGINT to the CLI's whole process group, as a terminal sends it.
+
+The first SIGINT stops cleanly (workers ended, finished trials printed and stored, one line
+saying what was kept, exit 130); a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RUN = ["run", "cpu", "--items", "40", "--size", "1000000", "-e", "process,thread", "-w", "2",
+       "--repeat", "20", "--quiet"]
+
+
+def start(cwd: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100"}
+    return subprocess.Popen([sys.executable, "-m", "poolscope", *RUN], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def wait_for_trials(db: Path, count: int, timeout: float = 120.0) -> None:
+    """Until the store holds ``count`` committed trials (the run is well under way)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as con:
+                    if con.execute("SELECT COUNT(*) FROM trials").fetchone()[0] >= count:
+                        return
+            except sqlite3.OperationalError:
+                pass  # the schema is being created
+        time.sleep(0.1)
+    raise AssertionError(f"no {count} trials stored within {timeout} s")
+
+
+def group_gone(pgid: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_first_sigint_stops_cleanly_and_keeps_what_finished(tmp_path):
+    proc = start(tmp_path)
+    try:
+        wait_for_trials(tmp_path / ".poolscope" / "poolscope.db", 3)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err + out and "KeyboardInterrupt" not in err
+    kept = [line for line in out.splitlines() if line.startswith("interrupted: kept")]
+    assert len(kept) == 1
+    finished = int(kept[0].split()[2])
+    assert finished >= 3
+    with sqlite3.connect(tmp_path / ".poolscope" / "poolscope.db") as con:
+        (status,) = con.execute("SELECT status FROM runs").fetchone()
+        stored = con.execute("SELECT COUNT(*) FROM trials WHERE status != 'interrupted'"
+                             ).fetchone()[0]
+    assert status == "interrupted" and stored == finished
+    assert group_gone(proc.pid), "a worker outlived the interrupted run"
+    shown = subprocess.run([sys.executable, "-m", "poolscope", "show", "latest"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "serial ×1" in shown.stdout
+
+
+def test_second_sigint_exits_at_once(tmp_path):
+    proc = start(tmp_path)
+    try:
+        wait_for_trials(tmp_path / ".poolscope" / "poolscope.db", 1)
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        _out, err = proc.communicate(timeout=30)
+        waited = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert waited < 10
+    assert group_gone(proc.pid), "a worker outlived the run"
