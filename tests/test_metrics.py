@@ -135,3 +135,25 @@ def test_a_failed_trial_is_kept_out_of_the_metrics_and_the_recommendation():
     assert math.isnan(summary.loc["broken", "wall_s"])
     assert summary.loc["broken", "errors"] == 1 and summary.loc["broken", "failed_trials"] == 1
     assert recommend(summary.reset_index(), frame, cores=2).executor == "serial"
+
+
+def test_another_interpreters_speedup_is_against_its_own_serial():
+    import pandas as pd
+
+    from poolscope.analysis.metrics import summarize
+
+    def rows(executor: str, workers: int, wall: float) -> list[dict]:
+        return [{"executor": executor, "workers": workers, "chunksize": 1, "status": "ok",
+                 "wall_s": wall * f, "cpu_s": wall, "items": 10, "parallelism": 1.0,
+                 "cpu_parallelism": 1.0, "offcpu_fraction": 0.0, "startup_s": 0.0,
+                 "teardown_s": 0.0, "peak_rss": 0, "errors": 0} for f in (0.99, 1.0, 1.01)]
+
+    py313 = "/opt/python3.13/bin/python"
+    trials = pd.DataFrame(rows("serial", 1, 1.0) + rows("thread", 2, 0.5)
+                          + rows(f"serial@{py313}", 1, 2.0) + rows(f"thread@{py313}", 2, 0.5)
+                          + rows("process@/elsewhere/python", 2, 0.25))
+    speedup = summarize(trials, cores=2).set_index("executor")["speedup"]
+    assert speedup["thread"] == pytest.approx(2.0)
+    assert speedup[f"serial@{py313}"] == pytest.approx(1.0)
+    assert speedup[f"thread@{py313}"] == pytest.approx(4.0)  # against serial@ the same python
+    assert speedup["process@/elsewhere/python"] == pytest.approx(4.0)  # no serial@ there

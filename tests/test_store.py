@@ -125,10 +125,20 @@ def test_sigkill_at_random_points_loses_nothing_committed(tmp_path):
     command = [sys.executable, "-m", "poolscope", "run", "io", "--items", "40", "--size", "10",
                "-e", "thread,process", "-w", "2", "-r", "20", "--chunksize", "2", "--quiet",
                "--store", str(path)]
-    for _ in range(6):
+    for started in range(1, 7):
         proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(1.0, 4.0))
+        # Kill at a random point after the run began (a busy machine may take seconds to start).
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(path, timeout=1) as con:
+                    if con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= started:
+                        break
+            except sqlite3.OperationalError:
+                pass  # not created yet
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 3.0))
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its workers, as the OOM killer might
         proc.wait(timeout=30)
         db = sqlite3.connect(path)
@@ -174,6 +184,48 @@ def test_stored_chunks_are_columnar(tmp_path):
     db = sqlite3.connect(path)
     assert db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 4  # auto: 4 chunks
     assert Path(path).stat().st_size < 2_000_000
+
+
+def test_remote_workers_hosts_and_retries_are_stored(tmp_path):
+    """What an executor with workers on other hosts adds (dask): each chunk's host, worker
+    address and retried flag, and the trial's workers with their clock offsets."""
+    from array import array
+
+    from poolscope.probe import ChunkRecord
+    from poolscope.result import Result
+    from poolscope.runner import ItemColumns, TrialResult
+
+    def record(first: int, host: str, worker: str, retried: bool) -> ChunkRecord:
+        return ChunkRecord(first=first, start_ns=array("q", [10, 20]), end_ns=array("q", [15, 30]),
+                           cpu_marks_ns=array("q", [0, 4, 12]), core=array("i", [0, 1]),
+                           status=array("b", [0, 0]), errors=[], pid=7, tid=8, process_cpu_s=0.5,
+                           process_maxrss=1 << 20, results=[], host=host, worker=worker,
+                           retried=retried)
+
+    records = [record(0, "alpha", "tcp://10.0.0.1:1", False),
+               record(2, "beta", "tcp://10.0.0.2:1", True)]
+    info = [{"address": "tcp://10.0.0.1:1", "host": "alpha", "clock_offset_s": 0.001,
+             "clock_uncertainty_s": 0.0002},
+            {"address": "tcp://10.0.0.2:1", "host": "beta", "clock_offset_s": -0.003,
+             "clock_uncertainty_s": 0.0004}]
+    trial = TrialResult(index=0, executor="dask", workers=2, chunksize=2, repeat=0, wall_s=1.0,
+                        cpu_s=1.0, startup_s=0.0, teardown_s=0.0, peak_rss=0, status="ok",
+                        host="here", items=ItemColumns.from_chunks(records, 0), t0_ns=0,
+                        worker_info=info)
+    fresh = Result(run_id="remote", target="t", n_items=4, trial_results=[trial],
+                   environment={"cpu_count": 2})
+    with RunStore(tmp_path / "s.db") as store:
+        store.begin_run("remote", "2026-11-26T00:00:00", "t", 4, ["dask"], fresh.environment, {})
+        for r in records:
+            store.add_chunk("remote", 0, r)
+        store.end_trial("remote", trial)
+        store.end_run(fresh)
+        loaded = store.load("remote")
+    assert loaded.trial_results[0].worker_info == info
+    items = loaded.items
+    assert items["host"].tolist() == ["alpha", "alpha", "beta", "beta"]
+    assert items["worker"].tolist() == ["tcp://10.0.0.1:1"] * 2 + ["tcp://10.0.0.2:1"] * 2
+    assert items["retried"].tolist() == [False, False, True, True]
 
 
 def test_compare_finds_a_real_regression_and_fails_ci_only_then(cli, tmp_path):

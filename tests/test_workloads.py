@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+
 import pytest
 
 from poolscope import ItemsError, TargetError, UsageError
@@ -10,11 +13,14 @@ from poolscope.workloads import BUILTIN_WORKLOADS, load_items_file, resolve_work
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_WORKLOADS))
 def test_builtin_runs_one_item_and_honours_size(name):
-    small = {"cpu": 1000, "io": 1, "hash": 1, "json": 10, "tiny": 0, "payload": 1}[name]
+    small = {"cpu": 1000, "io": 1, "io-async": 1, "hash": 1, "json": 10, "tiny": 0,
+             "payload": 1}[name]
     workload = resolve_workload(name, 2, size=small)
     assert workload.size == small
     assert len(workload.items) == 2
-    workload.fn(workload.items[0])
+    result = workload.fn(workload.items[0])
+    if inspect.iscoroutine(result):  # io-async: an async def, awaited on a loop
+        assert asyncio.run(result) == small
 
 
 def test_builtin_defaults():

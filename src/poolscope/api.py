@@ -28,12 +28,14 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             workers: int | Sequence[int] | None = None, repeat: Repeat = "auto",
             chunksize: Chunksize | Sequence[Chunksize] = "auto", baseline: bool = True,
             warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
-            progress: bool = False) -> Result:
+            progress: bool = False, scheduler: str | None = None) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
     ``items`` may be an iterable or a count (``range(n)``). ``workers`` defaults to the usable
     cores. With ``baseline`` a ``serial`` trial is added so speedups have a reference. The
     function may be defined in a notebook or ``__main__``: process workers receive it by value.
+    ``scheduler`` (``"tcp://HOST:PORT"``) runs the ``dask`` executor on that existing cluster
+    instead of a local cluster per trial (default: ``$POOLSCOPE_DASK_SCHEDULER``).
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
@@ -43,13 +45,33 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     workload = Workload(fn=fn, items=item_list, target=target)
     return run_workload(workload, executors=executors, workers=workers, repeat=repeat,
                         chunksize=chunksize, baseline=baseline, warmup=warmup,
-                        max_time=max_time, reuse_pool=reuse_pool, progress=progress)
+                        max_time=max_time, reuse_pool=reuse_pool, progress=progress,
+                        scheduler=scheduler)
+
+
+def _dask_scheduler(names: Sequence[str], scheduler: str | None) -> str | None:
+    """The Dask scheduler of a run (given, else $POOLSCOPE_DASK_SCHEDULER, else None)."""
+    from .backends.dask_ import normalize_address, scheduler_address
+
+    if scheduler is not None and "dask" not in names:
+        raise UsageError("--scheduler applies to the dask executor only: add -e dask")
+    if scheduler is not None:
+        return normalize_address(scheduler)
+    return scheduler_address() if "dask" in names else None
+
+
+def _worker_details(trials: Sequence[TrialResult]) -> dict[str, Any]:
+    """Per trial with addressable workers (dask): each worker's host, pid, clock offset and
+    its uncertainty, and whether it was lost — kept in the run's options (JSON and store)."""
+    return {str(t.index): t.worker_info for t in trials if t.worker_info}
 
 
 def _as_names(executors: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(executors, str):
         executors = [e for e in executors.split(",")]
     names = tuple(e.strip() for e in executors)
+    if not names:
+        raise UsageError("give at least one executor")
     if any(not e for e in names):
         raise UsageError("an executor name is empty")
     return names
@@ -75,14 +97,19 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                  chunksize: Chunksize | Sequence[Chunksize] = "auto", baseline: bool = True,
                  warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
                  explore_io: bool = True, progress: bool = False,
-                 console: Any = None, store: RunStore | None = None) -> Result:
+                 console: Any = None, store: RunStore | None = None,
+                 scheduler: str | None = None) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
     trials with 2×, 4×, … the cores' worker count, while doubling still pays off. With a
     ``store``, the run, each chunk's records and each trial are written as they arrive.
+    ``scheduler``: the Dask cluster the ``dask`` executor runs on (see ``compare``); it is
+    recorded as ``options["scheduler"]``, and each dask trial's workers (host, pid, clock offset
+    and uncertainty, lost or not) as ``options["worker_details"]``.
     """
     names = _as_names(executors)
+    dask_scheduler = _dask_scheduler(names, scheduler)
     if baseline and "serial" not in names:
         names = ("serial", *names)
     sizes = tuple(chunksize) if isinstance(chunksize, list | tuple) else chunksize
@@ -93,12 +120,20 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         raise UsageError("there are no items to run")
     workload = Workload(fn=workload.fn, items=items, target=workload.target, size=workload.size)
     environment = collect_environment()
+    # Each executor refuses a function it cannot run (one line, before any trial) and may
+    # describe the interpreter that runs it: subinterpreters, NAME@/path/to/python.
+    interpreters = {name: facts for name in names
+                    if (facts := get_backend(name).prepare_run(workload.fn))}
+    if interpreters:
+        environment["interpreters"] = interpreters
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     options: dict[str, Any] = {
         "executors": list(names), "workers": list(plan.workers), "repeat": repeat,
         "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
         "reuse_pool": reuse_pool, "size": workload.size, "caveats": _caveats(workload, names),
         "findings": []}
+    if "dask" in names:
+        options["scheduler"] = dask_scheduler  # None: a local cluster per trial
     run_id = new_run_id()
     on_chunk: list[Any] = []
     on_trial_end: list[Any] = []
@@ -109,6 +144,10 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         on_chunk.append(functools.partial(store.add_chunk, run_id))
         on_trial_end.append(functools.partial(store.end_trial, run_id))
     with contextlib.ExitStack() as stack:
+        if dask_scheduler is not None:
+            from .backends.dask_ import using_scheduler
+
+            stack.enter_context(using_scheduler(dask_scheduler))
         if progress:
             from .present.progress import trial_progress  # tqdm's widget in a notebook
 
@@ -130,6 +169,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         if explore_io and workers is None and not interrupted and \
                 first.classification == "io-bound":
             interrupted = _explore_io_workers(workload, plan, first, trials, options, hooks)
+    if details := _worker_details(trials):
+        options["worker_details"] = details
     final = result()
     if store is not None:
         store.end_run(final)
@@ -152,7 +193,8 @@ def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
                         trials: list[TrialResult], options: dict[str, Any],
                         hooks: dict[str, Any]) -> bool:
     """Threads waiting on I/O are cheap: double their number while the wall time drops."""
-    threads = [n for n in plan.executors if get_backend(n).family == "thread"] or ["thread"]
+    threads = [n for n in plan.executors
+               if get_backend(n).family in ("thread", "async")] or ["thread"]
     name = threads[0]
     summary = first.summary
     row = summary[(summary["executor"] == name) & (summary["workers"] == plan.workers[0])]
@@ -210,10 +252,11 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                    chunksize: Chunksize | Sequence[Chunksize] = "auto",
                    item_counts: Sequence[int] | None = None, repeat: Repeat = "auto",
                    warmup: int = 0, max_time: float = 60.0, progress: bool = False,
-                   console: Any = None, store: RunStore | None = None) -> Result:
+                   console: Any = None, store: RunStore | None = None,
+                   scheduler: str | None = None) -> Result:
     """Every executor at every worker count (and chunksize) over the largest item count; then,
     with several item counts, each executor at its best configuration over the smaller counts,
-    to fit how wall time grows with the number of items."""
+    to fit how wall time grows with the number of items. ``scheduler``: see ``compare``."""
     items = list(workload.items)
     counts = sorted(set(item_counts or [len(items)]))
     if counts[0] < 1:
@@ -225,11 +268,15 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
     result = run_workload(largest, executors=executors,
                           workers=list(workers or default_sweep_workers()),
                           repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
-                          explore_io=False, progress=progress, console=console, store=store)
+                          explore_io=False, progress=progress, console=console, store=store,
+                          scheduler=scheduler)
     result.options["sweep"] = True
     result.options["item_counts"] = counts
     if len(counts) > 1 and not result.interrupted:
-        result.growth = _item_count_growth(largest, result, counts, repeat, max_time)
+        from .backends.dask_ import using_scheduler
+
+        with using_scheduler(result.options.get("scheduler")):
+            result.growth = _item_count_growth(largest, result, counts, repeat, max_time)
     if store is not None:
         store.end_run(result)  # again: now the stored options say it was a sweep
     return result

@@ -62,6 +62,10 @@ StoreOpt = Annotated[Path | None, typer.Option(
     "--store", help="The run history's SQLite file [default: $POOLSCOPE_STORE or "
                     ".poolscope/poolscope.db].")]
 NoStoreOpt = Annotated[bool, typer.Option("--no-store", help="Do not record this run.")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", metavar="tcp://HOST:PORT",
+    help="Run the dask executor on this existing Dask cluster [default: "
+         "$POOLSCOPE_DASK_SCHEDULER, else a local cluster of --workers processes per trial].")]
 
 
 def _open_store(path: Path | None, no_store: bool) -> Any:
@@ -227,6 +231,7 @@ def run(
     quiet: QuietOpt = False,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Run TARGET over its items under each executor and compare them."""
     from .api import run_workload
@@ -250,7 +255,7 @@ def run(
                           repeat=_parse_repeat(repeat), chunksize=_parse_chunksize(chunksize),
                           warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                           baseline=not no_baseline, progress=_show_progress(quiet),
-                          console=Console(stderr=True), store=run_store)
+                          console=Console(stderr=True), store=run_store, scheduler=scheduler)
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store)
@@ -294,6 +299,7 @@ def sweep(
     quiet: QuietOpt = False,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Scale TARGET over worker counts (and chunksizes, item counts): speedup, efficiency,
     Amdahl's serial fraction, Karp–Flatt."""
@@ -320,7 +326,7 @@ def sweep(
                             chunksize=_parse_chunksize(chunksize), item_counts=counts,
                             repeat=_parse_repeat(repeat), warmup=warmup, max_time=max_time,
                             progress=_show_progress(quiet), console=Console(stderr=True),
-                            store=run_store)
+                            store=run_store, scheduler=scheduler)
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:
@@ -355,7 +361,7 @@ def demo(
     from .present.demo import observations
     from .workloads import resolve_workload
 
-    jobs = workers or usable_cores()
+    jobs = usable_cores() if workers is None else workers
     if jobs < 1 or items_per_job < 1:
         raise UsageError("--workers and --items-per-job must be at least 1")
     _check_plot(plot)
@@ -552,22 +558,113 @@ def workloads() -> None:
 
 
 @app.command()
-def executors() -> None:
+def executors(
+    python: Annotated[str | None, typer.Option(
+        "--python", metavar="PATH",
+        help="Describe another interpreter instead: which executors run under it (as "
+             "NAME@PATH) and what poolscope needs installed there.")] = None,
+    bench: Annotated[bool, typer.Option(
+        "--bench", help="Measure each available executor's start-up, teardown and overhead "
+                        "per item on this machine.")] = False,
+    bench_items: Annotated[int, typer.Option(
+        "--bench-items", help="Near-empty items per --bench trial.")] = 2_000,
+    json_path: JsonOpt = None,
+) -> None:
     """List the executors, whether each can run here, and why not when it cannot."""
+    from rich.markup import escape
+
     from .backends import REGISTRY
 
+    if python is not None:
+        _describe_python(python)
+        return
+    if bench:
+        _bench_executors(bench_items, json_path)
+        return
     table = Table(header_style="bold")
     for column in ("executor", "family", "available", "what it is"):
         table.add_column(column)
     for name, cls in REGISTRY.items():
         reason = cls.unavailable_reason()
-        table.add_row(name, cls.family, "yes" if reason is None else f"no: {reason}",
-                      cls.summary)
+        # escaped: a reason like "pip install 'poolscope[dask]'" is not rich markup
+        table.add_row(name, cls.family, "yes" if reason is None else escape(f"no: {reason}"),
+                      escape(cls.summary))
     Console().print(table)
+
+
+def _bench_executors(items: int, json_path: str | None) -> None:
+    """``executors --bench``: start-up and overhead per item, measured, as a table and JSON."""
+    import json
+
+    from ._format import duration
+    from .executor_bench import bench_executors, bench_json
+
+    if items < 10:
+        raise UsageError(f"--bench-items must be at least 10, got {items}")
+    _check_output(json_path, "--json")
+    console = _consoles(json_path)
+    repeat, workers = 3, 2
+    console.print(f"Timing each executor on {items:,} near-empty items, {workers} workers, "
+                  f"median of {repeat} trials…", style="dim")
+    table = bench_executors(items=items, workers=workers, repeat=repeat)
+    view = Table(header_style="bold", box=None)
+    for column in ("executor", "start-up", "teardown", "per item (chunks of 1)",
+                   "per item (auto chunks)"):
+        view.add_column(column, justify="left" if column == "executor" else "right")
+    for row in table.itertuples(index=False):
+        if not row.available:
+            view.add_row(row.executor, f"not here: {row.reason}", "", "", "", style="dim")
+            continue
+        view.add_row(row.executor, duration(row.startup_s), duration(row.teardown_s),
+                     duration(row.per_item_s), duration(row.per_item_auto_s))
+    console.print(view)
+    console.print("per item: (wall − start-up − teardown) / items, with the pool busy",
+                  style="dim")
+    if json_path:
+        text = json.dumps(bench_json(table, items, workers, repeat), indent=2,
+                          default=str) + "\n"
+        if json_path == "-":
+            sys.stdout.write(text)
+        else:
+            Path(json_path).write_text(text, encoding="utf-8")
+
+
+def _describe_python(python: str) -> None:
+    """``executors --python PATH``: what a child of that interpreter can run, and needs."""
+    from rich.markup import escape
+
+    from .backends.elsewhere import describe, needs_lines
+
+    info = describe(python)  # a one-line UsageError for a missing, non-Python or old PATH
+    console = Console()
+    build = "free-threaded build" if info["free_threaded"] else "GIL build"
+    gil = "enabled" if info["gil_enabled"] else "disabled"
+    console.print(f"{python}: {info['implementation']} {info['python']} ({build}, GIL {gil}) "
+                  f"at {info['executable']}")
+    if info.get("error"):
+        console.print(info["error"], style="red")
+    if info["executors"]:
+        table = Table(header_style="bold")
+        for column in ("executor", "family", "available", "what it is"):
+            table.add_column(column)
+        for e in info["executors"]:
+            table.add_row(e["name"], e["family"],  # escaped: "pip install 'poolscope[dask]'"
+                          "yes" if e["available"] else escape(f"no: {e['reason']}"),
+                          escape(e["summary"]))
+        console.print(table)
+        console.print(f"run one there as NAME@{python}, e.g. -e thread@{python}")
+    console.print("poolscope needs there:")
+    for line in needs_lines(info):
+        console.print(f"  {line}")
+    console.print("  nothing else: the child imports this poolscope's own source; numpy, pandas "
+                  "and the analysis stay in this interpreter")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error becomes one line and a documented exit code."""
+    from ._interrupt import install_sigint_handler
+
+    install_sigint_handler()
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
         code = app(args=argv, standalone_mode=False)

@@ -18,30 +18,47 @@ from .probe import STATUS_ERROR
 from .runner import TrialResult
 
 __all__ = ["MergedBars", "concurrency", "concurrency_binned", "items_frame", "lane_numbers",
-           "melted_frame", "merge_bars", "representative_trials", "trials_frame"]
+           "melted_frame", "merge_bars", "representative_trials", "trials_frame",
+           "worker_names"]
 
 STATUS_NAMES = ["ok", "error"]
 ITEM_COLUMNS = ["trial", "executor", "workers", "repeat", "item", "start_s", "end_s", "wall_s",
-                "cpu_s", "pid", "tid", "host", "core", "lane", "status", "error"]
+                "cpu_s", "pid", "tid", "host", "core", "lane", "status", "error", "worker",
+                "retried"]
 
 
-def lane_numbers(pid: np.ndarray, tid: np.ndarray, start_ns: np.ndarray) -> np.ndarray:
-    """Number each worker (pid, thread) 0, 1, … in the order it first started an item."""
+def lane_numbers(pid: np.ndarray, tid: np.ndarray, start_ns: np.ndarray,
+                 worker: np.ndarray | None = None) -> np.ndarray:
+    """Number each worker (pid, thread) 0, 1, … in the order it first started an item.
+
+    ``worker`` (codes of remote worker addresses, -1 for none) keeps apart workers on different
+    hosts that happen to share a pid and tid.
+    """
     if len(pid) == 0:
         return np.empty(0, np.int32)
     key = (pid.astype(np.int64) << 32) ^ tid.astype(np.int64)
-    uniques, inverse = np.unique(key, return_inverse=True)
-    first_start = np.full(len(uniques), np.iinfo(np.int64).max)
+    if worker is not None and (worker >= 0).any():
+        _, inverse = np.unique(np.column_stack((worker.astype(np.int64), key)), axis=0,
+                               return_inverse=True)
+        inverse = inverse.reshape(-1)
+        count = int(inverse.max()) + 1
+    else:
+        uniques, inverse = np.unique(key, return_inverse=True)
+        count = len(uniques)
+    first_start = np.full(count, np.iinfo(np.int64).max)
     np.minimum.at(first_start, inverse, start_ns)
-    rank = np.empty(len(uniques), np.int32)
-    rank[np.argsort(first_start, kind="stable")] = np.arange(len(uniques), dtype=np.int32)
+    rank = np.empty(count, np.int32)
+    rank[np.argsort(first_start, kind="stable")] = np.arange(count, dtype=np.int32)
     return rank[inverse]
 
 
 def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
     """One row per item per trial; times in seconds since the trial started."""
     executors = list(dict.fromkeys(t.executor for t in trials))
-    hosts = list(dict.fromkeys(t.host for t in trials))
+    # host: the worker's host where the executor names it (dask), else the trial's host.
+    hosts = list(dict.fromkeys([t.host for t in trials] + [
+        w.get("host") or t.host for t in trials for w in t.worker_info]))
+    addresses = list(dict.fromkeys([""] + [w["address"] for t in trials for w in t.worker_info]))
     parts = []
     for t in trials:
         cols = t.items
@@ -51,6 +68,10 @@ def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
             if e["item"] is not None:
                 error.iat[int(np.searchsorted(cols.item, e["item"]))] = (
                     f"{e['kind']}: {e['message']}")
+        host_of = np.array([hosts.index(w.get("host") or t.host) for w in t.worker_info]
+                           + [hosts.index(t.host)], np.int32)  # code -1 picks the last
+        address_of = np.array([addresses.index(w["address"]) for w in t.worker_info] + [0],
+                              np.int32)
         parts.append(pd.DataFrame({
             "trial": np.full(n, t.index, np.int32),
             # Categoricals built from codes: no string object per row.
@@ -65,13 +86,14 @@ def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
             "cpu_s": cols.cpu_ns / 1e9,
             "pid": cols.pid,
             "tid": cols.tid,
-            "host": pd.Categorical.from_codes(np.full(n, hosts.index(t.host), np.int8),
-                                              categories=hosts),
+            "host": pd.Categorical.from_codes(host_of[cols.worker], categories=hosts),
             "core": cols.core,
-            "lane": lane_numbers(cols.pid, cols.tid, cols.start_ns),
+            "lane": lane_numbers(cols.pid, cols.tid, cols.start_ns, cols.worker),
             "status": pd.Categorical.from_codes((cols.status == STATUS_ERROR).astype(np.int8),
                                                 categories=STATUS_NAMES),
             "error": error,
+            "worker": pd.Categorical.from_codes(address_of[cols.worker], categories=addresses),
+            "retried": cols.retried,
         }))
     if not parts:
         return pd.DataFrame(columns=ITEM_COLUMNS)
@@ -138,7 +160,7 @@ def melted_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
         cols = t.items
         if not len(cols):
             continue
-        lanes = lane_numbers(cols.pid, cols.tid, cols.start_ns)
+        lanes = lane_numbers(cols.pid, cols.tid, cols.start_ns, cols.worker)
         width = max(2, len(str(int(lanes.max()))))
         labels = np.array([f"job {lane:{width}d}" for lane in range(int(lanes.max()) + 1)],
                           dtype=object)
@@ -246,3 +268,40 @@ def merge_bars(lane: np.ndarray, start: np.ndarray, end: np.ndarray, cpu: np.nda
     busy = np.clip(bar_wall / np.maximum(bar_end - bar_start, width), 0.0, 1.0)
     return MergedBars(lane[first], bar_start, bar_end, bar_wall, np.add.reduceat(cpu, first),
                       np.diff(np.append(first, n)), np.logical_or.reduceat(failed, first), busy)
+
+
+def worker_names(pids: Sequence[int | None], tids: Sequence[int | None],
+                 executor: str | None = None) -> list[str]:
+    """A name per lane, from the pid and tid of the lane's first item.
+
+    ``"pid 1234"`` when every lane is its own process, ``"slot 2 · tid 5678"`` for an event
+    loop's concurrency slots (see ``probe.slot_tid``), ``"pid 1234 · tid 5678"`` when processes
+    hold several lanes each, else ``"tid 5678"``; ``"?"`` for a lane with no item. The
+    ``executor``'s family, when known, says whether lanes are processes (a one-lane trial
+    cannot tell); ``NAME@/path/python`` counts as ``NAME``.
+    """
+    from .backends import REGISTRY
+    from .probe import split_tid
+
+    known = [pid for pid in pids if pid is not None and pid == pid]
+    cls = REGISTRY.get((executor or "").split("@")[0])
+    if cls is not None:
+        own_process = cls.family == "process" and len(set(known)) == len(pids)
+    else:
+        own_process = len(set(known)) == len(pids) > 1
+    several_processes = len(set(known)) > 1
+    names = []
+    for pid, tid in zip(pids, tids, strict=True):
+        if pid is None or pid != pid or tid is None or tid != tid:
+            names.append("?")
+            continue
+        native, slot = split_tid(int(tid))
+        if slot >= 0:
+            names.append(f"slot {slot} · tid {native}")
+        elif own_process:
+            names.append(f"pid {int(pid)}")
+        elif several_processes:
+            names.append(f"pid {int(pid)} · tid {native}")
+        else:
+            names.append(f"tid {native}")
+    return names

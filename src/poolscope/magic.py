@@ -24,7 +24,6 @@ the cell's own code shows IPython's usual traceback.
 from __future__ import annotations
 
 import ast
-import inspect
 import re
 import sys
 from pathlib import Path
@@ -218,9 +217,6 @@ class PoolscopeMagics(Magics):
     def _workload(self, fn: Any, args: Any) -> Any:
         from .workloads import Workload, load_items_file
 
-        if inspect.iscoroutinefunction(fn) and "asyncio" not in args.executors.split(","):
-            raise UsageError(f"{fn.__name__} is an async function: give an executor that runs "
-                             "coroutines (-e asyncio), or measure a plain function")
         items = (load_items_file(args.items_from) if args.items_from is not None
                  else self._items(args.items))
         name = getattr(fn, "__qualname__", None) or type(fn).__name__

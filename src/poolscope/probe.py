@@ -28,7 +28,8 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["STATUS_ERROR", "STATUS_OK", "Chunk", "ChunkRecord", "current_core", "run_chunk"]
+__all__ = ["STATUS_ERROR", "STATUS_OK", "Chunk", "ChunkRecord", "current_core",
+           "is_coroutine_function", "run_chunk", "slot_tid", "split_tid"]
 
 STATUS_OK = 0
 STATUS_ERROR = 1
@@ -56,6 +57,11 @@ class ChunkRecord(NamedTuple):
     process_cpu_s: float  # the worker process's CPU (user + system) so far
     process_maxrss: int  # the worker process's peak RSS so far, bytes
     results: list[Any]  # the function's return values, None for failed items
+    # Where the chunk ran, for executors whose workers may live on other hosts (dask); empty
+    # means the parent's host and no addressable worker.
+    host: str = ""  # the worker's hostname
+    worker: str = ""  # the worker's address, e.g. "tcp://10.0.0.5:40123"
+    retried: bool = False  # the executor ran this chunk again after losing a worker
 
 
 def _core_reader() -> Callable[[], int]:
@@ -80,6 +86,8 @@ _MAXRSS_UNIT = 1 if os.uname().sysname == "Darwin" else 1024  # ru_maxrss: bytes
 
 def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
     """Run ``fn`` over the chunk's items, recording each one. Item exceptions are recorded."""
+    if is_coroutine_function(fn):
+        return _run_coroutine_chunk(fn, chunk)
     # The loop is the probe's whole per-item cost: locals only, arrays sized up front, and the
     # thread CPU clock stored as running readings (differenced after the loop, not per item).
     perf = time.perf_counter_ns
@@ -123,6 +131,72 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
     )
 
 
+# --- async def workloads -----------------------------------------------------------------------
+# Under every executor but ``asyncio`` (which awaits them on its own loop, see
+# backends/asyncio_.py) an ``async def`` function is run to completion per item on an event loop
+# of the worker's thread, one loop per chunk: the item's wall and CPU include that loop's work.
+
+
+def is_coroutine_function(fn: Callable[[Any], Any]) -> bool:
+    """Whether calling ``fn`` makes a coroutine: ``async def``, also under partials or as an
+    object's ``async def __call__``."""
+    import inspect
+
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 (the method itself, not callable())
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+
+def _run_coroutine_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:  # this thread already runs a loop (serial inside Jupyter): use a thread of our own
+        return _on_own_thread(_run_coroutine_chunk, fn, chunk)
+    with asyncio.Runner() as runner:
+        return run_chunk(lambda item: runner.run(fn(item)), chunk)
+
+
+def _on_own_thread(task: Callable[..., ChunkRecord], *args: Any) -> ChunkRecord:
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, task(*args)))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name="poolscope-async-chunk", daemon=True)
+    thread.start()
+    thread.join()  # as long as the chunk's items run, as a serial trial waits for them
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+# --- lanes of one thread -----------------------------------------------------------------------
+# Lanes are numbered by (pid, tid). An executor that runs several items at once on one thread
+# (asyncio: its coroutines interleave on the loop's thread) reports each concurrency slot as a
+# lane of its own: the record's tid holds the native thread id in the low SLOT_SHIFT bits and
+# slot + 1 above them. ``split_tid`` undoes it, on ints and numpy arrays alike.
+
+SLOT_SHIFT = 48
+_NATIVE_MASK = (1 << SLOT_SHIFT) - 1
+
+
+def slot_tid(native_tid: int, slot: int) -> int:
+    """A tid for concurrency slot ``slot`` (0, 1, …) of thread ``native_tid``."""
+    return ((slot + 1) << SLOT_SHIFT) | (native_tid & _NATIVE_MASK)
+
+
+def split_tid(tid: Any) -> tuple[Any, Any]:
+    """(native thread id, slot) of a recorded tid; the slot is -1 for a plain thread's tid."""
+    return tid & _NATIVE_MASK, (tid >> SLOT_SHIFT) - 1
+
+
 # --- process workers ---------------------------------------------------------------------------
 # The function is shipped once per worker (cloudpickle bytes in the pool's initializer), not once
 # per chunk: cloudpickle sends importable functions by reference and notebook or __main__
@@ -133,8 +207,13 @@ _installed_fn: Callable[[Any], Any] | None = None
 
 def install_function(payload: bytes) -> None:
     """Pool initializer: unpickle the workload function once in this worker."""
+    import signal
+
     import cloudpickle
 
+    # Ctrl-C reaches the whole process group; the parent stops the workers itself, so a worker
+    # must neither die half-way through a result nor print a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _installed_fn
     _installed_fn = cloudpickle.loads(payload)
 

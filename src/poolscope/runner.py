@@ -53,6 +53,23 @@ class ItemColumns:
     status: np.ndarray  # int8
     pid: np.ndarray  # int32
     tid: np.ndarray  # int64
+    # Optional (filled in when left out): the worker each item ran on, as an index into the
+    # trial's ``worker_info`` (-1: no addressable worker, the parent's host), and whether its
+    # chunk was run again after the executor lost a worker (dask).
+    worker: np.ndarray = field(default_factory=lambda: np.empty(0, np.int16))  # int16
+    retried: np.ndarray = field(default_factory=lambda: np.empty(0, np.bool_))  # bool
+
+    def __post_init__(self) -> None:
+        n = len(self.item)
+        if len(self.worker) != n:
+            self.worker = np.full(n, -1, np.int16)
+        if len(self.retried) != n:
+            self.retried = np.zeros(n, np.bool_)
+
+    @staticmethod
+    def worker_addresses(records: Sequence[ChunkRecord]) -> list[str]:
+        """The worker addresses the records name, sorted: what ``worker`` codes index."""
+        return sorted({r.worker for r in records if r.worker})
 
     @classmethod
     def empty(cls) -> ItemColumns:
@@ -66,6 +83,7 @@ class ItemColumns:
             return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
 
         lengths = [len(r.start_ns) for r in records]
+        codes = {address: code for code, address in enumerate(cls.worker_addresses(records))}
         item = (np.concatenate([np.arange(r.first, r.first + n, dtype=np.int64)
                                 for r, n in zip(records, lengths, strict=True)])
                 if records else np.empty(0, np.int64))
@@ -79,6 +97,9 @@ class ItemColumns:
             status=cat("status", "int8"),
             pid=np.repeat(np.array([r.pid for r in records], np.int32), lengths),
             tid=np.repeat(np.array([r.tid for r in records], np.int64), lengths),
+            worker=np.repeat(np.array([codes.get(r.worker, -1) for r in records], np.int16),
+                             lengths),
+            retried=np.repeat(np.array([r.retried for r in records], np.bool_), lengths),
         )
         if len(item) > 1 and (np.diff(item) < 0).any():  # chunks arrive in completion order
             columns = columns.take(np.argsort(item, kind="stable"))
@@ -116,6 +137,11 @@ class TrialResult:
     errors: list[dict[str, Any]] = field(default_factory=list)
     result_sample: list[Any] = field(default_factory=list)  # a few return values, for sizing
     t0_ns: int = 0  # perf_counter_ns when the trial began: the origin of its item times
+    # Executors with addressable workers (dask): one dict per worker ("address", "host", "pid",
+    # "clock_offset_s", "clock_uncertainty_s", "lost", ...). The first entries, in the order of
+    # ItemColumns.worker_addresses, are what items.worker indexes; workers that ran no
+    # recorded item (lost ones) follow.
+    worker_info: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_ok(self) -> int:
@@ -182,6 +208,12 @@ class Plan:
             raise UsageError(f"warmup must be zero or more, got {self.warmup!r}")
         if not self.max_time_s > 0:
             raise UsageError(f"max time must be more than 0 seconds, got {self.max_time_s!r}")
+        if self.reuse_pool:
+            from .backends.interpreters import fork_conflict
+
+            conflict = fork_conflict(self.executors)
+            if conflict:
+                raise UsageError(conflict)
 
     @property
     def chunksizes(self) -> tuple[Chunksize, ...]:
@@ -380,11 +412,20 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
     worker_cpu, worker_rss = _worker_usage(records, backend_cls, backend.cpu_reported)
-    cpu_s = (own_cpu1 - own_cpu0) + max(children_cpu1 - children_cpu0, worker_cpu)
+    # A child reaped in this trial brings its whole CPU, start-up before t0 included: take the
+    # part the backend says came before the trial (another interpreter's start-up) off. It is
+    # non-zero only once the backend has reaped its child, i.e. closed in this trial.
+    children_cpu = max(0.0, children_cpu1 - children_cpu0 - getattr(backend, "untimed_cpu_s",
+                                                                     0.0))
+    cpu_s = (own_cpu1 - own_cpu0) + max(children_cpu, worker_cpu)
     for record in records:
         for item, kind, message in record.errors:
             errors.append({"executor": backend_cls.name, "item": item, "kind": kind,
                            "message": message})
+    incidents = getattr(backend, "incidents", [])  # a worker lost and recovered from (dask)
+    errors.extend({"executor": backend_cls.name, "item": None, **incident}
+                  for incident in incidents)
+    incidents.clear()
     if status == "ok" and (errors or len(items) < sum(len(c.items) for c in chunks)):
         status = "partial"
     startup_ns = int(items.start_ns.min()) if len(items) else t_close - t0
@@ -394,11 +435,25 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         wall_s=(t_end - t0) / 1e9, cpu_s=cpu_s, startup_s=startup_ns / 1e9,
         teardown_s=(t_end - t_last) / 1e9,
         peak_rss=_own_peak_rss(reset_worked) + worker_rss, status=status, host=HOST,
-        items=items, errors=errors, result_sample=result_sample, t0_ns=t0)
+        items=items, errors=errors, result_sample=result_sample, t0_ns=t0,
+        worker_info=_worker_info(records, getattr(backend, "worker_info", {})))
 
 
 class _CallbackError(Exception):
     """Wraps an error raised by an on_chunk callback while a trial runs."""
+
+
+def _worker_info(records: Sequence[ChunkRecord],
+                 known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per addressable worker: those the records name (in items.worker's code order), then any
+    other worker the backend knows of that was lost during the run."""
+    named = ItemColumns.worker_addresses(records)
+    hosts = {r.worker: r.host for r in records if r.worker}
+    info = [{"address": address, "host": hosts[address], **known.get(address, {})}
+            for address in named]
+    info += [{"address": address, **details} for address, details in sorted(known.items())
+             if address not in hosts and details.get("lost")]
+    return info
 
 
 def _without_results(record: ChunkRecord) -> ChunkRecord:

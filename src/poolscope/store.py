@@ -53,12 +53,15 @@ CREATE TABLE IF NOT EXISTS trials (
     wall_s REAL NOT NULL, cpu_s REAL NOT NULL, startup_s REAL NOT NULL,
     teardown_s REAL NOT NULL, peak_rss INTEGER NOT NULL, status TEXT NOT NULL,
     host TEXT NOT NULL, t0_ns INTEGER NOT NULL, errors TEXT NOT NULL,
+    worker_info TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (run_id, trial));
 CREATE TABLE IF NOT EXISTS chunks (
     run_id TEXT NOT NULL, trial INTEGER NOT NULL, first INTEGER NOT NULL,
     pid INTEGER NOT NULL, tid INTEGER NOT NULL, start_ns BLOB NOT NULL, end_ns BLOB NOT NULL,
     cpu_marks_ns BLOB NOT NULL, core BLOB NOT NULL, status BLOB NOT NULL,
     errors TEXT NOT NULL, process_cpu_s REAL NOT NULL, process_maxrss INTEGER NOT NULL,
+    host TEXT NOT NULL DEFAULT '', worker TEXT NOT NULL DEFAULT '',
+    retried INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, trial, first));
 """
 
@@ -66,8 +69,14 @@ CREATE TABLE IF NOT EXISTS chunks (
 # version has a store file written by that version's code under tests/data, which the tests
 # upgrade and read back.
 _MIGRATIONS: dict[int, str] = {
-    # 1 -> 2: a sweep's fits of wall time against the item count (JSON per executor).
-    2: "ALTER TABLE runs ADD COLUMN growth TEXT;",
+    # 1 -> 2: a sweep's fits of wall time against the item count (JSON per executor); where
+    # each chunk ran (host, worker address) and whether it was re-run after a lost worker, and
+    # each trial's workers (clock offsets, losses), for executors with remote workers (dask).
+    2: "ALTER TABLE runs ADD COLUMN growth TEXT;"
+       "ALTER TABLE trials ADD COLUMN worker_info TEXT NOT NULL DEFAULT '[]';"
+       "ALTER TABLE chunks ADD COLUMN host TEXT NOT NULL DEFAULT '';"
+       "ALTER TABLE chunks ADD COLUMN worker TEXT NOT NULL DEFAULT '';"
+       "ALTER TABLE chunks ADD COLUMN retried INTEGER NOT NULL DEFAULT 0;",
 }
 
 T = TypeVar("T")
@@ -203,18 +212,23 @@ class RunStore:
         if trial < 0:  # warm-up trials are not kept
             return
         self._write(
-            "INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO chunks (run_id, trial, first, pid, tid, start_ns, end_ns, "
+            "cpu_marks_ns, core, status, errors, process_cpu_s, process_maxrss, host, worker, "
+            "retried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, trial, record.first, record.pid, record.tid, record.start_ns.tobytes(),
              record.end_ns.tobytes(), record.cpu_marks_ns.tobytes(), record.core.tobytes(),
              record.status.tobytes(), json.dumps(record.errors), record.process_cpu_s,
-             record.process_maxrss))
+             record.process_maxrss, record.host, record.worker, int(record.retried)))
 
     def end_trial(self, run_id: str, trial: TrialResult) -> None:
         self._write(
-            "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO trials (run_id, trial, executor, workers, chunksize, repeat, "
+            "wall_s, cpu_s, startup_s, teardown_s, peak_rss, status, host, t0_ns, errors, "
+            "worker_info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, trial.index, trial.executor, trial.workers, trial.chunksize, trial.repeat,
              trial.wall_s, trial.cpu_s, trial.startup_s, trial.teardown_s, trial.peak_rss,
-             trial.status, trial.host, trial.t0_ns, json.dumps(trial.errors)))
+             trial.status, trial.host, trial.t0_ns, json.dumps(trial.errors),
+             json.dumps(trial.worker_info, default=str)))
 
     def end_run(self, result: Result) -> None:
         rec = result.recommendation
@@ -228,10 +242,12 @@ class RunStore:
                   if result.growth else None)
         self._write(
             "UPDATE runs SET status = ?, finished_at = ?, best = ?, options = ?, transfer = ?, "
-            "growth = ? WHERE run_id = ?",
+            "growth = ?, environment = ? WHERE run_id = ?",
             ("interrupted" if result.interrupted else "complete",
              datetime.now(UTC).isoformat(timespec="seconds"), best,
-             json.dumps(result.options, default=str), transfer, growth, result.run_id))
+             json.dumps(result.options, default=str), transfer, growth,
+             # again: executors add what they learn during the trials (other interpreters)
+             json.dumps(result.environment, default=str), result.run_id))
 
     # --- reading -----------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -294,17 +310,19 @@ class RunStore:
                             "transfer, pid, host, growth FROM runs WHERE run_id = ?",
                             (run_id,)).fetchone()
         trials = []
-        for row in self.db.execute("SELECT * FROM trials WHERE run_id = ? ORDER BY trial",
-                                   (run_id,)):
-            (_, index, executor, workers, chunksize, repeat, wall, cpu, startup, teardown, rss,
-             trial_status, trial_host, t0, errors) = row
+        for row in self.db.execute(
+                "SELECT trial, executor, workers, chunksize, repeat, wall_s, cpu_s, startup_s, "
+                "teardown_s, peak_rss, status, host, t0_ns, errors, worker_info FROM trials "
+                "WHERE run_id = ? ORDER BY trial", (run_id,)):
+            (index, executor, workers, chunksize, repeat, wall, cpu, startup, teardown, rss,
+             trial_status, trial_host, t0, errors, worker_info) = row
             records = list(self._chunks(run_id, index))
             trials.append(TrialResult(
                 index=index, executor=executor, workers=workers, chunksize=chunksize,
                 repeat=repeat, wall_s=wall, cpu_s=cpu, startup_s=startup, teardown_s=teardown,
                 peak_rss=rss, status=trial_status, host=trial_host,
                 items=ItemColumns.from_chunks(records, t0), errors=json.loads(errors),
-                t0_ns=t0))
+                t0_ns=t0, worker_info=json.loads(worker_info)))
         interrupted = status == "interrupted" or (status == "running"
                                                   and not _writer_alive(pid, host))
         moved = json.loads(transfer) if transfer else None
@@ -316,17 +334,18 @@ class RunStore:
                               for name, fit in json.loads(growth or "{}").items()})
 
     def _chunks(self, run_id: str, trial: int) -> Iterator[ChunkRecord]:
-        for (first, pid, tid, start, end, marks, core, status, errors, cpu,
-             maxrss) in self.db.execute(
+        for (first, pid, tid, start, end, marks, core, status, errors, cpu, maxrss, host,
+             worker, retried) in self.db.execute(
                 "SELECT first, pid, tid, start_ns, end_ns, cpu_marks_ns, core, status, errors, "
-                "process_cpu_s, process_maxrss FROM chunks WHERE run_id = ? AND trial = ? "
-                "ORDER BY first", (run_id, trial)):
+                "process_cpu_s, process_maxrss, host, worker, retried FROM chunks "
+                "WHERE run_id = ? AND trial = ? ORDER BY first", (run_id, trial)):
             yield ChunkRecord(
                 first=first, start_ns=_array("q", start), end_ns=_array("q", end),
                 cpu_marks_ns=_array("q", marks), core=_array("i", core),
                 status=_array("b", status),
                 errors=[tuple(e) for e in json.loads(errors)],  # type: ignore[misc]
-                pid=pid, tid=tid, process_cpu_s=cpu, process_maxrss=maxrss, results=[])
+                pid=pid, tid=tid, process_cpu_s=cpu, process_maxrss=maxrss, results=[],
+                host=host, worker=worker, retried=bool(retried))
 
 
 def _array(typecode: str, data: bytes) -> array:

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
-
 from ._errors import ItemsError, TargetError, UsageError
 
 __all__ = [
@@ -61,6 +59,18 @@ def cpu(item: Any, size: int = 1_000_000) -> int:
 def io(item: Any, size: int = 50) -> int:
     """Sleep ``size`` milliseconds: stands for a network or disk wait (releases the GIL)."""
     time.sleep(size / 1000)
+    return size
+
+
+async def io_async(item: Any, size: int = 50) -> int:
+    """Await ``asyncio.sleep`` for ``size`` milliseconds: a coroutine waiting on the network.
+
+    The ``asyncio`` executor awaits it on its event loop; every other executor runs each call
+    to completion on an event loop of the worker's thread (see ``probe.run_chunk``).
+    """
+    import asyncio
+
+    await asyncio.sleep(size / 1000)
     return size
 
 
@@ -129,6 +139,9 @@ BUILTIN_WORKLOADS: dict[str, BuiltinWorkload] = {
         BuiltinWorkload("cpu", cpu, "the GIL: a pure-Python loop (the notebook's worker)",
                         "loop iterations per item", 1_000_000),
         BuiltinWorkload("io", io, "waiting: time.sleep, which releases the GIL",
+                        "milliseconds of sleep per item", 50),
+        BuiltinWorkload("io-async", io_async,
+                        "waiting in coroutines: await asyncio.sleep (made for -e asyncio)",
                         "milliseconds of sleep per item", 50),
         BuiltinWorkload("hash", hash_, "GIL-releasing C code: hashlib SHA-256 over a buffer",
                         "MiB hashed per item", 16),
@@ -203,6 +216,10 @@ def _load_file_module(path: Path) -> Any:
     except Exception as exc:
         del sys.modules[name]
         raise TargetError(f"running {path} raised {type(exc).__name__}: {exc}") from None
+    try:  # imported here: another interpreter's child (NAME@PATH) may run without it
+        import cloudpickle
+    except ImportError:
+        return module
     cloudpickle.register_pickle_by_value(module)
     return module
 

@@ -7,7 +7,8 @@ The rules, in order (first match wins); every threshold is a named constant:
    and unpickling them takes at least as long as the item's own work (the serial median wall):
    a process executor would spend more time copying than computing.
 3. ``overhead-bound``: the median item takes under TINY_ITEM_S, so dispatch and recording rival it.
-4. ``gil-releasing``: the best thread executor reaches THREAD_SCALES × serial speed.
+4. ``gil-releasing``: the best thread executor reaches THREAD_SCALES × serial speed (asyncio
+   counts as threads: plain functions run in its worker threads, coroutines share its one thread).
 5. ``mixed``: off-CPU between MIXED_OFFCPU and IO_OFFCPU.
 6. ``cpu-bound``: otherwise — the items hold the GIL.
 
@@ -54,11 +55,17 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
         rows = summary[summary["executor"].map(families).eq(family) & (summary["workers"] > 1)]
         return float(rows["speedup"].max()) if len(rows) else np.nan
 
-    thread_speedup, process_speedup = best("thread"), best("process")
+    thread_speedup, async_speedup, process_speedup = best("thread"), best("async"), best("process")
     if not np.isnan(thread_speedup):
         evidence.append(f"best thread speedup {thread_speedup:.2f}×")
+    if not np.isnan(async_speedup):
+        evidence.append(f"best asyncio speedup {async_speedup:.2f}×")
+        thread_speedup = float(np.fmax(thread_speedup, async_speedup))
     if not np.isnan(process_speedup):
         evidence.append(f"best process speedup {process_speedup:.2f}×")
+    interpreter_speedup = best("interpreter")  # a GIL each, like processes: not rule 4's threads
+    if not np.isnan(interpreter_speedup):
+        evidence.append(f"best subinterpreter speedup {interpreter_speedup:.2f}×")
     if transfer_bytes is not None:
         text = f"pickled argument and result: {size(transfer_bytes)} per item"
         if transfer_s is not None:

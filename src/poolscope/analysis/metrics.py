@@ -32,6 +32,9 @@ SUMMARY_COLUMNS = [
 def summarize(trials: pd.DataFrame, cores: int, baseline: str = "serial") -> pd.DataFrame:
     """One row per (executor, workers, chunksize), in the order they were first run.
 
+    Speedups are against ``baseline`` (serial), or for ``NAME@/path/python`` against
+    ``serial@/path/python`` when the run has it.
+
     Only trials that ran every item count (status ``ok``, or ``partial`` where some items
     raised): a failed or interrupted trial's wall time is not comparable. An executor with no
     such trial keeps its row, with undefined (NaN) metrics and its failures counted in ``errors``.
@@ -69,13 +72,23 @@ def summarize(trials: pd.DataFrame, cores: int, baseline: str = "serial") -> pd.
     summary = pd.DataFrame(rows)
     if summary.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    is_base = (summary["executor"] == baseline).to_numpy()
-    base_wall = float(summary.loc[is_base, "wall_s"].iloc[0]) if is_base.any() else np.nan
-    base_walls = walls[int(np.argmax(is_base))] if is_base.any() else np.empty(0)
-    summary["speedup"] = base_wall / summary["wall_s"]
+    # Each row's baseline: serial under the same interpreter (``serial@PATH`` for ``X@PATH``,
+    # when it was run: another interpreter may run the same code at another speed), else serial.
+    names = summary["executor"].astype(str).tolist()
+    first_row = {name: i for i, name in reversed(list(enumerate(names)))}
+
+    def base_row(name: str) -> int | None:
+        elsewhere = name.partition("@")[2]
+        own = first_row.get(f"{baseline}@{elsewhere}") if elsewhere else None
+        return own if own is not None else first_row.get(baseline)
+
+    bases = [base_row(name) for name in names]
+    base_wall = np.array([summary["wall_s"].iat[b] if b is not None else np.nan for b in bases])
+    summary["speedup"] = base_wall / summary["wall_s"].to_numpy()
     scale = np.minimum(summary["workers"], cores)
     summary["efficiency"] = summary["speedup"] / scale
-    cis = [ratio_ci(base_walls, w) for w in walls]
+    cis = [ratio_ci(walls[b], w) if b is not None else None
+           for b, w in zip(bases, walls, strict=True)]
     summary["speedup_ci_lo"] = [ci[0] if ci else np.nan for ci in cis]
     summary["speedup_ci_hi"] = [ci[1] if ci else np.nan for ci in cis]
     summary["efficiency_ci_lo"] = summary["speedup_ci_lo"] / scale

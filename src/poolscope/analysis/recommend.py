@@ -6,7 +6,9 @@
    the upper end of the 95% interval of the ratio of medians is below 1 + EQUIVALENT (an
    equivalence test: a wide interval proves nothing, so noisy runs do not tie). With a single
    trial each there is no interval, and only a gap under CLOSE_CALL ties.
-4. Among those, the simplest wins: serial, then threads, then processes; then fewer workers.
+4. Among those, the simplest wins: serial, then threads or asyncio (one process, nothing
+   pickled), then processes, then subinterpreters, then another interpreter (NAME@PATH); then
+   fewer workers.
    A difference that is not statistically real is no reason to pay for processes.
 """
 
@@ -24,7 +26,10 @@ __all__ = ["Recommendation", "recommend", "workload_findings"]
 
 CLOSE_CALL = 0.05
 EQUIVALENT = 0.10
-FAMILY_COST = {"serial": 0, "thread": 1, "process": 2}
+# Subinterpreters rank after processes: as fast to reach, but new, and many extension modules
+# do not load in them. Unknown families (another interpreter, NAME@PATH) come last.
+FAMILY_COST = {"serial": 0, "thread": 1, "async": 1, "process": 2, "interpreter": 3}
+UNKNOWN_FAMILY_COST = 4
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,8 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
 
     tied = [fastest.name, *[i for i in comparisons if ties(i)]]
     chosen = min(tied, key=lambda i: (FAMILY_COST.get(families.get(ranked.loc[i, "executor"],
-                                                                     ""), 3),
+                                                                     ""),
+                                                    UNKNOWN_FAMILY_COST),
                                       ranked.loc[i, "workers"], ranked.loc[i, "wall_s"]))
     best = ranked.loc[chosen]
     reasons = [_fastest_sentence(fastest, several)]
@@ -118,7 +124,10 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
 
 def _simpler(family: str) -> str:
     return {"serial": "no pool at all", "thread": "threads share memory: nothing is pickled",
-            "process": "fewer or lighter processes"}.get(family, "fewer workers")
+            "async": "one event loop in this process: nothing is pickled",
+            "process": "fewer or lighter processes",
+            "interpreter": "one process, and fewer or lighter subinterpreters",
+            }.get(family, "fewer workers")
 
 
 def _fastest_sentence(best: pd.Series, several: bool) -> str:

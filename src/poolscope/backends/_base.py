@@ -30,18 +30,38 @@ class Backend(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    family: ClassVar[str]  # "serial", "thread" or "process": how workers share memory
+    # "serial", "thread", "async" (coroutines on one event loop), "interpreter" (subinterpreters:
+    # one process, a GIL each) or "process": how workers share memory
+    family: ClassVar[str]
     in_process: ClassVar[bool] = True  # workers share the parent's address space
+    # CPU that a child process spent before the trial began (another interpreter's start-up,
+    # see backends/elsewhere.py): the runner takes it off the reaped children's CPU.
+    untimed_cpu_s: float = 0.0
 
     def __init__(self, fn: Callable[[Any], Any], workers: int) -> None:
         self.fn = fn
         self.workers = workers
         # Each worker process's CPU at its last report, so a reused pool is not counted twice.
         self.cpu_reported: dict[int, float] = {}
+        # Executors with addressable workers (dask) describe each one here, keyed by the
+        # address the records carry in ChunkRecord.worker: host, pid, clock offset and its
+        # uncertainty, whether it was lost. The runner copies them into TrialResult.worker_info.
+        self.worker_info: dict[str, dict[str, Any]] = {}
+        # Trouble the executor recovered from during a trial (a worker lost, its chunks re-run):
+        # {"item": None, "kind": ..., "message": ...}; the runner moves them into the trial's
+        # errors after each run, so the trial is "partial" and the CLI exits 1.
+        self.incidents: list[dict[str, Any]] = []
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """Why this executor cannot run here, or None when it can."""
+        return None
+
+    @classmethod
+    def prepare_run(cls, fn: Callable[[Any], Any]) -> dict[str, Any] | None:
+        """Once per run, before any trial: raise a UsageError saying why when this executor
+        cannot run ``fn``; return facts about the interpreter that runs it (recorded in the
+        run's environment under "interpreters"), or None."""
         return None
 
     @classmethod
@@ -74,9 +94,17 @@ def register(cls: type[Backend]) -> type[Backend]:
 
 
 def get_backend(name: str) -> type[Backend]:
-    """The backend class for an executor name; a UsageError naming the choices otherwise."""
+    """The backend class for an executor name; a UsageError naming the choices otherwise.
+
+    ``NAME@/path/to/python`` is executor NAME run in a child process of that interpreter.
+    """
     try:
-        cls = REGISTRY[name]
+        if "@" in name:
+            from .elsewhere import backend_for
+
+            cls = backend_for(name)
+        else:
+            cls = REGISTRY[name]
     except KeyError:
         choices = ", ".join(REGISTRY)
         raise UsageError(f"unknown executor {name!r}; choose from {choices}") from None

@@ -12,6 +12,7 @@ The function goes to each worker once, as cloudpickle bytes in the pool's initia
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import multiprocessing
 import os
 import re
@@ -23,8 +24,6 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import AbstractContextManager
 from multiprocessing.pool import Pool
 from typing import Any, ClassVar
-
-import cloudpickle
 
 from .._errors import WorkerDiedError
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
@@ -92,12 +91,18 @@ class _ProcessMixin:
         method = cls.start_method
         if method is not None and method not in multiprocessing.get_all_start_methods():
             return f"start method {method!r} is not supported on this platform"
+        # Imported lazily: another interpreter's child (NAME@PATH) may lack it, and then only
+        # the executors that send the function to workers are unavailable.
+        if importlib.util.find_spec("cloudpickle") is None:
+            return "needs cloudpickle to send the function to workers: pip install cloudpickle"
         return None
 
     def context(self) -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context(self.start_method)
 
     def function_payload(self) -> bytes:
+        import cloudpickle
+
         return cloudpickle.dumps(self.fn)
 
     def launching(self) -> AbstractContextManager[object]:

@@ -52,7 +52,13 @@ from matplotlib.ticker import MaxNLocator
 
 from .._errors import UsageError
 from .._format import duration
-from ..frames import concurrency, concurrency_binned, items_frame, representative_trials
+from ..frames import (
+    concurrency,
+    concurrency_binned,
+    items_frame,
+    representative_trials,
+    worker_names,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -487,21 +493,13 @@ def _concurrency_legend() -> list[Any]:
 
 
 def _lane_names(frame: pd.DataFrame, lanes: int) -> list[str]:
-    """``"0 · pid 1234"`` when each worker is a process, else ``"0 · tid 5678"``."""
+    """``"0 · pid 1234"`` when each worker is a process, else ``"0 · tid 5678"`` (see
+    ``frames.worker_names``)."""
     first = frame.drop_duplicates("lane").set_index("lane")
-    pids = first["pid"].reindex(range(lanes))
-    tids = first["tid"].reindex(range(lanes))
-    by_pid = pids.nunique() == lanes
-    names = []
-    for lane in range(lanes):
-        pid, tid = pids.iloc[lane], tids.iloc[lane]
-        if pd.isna(pid):
-            names.append(str(lane))
-        elif by_pid:
-            names.append(f"{lane} · pid {int(pid)}")
-        else:
-            names.append(f"{lane} · tid {int(tid)}")
-    return names
+    pids = first["pid"].reindex(range(lanes)).tolist()
+    tids = first["tid"].reindex(range(lanes)).tolist()
+    executor = str(frame["executor"].iloc[0]) if len(frame) else None
+    return [f"{lane} · {name}" for lane, name in enumerate(worker_names(pids, tids, executor))]
 
 
 def _tick_positions(count: int, most: int = 8) -> list[int]:

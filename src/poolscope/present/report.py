@@ -48,7 +48,13 @@ from bokeh.resources import INLINE
 from .. import __version__
 from .._errors import UsageError
 from .._format import duration, size
-from ..frames import concurrency, concurrency_binned, merge_bars, representative_trials
+from ..frames import (
+    concurrency,
+    concurrency_binned,
+    merge_bars,
+    representative_trials,
+    worker_names,
+)
 
 if TYPE_CHECKING:
     from bokeh.models import Model
@@ -471,15 +477,9 @@ def _lane_names(frame: pd.DataFrame, lanes: int) -> list[str]:
     if not len(frame):
         return [str(i) for i in range(lanes)]
     first = frame.drop_duplicates("lane").set_index("lane").reindex(range(lanes))
-    by_pid = first["pid"].nunique() == lanes
-    names = []
-    for lane in range(lanes):
-        pid, tid = first["pid"].iloc[lane], first["tid"].iloc[lane]
-        if pd.isna(pid):
-            names.append(str(lane))
-        else:
-            names.append(f"{lane} · pid {int(pid)}" if by_pid else f"{lane} · tid {int(tid)}")
-    return names
+    names = worker_names(first["pid"].tolist(), first["tid"].tolist(),
+                         str(frame["executor"].iloc[0]))
+    return [f"{lane} · {name}" for lane, name in enumerate(names)]
 
 
 def _concurrency_view(result: Result, trials: Sequence[TrialResult],

@@ -88,6 +88,15 @@ def render_result(result: Result) -> Iterator[Any]:
     for trial in failed:
         first = trial.errors[0] if trial.errors else {"kind": "?", "message": ""}
         yield Text(f"{trial.executor} failed: {first['kind']}: {first['message']}", style="red")
+    # Executor incidents a trial survived (a lost Dask worker): the run exits 1, so say why.
+    seen = set()
+    for trial in result.trial_results:
+        if trial.status == "failed":
+            continue
+        for e in trial.errors:
+            if e["item"] is None and e["message"] not in seen:
+                seen.add(e["message"])
+                yield Text(f"{trial.executor}: {e['kind']}: {e['message']}", style="red")
     item_errors = [e for e in result.errors if e["item"] is not None]
     if item_errors:
         e = item_errors[0]

@@ -63,7 +63,7 @@ import numpy as np
 
 from .. import __version__
 from .._errors import UsageError
-from ..frames import concurrency, concurrency_binned, lane_numbers
+from ..frames import concurrency, concurrency_binned, lane_numbers, worker_names
 from ..probe import STATUS_OK
 from ..runner import TrialResult
 
@@ -210,7 +210,7 @@ class _Trial:
 def _prepare(t: TrialResult, pid: int, offset: int) -> _Trial:
     """Sort the trial's items by lane and start, name the lanes, find the overlapping items."""
     cols = t.items
-    lanes = lane_numbers(cols.pid, cols.tid, cols.start_ns)
+    lanes = lane_numbers(cols.pid, cols.tid, cols.start_ns, cols.worker)
     order = np.lexsort((cols.end_ns, cols.start_ns, lanes))
     lane = lanes[order].astype(np.int64)
     start, end = cols.start_ns[order].astype(np.int64), cols.end_ns[order].astype(np.int64)
@@ -258,27 +258,10 @@ def _trial_events(events: _Events, t: TrialResult, pid: int, offset: int) -> Non
 
 
 def _lane_names(t: TrialResult, lane_pid: np.ndarray, lane_tid: np.ndarray) -> list[str]:
-    """"worker 0 · pid 1234" for process workers, "worker 0 · tid 5678" for threads.
-
-    The executor's family decides; for an executor poolscope does not know, one process for
-    all lanes means threads. A process holding several lanes is named by pid and tid.
-    """
-    from ..backends import REGISTRY
-
-    cls = REGISTRY.get(t.executor.split("@")[0])
-    processes = (cls.family == "process" if cls is not None
-                 else len(np.unique(lane_pid)) > 1)
-    pids, counts = np.unique(lane_pid, return_counts=True)
-    shared = set(pids[counts > 1].tolist())
-    names = []
-    for k, (pid, tid) in enumerate(zip(lane_pid.tolist(), lane_tid.tolist(), strict=True)):
-        if not processes:
-            names.append(f"worker {k} · tid {tid}")
-        elif pid in shared:
-            names.append(f"worker {k} · pid {pid} · tid {tid}")
-        else:
-            names.append(f"worker {k} · pid {pid}")
-    return names
+    """"worker 0 · pid 1234" for process workers, "worker 0 · tid 5678" for threads, "worker 0
+    · slot 0 · tid 5678" for an event loop's slots (see ``frames.worker_names``)."""
+    names = worker_names(lane_pid.tolist(), lane_tid.tolist(), t.executor)
+    return [f"worker {k} · {name}" for k, name in enumerate(names)]
 
 
 def _overlapping(lane: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:

@@ -1,0 +1,214 @@
+"""The child side of ``NAME@/path/to/python`` (see ``backends/elsewhere.py``).
+
+Run by another interpreter as ``python -m poolscope._child MODE`` with this poolscope's source
+on PYTHONPATH. It imports only the standard library, the probe and the backends — never numpy,
+pandas or anything of the analysis — and must run on every supported Python (3.10+).
+
+- ``describe``: a pickled request on stdin ({"function": bytes | None});
+  one JSON object on stdout: version, implementation, whether the build is free-threaded and
+  whether the GIL is enabled (read after loading the function), every executor with why it is
+  unavailable, and which packages poolscope would use there and whether they are installed.
+- ``serve``: the trial protocol, framed pickles on stdin and stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import pickle
+import platform
+import resource
+import struct
+import sys
+import sysconfig
+from typing import Any
+
+PROTOCOL = 5
+_HEADER = struct.Struct(">Q")
+_CLOUDPICKLE_USERS = "the executors that send the function to their own workers"
+
+
+def _take_stdio() -> tuple[int, int]:
+    """Keep stdin and stdout for the protocol; the workload's prints go to stderr instead."""
+    read_fd, write_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    return read_fd, write_fd
+
+
+def _gil_enabled() -> bool:
+    check = getattr(sys, "_is_gil_enabled", None)
+    return bool(check()) if check is not None else True
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return (f"{type(exc).__name__}: {exc} — install it there: {sys.executable} -m pip "
+                f"install {exc.name.split('.')[0]}")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _interpreter() -> dict[str, Any]:
+    return {"python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+            "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED"))}
+
+
+def describe(request: dict[str, Any]) -> dict[str, Any]:
+    info: dict[str, Any] = {**_interpreter(), "executors": [], "error": None,
+                            "function_error": None}
+    spec = importlib.util.find_spec("cloudpickle")
+    version = None
+    if spec is not None:
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version("cloudpickle")
+        except Exception:
+            version = "?"
+    need = {"package": "cloudpickle", "installed": spec is not None, "version": version,
+            "install": f"{sys.executable} -m pip install cloudpickle",
+            "for": [_CLOUDPICKLE_USERS]}
+    info["needs"] = [need]
+    try:
+        from poolscope.backends import REGISTRY
+    except BaseException as exc:
+        info["error"] = f"poolscope's executors cannot be imported there: {_why(exc)}"
+        info["gil_enabled"] = _gil_enabled()
+        return info
+    for name, cls in REGISTRY.items():
+        reason = cls.unavailable_reason()
+        info["executors"].append({"name": name, "family": cls.family, "summary": cls.summary,
+                                  "available": reason is None, "reason": reason})
+    users = [e["name"] for e in info["executors"] if "cloudpickle" in (e["reason"] or "")]
+    need["for"] = users or need["for"]
+    if request.get("function") is not None:
+        try:
+            pickle.loads(request["function"])  # imports the workload's module
+        except BaseException as exc:
+            info["function_error"] = f"the function cannot be loaded: {_why(exc)}"
+    info["gil_enabled"] = _gil_enabled()  # after the workload's imports: they can turn it on
+    return info
+
+
+class _Pipe:
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.read_fd, self.write_fd = read_fd, write_fd
+
+    def _read(self, n: int) -> bytes:
+        parts, left = [], n
+        while left:
+            data = os.read(self.read_fd, min(left, 1 << 20))
+            if not data:
+                raise EOFError
+            parts.append(data)
+            left -= len(data)
+        return b"".join(parts)
+
+    def receive(self) -> tuple[Any, ...]:
+        (size,) = _HEADER.unpack(self._read(_HEADER.size))
+        message: tuple[Any, ...] = pickle.loads(self._read(size))
+        return message
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        data = pickle.dumps(message, PROTOCOL)
+        view = memoryview(_HEADER.pack(len(data)) + data)
+        while view:
+            view = view[os.write(self.write_fd, view):]
+
+
+def _failed(exc: BaseException) -> tuple[str, str, str]:
+    return ("failed", type(exc).__name__, str(exc) or repr(exc))
+
+
+def serve() -> None:
+    pipe = _Pipe(*_take_stdio())
+    try:
+        _, hello = pipe.receive()
+    except EOFError:
+        return
+    try:
+        from poolscope.backends import get_backend
+
+        cls = get_backend(hello["executor"])
+        fn = pickle.loads(hello["function"])
+    except BaseException as exc:
+        pipe.send(("error", type(exc).__name__, f"under {sys.executable}: {_why(exc)}"))
+        return
+    pipe.send(("ready", {"pid": os.getpid(), "gil_enabled": _gil_enabled(), "cpu_s": _cpu_s(),
+                         **_interpreter()}))
+    backend = None
+    while True:
+        try:
+            message = pipe.receive()
+        except EOFError:  # the parent went away
+            break
+        if message[0] == "start":
+            try:
+                backend = cls(fn, hello["workers"])
+                backend.start()
+            except BaseException as exc:
+                pipe.send(_failed(exc))
+            else:
+                pipe.send(("started",))
+        elif message[0] == "run":
+            try:
+                assert backend is not None, "start first"
+                for record in backend.run(message[1]):
+                    try:
+                        results = pickle.dumps(record.results[:8], PROTOCOL)
+                    except Exception:
+                        results = None
+                    pipe.send(("record", record._replace(results=[]), results))
+            except BaseException as exc:
+                pipe.send(_failed(exc))
+            else:
+                pipe.send(("done", {"incidents": list(getattr(backend, "incidents", [])),
+                                    "worker_info": dict(getattr(backend, "worker_info", {}))}))
+                getattr(backend, "incidents", []).clear()
+        elif message[0] == "close":
+            error = None
+            try:
+                if backend is not None:
+                    backend.close()
+            except BaseException as exc:
+                error = (type(exc).__name__, str(exc) or repr(exc))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pipe.send(("closed", {"gil_enabled": _gil_enabled(), "error": error}))
+            # The parent now stops this process (and anything the executor left running);
+            # waiting here spares the trial the interpreter's shutdown.
+            with contextlib.suppress(EOFError):
+                pipe.receive()
+            break
+
+
+def main(argv: list[str]) -> int:
+    mode = argv[0] if argv else ""
+    if mode == "describe":
+        request = pickle.loads(sys.stdin.buffer.read() or pickle.dumps({}))
+        out = os.dup(1)
+        os.dup2(2, 1)  # what importing the workload prints must not mix with the answer
+        info = describe(request)
+        with os.fdopen(out, "w", encoding="utf-8") as stream:
+            stream.write(json.dumps(info) + "\n")
+        return 0
+    if mode == "serve":
+        serve()
+        return 0
+    sys.stderr.write("usage: python -m poolscope._child describe|serve\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

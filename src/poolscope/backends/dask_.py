@@ -1,0 +1,524 @@
+"""Dask: a local cluster of worker processes, or an existing cluster (``--scheduler``).
+
+Where the trial runs::
+
+    no scheduler given                          --scheduler tcp://HOST:PORT (or the
+                                                $POOLSCOPE_DASK_SCHEDULER variable)
+    ------------------                          -----------------------------------------------
+    start(): LocalCluster of `workers` worker   start(): connect a Client; use the first workers (by
+      processes, 1 thread each, on 127.0.0.1,     address) whose threads add up to `workers`; the
+      no dashboard; close(): stop it              cluster is left running by close()
+
+Each chunk is one task, ``_dask_task(payload, digest, chunk)`` with the key
+``poolscope-<run token>-<first item>``: the worker unpickles the function once (cloudpickle bytes,
+cached by digest), runs the probe over the chunk and stamps the record with its hostname and
+address. The client yields records as their futures finish and releases each future at once (a
+worker dying later must not make the scheduler recompute a chunk already received).
+
+Clocks. ``perf_counter_ns`` is system-wide only within one host (one boot). At start, and for any
+worker first seen mid-run, the client takes ``CLOCK_ROUNDS`` round trips to every worker
+(``client.run`` of a clock reading): t0 on the client, t_w on the worker, t1 on the client;
+offset = t_w − (t0 + t1)/2, uncertainty = (t1 − t0)/2, from the round trip with the smallest
+RTT (about 2 ms on 127.0.0.1, so ±1 ms). A worker on the same boot as the client (same
+``/proc/sys/kernel/random/boot_id``, or same hostname where there is none) whose estimate is
+within its uncertainty of 0 shares our clock: its offset is 0 and its records are left as they
+are. Any other worker's item times are shifted by the estimate onto the client's axis. A worker
+that left before it could be asked is bounded by its task instead: its items ran after the
+client submitted the task and ended before the client had the result ("task bounds"). The
+estimate, its uncertainty, the offset applied and the method are kept per worker in
+``Backend.worker_info`` → ``TrialResult.worker_info`` → the run's options
+(``options["worker_details"][trial index]``, in the JSON and the store).
+
+Lost workers. The client subscribes to the scheduler's ``"all"`` event topic; each
+``remove-worker`` event names the worker and the task keys it was processing or held unfetched
+(``processing-tasks``, ``lost-computed-tasks``). Dask re-runs those tasks elsewhere; their
+records arrive once (one future per chunk, deduplicated by first item anyway) and are marked
+``retried``, so no item is counted twice. An unexpected loss (killed, crashed, network) becomes an
+incident in the trial's errors ({"item": None, "kind": "WorkerDiedError"}, naming the worker,
+its pid and host and the re-run items): the trial is ``partial`` and the CLI exits **1** —
+every item finished and was recorded, but the executor lost a worker and the trial's time
+includes the lost work. A graceful retirement (``expected``) only marks the records retried.
+When a chunk kills every worker that tries it (dask's ``allowed-failures``, default 3) the
+trial fails with one ``WorkerDiedError`` naming the items (exit 1, the other trials still run).
+A cluster left with no workers for ``NO_WORKERS_TIMEOUT_S``, or a lost scheduler, fails the
+trial too: every wait has a timeout.
+
+CPU. start() reads each worker's process CPU into ``cpu_reported``, the baseline of what the
+workers report with their chunks (``process_cpu_s``); the runner counts the increase. A local
+cluster's workers are also our children, reaped when close() stops them, and the runner takes
+the larger of the two, so a fresh cluster's trial counts its workers' start-up too (as for
+spawned process pools) and a reused one (``--reuse-pool``) only what its trials used. A remote
+cluster's workers are not our children: their reported increase is all there is. On a shared
+cluster it includes other clients' work on those workers; CPU after a worker's last report (and a
+killed worker's lost work) is not counted. pids key the baselines: two remote workers with the
+same pid on different hosts (containers) would share one.
+
+Logs and signals. A local cluster runs with distributed's logging silenced below CRITICAL (the
+losses it logs are reported here instead) and its workers ignore SIGINT (``dask_setup``, a worker
+preload): Ctrl-C interrupts the client, which stops the cluster.
+
+poolscope must be importable on remote workers (the task and the probe are sent by reference).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+import uuid
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from importlib.util import find_spec
+from typing import Any
+
+from .._errors import PoolscopeError, UsageError, WorkerDiedError
+from ..probe import HOST, Chunk, ChunkRecord, run_chunk
+from ._base import Backend, register
+
+__all__ = ["ENV_SCHEDULER", "DaskBackend", "dask_setup", "normalize_address",
+           "scheduler_address", "using_scheduler"]
+
+ENV_SCHEDULER = "POOLSCOPE_DASK_SCHEDULER"
+CLOCK_ROUNDS = 8
+POLL_S = 0.5  # how often a waiting client checks that the cluster still has workers
+NO_WORKERS_TIMEOUT_S = 60.0  # a cluster with no workers this long fails the trial
+CONNECT_TIMEOUT_S = 30.0
+WAIT_FOR_WORKERS_S = 30.0  # an external cluster must offer `workers` threads within this
+CLOSE_TIMEOUT_S = 30.0
+CALL_TIMEOUT_S = 30.0  # one round trip to the scheduler or the workers
+
+_scheduler: ContextVar[str | None] = ContextVar("poolscope_dask_scheduler", default=None)
+
+
+def normalize_address(text: str) -> str:
+    """``tcp://HOST:PORT`` from what a user typed (``HOST:PORT`` gets ``tcp://``)."""
+    address = text.strip()
+    if "://" not in address:
+        address = f"tcp://{address}"
+    protocol, _, rest = address.partition("://")
+    host, sep, port = rest.rpartition(":")
+    if not protocol or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--scheduler: expected tcp://HOST:PORT, got {text!r}")
+    return address
+
+
+def scheduler_address() -> str | None:
+    """The scheduler the dask executor uses: the API's or CLI's, else $POOLSCOPE_DASK_SCHEDULER,
+    else None (a local cluster per trial)."""
+    address = _scheduler.get() or os.environ.get(ENV_SCHEDULER, "").strip()
+    return normalize_address(address) if address else None
+
+
+@contextlib.contextmanager
+def using_scheduler(address: str | None) -> Iterator[None]:
+    """Within the block, dask trials run on the cluster at ``address`` (None: unchanged)."""
+    if address is None:
+        yield
+        return
+    token = _scheduler.set(normalize_address(address))
+    try:
+        yield
+    finally:
+        _scheduler.reset(token)
+
+
+# --- worker side -------------------------------------------------------------------------------
+
+_functions: dict[str, Callable[[Any], Any]] = {}
+_functions_lock = threading.Lock()
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def _process_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _worker_facts() -> dict[str, Any]:
+    """Run on each worker by ``client.run``: its clock first, then who and where it is."""
+    now = time.perf_counter_ns()
+    return {"perf_ns": now, "pid": os.getpid(), "host": HOST, "boot_id": _boot_id(),
+            "cpu_s": _process_cpu_s()}
+
+
+def dask_setup(worker: Any) -> None:
+    """Worker preload of our local clusters (dask calls it by this name when a worker starts):
+    Ctrl-C reaches the whole process group, and the parent stops the cluster itself, so a
+    worker must neither die half-way through a chunk nor print a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _dask_task(payload: bytes, digest: str, chunk: Chunk) -> ChunkRecord:
+    """The task of one chunk, in a dask worker thread."""
+    from distributed import get_worker
+
+    fn = _functions.get(digest)
+    if fn is None:
+        with _functions_lock:
+            if len(_functions) > 8:  # a long-lived worker serves many runs: keep a few
+                _functions.clear()
+            import cloudpickle
+
+            fn = _functions[digest] = cloudpickle.loads(payload)
+    record = run_chunk(fn, chunk)
+    return record._replace(host=HOST, worker=get_worker().address)
+
+
+# --- client side -------------------------------------------------------------------------------
+
+
+def _items_text(firsts: Sequence[tuple[int, int]]) -> str:
+    parts = [f"{a}" if a == b else f"{a}–{b}" for a, b in sorted(firsts)]
+    return ", ".join(parts)
+
+
+@register
+class DaskBackend(Backend):
+    name = "dask"
+    summary = ("Dask distributed: a local cluster of worker processes, or an existing cluster "
+               "(--scheduler tcp://HOST:PORT)")
+    family = "process"
+    in_process = False
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if find_spec("dask") is None or find_spec("distributed") is None:
+            return "pip install 'poolscope[dask]'"
+        # Planning a run asks this first: importing distributed (about 0.5 s of CPU) now keeps
+        # it out of the first trial's wall and CPU time.
+        try:
+            import distributed  # noqa: F401
+        except Exception as exc:  # a broken install: say what broke
+            return f"distributed cannot be imported ({type(exc).__name__}: {exc})"
+        return None
+
+    def __init__(self, fn: Callable[[Any], Any], workers: int) -> None:
+        super().__init__(fn, workers)
+        self.scheduler = scheduler_address()  # None: a LocalCluster of our own
+        import distributed  # noqa: F401  (before the trial's clock starts, if not yet)
+
+        self._cluster: Any = None
+        self._client: Any = None
+        self._allowed: list[str] | None = None  # an external cluster's workers we run on
+        self._payload = b""
+        self._digest = ""
+        self._keys: dict[str, tuple[int, int]] = {}  # task key -> (first, last) item
+        self._events: list[dict[str, Any]] = []  # remove-worker events, as they arrive
+        self._lock = threading.Lock()
+        self._own_boot = _boot_id()
+
+    # --- start and stop ------------------------------------------------------------------------
+    def start(self) -> None:
+        import cloudpickle  # lazily: a child interpreter running thread@ needs none
+        import distributed
+
+        self._payload = cloudpickle.dumps(self.fn)
+        self._digest = hashlib.sha256(self._payload).hexdigest()
+        address = self.scheduler
+        if address is None:
+            from .processes import _unguarded_main_hidden
+
+            with _unguarded_main_hidden():  # spawned workers must not re-run a user's script
+                self._cluster = distributed.LocalCluster(
+                    n_workers=self.workers, threads_per_worker=1, processes=True,
+                    host="127.0.0.1", scheduler_port=0, dashboard_address=None,
+                    # no dashboard, and its bare HTTP server (health checks) on a free port:
+                    # without this it takes 8787, or warns when something else has it
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                    silence_logs=logging.CRITICAL, preload=[__name__])
+            address = self._cluster.scheduler_address
+        try:
+            self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S,
+                                              set_as_default=False)
+        except OSError as exc:
+            raise PoolscopeError(
+                f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        self._client.subscribe_topic("all", self._on_event)
+        if self._cluster is None:
+            self._allowed = self._choose_workers()
+        self._survey(self._allowed)
+        # The workers' CPU so far is the baseline of what they report with their chunks. For a
+        # remote cluster that is all the runner can count; a local cluster's workers are also
+        # reaped children (start-up included), and the runner takes the larger of the two.
+        for info in self.worker_info.values():
+            self.cpu_reported[info["pid"]] = info.pop("cpu_s_at_start")
+
+    def close(self) -> None:
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        try:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.unsubscribe_topic("all")
+                client.close(timeout=CLOSE_TIMEOUT_S)
+        finally:
+            if cluster is not None:
+                cluster.close(timeout=CLOSE_TIMEOUT_S)
+
+    # --- cluster facts ---------------------------------------------------------------------------
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A client coroutine method run to completion, with a timeout."""
+        return self._client.sync(fn, *args, callback_timeout=CALL_TIMEOUT_S, **kwargs)
+
+    def _cluster_workers(self) -> dict[str, dict[str, Any]]:
+        identity = self._call(self._client.scheduler.identity, n_workers=-1)
+        return dict(identity.get("workers", {}))
+
+    def _choose_workers(self) -> list[str]:
+        """The first workers, by address, whose threads add up to the requested count."""
+        deadline = time.monotonic() + WAIT_FOR_WORKERS_S
+        while True:
+            workers = self._cluster_workers()
+            chosen, threads = [], 0
+            for address in sorted(workers):
+                if threads >= self.workers:
+                    break
+                chosen.append(address)
+                threads += int(workers[address].get("nthreads", 1))
+            if threads >= self.workers:
+                return chosen
+            if time.monotonic() > deadline:
+                total = sum(int(w.get("nthreads", 1)) for w in workers.values())
+                raise UsageError(
+                    f"the Dask cluster at {self.scheduler} has {total} worker thread(s), "
+                    f"fewer than the {self.workers} asked for: start more workers or lower "
+                    "--workers")
+            time.sleep(POLL_S)
+
+    def _survey(self, addresses: list[str] | None, rounds: int = CLOCK_ROUNDS,
+                timeout: float = CALL_TIMEOUT_S) -> None:
+        """Clock offsets (NTP-style, best of ``rounds`` round trips), pid, host, CPU."""
+        best: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        for _ in range(rounds):
+            if addresses is not None and not addresses:
+                break
+            t0 = time.perf_counter_ns()
+            try:
+                replies = self._client.sync(self._client._run, _worker_facts,
+                                            workers=addresses, on_error="return",
+                                            callback_timeout=timeout)
+            except TimeoutError:
+                break
+            t1 = time.perf_counter_ns()
+            for address, facts in replies.items():
+                if isinstance(facts, ImportError | AttributeError):
+                    raise PoolscopeError(
+                        f"poolscope cannot run on the Dask worker {address} "
+                        f"({type(facts).__name__}: {facts}): install the same poolscope "
+                        "there") from None
+                if isinstance(facts, BaseException):
+                    continue  # a worker leaving: not asked again
+                if address not in best or t1 - t0 < best[address][0]:
+                    best[address] = (t1 - t0, facts["perf_ns"] - (t0 + t1) // 2, facts)
+            addresses = [a for a, facts in replies.items()
+                         if not isinstance(facts, BaseException)]
+        for address, (rtt, estimate, facts) in best.items():
+            same_clock = self._same_boot(facts) and abs(estimate) <= rtt // 2
+            self.worker_info[address] = {
+                "address": address, "host": facts["host"], "pid": facts["pid"],
+                "clock_offset_s": 0.0 if same_clock else estimate / 1e9,
+                "clock_estimate_s": estimate / 1e9, "clock_uncertainty_s": rtt / 2e9,
+                "clock_rtt_s": rtt / 1e9, "clock_method": "round trips",
+                "same_clock": same_clock, "lost": None, "cpu_s_at_start": facts["cpu_s"]}
+
+    def _same_boot(self, facts: dict[str, Any]) -> bool:
+        """Whether a worker's perf_counter can be ours: the same boot of the same machine."""
+        if self._own_boot and facts.get("boot_id"):
+            return bool(facts["boot_id"] == self._own_boot)
+        return bool(facts.get("host") == HOST)
+
+    # --- events from the scheduler (the client's event-loop thread) -----------------------------
+    def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        _, message = event
+        if isinstance(message, dict) and message.get("action") == "remove-worker":
+            with self._lock:
+                self._events.append(message)
+
+    def _lost_keys(self) -> set[str]:
+        with self._lock:
+            events = list(self._events)
+        keys: set[str] = set()
+        for event in events:
+            keys.update(event.get("processing-tasks") or ())
+            keys.update(event.get("lost-computed-tasks") or ())
+        return keys
+
+    # --- running -----------------------------------------------------------------------------
+    def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
+        assert self._client is not None, "start() first"
+        client = self._client
+        token = uuid.uuid4().hex[:12]
+        self._keys = {f"poolscope-{token}-{c.first}": (c.first, c.first + len(c.items) - 1)
+                      for c in chunks}
+        with self._lock:
+            self._events.clear()
+        # A reused cluster (--reuse-pool): workers lost in an earlier trial are not this one's.
+        self.worker_info = {a: w for a, w in self.worker_info.items() if not w.get("lost")}
+        done: queue.Queue[Any] = queue.Queue()
+        restrict = ({"workers": self._allowed, "allow_other_workers": True}
+                    if self._allowed else {})
+        futures = []
+        submitted: dict[int, int] = {}  # first item -> perf_counter_ns when submitted
+        for chunk, key in zip(chunks, self._keys, strict=True):
+            submitted[chunk.first] = time.perf_counter_ns()  # the task cannot start before
+            future = client.submit(_dask_task, self._payload, self._digest, chunk, key=key,
+                                   pure=False, **restrict)
+            future.add_done_callback(done.put)
+            futures.append(future)
+        seen: set[int] = set()
+        retried_by: dict[int, str] = {}  # first item -> the worker that lost it
+        no_workers_since: float | None = None
+        finished = False
+        try:
+            remaining = len(futures)
+            while remaining:
+                try:
+                    future = done.get(timeout=POLL_S)
+                except queue.Empty:
+                    no_workers_since = self._check_health(no_workers_since)
+                    continue
+                remaining -= 1
+                record = self._result(future)
+                future.release()
+                if record.first in seen:  # never count an item twice
+                    continue
+                seen.add(record.first)
+                retried = future.key in self._lost_keys()
+                if retried:
+                    retried_by[record.first] = record.worker
+                received = time.perf_counter_ns()
+                yield self._on_client_clock(record, submitted[record.first],
+                                            received)._replace(retried=retried)
+            finished = True
+        finally:
+            if not finished:
+                with contextlib.suppress(Exception):
+                    client.cancel([f for f in futures if not f.done()])
+            self._report_losses(finished)
+
+    def _result(self, future: Any) -> ChunkRecord:
+        """The chunk's record; a task that failed becomes an error naming its items."""
+        from distributed import KilledWorker
+
+        first, last = self._keys[future.key]
+        items = f"item {first}" if first == last else f"items {first}–{last}"
+        no_workers_since: float | None = None
+        while True:
+            try:
+                return future.result(timeout=POLL_S)  # type: ignore[no-any-return]
+            except KilledWorker:
+                raise WorkerDiedError(
+                    f"{items}: every Dask worker that ran them died (dask's allowed-failures "
+                    f"reached); workers lost: {self._lost_text() or 'unknown'}") from None
+            except TimeoutError:  # the data is being fetched, or re-computed after a loss
+                no_workers_since = self._check_health(no_workers_since)
+
+    def _check_health(self, no_workers_since: float | None) -> float | None:
+        """Raise when the scheduler is gone or the cluster stayed without workers too long."""
+        if self._client is None or self._client.status not in ("running", "connecting"):
+            raise WorkerDiedError(f"lost the connection to the Dask scheduler at "
+                                  f"{self.scheduler or 'the local cluster'}")
+        try:  # the count only: a big cluster's worker list is not fetched every poll
+            count = self._call(self._client.scheduler.identity, n_workers=0)["n_workers"]
+        except (TimeoutError, OSError) as exc:
+            raise WorkerDiedError(f"the Dask scheduler does not answer ({exc})") from None
+        if count:
+            return None
+        now = time.monotonic()
+        if no_workers_since is None:
+            return now
+        if now - no_workers_since > NO_WORKERS_TIMEOUT_S:
+            raise WorkerDiedError(
+                f"the Dask cluster has had no workers for {NO_WORKERS_TIMEOUT_S:.0f} s; "
+                f"workers lost: {self._lost_text() or 'none seen leaving'}")
+        return no_workers_since
+
+    def _on_client_clock(self, record: ChunkRecord, submitted_ns: int,
+                         received_ns: int) -> ChunkRecord:
+        """The record's item times moved onto the client's perf_counter axis."""
+        info = self.worker_info.get(record.worker)
+        if info is None:  # a worker first seen mid-run (a nanny's restart, scaling up)
+            if record.worker in self._cluster_workers():  # asking a dead one waits 30 s
+                self._survey([record.worker], rounds=3, timeout=5.0)
+            info = self.worker_info.get(record.worker)
+            if info is None:  # it left already: bound its clock by this task's round trip
+                info = self.worker_info[record.worker] = self._task_bounds(
+                    record, submitted_ns, received_ns)
+            info.pop("cpu_s_at_start", None)
+            if self._cluster is None and info["pid"] == record.pid:
+                # A remote worker first seen now: count its CPU from this chunk's start.
+                chunk_cpu = (record.cpu_marks_ns[-1] - record.cpu_marks_ns[0]) / 1e9
+                self.cpu_reported.setdefault(record.pid, record.process_cpu_s - chunk_cpu)
+        offset = round(info["clock_offset_s"] * 1e9)
+        if not offset:
+            return record
+        return record._replace(start_ns=array("q", (t - offset for t in record.start_ns)),
+                               end_ns=array("q", (t - offset for t in record.end_ns)))
+
+    def _task_bounds(self, record: ChunkRecord, submitted_ns: int,
+                     received_ns: int) -> dict[str, Any]:
+        """A clock estimate from the task itself: its items ran after the client submitted it
+        and ended before the client received it: offset ∈ [end − received, start − submitted].
+        """
+        low = record.end_ns[-1] - received_ns if len(record.end_ns) else 0
+        high = record.start_ns[0] - submitted_ns if len(record.start_ns) else 0
+        estimate, half = (low + high) // 2, max(0, (high - low) // 2)
+        same_clock = record.host == HOST and low <= 0 <= high
+        return {"address": record.worker, "host": record.host, "pid": record.pid,
+                "clock_offset_s": 0.0 if same_clock else estimate / 1e9,
+                "clock_estimate_s": estimate / 1e9, "clock_uncertainty_s": half / 1e9,
+                "clock_rtt_s": None, "clock_method": "task bounds", "same_clock": same_clock,
+                "lost": None}
+
+    def _lost_text(self) -> str:
+        with self._lock:
+            events = list(self._events)
+        names = []
+        for event in events:
+            address = event.get("worker", "?")
+            info = self.worker_info.get(address, {})
+            where = f" (pid {info['pid']} on {info['host']})" if info else ""
+            names.append(f"{address}{where}")
+        return ", ".join(dict.fromkeys(names))
+
+    def _report_losses(self, finished: bool) -> None:
+        """Each worker lost during run(): marked in worker_info, and an incident when it was
+        not a graceful retirement and the run still finished (a failed run says it all in its
+        error)."""
+        with self._lock:
+            events = list(self._events)
+        ours = set(self.worker_info) | set(self._allowed or ())
+        for event in events:
+            address = event.get("worker", "?")
+            keys = set(event.get("processing-tasks") or ()) | set(
+                event.get("lost-computed-tasks") or ())
+            mine = sorted(self._keys[k] for k in keys if k in self._keys)
+            if address not in ours and not mine:
+                continue  # another worker of a shared cluster
+            expected = bool(event.get("expected"))
+            info = self.worker_info.setdefault(address, {"address": address, "lost": None})
+            info["lost"] = {"expected": expected,
+                            "rerun_items": [list(span) for span in mine]}
+            if expected or not finished:
+                continue
+            where = (f" (pid {info['pid']} on {info['host']})" if "pid" in info else "")
+            rerun = (f"items {_items_text(mine)} were re-run on other workers and are marked "
+                     "retried" if mine else "no chunk of this trial was lost")
+            self.incidents.append({
+                "kind": "WorkerDiedError",
+                "message": f"Dask worker {address}{where} left the cluster during the trial "
+                           f"(killed, crashed or cut off; the scheduler does not know its exit "
+                           f"code); {rerun}; the trial's time includes the lost work"})

@@ -1,0 +1,549 @@
+"""Any executor under another Python interpreter: ``NAME@/path/to/python``.
+
+``thread@/usr/bin/python3.14t`` runs the ``thread`` executor in a child process of that
+interpreter; the child imports this same poolscope source (``PYTHONPATH``), runs the inner
+executor's start/run/close with the probe, and streams each ChunkRecord back. Records join the
+run on one time axis: ``perf_counter_ns`` is system-wide, so the child's clock is the parent's::
+
+    parent (this interpreter)                     child: PATH -m poolscope._child serve
+    -------------------------                     -------------------------------------
+    spawn, ("hello", executor, fn by reference) ─> import backends, load fn, read the GIL
+                                   ("ready", facts) <─
+    ---- the trial's clock starts here (t0) ----
+    ("start",)                                   ─> inner.start()
+    ("run", chunks)                              ─> for record in inner.run(chunks):
+                   ("record", ChunkRecord) ... <─      stream it back
+                   ("done", incidents)         <─
+    ("close",)                                   ─> inner.close(), read the GIL again
+                   ("closed", facts)           <─  and exit; the parent reaps it
+
+Messages are pickles (protocol 5, which every supported version reads) framed by an 8-byte
+length, on the child's stdin and stdout; the child points its own stdout at stderr, so what the
+workload prints cannot corrupt them. The child runs in its own session: Ctrl-C reaches only the
+parent, which stops it (and any workers it started) itself.
+
+**Timing.** The child interpreter's start-up — Python starting, importing poolscope and the
+workload — happens in ``__init__``, before the runner starts the trial's clock: it is measured
+(``startup_s`` of each child in the run's ``environment["interpreters"][NAME]["trials"]``) but
+is not part of the trial's wall time, nor of its CPU (its start-up CPU is taken off the reaped
+child's, see ``Backend.untimed_cpu_s``). What the trial pays beyond the inner executor's own
+costs is one pipe round trip per message and pickling the items to the child.
+
+**The function** goes by reference — a built-in workload, ``package.module:function`` or
+``path/to/file.py:function`` — and the child resolves it; cloudpickle's by-value code objects do
+not cross Python versions, so a lambda, a closure or a function from ``__main__`` is refused
+with the reason.
+
+**What the child needs**: Python 3.10+, and for the executors that send the function on to
+their own workers (process, process-*, loky, interpreter) cloudpickle. Not numpy, pandas or the
+rest: the child imports only the probe and the backends. ``poolscope executors --python PATH``
+tells what is there.
+
+**Recorded**: ``prepare_run`` describes the interpreter (version, implementation, whether the
+build is free-threaded, whether the GIL is enabled after the workload's module is imported) in
+the run's ``environment["interpreters"][NAME]``, and each child adds its own readings (the GIL
+after importing the workload and again after the run: an extension module can turn it back on).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import io
+import os
+import pickle
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .._errors import PoolscopeError, UsageError, WorkerDiedError
+from ..probe import Chunk, ChunkRecord
+from ._base import REGISTRY, Backend
+
+__all__ = ["MIN_VERSION", "ElsewhereBackend", "backend_for", "check_python", "describe",
+           "function_reference"]
+
+MIN_VERSION = (3, 10)
+PROTOCOL = 5
+STARTUP_TIMEOUT_S = 120.0  # the child's import of poolscope and the workload
+REPLY_TIMEOUT_S = 300.0  # the inner executor's start() or close()
+KILL_GRACE_S = 2.0
+POLL_S = 0.2
+_HEADER = struct.Struct(">Q")
+
+
+class ElsewhereError(PoolscopeError):
+    """The child interpreter reported an error (its kind names the original exception)."""
+
+
+_ERROR_TYPES: dict[str, type[ElsewhereError]] = {}
+
+
+def _error(kind: str, message: str) -> ElsewhereError:
+    """An exception whose type name is the child's exception's, so records keep its kind."""
+    if not kind.isidentifier():
+        kind = "ElsewhereError"
+    cls = _ERROR_TYPES.setdefault(kind, type(kind, (ElsewhereError,), {}))
+    return cls(message)
+
+
+# --- the interpreter ------------------------------------------------------------------------
+
+_VERSION_PROBE = ('import sys; sys.stdout.write("poolscope-python %d %d %d" '
+                  '% tuple(sys.version_info[:3]))')
+
+
+def _resolve(python: str) -> str:
+    expanded = os.path.expanduser(python)
+    if os.sep not in expanded and not os.path.exists(expanded):
+        found = shutil.which(expanded)
+        if found is None:
+            raise UsageError(f"{python}: no such interpreter on PATH")
+        return found
+    return os.path.abspath(expanded)
+
+
+@functools.cache
+def _check(python: str) -> tuple[str, tuple[int, int, int]]:
+    path = _resolve(python)
+    if not os.path.exists(path):
+        raise UsageError(f"{python}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"{python}: is a directory, not a Python interpreter")
+    if not os.access(path, os.X_OK):
+        raise UsageError(f"{python}: is not executable")
+    try:
+        done = subprocess.run([path, "-c", _VERSION_PROBE], capture_output=True, timeout=60,
+                              stdin=subprocess.DEVNULL, env=_child_env(), text=True,
+                              errors="replace")
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{python}: did not answer within 60 s") from None
+    except OSError as exc:
+        raise UsageError(f"{python}: is not a Python interpreter ({exc.strerror})") from None
+    words = done.stdout.split()
+    if done.returncode != 0 or len(words) != 4 or words[0] != "poolscope-python":
+        raise UsageError(f"{python}: is not a Python interpreter (it did not answer as one)")
+    version = (int(words[1]), int(words[2]), int(words[3]))
+    if version < MIN_VERSION:
+        need = ".".join(map(str, MIN_VERSION))
+        raise UsageError(f"{python}: is Python {'.'.join(map(str, version))}; poolscope needs "
+                         f"Python {need} or newer there")
+    return path, version
+
+
+def check_python(python: str) -> str:
+    """The interpreter's absolute path; a one-line UsageError when it is not a usable Python."""
+    return _check(python)[0]
+
+
+# --- what the child imports -----------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _source_root() -> str:
+    return isolated_root(Path(__file__).resolve().parent.parent)
+
+
+def isolated_root(package: Path) -> str:
+    """A directory whose only package is ``package``, for the child's PYTHONPATH.
+
+    A src checkout's ``src`` qualifies; an installed poolscope sits among other packages built
+    for this interpreter (site-packages), so the child gets a directory holding just a link.
+    """
+    root = package.parent
+    for entry in root.iterdir():
+        if entry.name == package.name or entry.name.endswith((".egg-info", ".dist-info")):
+            continue
+        if entry.suffix in (".py", ".so", ".pyd", ".pth") or (entry / "__init__.py").exists():
+            break
+    else:
+        return str(root)
+    shim = Path(tempfile.mkdtemp(prefix="poolscope-child-"))
+    try:
+        (shim / package.name).symlink_to(package, target_is_directory=True)
+    except OSError:
+        shutil.copytree(package, shim / package.name)
+    atexit.register(shutil.rmtree, shim, True)
+    return str(shim)
+
+
+def _forwarded_path() -> list[str]:
+    """This process's own source directories: sys.path before the interpreter's library.
+
+    That is the script's directory or the working directory, PYTHONPATH, and what was put in
+    front at run time (pytest's test directories, a notebook's ``sys.path.insert(0, ...)``) —
+    but never this interpreter's site-packages, whose compiled modules would not load there.
+    """
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                               sys.base_exec_prefix)}
+    forwarded = []
+    for entry in sys.path:
+        real = os.path.realpath(entry or os.getcwd())
+        if any(real == p or real.startswith(p + os.sep) for p in prefixes):
+            break
+        if os.path.isdir(real) and real not in forwarded:
+            forwarded.append(real)
+    return forwarded
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONHOME", "PYTHONEXECUTABLE", "__PYVENV_LAUNCHER__")}
+    root = _source_root()
+    env["PYTHONPATH"] = os.pathsep.join(
+        [root, *(p for p in _forwarded_path() if p != root)])
+    return env
+
+
+def _child_command(python: str, mode: str) -> list[str]:
+    return [python, "-m", "poolscope._child", mode]
+
+
+# --- the function, by reference -------------------------------------------------------------
+
+def _load_file_function(path: str, qualname: str) -> Any:
+    """In the child: a function of a ``path/to/file.py:function`` target."""
+    from ..workloads import _load_file_module
+
+    obj: Any = _load_file_module(Path(path))
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class _ByValueOnly(Exception):
+    pass
+
+
+class _ReferencePickler(pickle.Pickler):
+    """Pickles functions and classes by reference only, saying why when one cannot be."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, types.FunctionType | type):
+            module = getattr(obj, "__module__", None) or ""
+            qualname = getattr(obj, "__qualname__", "")
+            if "<lambda>" in qualname:
+                raise _ByValueOnly("it is a lambda")
+            if "<locals>" in qualname:
+                raise _ByValueOnly(f"{qualname} is defined inside another function")
+            if module == "__main__":
+                raise _ByValueOnly(f"{qualname} is defined in __main__ (a notebook cell or the "
+                                   "script being run)")
+            if module.startswith("poolscope_user_"):  # a path/to/file.py:function target
+                path = getattr(sys.modules.get(module), "__file__", None)
+                if path:
+                    return _load_file_function, (path, qualname)
+        return NotImplemented
+
+
+def function_reference(fn: Callable[[Any], Any]) -> bytes:
+    """``fn`` pickled by reference only; a UsageError saying why when it cannot be."""
+    buffer = io.BytesIO()
+    try:
+        _ReferencePickler(buffer, PROTOCOL).dump(fn)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, _ByValueOnly) else f"{type(exc).__name__}: {exc}"
+        raise UsageError(
+            f"the function cannot go to another interpreter: {reason}. Functions reach another "
+            "Python version by reference only (cloudpickle's by-value code does not cross "
+            "versions): put it in a module and name it as package.module:function or "
+            "path/to/file.py:function") from None
+    return buffer.getvalue()
+
+
+# --- describe ---------------------------------------------------------------------------------
+
+def describe(python: str, *, function: bytes | None = None) -> dict[str, Any]:
+    """Run the child in describe mode: its version, build, GIL, executors and missing packages.
+
+    With ``function`` the child loads it first (so the GIL reading comes after its imports)
+    and reports a failure to load it as ``function_error``.
+    """
+    path = check_python(python)
+    request = pickle.dumps({"function": function}, PROTOCOL)
+    try:
+        done = subprocess.run(_child_command(path, "describe"), input=request,
+                              capture_output=True, timeout=STARTUP_TIMEOUT_S, env=_child_env())
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{python}: describing it took over {STARTUP_TIMEOUT_S:.0f} s"
+                         ) from None
+    import json
+
+    try:
+        info: dict[str, Any] = json.loads(done.stdout.decode("utf-8"))
+    except ValueError:
+        last = _last_line(done.stderr.decode("utf-8", "replace"))
+        raise UsageError(f"{python}: poolscope's child did not start there"
+                         f"{': ' + last if last else ''}") from None
+    info["python_path"] = python
+    return info
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def needs_lines(info: dict[str, Any]) -> list[str]:
+    """What poolscope needs installed in a described interpreter, one line per package."""
+    lines = []
+    for need in info.get("needs", []):
+        if need["installed"]:
+            lines.append(f"{need['package']}: installed ({need['version']})")
+        else:
+            lines.append(f"{need['package']}: missing — {need['install']} (needed by "
+                         f"{', '.join(need['for'])})")
+    return lines
+
+
+# --- the backend ------------------------------------------------------------------------------
+
+@functools.cache
+def backend_for(name: str) -> type[ElsewhereBackend]:
+    """The backend class of ``NAME@PYTHON`` (KeyError when NAME is not an executor)."""
+    inner_name, _, python = name.partition("@")
+    if not python:
+        raise UsageError(f"executor {name!r}: name the interpreter after '@', e.g. "
+                         "thread@/usr/bin/python3.14t")
+    inner = REGISTRY[inner_name]
+    return type(f"ElsewhereBackend[{name}]", (ElsewhereBackend,), {
+        "name": name, "inner_name": inner_name, "python": python, "family": inner.family,
+        "summary": f"{inner_name} in a child process of {python}", "facts": None})
+
+
+class ElsewhereBackend(Backend):
+    """An inner executor run in a child process of another interpreter (see module docs)."""
+
+    inner_name: ClassVar[str]
+    python: ClassVar[str]
+    in_process = False
+    # The run's environment["interpreters"][name], set by prepare_run; each child adds its
+    # readings to its "trials" list.
+    facts: ClassVar[dict[str, Any] | None] = None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        try:
+            check_python(cls.python)
+        except UsageError as exc:
+            return str(exc)
+        return None
+
+    @classmethod
+    def effective_workers(cls, requested: int) -> int:
+        return REGISTRY[cls.inner_name].effective_workers(requested)
+
+    @classmethod
+    def prepare_run(cls, fn: Callable[[Any], Any]) -> dict[str, Any] | None:
+        info = describe(cls.python, function=function_reference(fn))
+        where = f"{cls.python} (Python {info.get('python', '?')})"
+        if info.get("error"):
+            raise UsageError(f"executor {cls.name!r}: {info['error']}")
+        if info.get("function_error"):
+            raise UsageError(f"executor {cls.name!r}: under {where} {info['function_error']}")
+        known = {e["name"]: e for e in info["executors"]}
+        inner = known.get(cls.inner_name)
+        if inner is None or not inner["available"]:
+            reason = inner["reason"] if inner else "it is not known there"
+            raise UsageError(f"executor {cls.inner_name!r} is not available under {where}: "
+                             f"{reason}")
+        facts = {key: info[key] for key in ("python", "implementation", "executable",
+                                            "free_threaded", "gil_enabled")}
+        cls.facts = {"executor": cls.inner_name, "python_path": cls.python, **facts,
+                     "trials": []}
+        return cls.facts
+
+    def __init__(self, fn: Callable[[Any], Any], workers: int) -> None:
+        super().__init__(fn, workers)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: Any = None
+        self._buffer = bytearray()
+        self._failure: BaseException | None = None
+        self._busy = False
+        self._ready: dict[str, Any] = {}
+        began = time.perf_counter()
+        try:  # before the trial's clock starts: see "Timing" above
+            reference = function_reference(fn)
+            path = check_python(self.python)
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+            self._proc = subprocess.Popen(
+                _child_command(path, "serve"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self._stderr, env=_child_env(), bufsize=0, start_new_session=True)
+            self._send(("hello", {"executor": self.inner_name, "workers": workers,
+                                  "function": reference}))
+            self._ready = self._expect("ready", STARTUP_TIMEOUT_S)[1]
+        except BaseException as exc:  # raised by start(), inside the trial, as its failure
+            self._failure = exc
+            self._kill(clean=False)
+            self._proc = None
+            if self._stderr is not None:
+                self._stderr.close()
+            return
+        self._ready["startup_s"] = time.perf_counter() - began
+        self.cpu_reported[self._ready["pid"]] = self._ready["cpu_s"]
+
+    # --- the protocol
+    def _send(self, message: tuple[Any, ...]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        data = pickle.dumps(message, PROTOCOL)
+        view = memoryview(_HEADER.pack(len(data)) + data)
+        try:
+            while view:
+                view = view[self._proc.stdin.write(view) or 0:]
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._gone() from None
+
+    def _read(self, n: int, deadline: float | None) -> bytes:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        while len(self._buffer) < n:
+            wait = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError(f"the {self.python} child did not answer in time")
+            ready, _, _ = select.select([fd], [], [], wait)
+            if ready:
+                data = os.read(fd, max(n - len(self._buffer), 1 << 16))
+                if not data:
+                    raise self._gone()
+                self._buffer += data
+            elif self._proc.poll() is not None:
+                raise self._gone()
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    def _receive(self, timeout: float | None = None) -> tuple[Any, ...]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline))
+        message: tuple[Any, ...] = pickle.loads(self._read(size, deadline))
+        if message[0] in ("error", "failed"):
+            raise _error(message[1], message[2])
+        return message
+
+    def _expect(self, kind: str, timeout: float | None) -> tuple[Any, ...]:
+        message = self._receive(timeout)
+        if message[0] != kind:
+            raise ElsewhereError(f"the {self.python} child answered {message[0]!r}, "
+                                 f"not {kind!r}")
+        return message
+
+    def _gone(self) -> WorkerDiedError:
+        from .processes import describe_exit
+
+        assert self._proc is not None
+        try:
+            code = self._proc.wait(timeout=KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        last = _last_line(self._stderr_text())
+        return WorkerDiedError(f"the {self.python} child (pid {self._proc.pid}) ended "
+                               f"({describe_exit(code)}){': ' + last if last else ''}")
+
+    def _stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+    # --- the backend protocol
+    def start(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        self._send(("start",))
+        self._expect("started", REPLY_TIMEOUT_S)
+
+    def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
+        self._busy = True
+        self._send(("run", list(chunks)))
+        while True:
+            try:
+                message = self._receive()
+            except ElsewhereError:  # the inner executor failed; the child waits for "close"
+                self._busy = False
+                raise
+            if message[0] == "done":
+                extra = message[1]
+                self.incidents.extend(extra.get("incidents", []))
+                self.worker_info.update(extra.get("worker_info", {}))
+                self._busy = False
+                return
+            record: ChunkRecord = message[1]
+            try:
+                results = pickle.loads(message[2]) if message[2] is not None else []
+            except Exception:  # return values this interpreter cannot load: sizes unknown
+                results = []
+            yield record._replace(results=results)
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        closed: dict[str, Any] = {}
+        try:
+            if not self._busy and self._proc.poll() is None:
+                self._send(("close",))
+                closed = self._expect("closed", REPLY_TIMEOUT_S)[1]
+        except (PoolscopeError, TimeoutError, OSError):
+            pass  # stopped below
+        finally:
+            self._kill(clean=bool(closed))
+            self._record(closed)
+            text = self._stderr_text()
+            if text.strip():  # what the workload printed, and warnings: shown once it is done
+                sys.stderr.write(text if text.endswith("\n") else text + "\n")
+            self._stderr.close()
+            self._proc = None
+        if closed.get("error"):
+            raise _error(closed["error"][0], closed["error"][1])
+
+    def _kill(self, clean: bool) -> None:
+        """Stop the child and every process it started (its session), then reap it.
+
+        After a clean close the child only waits to be stopped: SIGKILL spares it the
+        interpreter's shutdown (no cost of the inner executor's) and takes any worker it left
+        behind. Otherwise its session gets SIGTERM and KILL_GRACE_S to go first.
+        """
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            steps = ([(signal.SIGKILL, None)] if clean else
+                     [(signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)])
+            for sig, grace in steps:
+                try:
+                    os.killpg(proc.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    break
+                try:
+                    proc.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        else:  # it ended on its own (a crash): workers it left behind go with its session
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        # Reaped in this trial: the child's start-up CPU is in the children's CPU; take it off.
+        self.untimed_cpu_s = float(self._ready.get("cpu_s", 0.0))
+
+    def _record(self, closed: dict[str, Any]) -> None:
+        facts = type(self).facts
+        if facts is None or not self._ready:
+            return
+        entry = {"pid": self._ready["pid"], "startup_s": self._ready.get("startup_s"),
+                 "gil_enabled": self._ready.get("gil_enabled"),
+                 "gil_enabled_after": closed.get("gil_enabled")}
+        facts["trials"].append(entry)
+        if entry["gil_enabled"] or entry["gil_enabled_after"]:
+            facts["gil_enabled"] = True
