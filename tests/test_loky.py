@@ -108,12 +108,15 @@ def test_reused_pool_counts_each_workers_cpu_once():
     trials, _ = run_plan(workload, Plan(executors=("loky",), workers=(2,), repeat=3,
                                         reuse_pool=True))
     assert [t.status for t in trials] == ["ok"] * 3
-    assert set(trials[1].items.pid.tolist()) == set(trials[0].items.pid.tolist())  # reused
+    # Reused: three trials ran on the same two workers (fresh pools would show six pids; in one
+    # trial a worker may happen to take no chunk).
+    pids = [set(t.items.pid.tolist()) for t in trials]
+    assert len(set().union(*pids)) <= 2
     for t in trials[1:]:
         item_cpu = t.items.cpu_ns.sum() / 1e9
         # The tree's CPU holds this trial's items once (earlier trials' CPU is not re-counted).
         assert 0.8 * item_cpu <= t.cpu_s <= 1.6 * item_cpu + 0.05
-    assert alive(trials[0].items.pid.tolist()) == []
+    assert alive(sorted(set().union(*pids))) == []
 
 
 def test_fresh_pool_per_trial_counts_worker_cpu():

@@ -7,8 +7,10 @@ The rules, in order (first match wins); every threshold is a named constant:
    and unpickling them takes at least as long as the item's own work (the serial median wall):
    a process executor would spend more time copying than computing.
 3. ``overhead-bound``: the median item takes under TINY_ITEM_S, so dispatch and recording rival it.
-4. ``gil-releasing``: the best thread executor reaches THREAD_SCALES × serial speed (asyncio
-   counts as threads: plain functions run in its worker threads, coroutines share its one thread).
+4. ``gil-releasing``: the best thread executor reaches THREAD_SCALES × serial speed with its
+   items computing at once THREAD_BUSY or more on average (the GIL caps that at 1, whatever
+   a noisy serial baseline makes of the speedup). asyncio counts as threads: plain functions
+   run in its worker threads, coroutines share its one thread.
 5. ``mixed``: off-CPU between MIXED_OFFCPU and IO_OFFCPU.
 6. ``cpu-bound``: otherwise — the items hold the GIL.
 
@@ -31,6 +33,7 @@ MIXED_OFFCPU = 0.2
 TINY_ITEM_S = 100e-6
 TRANSFER_BYTES = 64 << 10
 THREAD_SCALES = 1.3
+THREAD_BUSY = 1.2
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,22 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
     evidence = [f"serial items spend {offcpu:.0%} of their time off the CPU",
                 f"median item takes {duration(item_wall)}"]
 
+    def rows_of(*kinds: str) -> pd.DataFrame:
+        return summary[summary["executor"].map(families).isin(kinds) & (summary["workers"] > 1)]
+
     def best(family: str) -> float:
-        rows = summary[summary["executor"].map(families).eq(family) & (summary["workers"] > 1)]
+        rows = rows_of(family)
         return float(rows["speedup"].max()) if len(rows) else np.nan
+
+    threaded = rows_of("thread", "async").dropna(subset=["speedup"])
+    thread_busy = (float(threaded.loc[threaded["speedup"].idxmax(), "cpu_parallelism"])
+                   if len(threaded) else np.nan)
 
     thread_speedup, async_speedup, process_speedup = best("thread"), best("async"), best("process")
     if not np.isnan(thread_speedup):
         evidence.append(f"best thread speedup {thread_speedup:.2f}×")
+    if not np.isnan(thread_busy):
+        evidence.append(f"threads computed {thread_busy:.2f} items at once")
     if not np.isnan(async_speedup):
         evidence.append(f"best asyncio speedup {async_speedup:.2f}×")
         thread_speedup = float(np.fmax(thread_speedup, async_speedup))
@@ -79,7 +91,7 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
         kind = "transfer-bound"
     elif item_wall < TINY_ITEM_S:
         kind = "overhead-bound"
-    elif thread_speedup >= THREAD_SCALES:
+    elif thread_speedup >= THREAD_SCALES and not thread_busy < THREAD_BUSY:
         kind = "gil-releasing"
     elif offcpu >= MIXED_OFFCPU:
         kind = "mixed"
