@@ -56,6 +56,7 @@ from ..frames import (
     concurrency,
     concurrency_binned,
     items_frame,
+    merge_bars,
     representative_trials,
     worker_names,
 )
@@ -338,37 +339,12 @@ def _job_number(label: Any) -> tuple[int, str]:
 # --- right: the per-worker timeline ------------------------------------------------------------
 def _reduce_bars(frame: pd.DataFrame, cap: int) -> _Bars:
     """One bar per item, or at most about ``cap`` bars of a worker's neighbouring items."""
-    lane = frame["lane"].to_numpy(np.int64)
-    start = frame["start_s"].to_numpy(np.float64)
-    end = frame["end_s"].to_numpy(np.float64)
-    cpu = frame["cpu_s"].to_numpy(np.float64)
-    failed = (frame["status"] == "error").to_numpy(bool)
-    order = np.lexsort((start, lane))
-    lane, start, end, cpu, failed = lane[order], start[order], end[order], cpu[order], failed[order]
-    wall = end - start
-    n = len(lane)
-    if n > cap:
-        span = max(float(end.max() - start.min()), 1e-9)
-        # The time slot a merged bar covers: about a pixel wide, fewer than ``cap`` in all.
-        width = max(span * 2 * (int(lane.max()) + 1) / cap, span / SLOTS)
-        while True:
-            slot = np.floor(start / width)
-            new = np.ones(n, bool)
-            new[1:] = (lane[1:] != lane[:-1]) | (slot[1:] != slot[:-1])
-            first = np.flatnonzero(new)
-            if len(first) <= cap:
-                break
-            width *= 2
-        lane, start, end = lane[first], np.minimum.reduceat(start, first), np.maximum.reduceat(
-            end, first)
-        cpu, wall = np.add.reduceat(cpu, first), np.add.reduceat(wall, first)
-        failed = np.logical_or.reduceat(failed, first)
-        busy = _ratio(wall, np.maximum(end - start, width))
-    else:
-        busy = np.ones(n)
-    fraction = _ratio(cpu, wall)
-    return _Bars(lane=lane, start=start, end=end, cpu_fraction=fraction, busy=busy,
-                 failed=failed, items=n)
+    bars = merge_bars(frame["lane"].to_numpy(np.int64), frame["start_s"].to_numpy(np.float64),
+                      frame["end_s"].to_numpy(np.float64), frame["cpu_s"].to_numpy(np.float64),
+                      (frame["status"] == "error").to_numpy(bool), cap=cap, slots=SLOTS)
+    return _Bars(lane=bars.lane, start=bars.start, end=bars.end,
+                 cpu_fraction=bars.cpu_fraction, busy=bars.busy, failed=bars.failed,
+                 items=len(frame))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
