@@ -40,7 +40,7 @@ def test_cli_table_and_json(cli, tmp_path):
     done = cli("executors", "--bench", "--bench-items", "200", "--json", "bench.json",
                timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "start-up" in done.stdout and "per item" in done.stdout
+    assert "start-up" in done.stdout and "per item, chunked" in done.stdout
     doc = json.loads((tmp_path / "bench.json").read_text())
     assert doc["kind"] == "executor-bench"
     names = {row["executor"] for row in doc["executors"]}

@@ -608,18 +608,22 @@ def _bench_executors(items: int, json_path: str | None) -> None:
                   f"median of {repeat} trials…", style="dim")
     table = bench_executors(items=items, workers=workers, repeat=repeat)
     view = Table(header_style="bold", box=None)
-    for column in ("executor", "start-up", "teardown", "per item (chunks of 1)",
-                   "per item (auto chunks)"):
-        view.add_column(column, justify="left" if column == "executor" else "right")
+    for column in ("executor", "start-up", "teardown", "per item", "per item, chunked"):
+        view.add_column(column, justify="left" if column == "executor" else "right",
+                        no_wrap=True)
+    missing = []
     for row in table.itertuples(index=False):
         if not row.available:
-            view.add_row(row.executor, f"not here: {row.reason}", "", "", "", style="dim")
+            view.add_row(row.executor, "–", "–", "–", "–", style="dim")
+            missing.append(f"{row.executor}: {row.reason}")
             continue
         view.add_row(row.executor, duration(row.startup_s), duration(row.teardown_s),
                      duration(row.per_item_s), duration(row.per_item_auto_s))
     console.print(view)
-    console.print("per item: (wall − start-up − teardown) / items, with the pool busy",
-                  style="dim")
+    console.print("per item: (wall − start-up − teardown) / items, one item per task; chunked: "
+                  "about four chunks per worker", style="dim")
+    for line in missing:
+        console.print(f"not here: {line}", style="dim", markup=False)
     if json_path:
         text = json.dumps(bench_json(table, items, workers, repeat), indent=2,
                           default=str) + "\n"
