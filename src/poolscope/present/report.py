@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -607,8 +606,3 @@ def _scaling_view(result: Result) -> list[Any]:
         text_after = "<p>Wall time against the number of items:</p>" + _list(growth)
         return [text, fig, text_after]
     return [text, fig]
-
-
-def report_path_for(run_id: str) -> Path:
-    """The default file ``poolscope report RUN`` writes."""
-    return Path(os.getcwd()) / f"poolscope-report-{run_id}.html"
