@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["duration", "json_number", "size"]
+__all__ = ["duration", "json_number", "percent", "ratio", "size"]
 
 
 def duration(seconds: float) -> str:
@@ -18,6 +18,16 @@ def duration(seconds: float) -> str:
             decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
             return f"{value:.{decimals}f} {unit}"
     raise AssertionError("unreachable")
+
+
+def ratio(value: float | None, suffix: str = "×") -> str:
+    """Two decimals and a suffix: 1.5 → '1.50×'; None or NaN → '–'."""
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}{suffix}"
+
+
+def percent(value: float | None) -> str:
+    """A share as a whole percentage: 0.493 → '49%'; None or NaN → '–'."""
+    return "–" if value is None or math.isnan(value) else f"{value:.0%}"
 
 
 def size(n: float) -> str:

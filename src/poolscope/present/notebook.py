@@ -23,7 +23,7 @@ import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .._format import duration, size
+from .._format import duration, percent, ratio, size
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -38,14 +38,6 @@ MUTED = "#666"
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _ratio(value: float, suffix: str = "×") -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.2f}{suffix}"
-
-
-def _percent(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.0%}"
 
 
 # --- the picture -------------------------------------------------------------------------------
@@ -116,9 +108,9 @@ def _table(result: Result) -> str:
         spread = ("–" if math.isnan(row.wall_ci_lo) or not row.wall_s else
                   f"{(row.wall_ci_hi - row.wall_ci_lo) / 2 / row.wall_s:.0%}")
         values = [label, str(row.trials), duration(row.wall_s),
-                  spread, _ratio(row.speedup), _percent(row.efficiency), duration(row.cpu_s),
-                  _ratio(row.parallelism, ""), _ratio(row.cpu_parallelism, ""),
-                  _percent(row.offcpu_fraction), duration(row.startup_s), str(row.errors)]
+                  spread, ratio(row.speedup), percent(row.efficiency), duration(row.cpu_s),
+                  ratio(row.parallelism, ""), ratio(row.cpu_parallelism, ""),
+                  percent(row.offcpu_fraction), duration(row.startup_s), str(row.errors)]
         tds = "".join(f"<td {cell(right)}>{_e(value)}</td>"
                       for value, (_, _, right) in zip(values, _COLUMNS, strict=True))
         style = f' style="font-weight:bold;color:{GREEN}"' if best else ""

@@ -46,7 +46,7 @@ from bokeh.resources import INLINE
 
 from .. import __version__
 from .._errors import UsageError
-from .._format import duration, size
+from .._format import duration, percent, ratio, size
 from ..frames import (
     concurrency,
     concurrency_binned,
@@ -199,12 +199,12 @@ def _summary_table(result: Result) -> str:
     rows = []
     for row in result.summary.itertuples(index=False):
         best = rec is not None and (row.executor, row.workers) == (rec.executor, rec.workers)
-        interval = ("–" if _nan(row.wall_ci_lo) else
+        interval = ("–" if math.isnan(row.wall_ci_lo) else
                     f"{duration(row.wall_ci_lo)} – {duration(row.wall_ci_hi)}")
         cells = [f"{_e(row.executor)} ×{row.workers}", str(row.chunksize), str(row.trials),
-                 duration(row.wall_s), interval, _ratio(row.speedup, "×"),
-                 _percent(row.efficiency), duration(row.cpu_s), _ratio(row.parallelism),
-                 _ratio(row.cpu_parallelism), _percent(row.offcpu_fraction),
+                 duration(row.wall_s), interval, ratio(row.speedup, "×"),
+                 percent(row.efficiency), duration(row.cpu_s), ratio(row.parallelism, ""),
+                 ratio(row.cpu_parallelism, ""), percent(row.offcpu_fraction),
                  duration(row.startup_s), size(row.peak_rss) if row.peak_rss else "–",
                  str(row.errors)]
         cls = " class='best'" if best else ""
@@ -236,18 +236,6 @@ def _list(lines: Sequence[str]) -> str:
 
 def _e(value: Any) -> str:
     return html.escape(str(value))
-
-
-def _nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _ratio(value: float, suffix: str = "") -> str:
-    return "–" if _nan(value) else f"{value:.2f}{suffix}"
-
-
-def _percent(value: float) -> str:
-    return "–" if _nan(value) else f"{value:.0%}"
 
 
 # --- timelines ---------------------------------------------------------------------------------

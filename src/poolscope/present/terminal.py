@@ -10,21 +10,13 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .._format import duration, size
+from .._format import duration, percent, ratio, size
 
 if TYPE_CHECKING:
     from ..result import Result
 
 __all__ = ["cost_table", "markdown_summary", "render_result", "scaling_view",
            "summary_table"]
-
-
-def _ratio(value: float, suffix: str = "×") -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.2f}{suffix}"
-
-
-def _percent(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:.0%}"
 
 
 def summary_table(result: Result) -> Table:
@@ -49,8 +41,8 @@ def summary_table(result: Result) -> Table:
                       f"{(row.wall_ci_hi - row.wall_ci_lo) / 2 / row.wall_s:.0%}"]
         table.add_row(
             f"{row.executor} ×{row.workers}", duration(row.wall_s), *spread,
-            _ratio(row.speedup), duration(row.cpu_s), _ratio(row.parallelism, ""),
-            _ratio(row.cpu_parallelism, ""), _percent(row.offcpu_fraction),
+            ratio(row.speedup), duration(row.cpu_s), ratio(row.parallelism, ""),
+            ratio(row.cpu_parallelism, ""), percent(row.offcpu_fraction),
             duration(row.startup_s), *([str(row.errors)] if any_errors else []),
             style="bold green" if best else None)
     table.caption = (("±: half the 95% interval of the median · " if repeated else "")
@@ -124,8 +116,8 @@ def scaling_view(result: Result) -> Iterator[Any]:
             continue
         table.add_row(f"{row.executor} ×{row.workers}",
                       *([str(row.chunksize)] if several_chunks else []),
-                      duration(row.wall_s), _ratio(row.speedup), f"{row.ideal_speedup}×",
-                      _percent(row.efficiency), _ratio(row.karp_flatt, ""))
+                      duration(row.wall_s), ratio(row.speedup), f"{row.ideal_speedup}×",
+                      percent(row.efficiency), ratio(row.karp_flatt, ""))
     table.caption = ("ideal: min(workers, cores) · Karp–Flatt: the serial fraction implied by "
                      "each speedup (rising with workers: overhead grows)")
     table.caption_justify = "left"
@@ -184,8 +176,8 @@ def markdown_summary(result: Result) -> str:
         interval = ("–" if math.isnan(row.wall_ci_lo) else
                     f"{duration(row.wall_ci_lo)} – {duration(row.wall_ci_hi)}")
         cells = [duration(row.wall_s), interval,
-                 _ratio(row.speedup), duration(row.cpu_s), _ratio(row.parallelism, ""),
-                 _ratio(row.cpu_parallelism, ""), _percent(row.offcpu_fraction),
+                 ratio(row.speedup), duration(row.cpu_s), ratio(row.parallelism, ""),
+                 ratio(row.cpu_parallelism, ""), percent(row.offcpu_fraction),
                  duration(row.startup_s), str(row.errors)]
         first = f"**{_md(name)}**" if best else _md(name)
         lines.append("| " + " | ".join([first, *(_md(c) for c in cells)]) + " |")
