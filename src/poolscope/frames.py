@@ -17,9 +17,9 @@ import pandas as pd
 from .probe import STATUS_ERROR
 from .runner import TrialResult
 
-__all__ = ["MergedBars", "concurrency", "concurrency_binned", "items_frame", "lane_numbers",
-           "melted_frame", "merge_bars", "representative_trials", "trials_frame",
-           "worker_names"]
+__all__ = ["MergedBars", "concurrency", "concurrency_binned", "fraction", "items_frame",
+           "lane_labels", "lane_numbers", "melted_frame", "merge_bars", "representative_trials",
+           "trials_frame", "worker_names"]
 
 STATUS_NAMES = ["ok", "error"]
 ITEM_COLUMNS = ["trial", "executor", "workers", "repeat", "item", "start_s", "end_s", "wall_s",
@@ -230,8 +230,13 @@ class MergedBars:
     @property
     def cpu_fraction(self) -> np.ndarray:
         """Σ CPU / Σ wall, clipped to 0..1; NaN where the wall time is zero."""
-        safe = np.where(self.wall > 0, self.wall, 1.0)
-        return np.where(self.wall > 0, np.clip(self.cpu / safe, 0.0, 1.0), np.nan)
+        return fraction(self.cpu, self.wall)
+
+
+def fraction(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` clipped to 0..1 (an item's CPU / wall); NaN where ``den`` is not positive."""
+    safe = np.where(den > 0, den, 1.0)
+    return np.where(den > 0, np.clip(num / safe, 0.0, 1.0), np.nan)
 
 
 def merge_bars(lane: np.ndarray, start: np.ndarray, end: np.ndarray, cpu: np.ndarray,
@@ -268,6 +273,17 @@ def merge_bars(lane: np.ndarray, start: np.ndarray, end: np.ndarray, cpu: np.nda
     busy = np.clip(bar_wall / np.maximum(bar_end - bar_start, width), 0.0, 1.0)
     return MergedBars(lane[first], bar_start, bar_end, bar_wall, np.add.reduceat(cpu, first),
                       np.diff(np.append(first, n)), np.logical_or.reduceat(failed, first), busy)
+
+
+def lane_labels(frame: pd.DataFrame, lanes: int) -> list[str]:
+    """``"0 · pid 1234"``, ``"1 · tid 5678"``…: each lane of one trial's items frame, named by
+    ``worker_names`` from the lane's first item; plain numbers when there are no items."""
+    if not len(frame):
+        return [str(lane) for lane in range(lanes)]
+    first = frame.drop_duplicates("lane").set_index("lane").reindex(range(lanes))
+    names = worker_names(first["pid"].tolist(), first["tid"].tolist(),
+                         str(frame["executor"].iloc[0]))
+    return [f"{lane} · {name}" for lane, name in enumerate(names)]
 
 
 def worker_names(pids: Sequence[int | None], tids: Sequence[int | None],

@@ -55,10 +55,11 @@ from .._format import duration
 from ..frames import (
     concurrency,
     concurrency_binned,
+    fraction,
     items_frame,
+    lane_labels,
     merge_bars,
     representative_trials,
-    worker_names,
 )
 
 if TYPE_CHECKING:
@@ -347,12 +348,6 @@ def _reduce_bars(frame: pd.DataFrame, cap: int) -> _Bars:
                  items=len(frame))
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` clipped to 0..1; NaN where ``den`` is not positive."""
-    safe = np.where(den > 0, den, 1.0)
-    return np.where(den > 0, np.clip(num / safe, 0.0, 1.0), np.nan)
-
-
 def _draw_timeline(ax: Axes, bars: _Bars, frame: pd.DataFrame, t: TrialResult, lanes: int,
                    cmap: Any, norm: Normalize) -> None:
     ax.axvline(t.wall_s, color="0.35", linestyle=":", linewidth=1.2)
@@ -395,7 +390,7 @@ def _draw_timeline(ax: Axes, bars: _Bars, frame: pd.DataFrame, t: TrialResult, l
                 ax.broken_barh(ranges[failed], yrange, facecolors="none", edgecolors=FAILED,
                                hatch="////", linewidths=1.0, gid="failed")
     ticks = _tick_positions(lanes)
-    names = _lane_names(frame, lanes)
+    names = lane_labels(frame, lanes)
     ax.set_yticks(ticks, labels=[names[i] for i in ticks])
 
 
@@ -410,7 +405,7 @@ def concurrency_steps(frame: pd.DataFrame, span: float | None = None
     """
     start = frame["start_s"].to_numpy(np.float64)
     end = frame["end_s"].to_numpy(np.float64)
-    weight = np.nan_to_num(_ratio(frame["cpu_s"].to_numpy(np.float64), end - start))
+    weight = np.nan_to_num(fraction(frame["cpu_s"].to_numpy(np.float64), end - start))
     times, level = concurrency(start, end)
     if len(times) <= MAX_STEPS:
         _, computing = concurrency(start, end, weight)
@@ -466,16 +461,6 @@ def _concurrency_legend() -> list[Any]:
         Line2D([], [], color=REFERENCE, linestyle=(0, (4, 2)), linewidth=1.0, label="cores"),
         Line2D([], [], color=REFERENCE, linestyle=":", linewidth=1.2, label="workers"),
     ]
-
-
-def _lane_names(frame: pd.DataFrame, lanes: int) -> list[str]:
-    """``"0 · pid 1234"`` when each worker is a process, else ``"0 · tid 5678"`` (see
-    ``frames.worker_names``)."""
-    first = frame.drop_duplicates("lane").set_index("lane")
-    pids = first["pid"].reindex(range(lanes)).tolist()
-    tids = first["tid"].reindex(range(lanes)).tolist()
-    executor = str(frame["executor"].iloc[0]) if len(frame) else None
-    return [f"{lane} · {name}" for lane, name in enumerate(worker_names(pids, tids, executor))]
 
 
 def _tick_positions(count: int, most: int = 8) -> list[int]:

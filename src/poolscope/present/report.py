@@ -50,9 +50,10 @@ from .._format import duration, percent, ratio, size
 from ..frames import (
     concurrency,
     concurrency_binned,
+    fraction,
+    lane_labels,
     merge_bars,
     representative_trials,
-    worker_names,
 )
 
 if TYPE_CHECKING:
@@ -293,7 +294,7 @@ def _timelines(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
         ends["x"].append(t.wall_s)
         ends["y0"].append(offset - 0.5)
         ends["y1"].append(offset + lanes - 0.5)
-        names = _lane_names(frame, lanes)
+        names = lane_labels(frame, lanes)
         step = 1 if lanes <= 16 else math.ceil(lanes / 8)
         labels.update({offset + i: names[i] for i in range(0, lanes, step)})
         lanes_meta.append({"trial": t.index, "executor": t.executor, "workers": t.workers,
@@ -345,16 +346,11 @@ def _detail_columns(frame: pd.DataFrame, offset: int) -> dict[str, np.ndarray]:
         "start": start, "end": end, "lane": lane, "y": lane + offset,
         "item": frame["item"].to_numpy(np.int64).astype(np.int32, copy=False),
         "wall_ms": wall * 1e3, "cpu_ms": cpu * 1e3,
-        "cpu_fraction": _fraction(cpu, wall),
+        "cpu_fraction": fraction(cpu, wall).astype(np.float32),
         "pid": frame["pid"].to_numpy(np.int64).astype(np.int32, copy=False),
         "tid": frame["tid"].to_numpy(np.int64).astype(np.int32, copy=False),
         "core": frame["core"].to_numpy(np.int64).astype(np.int16, copy=False),
     }
-
-
-def _fraction(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    safe = np.where(den > 0, den, 1.0)
-    return np.where(den > 0, np.clip(num / safe, 0.0, 1.0), np.nan).astype(np.float32)
 
 
 _DRILL_JS = """
@@ -460,15 +456,6 @@ def _failed_overlay(fig: Any, frame: pd.DataFrame, offset: int, t: TrialResult) 
                                                         ("error", "@error")]))
 
 
-def _lane_names(frame: pd.DataFrame, lanes: int) -> list[str]:
-    if not len(frame):
-        return [str(i) for i in range(lanes)]
-    first = frame.drop_duplicates("lane").set_index("lane").reindex(range(lanes))
-    names = worker_names(first["pid"].tolist(), first["tid"].tolist(),
-                         str(frame["executor"].iloc[0]))
-    return [f"{lane} · {name}" for lane, name in enumerate(names)]
-
-
 def _concurrency_view(result: Result, trials: Sequence[TrialResult],
                       frames: Sequence[pd.DataFrame], x_range: Range1d) -> Any:
     # A few hundred points per line: the canvas draws them sooner than WebGL starts up.
@@ -486,8 +473,7 @@ def _concurrency_view(result: Result, trials: Sequence[TrialResult],
         color = OKABE_ITO[i % len(OKABE_ITO)]
         start = frame["start_s"].to_numpy(np.float64)
         end = frame["end_s"].to_numpy(np.float64)
-        weight = np.nan_to_num(_fraction(frame["cpu_s"].to_numpy(np.float64), end - start)
-                               .astype(np.float64))
+        weight = np.nan_to_num(fraction(frame["cpu_s"].to_numpy(np.float64), end - start))
         renderers = []
         for w, dash in ((None, "solid"), (weight, "dashed")):
             times, level = concurrency(start, end, w)
