@@ -5,13 +5,24 @@ from __future__ import annotations
 import contextlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from contextlib import AbstractContextManager
 
 from ..probe import Chunk, ChunkRecord
 from ._base import Backend
 
-__all__ = ["FuturesBackend"]
+__all__ = ["FuturesBackend", "records_as_completed"]
+
+
+def records_as_completed(futures: list[Future[ChunkRecord]]) -> Iterator[ChunkRecord]:
+    """Each chunk's record as its future completes; the others are cancelled when the caller
+    stops early or a future fails."""
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 class FuturesBackend(Backend):
@@ -38,12 +49,7 @@ class FuturesBackend(Backend):
         task = self.task()
         with self.launching():
             futures = [self._executor.submit(task, chunk) for chunk in chunks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        yield from records_as_completed(futures)
 
     def close(self) -> None:
         if self._executor is not None:

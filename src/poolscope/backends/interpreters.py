@@ -41,12 +41,13 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor
 from typing import Any
 
 from .._errors import PoolscopeError, UsageError
 from ..probe import Chunk, ChunkRecord
 from ._base import Backend, register
+from ._futures import records_as_completed
 
 __all__ = ["InterpreterBackend", "InterpreterError", "function_payload"]
 
@@ -241,13 +242,8 @@ class _Pool314:
         self.task = functools.partial(run_payload_chunk, payload, tuple(sys.path))
 
     def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
-        futures = [self.executor.submit(self.task, chunk) for chunk in chunks]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+        yield from records_as_completed([self.executor.submit(self.task, chunk)
+                                         for chunk in chunks])
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)

@@ -32,13 +32,13 @@ import importlib.util
 import re
 import weakref
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, as_completed
+from concurrent.futures import Executor
 from typing import Any
 
 from .._errors import WorkerDiedError
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import register
-from ._futures import FuturesBackend
+from ._futures import FuturesBackend, records_as_completed
 from .processes import _ProcessMixin, _unguarded_main_hidden, describe_exit
 
 __all__ = ["LokyBackend"]
@@ -100,14 +100,10 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
             futures = [executor.submit(task, chunk) for chunk in chunks]
         workers = dict(getattr(executor, "_processes", None) or {})  # pid -> process
         try:
-            for future in as_completed(futures):
-                yield future.result()
+            yield from records_as_completed(futures)
         except TerminatedWorkerError as exc:
             raise WorkerDiedError(f"{_dead_worker(workers, exc)} while running items; "
                                   "its chunk's items are lost") from None
-        finally:
-            for future in futures:
-                future.cancel()
         self._finished = True
 
     def close(self) -> None:
