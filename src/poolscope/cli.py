@@ -160,6 +160,17 @@ def _check_format(text: str, json_path: str | None) -> None:
                          "file")
 
 
+def _check_outputs(json_path: str | None, csv: Path | None, plot: Path | None,
+                   report: Path | None, trace: Path | None, format_: str) -> None:
+    """Every output option of a measuring command, checked before anything is measured."""
+    _check_output(json_path, "--json")
+    _check_output(csv, "--csv")
+    _check_plot(plot)
+    _check_report(report)
+    _check_trace(trace)
+    _check_format(format_, json_path)
+
+
 def _print_result(result: Any, console: Console, format_: str) -> None:
     if format_ == "markdown":
         from .present.terminal import markdown_summary
@@ -241,12 +252,7 @@ def run(
         raise UsageError("give either --items or --items-from, not both")
     if items is not None and items < 1:
         raise UsageError(f"--items must be at least 1, got {items}")
-    _check_output(json_path, "--json")
-    _check_output(csv, "--csv")
-    _check_plot(plot)
-    _check_report(report)
-    _check_trace(trace)
-    _check_format(format_, json_path)
+    _check_outputs(json_path, csv, plot, report, trace, format_)
     source = load_items_file(items_from) if items_from is not None else items
     workload = resolve_workload(target, source, size)
     console = _consoles(json_path, format_)
@@ -311,12 +317,7 @@ def sweep(
         raise UsageError("give either --items or --items-from, not both")
     if counts is not None and min(counts) < 1:
         raise UsageError(f"--items must be at least 1, got {min(counts)}")
-    _check_output(json_path, "--json")
-    _check_output(csv, "--csv")
-    _check_plot(plot)
-    _check_report(report)
-    _check_trace(trace)
-    _check_format(format_, json_path)
+    _check_outputs(json_path, csv, plot, report, trace, format_)
     source = load_items_file(items_from) if items_from is not None else (
         max(counts) if counts else None)
     workload = resolve_workload(target, source, size)
@@ -364,11 +365,7 @@ def demo(
     jobs = usable_cores() if workers is None else workers
     if jobs < 1 or items_per_job < 1:
         raise UsageError("--workers and --items-per-job must be at least 1")
-    _check_plot(plot)
-    _check_report(report)
-    _check_trace(trace)
-    _check_format(format_, json_path)
-    _check_output(json_path, "--json")
+    _check_outputs(json_path, None, plot, report, trace, format_)
     console = _consoles(json_path, format_)
     console.print(f"Running the notebook's worker (a {size:,}-step pure-Python loop) over "
                   f"{items_per_job} items per job × {jobs} jobs: serial, then "
