@@ -14,20 +14,11 @@ import types
 import numpy as np
 import pytest
 
+from interp_workloads import fail_on_three, square
 from poolscope.backends import REGISTRY, get_backend
 from poolscope.runner import make_chunks, run_trial
 
 AVAILABLE = [name for name, cls in REGISTRY.items() if cls.unavailable_reason() is None]
-
-
-def square(x: int) -> int:
-    return x * x
-
-
-def fail_on_three(x: int) -> int:
-    if x == 3:
-        raise ValueError(f"item {x} is bad")
-    return x
 
 
 def main_module_function():
