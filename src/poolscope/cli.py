@@ -188,6 +188,17 @@ def _consoles(json_path: str | None, format_: str = "table") -> Console:
     return Console(stderr=True) if json_path == "-" or format_ == "markdown" else Console()
 
 
+def _write_json(document: Any, json_path: str) -> None:
+    """A JSON document to ``json_path``, or to stdout for ``-``."""
+    import json
+
+    text = json.dumps(document, indent=2, default=str) + "\n"
+    if json_path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(json_path).write_text(text, encoding="utf-8")
+
+
 def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Path | None,
                    plot: Path | None, report: Path | None = None,
                    trace: Path | None = None) -> None:
@@ -472,16 +483,11 @@ def compare_command(
     regressions = [c for c in changes
                    if fail_on_regression is not None and c.regression_beyond(fail_on_regression)]
     if json_path:
-        import json
 
         document = {"schema": "poolscope/1", "before": before.run_id, "after": after.run_id,
                     "changes": [c.to_json() for c in changes],
                     "regressions": [f"{c.executor} ×{c.workers}" for c in regressions]}
-        text = json.dumps(document, indent=2) + "\n"
-        if json_path == "-":
-            sys.stdout.write(text)
-        else:
-            Path(json_path).write_text(text, encoding="utf-8")
+        _write_json(document, json_path)
     if regressions:
         names = ", ".join(f"{c.executor} ×{c.workers} ({c.ratio - 1:+.0%})" for c in regressions)
         console.print(f"regression beyond {fail_on_regression:g}%: {names}", style="red")
@@ -591,7 +597,6 @@ def executors(
 
 def _bench_executors(items: int, json_path: str | None) -> None:
     """``executors --bench``: start-up and overhead per item, measured, as a table and JSON."""
-    import json
 
     from ._format import duration
     from .executor_bench import bench_executors, bench_json
@@ -622,12 +627,7 @@ def _bench_executors(items: int, json_path: str | None) -> None:
     for line in missing:
         console.print(f"not here: {line}", style="dim", markup=False)
     if json_path:
-        text = json.dumps(bench_json(table, items, workers, repeat), indent=2,
-                          default=str) + "\n"
-        if json_path == "-":
-            sys.stdout.write(text)
-        else:
-            Path(json_path).write_text(text, encoding="utf-8")
+        _write_json(bench_json(table, items, workers, repeat), json_path)
 
 
 def _describe_python(python: str) -> None:
