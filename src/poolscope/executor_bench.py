@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._format import json_number
 from .backends import REGISTRY
 from .runner import auto_chunksize, make_chunks, run_trial
 from .workloads import tiny
@@ -69,10 +70,8 @@ def bench_json(table: pd.DataFrame, items: int, workers: int, repeat: int) -> di
     """The table as JSON, with how it was measured."""
     from .environment import collect_environment
 
-    rows = []
-    for row in table.to_dict(orient="records"):
-        rows.append({key: (None if isinstance(value, float) and value != value else value)
-                     for key, value in row.items()})
+    rows = [{key: json_number(value) if isinstance(value, float) else value
+             for key, value in row.items()} for row in table.to_dict(orient="records")]
     return {"schema": "poolscope/1", "kind": "executor-bench", "items": items,
             "workers": workers, "repeat": repeat, "environment": collect_environment(),
             "executors": rows}
