@@ -119,6 +119,23 @@ def test_reused_pool_counts_each_workers_cpu_once():
     assert alive(sorted(set().union(*pids))) == []
 
 
+def test_a_worker_idle_in_one_trial_is_not_charged_its_start_up_in_the_next():
+    workload = resolve_workload("cpu", 8, size=300_000)
+    cls = get_backend("loky")
+    backend = cls(workload.fn, 2)
+    backend.start()
+    try:  # one chunk: loky starts both workers, one of them runs nothing
+        first = run_trial(0, cls, workload.fn, 2, make_chunks([1], 1), backend=backend)
+        second = run_trial(1, cls, workload.fn, 2, make_chunks(list(workload.items), 1),
+                           backend=backend)
+    finally:
+        backend.close()
+    assert first.status == second.status == "ok"
+    assert len(backend.cpu_reported) == 2  # both workers have a reading after the first trial
+    item_cpu = second.items.cpu_ns.sum() / 1e9
+    assert 0.8 * item_cpu <= second.cpu_s <= 1.6 * item_cpu + 0.05
+
+
 def test_fresh_pool_per_trial_counts_worker_cpu():
     workload = resolve_workload("cpu", 8, size=300_000)
     t = run_trial(0, get_backend("loky"), workload.fn, 2, make_chunks(list(workload.items), 2))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import psutil
 
 from ._errors import UsageError
 from .backends import Backend, get_backend
@@ -412,6 +413,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
     worker_cpu, worker_rss = _worker_usage(records, backend_cls, backend.cpu_reported)
+    if reused and status == "ok":
+        worker_cpu += _idle_workers_cpu(backend)
     # A child reaped in this trial brings its whole CPU, start-up before t0 included: take the
     # part the backend says came before the trial (another interpreter's start-up) off. It is
     # non-zero only once the backend has reaped its child, i.e. closed in this trial.
@@ -459,6 +462,25 @@ def _worker_info(records: Sequence[ChunkRecord],
 def _without_results(record: ChunkRecord) -> ChunkRecord:
     """Drop the return values once they arrived: poolscope measures, it does not keep them."""
     return record._replace(results=[])
+
+
+def _idle_workers_cpu(backend: Backend) -> float:
+    """The CPU of a kept pool's workers that ran no chunk yet, read now.
+
+    Every worker alive at the end of a trial then has a reading, so one without a reading
+    started during this trial, and its CPU so far (its start-up) is this trial's. The reading
+    keeps the next trial it works in from counting that start-up again.
+    """
+    used = 0.0
+    for pid in backend.worker_pids():
+        if pid not in backend.cpu_reported:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue  # it ended: it reports nothing more
+            backend.cpu_reported[pid] = times.user + times.system
+            used += times.user + times.system
+    return used
 
 
 def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend],

@@ -81,6 +81,10 @@ class Backend(ABC):
     def close(self) -> None:
         """Shut the pool down and wait for its workers; safe to call twice."""
 
+    def worker_pids(self) -> list[int]:
+        """The pool's live worker processes on this host (none for in-process executors)."""
+        return []
+
 
 REGISTRY: dict[str, type[Backend]] = {}
 

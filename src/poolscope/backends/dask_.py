@@ -86,6 +86,7 @@ __all__ = ["ENV_SCHEDULER", "DaskBackend", "dask_setup", "normalize_address",
 
 ENV_SCHEDULER = "POOLSCOPE_DASK_SCHEDULER"
 CLOCK_ROUNDS = 8
+SETTLE_S = 0.2  # how long to let the scheduler's verdicts on other tasks arrive
 POLL_S = 0.5  # how often a waiting client checks that the cluster still has workers
 NO_WORKERS_TIMEOUT_S = 60.0  # a cluster with no workers this long fails the trial
 CONNECT_TIMEOUT_S = 30.0
@@ -216,6 +217,7 @@ class DaskBackend(Backend):
         self._payload = b""
         self._digest = ""
         self._keys: dict[str, tuple[int, int]] = {}  # task key -> (first, last) item
+        self._futures: list[Any] = []  # this trial's tasks
         self._events: list[dict[str, Any]] = []  # remove-worker events, as they arrive
         self._lock = threading.Lock()
         self._own_boot = _boot_id()
@@ -378,6 +380,7 @@ class DaskBackend(Backend):
                                    pure=False, **restrict)
             future.add_done_callback(done.put)
             futures.append(future)
+        self._futures = futures
         seen: set[int] = set()
         retried_by: dict[int, str] = {}  # first item -> the worker that lost it
         no_workers_since: float | None = None
@@ -413,18 +416,37 @@ class DaskBackend(Backend):
         """The chunk's record; a task that failed becomes an error naming its items."""
         from distributed import KilledWorker
 
-        first, last = self._keys[future.key]
-        items = f"item {first}" if first == last else f"items {first}–{last}"
         no_workers_since: float | None = None
         while True:
             try:
                 return future.result(timeout=POLL_S)  # type: ignore[no-any-return]
             except KilledWorker:
+                suspects = self._given_up_with(future)
+                blame = ("" if len(suspects) == 1 else
+                         "; dask cannot tell which of them killed the workers")
                 raise WorkerDiedError(
-                    f"{items}: every Dask worker that ran them died (dask's allowed-failures "
-                    f"reached); workers lost: {self._lost_text() or 'unknown'}") from None
+                    f"{_item_ranges(suspects)}: every Dask worker that ran them died "
+                    f"(dask's allowed-failures reached{blame}); "
+                    f"workers lost: {self._lost_text() or 'unknown'}") from None
             except TimeoutError:  # the data is being fetched, or re-computed after a loss
                 no_workers_since = self._check_health(no_workers_since)
+
+    def _given_up_with(self, future: Any) -> list[tuple[int, int]]:
+        """The item ranges of every task dask gave up on along with ``future``'s.
+
+        A dying worker takes all the tasks it held with it, so a task that did nothing wrong
+        reaches allowed-failures together with the one that kills workers, sometimes first.
+        """
+        from distributed import KilledWorker
+
+        time.sleep(SETTLE_S)  # the scheduler fails them in one transition; let it all arrive
+        keys = {future.key}
+        for other in self._futures:
+            if other.status == "error" and other.key not in keys:
+                with contextlib.suppress(Exception):
+                    if isinstance(other.exception(timeout=POLL_S), KilledWorker):
+                        keys.add(other.key)
+        return sorted(self._keys[key] for key in keys)
 
     def _check_health(self, no_workers_since: float | None) -> float | None:
         """Raise when the scheduler is gone or the cluster stayed without workers too long."""
@@ -522,3 +544,11 @@ class DaskBackend(Backend):
                 "message": f"Dask worker {address}{where} left the cluster during the trial "
                            f"(killed, crashed or cut off; the scheduler does not know its exit "
                            f"code); {rerun}; the trial's time includes the lost work"})
+
+
+def _item_ranges(ranges: Sequence[tuple[int, int]]) -> str:
+    """"item 3", "items 3 and 8", "items 3–4, 8 and 11": chunks as their item ranges."""
+    texts = [str(a) if a == b else f"{a}–{b}" for a, b in ranges]
+    plural = len(texts) > 1 or ranges[0][0] != ranges[0][1]
+    joined = texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " and " + texts[-1]
+    return ("items " if plural else "item ") + joined

@@ -106,6 +106,9 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
                                   "its chunk's items are lost") from None
         self._finished = True
 
+    def worker_pids(self) -> list[int]:
+        return list(getattr(self._executor, "_processes", None) or {})
+
     def close(self) -> None:
         executor, self._executor = self._executor, None
         if executor is not None:

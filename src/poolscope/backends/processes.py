@@ -126,6 +126,9 @@ class ProcessBackend(_ProcessMixin, FuturesBackend):
     def task(self) -> Callable[[Chunk], ChunkRecord]:
         return run_installed_chunk
 
+    def worker_pids(self) -> list[int]:
+        return list(getattr(self._executor, "_processes", None) or {})
+
 
 @register
 class ProcessForkBackend(ProcessBackend):
@@ -177,6 +180,9 @@ class ProcessPoolBackend(_ProcessMixin, Backend):
     def _current_workers(self) -> dict[int, Any]:
         assert self._pool is not None
         return {p.pid: p for p in list(self._pool._pool)}  # type: ignore[attr-defined]
+
+    def worker_pids(self) -> list[int]:
+        return list(self._current_workers()) if self._pool is not None else []
 
     def _dead_worker(self) -> str | None:
         """multiprocessing.Pool replaces a dead worker and waits forever for its task: watch.
