@@ -128,16 +128,15 @@ PROCESS_EXECUTORS = [name for name in AVAILABLE if REGISTRY[name].family == "pro
 def test_a_dead_worker_fails_the_trial_instead_of_hanging(name):
     t = trial(name, exit_on_three, chunksize=1)
     assert t.status == "failed"
-    assert len(t.errors) == 1 and t.errors[0]["item"] is None
-    if name in ("process-pool", "loky"):  # Pool would wait forever without the watchdog;
-        assert t.errors[0]["kind"] == "WorkerDiedError"  # loky's TerminatedWorkerError mapped
-        assert "exit code 7" in t.errors[0]["message"] or "replaced" in t.errors[0]["message"]
-        assert 3 not in t.items.item.tolist()
-    elif name == "dask":  # dask retries on other workers until allowed-failures runs out
+    assert len(t.errors) == 1
+    assert 3 not in t.items.item.tolist()
+    if name != "dask":  # Pool would wait forever without the watchdog
+        error = t.errors[0]
+        assert error["kind"] == "WorkerDiedError" and error["item"] == 3
+        assert re.match(r"item 3 \(worker pid \d+\): exit code 7 — the function ended the "
+                        r"process itself", error["message"]), error["message"]
+    else:  # dask retries on other workers until allowed-failures runs out
         assert t.errors[0]["kind"] == "WorkerDiedError"
         # Tasks held by the dying workers fail with item 3's; dask cannot tell them apart.
         assert re.match(r"items? (\S+, )*(\S+ and )?\b3\b.*: every Dask worker that ran them "
                         r"died", t.errors[0]["message"]), t.errors[0]["message"]
-        assert 3 not in t.items.item.tolist()
-    else:
-        assert t.errors[0]["kind"] == "BrokenProcessPool"

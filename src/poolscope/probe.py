@@ -28,11 +28,22 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["STATUS_ERROR", "STATUS_OK", "Chunk", "ChunkRecord", "current_core",
+from .board import IDLE, attach
+
+__all__ = ["STATUS_ERROR", "STATUS_OK", "Chunk", "ChunkRecord", "ItemTimeout", "current_core",
            "is_coroutine_function", "run_chunk", "slot_tid", "split_tid"]
 
 STATUS_OK = 0
 STATUS_ERROR = 1
+
+
+class ItemTimeout(BaseException):
+    """Raised inside an item of an in-process worker that ran past ``--timeout``.
+
+    A BaseException, so that the function's own ``except Exception`` lets it through.
+    """
+
+    message = "stopped: it ran longer than the item timeout (--timeout)"
 
 
 class Chunk(NamedTuple):
@@ -40,6 +51,7 @@ class Chunk(NamedTuple):
 
     first: int
     items: Sequence[Any]
+    board: str = ""  # the trial's board directory (board.py): what each worker runs now
 
 
 class ChunkRecord(NamedTuple):
@@ -93,7 +105,9 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
     perf = time.perf_counter_ns
     thread_cpu = time.thread_time_ns
     core_of = current_core
-    n = len(chunk.items)
+    mark, stop = attach(chunk.board)
+    items = chunk.items if not stop[0] else ()  # past --trial-timeout: run nothing more
+    n = len(items)
     starts = array("q", bytes(8 * n))
     ends = array("q", bytes(8 * n))
     cpu_marks = array("q", bytes(8 * (n + 1)))
@@ -101,8 +115,10 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
     status = array("b", bytes(n))
     errors: list[tuple[int, str, str]] = []
     results: list[Any] = [None] * n
+    first = chunk.first
     cpu_marks[0] = thread_cpu()
-    for offset, item in enumerate(chunk.items):
+    for offset, item in enumerate(items):
+        mark[0] = first + offset
         cores[offset] = core_of()
         starts[offset] = perf()
         try:
@@ -110,10 +126,20 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
         except Exception as exc:
             ends[offset] = perf()
             status[offset] = STATUS_ERROR
-            errors.append((chunk.first + offset, type(exc).__name__, str(exc)))
+            errors.append((first + offset, type(exc).__name__, str(exc)))
+        except SystemExit as exc:  # the item's failure: it must not end the worker (or poolscope)
+            ends[offset] = perf()
+            status[offset] = STATUS_ERROR
+            errors.append((first + offset, "SystemExit",
+                           f"the function called sys.exit({exc.code!r})"))
+        except ItemTimeout:  # raised into this thread by the parent's deadlines.py
+            ends[offset] = perf()
+            status[offset] = STATUS_ERROR
+            errors.append((first + offset, "Timeout", ItemTimeout.message))
         else:
             ends[offset] = perf()
         cpu_marks[offset + 1] = thread_cpu()
+    mark[0] = IDLE
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return ChunkRecord(
         first=chunk.first,

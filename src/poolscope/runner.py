@@ -20,6 +20,9 @@ import psutil
 
 from ._errors import UsageError
 from .backends import Backend, get_backend
+from .board import Board
+from .deadlines import Deadlines
+from .faults import dead_worker_errors
 from .probe import HOST, Chunk, ChunkRecord
 from .workloads import Workload
 
@@ -143,6 +146,7 @@ class TrialResult:
     # ItemColumns.worker_addresses, are what items.worker indexes; workers that ran no
     # recorded item (lost ones) follow.
     worker_info: list[dict[str, Any]] = field(default_factory=list)
+    restarts: int = 0  # new pools started after a timeout broke one (not stored)
 
     @property
     def n_ok(self) -> int:
@@ -183,6 +187,8 @@ class Plan:
     warmup: int = 0
     max_time_s: float = 60.0
     reuse_pool: bool = False
+    timeout_s: float | None = None  # per item (deadlines.py)
+    trial_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if not self.executors:
@@ -209,6 +215,12 @@ class Plan:
             raise UsageError(f"warmup must be zero or more, got {self.warmup!r}")
         if not self.max_time_s > 0:
             raise UsageError(f"max time must be more than 0 seconds, got {self.max_time_s!r}")
+        for option, value in (("timeout", self.timeout_s),
+                              ("trial timeout", self.trial_timeout_s)):
+            if value is not None and not (isinstance(value, int | float)
+                                          and 0 < value < math.inf):
+                raise UsageError(f"{option} must be a number of seconds more than 0, "
+                                 f"got {value!r}")
         if self.reuse_pool:
             from .backends.interpreters import fork_conflict
 
@@ -286,8 +298,10 @@ def run_plan(workload: Workload, plan: Plan, *,
             backend = pools[c] = get_backend(c.executor)(workload.fn, c.workers)
             backend.start()
         trial = run_trial(index, get_backend(c.executor), workload.fn, c.workers, chunks[c],
-                          repeat, on_chunk=on_chunk, backend=backend)
-        if trial.status in ("failed", "interrupted") and c in pools:  # run_trial closed it
+                          repeat, on_chunk=on_chunk, backend=backend,
+                          timeout_s=plan.timeout_s, trial_timeout_s=plan.trial_timeout_s)
+        if (trial.status in ("failed", "interrupted") or trial.restarts) and c in pools:
+            # run_trial closed it
             del pools[c]
         return trial
 
@@ -356,12 +370,17 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
               on_chunk: ChunkCallback | None = None,
               clock: Callable[[], int] = time.perf_counter_ns,
               tree_usage: Callable[[], tuple[float, float]] | None = None,
-              backend: Backend | None = None) -> TrialResult:
+              backend: Backend | None = None,
+              timeout_s: float | None = None,
+              trial_timeout_s: float | None = None) -> TrialResult:
     """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data.
 
     ``backend``, when given, is a pool already started and kept across trials (``reuse_pool``):
-    the trial neither starts nor closes it. ``clock`` and ``tree_usage`` (CPU seconds of this
-    process and of its reaped children) are replaceable so tests can script a trial exactly.
+    the trial neither starts nor closes it (unless it breaks). ``clock`` and ``tree_usage`` (CPU
+    seconds of this process and of its reaped children) are replaceable so tests can script a
+    trial exactly. ``timeout_s`` per item and ``trial_timeout_s`` are enforced by
+    deadlines.py: a worker process stopped for a timeout breaks its pool, and the trial goes on
+    with the items that had not reported on a new pool.
     """
     usage = tree_usage or _tree_usage
     records: list[ChunkRecord] = []
@@ -373,31 +392,59 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     reused = backend is not None
     if backend is None:
         backend = backend_cls(fn, workers)
+    board = Board()  # what each worker runs now: names the item a dead worker took with it
+    chunks = [chunk._replace(board=board.path) for chunk in chunks]
+    deadlines = Deadlines(board, timeout_s, trial_timeout_s)
+    pending = chunks
+    restarts = 0
     t0 = clock()
     t_last = t0
     try:
-        if not reused:
-            backend.start()
-        for record in backend.run(chunks):
-            t_last = clock()
-            if not result_sample:
-                result_sample = record.results[:8]
-            records.append(_without_results(record))
-            if on_chunk:
+        with deadlines:
+            while True:
                 try:
-                    on_chunk(index, record)
-                except Exception as exc:  # the store or a display, not the executor: re-raise
-                    raise _CallbackError(exc) from exc
+                    if not reused:
+                        backend.start()
+                    for record in backend.run(pending):
+                        t_last = clock()
+                        if not result_sample:
+                            result_sample = record.results[:8]
+                        records.append(_without_results(record))
+                        if on_chunk:
+                            try:
+                                on_chunk(index, record)
+                            except Exception as exc:  # the store or a display: re-raise
+                                raise _CallbackError(exc) from exc
+                    break
+                except (KeyboardInterrupt, _CallbackError):
+                    raise
+                except Exception as exc:  # the executor broke: keep what finished
+                    stopped = deadlines.stopped.copy()
+                    died = dead_worker_errors(backend.worker_processes(), board, stopped)
+                    errors.extend({"executor": backend_cls.name, **error}
+                                  for error in [*deadlines.take_errors(), *died])
+                    if stopped and not died and not deadlines.trial_expired:
+                        # Broken by a timeout of ours: the rest runs on a new pool.
+                        backend.close()
+                        reported = backend.cpu_reported
+                        backend, reused = backend_cls(fn, workers), False
+                        backend.cpu_reported.update(reported)
+                        restarts += 1
+                        deadlines.stopped.clear()
+                        pending = _not_reported(pending, records, deadlines.timed_out)
+                        continue
+                    status = "failed"
+                    if not died and not stopped:
+                        errors.append({"executor": backend_cls.name, "item": None,
+                                       "kind": type(exc).__name__,
+                                       "message": str(exc) or repr(exc)})
+                    break
     except KeyboardInterrupt:
         status = "interrupted"
     except _CallbackError:
         status = "interrupted"
         backend.close()  # stop the workers, then let the caller's error through
         raise
-    except Exception as exc:  # the executor itself broke: keep what finished
-        status = "failed"
-        errors.append({"executor": backend_cls.name, "item": None,
-                       "kind": type(exc).__name__, "message": str(exc) or repr(exc)})
     finally:
         t_close = clock()
         try:
@@ -408,6 +455,14 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
             errors.append({"executor": backend_cls.name, "item": None,
                            "kind": type(exc).__name__, "message": str(exc) or repr(exc)})
         t_end = clock()
+        board.close()
+    if deadlines.trial_expired:
+        status = "failed"
+        done = sum(len(r.start_ns) for r in records)
+        errors.append({"executor": backend_cls.name, "item": None, "kind": "TrialTimeout",
+                       "message": f"the trial ran longer than --trial-timeout "
+                                  f"{trial_timeout_s:g} s; stopped with {done} of "
+                                  f"{sum(len(c.items) for c in chunks)} items done"})
     if t_last == t0:
         t_last = t_close
     own_cpu1, children_cpu1 = usage()
@@ -439,7 +494,26 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         teardown_s=(t_end - t_last) / 1e9,
         peak_rss=_own_peak_rss(reset_worked) + worker_rss, status=status, host=HOST,
         items=items, errors=errors, result_sample=result_sample, t0_ns=t0,
-        worker_info=_worker_info(records, getattr(backend, "worker_info", {})))
+        worker_info=_worker_info(records, getattr(backend, "worker_info", {})),
+        restarts=restarts)
+
+
+def _not_reported(chunks: Sequence[Chunk], records: Sequence[ChunkRecord],
+                  skip: set[int]) -> list[Chunk]:
+    """The chunks that sent no record, without the items in ``skip`` (split around them)."""
+    reported = {r.first for r in records}
+    rest = []
+    for chunk in chunks:
+        if chunk.first in reported:
+            continue
+        start = 0
+        for offset in range(len(chunk.items) + 1):
+            if offset == len(chunk.items) or chunk.first + offset in skip:
+                if offset > start:
+                    rest.append(chunk._replace(first=chunk.first + start,
+                                               items=chunk.items[start:offset]))
+                start = offset + 1
+    return rest
 
 
 class _CallbackError(Exception):
@@ -472,8 +546,8 @@ def _idle_workers_cpu(backend: Backend) -> float:
     keeps the next trial it works in from counting that start-up again.
     """
     used = 0.0
-    for pid in backend.worker_pids():
-        if pid not in backend.cpu_reported:
+    for pid, process in backend.worker_processes().items():
+        if pid not in backend.cpu_reported and process.exitcode is None:
             try:
                 times = psutil.Process(pid).cpu_times()
             except psutil.Error:

@@ -81,9 +81,10 @@ class Backend(ABC):
     def close(self) -> None:
         """Shut the pool down and wait for its workers; safe to call twice."""
 
-    def worker_pids(self) -> list[int]:
-        """The pool's live worker processes on this host (none for in-process executors)."""
-        return []
+    def worker_processes(self) -> dict[int, Any]:
+        """The pool's worker processes on this host by pid, each with an ``exitcode`` (None
+        while it runs); empty for executors without worker processes of their own."""
+        return {}
 
 
 REGISTRY: dict[str, type[Backend]] = {}

@@ -437,7 +437,7 @@ class ElsewhereBackend(Backend):
         return message
 
     def _gone(self) -> WorkerDiedError:
-        from .processes import describe_exit
+        from ..faults import describe_exit
 
         assert self._proc is not None
         try:

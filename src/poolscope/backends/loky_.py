@@ -36,10 +36,11 @@ from concurrent.futures import Executor
 from typing import Any
 
 from .._errors import WorkerDiedError
+from ..faults import describe_exit
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import register
 from ._futures import FuturesBackend, records_as_completed
-from .processes import _ProcessMixin, _unguarded_main_hidden, describe_exit
+from .processes import _ProcessMixin, _unguarded_main_hidden
 
 __all__ = ["LokyBackend"]
 
@@ -57,6 +58,7 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
     in_process = False
 
     _finished = False
+    _launched: dict[int, Any] = {}  # noqa: RUF012 (replaced, never changed in place)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -98,7 +100,7 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
         task = self.task()
         with self.launching():  # loky starts missing workers inside submit()
             futures = [executor.submit(task, chunk) for chunk in chunks]
-        workers = dict(getattr(executor, "_processes", None) or {})  # pid -> process
+        workers = self._launched = self.worker_processes()  # loky forgets a dead one
         try:
             yield from records_as_completed(futures)
         except TerminatedWorkerError as exc:
@@ -106,8 +108,8 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
                                   "its chunk's items are lost") from None
         self._finished = True
 
-    def worker_pids(self) -> list[int]:
-        return list(getattr(self._executor, "_processes", None) or {})
+    def worker_processes(self) -> dict[int, Any]:
+        return {**self._launched, **(getattr(self._executor, "_processes", None) or {})}
 
     def close(self) -> None:
         executor, self._executor = self._executor, None

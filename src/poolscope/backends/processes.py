@@ -16,7 +16,6 @@ import importlib.util
 import multiprocessing
 import os
 import re
-import signal
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +25,7 @@ from multiprocessing.pool import Pool
 from typing import Any, ClassVar
 
 from .._errors import WorkerDiedError
+from ..faults import describe_exit
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import Backend, register
 from ._futures import FuturesBackend
@@ -126,8 +126,8 @@ class ProcessBackend(_ProcessMixin, FuturesBackend):
     def task(self) -> Callable[[Chunk], ChunkRecord]:
         return run_installed_chunk
 
-    def worker_pids(self) -> list[int]:
-        return list(getattr(self._executor, "_processes", None) or {})
+    def worker_processes(self) -> dict[int, Any]:
+        return dict(getattr(self._executor, "_processes", None) or {})
 
 
 @register
@@ -154,17 +154,6 @@ class ProcessForkserverBackend(ProcessBackend):
 WATCHDOG_POLL_S = 0.2
 
 
-def describe_exit(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "still running"
-    if exitcode < 0:
-        try:
-            return f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
 @register
 class ProcessPoolBackend(_ProcessMixin, Backend):
     name = "process-pool"
@@ -181,8 +170,12 @@ class ProcessPoolBackend(_ProcessMixin, Backend):
         assert self._pool is not None
         return {p.pid: p for p in list(self._pool._pool)}  # type: ignore[attr-defined]
 
-    def worker_pids(self) -> list[int]:
-        return list(self._current_workers()) if self._pool is not None else []
+    def worker_processes(self) -> dict[int, Any]:
+        """The workers started with the pool (a dead one stays, with its exit code) and any
+        replacement the pool started since."""
+        if self._pool is None:
+            return {}
+        return {**self._watched, **self._current_workers()}
 
     def _dead_worker(self) -> str | None:
         """multiprocessing.Pool replaces a dead worker and waits forever for its task: watch.

@@ -1,0 +1,178 @@
+"""``--timeout`` and ``--trial-timeout``: stop what runs too long, record it, go on.
+
+While a trial runs, a thread of the parent reads the trial's board (board.py) every few
+milliseconds and times each worker's item from the moment it first sees it. An item past the
+timeout is stopped where it runs:
+
+* in a worker process: SIGTERM to that process, SIGKILL after ``GRACE_S`` if it is still there.
+  The pool breaks; the runner records the item as timed out, starts a new pool and runs the
+  items that had not reported on it (runner.run_trial).
+* in a thread of this process (serial, thread, thread-pool, asyncio's ``to_thread``): a thread
+  cannot be killed, so ``ItemTimeout`` is raised inside it — in the main thread through a
+  signal, which also cuts a ``time.sleep`` short; in another thread with
+  ``PyThreadState_SetAsyncExc``, which takes effect at the thread's next Python instruction (an
+  item blocked in C code keeps running until it returns). The probe records the item as failed
+  with kind ``Timeout`` and the chunk goes on.
+
+At ``--trial-timeout`` every busy worker is stopped the same way, and workers run no further
+chunk (the board's stop flag); the trial is recorded as failed with what finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+
+from .board import Board, Running
+from .probe import ItemTimeout
+
+__all__ = ["GRACE_S", "Deadlines"]
+
+GRACE_S = 1.0  # between SIGTERM and SIGKILL for a worker process that does not stop
+_WAKE_SIGNAL = signal.SIGUSR2  # interrupts the main thread's item (SIGALRM is _interrupt.py's)
+
+
+class Deadlines:
+    """Watches one trial; a no-op when neither timeout is set."""
+
+    def __init__(self, board: Board, item_timeout_s: float | None,
+                 trial_timeout_s: float | None) -> None:
+        self.board = board
+        self.item_timeout_s = item_timeout_s
+        self.trial_timeout_s = trial_timeout_s
+        self.errors: list[dict[str, Any]] = []  # items stopped in worker processes
+        self.stopped: set[int] = set()  # worker pids stopped on purpose
+        self.timed_out: set[int] = set()  # their items, not to be run again
+        self.trial_expired = False
+        self._seen: dict[tuple[int, int], tuple[int, float]] = {}  # lane -> (item, first seen)
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._main_pending = False
+        self._old_handler: Any = None
+
+    @property
+    def active(self) -> bool:
+        return self.item_timeout_s is not None or self.trial_timeout_s is not None
+
+    def __enter__(self) -> Deadlines:
+        if not self.active:
+            return self
+        if threading.current_thread() is threading.main_thread():
+            self._old_handler = signal.signal(_WAKE_SIGNAL, self._on_wake)
+        self._began = time.monotonic()
+        self._thread = threading.Thread(target=self._watch, name="poolscope-deadlines",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._old_handler is not None:
+            signal.signal(_WAKE_SIGNAL, self._old_handler)
+            self._old_handler = None
+
+    def take_errors(self) -> list[dict[str, Any]]:
+        errors, self.errors = self.errors, []
+        return errors
+
+    # --- the watching thread -------------------------------------------------------------------
+    def _poll_s(self) -> float:
+        shortest = min(t for t in (self.item_timeout_s, self.trial_timeout_s) if t is not None)
+        return min(0.1, max(0.005, shortest / 20))
+
+    def _watch(self) -> None:
+        poll = self._poll_s()
+        while not self._done.wait(poll):
+            now = time.monotonic()
+            busy = self.board.busy()
+            if (self.trial_timeout_s is not None and not self.trial_expired
+                    and now - self._began > self.trial_timeout_s):
+                self.trial_expired = True
+                self.board.stop()
+                for running in busy:
+                    self._stop(running, f"the trial ran longer than --trial-timeout "
+                                        f"{self.trial_timeout_s:g} s")
+                continue
+            if self.item_timeout_s is None:
+                continue
+            for running in busy:
+                lane = (running.pid, running.tid)
+                item, since = self._seen.get(lane, (None, now))
+                if item != running.item:
+                    self._seen[lane] = (running.item, now)
+                elif now - since > self.item_timeout_s and running.item not in self.timed_out:
+                    self._stop(running, f"it ran longer than --timeout {self.item_timeout_s:g} s")
+
+    def _stop(self, running: Running, why: str) -> None:
+        self.timed_out.add(running.item)
+        if running.pid == os.getpid():
+            self._interrupt_thread(running.tid)
+            return
+        if running.pid in self.stopped:
+            return
+        self.stopped.add(running.pid)
+        how = _terminate(running.pid)
+        self.errors.append({
+            "item": running.item, "kind": "Timeout",
+            "message": (f"item {running.item} (worker pid {running.pid}): {why}; its worker "
+                        f"was stopped ({how}) and the items of its chunk that had not "
+                        "reported ran again on a new pool")})
+
+    def _interrupt_thread(self, native_id: int) -> None:
+        for thread in threading.enumerate():
+            if thread.native_id != native_id or thread.ident is None:
+                continue
+            if thread is threading.main_thread() and self._old_handler is not None:
+                self._main_pending = True
+                signal.pthread_kill(thread.ident, _WAKE_SIGNAL)
+            else:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
+                                                           ctypes.py_object(ItemTimeout))
+
+    def _on_wake(self, signum: int, frame: Any) -> None:
+        if self._main_pending:
+            self._main_pending = False
+            raise ItemTimeout
+
+
+def _terminate(pid: int) -> str:
+    """SIGTERM, then SIGKILL after GRACE_S: what it took, e.g. "SIGTERM, then SIGKILL"."""
+    try:
+        process = psutil.Process(pid)
+        process.terminate()
+    except psutil.Error:
+        return "it had already ended"
+    with contextlib.suppress(psutil.Error):
+        if _ended(process, GRACE_S):
+            return "SIGTERM"
+        process.kill()
+        return f"SIGTERM, then SIGKILL after {GRACE_S:g} s"
+    return "SIGTERM"
+
+
+def _ended(process: psutil.Process, within_s: float) -> bool:
+    """Whether it exited (a zombie waiting for its parent counts) within the time."""
+    deadline = time.monotonic() + within_s
+    for _ in _ticks(deadline):
+        if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
+            return True
+    return False
+
+
+def _ticks(deadline: float) -> Iterator[None]:
+    while True:
+        yield
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+

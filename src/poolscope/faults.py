@@ -1,0 +1,90 @@
+"""Why a worker process ended, and which item it took with it.
+
+When a pool breaks, the executor knows little: ``BrokenProcessPool`` names no process, and
+``multiprocessing.Pool`` does not notice at all (the backend's watchdog does). The runner then
+asks the backend for its worker processes (their exit codes) and the trial's board (board.py) for
+what each of them was running, and turns that into one error per dead worker::
+
+    item 5 (worker pid 4242): exit code 7 — the function ended the process itself (os._exit or
+    exit() in C code); the items of its chunk that had not reported are lost
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from .board import Board
+
+__all__ = ["dead_worker_errors", "describe_exit", "likely_cause"]
+
+# How long to let a broken pool's other workers be stopped, so that their exit codes (the
+# pool's own SIGTERM or SIGKILL) tell them apart from the worker that died first.
+SETTLE_S = 0.5
+# What a broken pool sends its remaining workers (ProcessPoolExecutor: SIGTERM; loky: SIGKILL).
+_CLEANUP = (-signal.SIGTERM, -signal.SIGKILL)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            return f"signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
+def likely_cause(exitcode: int) -> str:
+    """What usually ends a worker this way."""
+    if exitcode == -signal.SIGKILL:
+        return ("killed from outside: the kernel's OOM killer sends SIGKILL when memory runs "
+                "out (see `dmesg`), as does `kill -9`")
+    if exitcode == -signal.SIGSEGV:
+        return "a crash in native code (segmentation fault): a C extension, ctypes or cffi"
+    if exitcode == -signal.SIGABRT:
+        return "native code called abort(), e.g. a failed assertion in a C extension"
+    if exitcode in (-signal.SIGBUS, -signal.SIGILL, -signal.SIGFPE):
+        return "a crash in native code"
+    if exitcode == -signal.SIGTERM:
+        return "terminated from outside (SIGTERM)"
+    if exitcode < 0:
+        return "ended by a signal"
+    return "the function ended the process itself (os._exit, or exit() in C code)"
+
+
+def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
+                       spared: set[int] = frozenset(),  # type: ignore[assignment]
+                       ) -> list[dict[str, Any]]:
+    """One error per worker that died on its own, naming the item it was running.
+
+    ``processes`` maps pid to a multiprocessing process (anything with ``exitcode``); pids in
+    ``spared`` were stopped on purpose (a timeout) and are reported elsewhere. A pool that
+    breaks stops its other workers with SIGTERM or SIGKILL, so workers ended that way count
+    only when none died otherwise and none was stopped on purpose (the OOM killer, or
+    ``kill``, can end several).
+    """
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        ended = {pid: p.exitcode for pid, p in processes.items()
+                 if p.exitcode is not None and pid not in spared}
+        culprits = {pid: code for pid, code in ended.items() if code not in _CLEANUP}
+        if culprits or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if not culprits and not spared:
+        killed = {pid: code for pid, code in ended.items() if code == -signal.SIGKILL}
+        culprits = killed or ended
+    running = {r.pid: r.item for r in board.busy()} if board is not None else {}
+    errors = []
+    for pid, code in sorted(culprits.items()):
+        item = running.get(pid)
+        where = f"item {item} (worker pid {pid})" if item is not None else f"worker pid {pid}"
+        errors.append({
+            "item": item, "kind": "WorkerDiedError",
+            "message": (f"{where}: {describe_exit(code)} — {likely_cause(code)}; the items of "
+                        "its chunk that had not reported are lost")})
+    return errors
