@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -28,7 +29,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             workers: int | Sequence[int] | None = None, repeat: Repeat = "auto",
             chunksize: Chunksize | Sequence[Chunksize] = "auto", baseline: bool = True,
             warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
-            progress: bool = False, scheduler: str | None = None) -> Result:
+            progress: bool = False, scheduler: str | None = None,
+            timeout: float | None = None, trial_timeout: float | None = None) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
     ``items`` may be an iterable or a count (``range(n)``). ``workers`` defaults to the usable
@@ -36,6 +38,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     function may be defined in a notebook or ``__main__``: process workers receive it by value.
     ``scheduler`` (``"tcp://HOST:PORT"``) runs the ``dask`` executor on that existing cluster
     instead of a local cluster per trial (default: ``$POOLSCOPE_DASK_SCHEDULER``).
+    ``timeout`` (seconds per item) and ``trial_timeout`` stop what runs longer and record it as
+    timed out (see ``poolscope.deadlines``).
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
@@ -46,7 +50,7 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     return run_workload(workload, executors=executors, workers=workers, repeat=repeat,
                         chunksize=chunksize, baseline=baseline, warmup=warmup,
                         max_time=max_time, reuse_pool=reuse_pool, progress=progress,
-                        scheduler=scheduler)
+                        scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout)
 
 
 def _dask_scheduler(names: Sequence[str], scheduler: str | None) -> str | None:
@@ -98,7 +102,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                  warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
                  explore_io: bool = True, progress: bool = False,
                  console: Any = None, store: RunStore | None = None,
-                 scheduler: str | None = None) -> Result:
+                 scheduler: str | None = None, timeout: float | None = None,
+                 trial_timeout: float | None = None) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
@@ -114,7 +119,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         names = ("serial", *names)
     sizes = tuple(chunksize) if isinstance(chunksize, list | tuple) else chunksize
     plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat, chunksize=sizes,
-                warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool)
+                warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool, timeout_s=timeout,
+                trial_timeout_s=trial_timeout)
     items = list(workload.items)
     if not items:
         raise UsageError("there are no items to run")
@@ -130,8 +136,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     options: dict[str, Any] = {
         "executors": list(names), "workers": list(plan.workers), "repeat": repeat,
         "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
-        "reuse_pool": reuse_pool, "size": workload.size, "caveats": _caveats(workload, names),
-        "findings": []}
+        "reuse_pool": reuse_pool, "timeout": timeout, "trial_timeout": trial_timeout,
+        "size": workload.size, "caveats": _caveats(workload, names), "findings": []}
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
     run_id = new_run_id()
@@ -203,9 +209,7 @@ def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
     tried = []
     count = plan.workers[0] * 2
     while count <= min(len(workload.items), MAX_IO_WORKERS):
-        extra = Plan(executors=(name,), workers=(count,), repeat=plan.repeat,
-                     chunksize=plan.chunksize, warmup=plan.warmup, max_time_s=plan.max_time_s,
-                     reuse_pool=plan.reuse_pool)
+        extra = dataclasses.replace(plan, executors=(name,), workers=(count,))
         more, interrupted = run_plan(workload, extra, first_index=len(trials), **hooks)
         trials.extend(more)
         walls = sorted(t.wall_s for t in more if t.status in ("ok", "partial"))
@@ -253,10 +257,12 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                    item_counts: Sequence[int] | None = None, repeat: Repeat = "auto",
                    warmup: int = 0, max_time: float = 60.0, progress: bool = False,
                    console: Any = None, store: RunStore | None = None,
-                   scheduler: str | None = None) -> Result:
+                   scheduler: str | None = None, timeout: float | None = None,
+                   trial_timeout: float | None = None) -> Result:
     """Every executor at every worker count (and chunksize) over the largest item count; then,
     with several item counts, each executor at its best configuration over the smaller counts,
-    to fit how wall time grows with the number of items. ``scheduler``: see ``compare``."""
+    to fit how wall time grows with the number of items. ``scheduler``, ``timeout`` and
+    ``trial_timeout``: see ``compare``."""
     items = list(workload.items)
     counts = sorted(set(item_counts or [len(items)]))
     if counts[0] < 1:
@@ -269,21 +275,23 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                           workers=list(workers or default_sweep_workers()),
                           repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
                           explore_io=False, progress=progress, console=console, store=store,
-                          scheduler=scheduler)
+                          scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout)
     result.options["sweep"] = True
     result.options["item_counts"] = counts
     if len(counts) > 1 and not result.interrupted:
         from .backends.dask_ import using_scheduler
 
         with using_scheduler(result.options.get("scheduler")):
-            result.growth = _item_count_growth(largest, result, counts, repeat, max_time)
+            result.growth = _item_count_growth(largest, result, counts, repeat, max_time,
+                                               timeout, trial_timeout)
     if store is not None:
         store.end_run(result)  # again: now the stored options say it was a sweep
     return result
 
 
 def _item_count_growth(workload: Workload, result: Result, counts: list[int],
-                       repeat: Repeat, max_time: float) -> dict[str, Any]:
+                       repeat: Repeat, max_time: float, timeout: float | None,
+                       trial_timeout: float | None) -> dict[str, Any]:
     from .analysis.scaling import item_count_growth
 
     summary = result.summary.dropna(subset=["wall_s"])
@@ -295,7 +303,8 @@ def _item_count_growth(workload: Workload, result: Result, counts: list[int],
             part = Workload(fn=workload.fn, items=list(workload.items)[:count],
                             target=workload.target)
             plan = Plan(executors=(str(executor),), workers=(int(best["workers"]),),
-                        repeat=repeat, chunksize=int(best["chunksize"]), max_time_s=max_time)
+                        repeat=repeat, chunksize=int(best["chunksize"]), max_time_s=max_time,
+                        timeout_s=timeout, trial_timeout_s=trial_timeout)
             trials, _ = run_plan(part, plan)
             ok = sorted(t.wall_s for t in trials if t.status in ("ok", "partial"))
             walls.append(ok[(len(ok) - 1) // 2] if ok else float("nan"))

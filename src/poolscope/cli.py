@@ -43,6 +43,12 @@ MaxTimeOpt = Annotated[float, typer.Option(
     "--max-time", help="With --repeat auto, stop adding trials after this many seconds.")]
 ReusePoolOpt = Annotated[bool, typer.Option(
     "--reuse-pool", help="Keep each pool across its trials (start-up is then paid once).")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    "--timeout", help="Stop an item that runs longer than this many seconds (its worker process "
+                      "is terminated, then killed) and go on; the item is recorded as timed out.")]
+TrialTimeoutOpt = Annotated[float | None, typer.Option(
+    "--trial-timeout", help="Stop a trial that runs longer than this many seconds; what finished "
+                            "is kept and the trial is recorded as failed.")]
 ChunksizeOpt = Annotated[str, typer.Option(
     "--chunksize", help="Items per task: N, 'auto' (about four chunks per worker), or a list.")]
 JsonOpt = Annotated[str | None, typer.Option(
@@ -242,6 +248,8 @@ def run(
     max_time: MaxTimeOpt = 60.0,
     reuse_pool: ReusePoolOpt = False,
     chunksize: ChunksizeOpt = "auto",
+    timeout: TimeoutOpt = None,
+    trial_timeout: TrialTimeoutOpt = None,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Do not add a serial trial (speedups are then unknown).")] = False,
     json_path: JsonOpt = None,
@@ -272,7 +280,8 @@ def run(
                           repeat=_parse_repeat(repeat), chunksize=_parse_chunksize(chunksize),
                           warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                           baseline=not no_baseline, progress=_show_progress(quiet),
-                          console=Console(stderr=True), store=run_store, scheduler=scheduler)
+                          console=Console(stderr=True), store=run_store, scheduler=scheduler,
+                          timeout=timeout, trial_timeout=trial_timeout)
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store)
@@ -306,6 +315,8 @@ def sweep(
     repeat: RepeatOpt = "auto",
     warmup: WarmupOpt = 0,
     max_time: MaxTimeOpt = 60.0,
+    timeout: TimeoutOpt = None,
+    trial_timeout: TrialTimeoutOpt = None,
     json_path: JsonOpt = None,
     csv: CsvOpt = None,
     plot: Annotated[Path | None, typer.Option(
@@ -338,7 +349,8 @@ def sweep(
                             chunksize=_parse_chunksize(chunksize), item_counts=counts,
                             repeat=_parse_repeat(repeat), warmup=warmup, max_time=max_time,
                             progress=_show_progress(quiet), console=Console(stderr=True),
-                            store=run_store, scheduler=scheduler)
+                            store=run_store, scheduler=scheduler, timeout=timeout,
+                            trial_timeout=trial_timeout)
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:

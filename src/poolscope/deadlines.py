@@ -26,13 +26,14 @@ import os
 import signal
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
 import psutil
 
 from .board import Board, Running
-from .probe import ItemTimeout
+from .probe import STATUS_ERROR, ChunkRecord, ItemTimeout
 
 __all__ = ["GRACE_S", "Deadlines"]
 
@@ -49,10 +50,13 @@ class Deadlines:
         self.item_timeout_s = item_timeout_s
         self.trial_timeout_s = trial_timeout_s
         self.errors: list[dict[str, Any]] = []  # items stopped in worker processes
+        # ... and their records, from when the item was first seen to when it was stopped, so
+        # the stuck item stays in the trial's items and its timeline (as failed, CPU unknown)
+        self.records: list[ChunkRecord] = []
         self.stopped: set[int] = set()  # worker pids stopped on purpose
         self.timed_out: set[int] = set()  # their items, not to be run again
         self.trial_expired = False
-        self._seen: dict[tuple[int, int], tuple[int, float]] = {}  # lane -> (item, first seen)
+        self._seen: dict[tuple[int, int], tuple[int, int]] = {}  # lane -> (item, first seen)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._main_pending = False
@@ -67,7 +71,7 @@ class Deadlines:
             return self
         if threading.current_thread() is threading.main_thread():
             self._old_handler = signal.signal(_WAKE_SIGNAL, self._on_wake)
-        self._began = time.monotonic()
+        self._began = time.perf_counter_ns()
         self._thread = threading.Thread(target=self._watch, name="poolscope-deadlines",
                                         daemon=True)
         self._thread.start()
@@ -85,6 +89,10 @@ class Deadlines:
         errors, self.errors = self.errors, []
         return errors
 
+    def take_records(self) -> list[ChunkRecord]:
+        records, self.records = self.records, []
+        return records
+
     # --- the watching thread -------------------------------------------------------------------
     def _poll_s(self) -> float:
         shortest = min(t for t in (self.item_timeout_s, self.trial_timeout_s) if t is not None)
@@ -93,14 +101,14 @@ class Deadlines:
     def _watch(self) -> None:
         poll = self._poll_s()
         while not self._done.wait(poll):
-            now = time.monotonic()
+            now = time.perf_counter_ns()
             busy = self.board.busy()
             if (self.trial_timeout_s is not None and not self.trial_expired
-                    and now - self._began > self.trial_timeout_s):
+                    and now - self._began > self.trial_timeout_s * 1e9):
                 self.trial_expired = True
                 self.board.stop()
                 for running in busy:
-                    self._stop(running, f"the trial ran longer than --trial-timeout "
+                    self._stop(running, f"still running when the trial passed --trial-timeout "
                                         f"{self.trial_timeout_s:g} s")
                 continue
             if self.item_timeout_s is None:
@@ -110,23 +118,29 @@ class Deadlines:
                 item, since = self._seen.get(lane, (None, now))
                 if item != running.item:
                     self._seen[lane] = (running.item, now)
-                elif now - since > self.item_timeout_s and running.item not in self.timed_out:
+                elif (now - since > self.item_timeout_s * 1e9
+                      and running.item not in self.timed_out):
                     self._stop(running, f"it ran longer than --timeout {self.item_timeout_s:g} s")
 
     def _stop(self, running: Running, why: str) -> None:
         self.timed_out.add(running.item)
         if running.pid == os.getpid():
+            # The probe records the item with this message (same process, same class).
+            ItemTimeout.message = f"stopped (ItemTimeout raised in its thread): {why}"
             self._interrupt_thread(running.tid)
             return
         if running.pid in self.stopped:
             return
         self.stopped.add(running.pid)
+        since = self._seen.get((running.pid, running.tid), (None, self._began))[1]
         how = _terminate(running.pid)
+        self.records.append(_stopped_record(running, since, time.perf_counter_ns()))
         self.errors.append({
             "item": running.item, "kind": "Timeout",
-            "message": (f"item {running.item} (worker pid {running.pid}): {why}; its worker "
-                        f"was stopped ({how}) and the items of its chunk that had not "
-                        "reported ran again on a new pool")})
+            "message": (f"item {running.item} (worker pid {running.pid}) was stopped ({how}): "
+                        f"{why}" + ("" if self.trial_expired else
+                                    "; the items of its chunk that had not reported ran again "
+                                    "on a new pool"))})
 
     def _interrupt_thread(self, native_id: int) -> None:
         for thread in threading.enumerate():
@@ -143,6 +157,14 @@ class Deadlines:
         if self._main_pending:
             self._main_pending = False
             raise ItemTimeout
+
+
+def _stopped_record(running: Running, start_ns: int, end_ns: int) -> ChunkRecord:
+    return ChunkRecord(
+        first=running.item, start_ns=array("q", [start_ns]), end_ns=array("q", [end_ns]),
+        cpu_marks_ns=array("q", [0, 0]), core=array("i", [-1]),
+        status=array("b", [STATUS_ERROR]), errors=[], pid=running.pid, tid=running.tid,
+        process_cpu_s=0.0, process_maxrss=0, results=[None])
 
 
 def _terminate(pid: int) -> str:

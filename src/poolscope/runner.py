@@ -423,6 +423,10 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                     died = dead_worker_errors(backend.worker_processes(), board, stopped)
                     errors.extend({"executor": backend_cls.name, **error}
                                   for error in [*deadlines.take_errors(), *died])
+                    for record in deadlines.take_records():  # the stopped items
+                        records.append(record)
+                        if on_chunk:
+                            on_chunk(index, record)
                     if stopped and not died and not deadlines.trial_expired:
                         # Broken by a timeout of ours: the rest runs on a new pool.
                         backend.close()
@@ -458,8 +462,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         board.close()
     if deadlines.trial_expired:
         status = "failed"
-        done = sum(len(r.start_ns) for r in records)
-        errors.append({"executor": backend_cls.name, "item": None, "kind": "TrialTimeout",
+        done = sum(len(r.start_ns) for r in records) - len(deadlines.timed_out)
+        errors.insert(0, {"executor": backend_cls.name, "item": None, "kind": "TrialTimeout",
                        "message": f"the trial ran longer than --trial-timeout "
                                   f"{trial_timeout_s:g} s; stopped with {done} of "
                                   f"{sum(len(c.items) for c in chunks)} items done"})
@@ -572,6 +576,6 @@ def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend],
     for r in records:
         cpu[r.pid] = max(cpu.get(r.pid, 0.0), r.process_cpu_s)
         rss[r.pid] = max(rss.get(r.pid, 0), r.process_maxrss)
-    used = math.fsum(total - reported.get(pid, 0.0) for pid, total in cpu.items())
+    used = math.fsum(max(0.0, total - reported.get(pid, 0.0)) for pid, total in cpu.items())
     reported.update(cpu)
     return used, sum(rss.values())

@@ -1,0 +1,24 @@
+"""Functions that misbehave on item 3, importable by reference from any worker (stdlib only)."""
+
+from __future__ import annotations
+
+import time
+
+STUCK_S = 60.0  # far past every timeout the tests set, far below their own deadline
+
+
+def sleep_on_three(x: int) -> int:
+    """Item 3 blocks in time.sleep: C code that no exception can enter until it returns."""
+    time.sleep(STUCK_S if x == 3 else 0.02)
+    return x
+
+
+def spin_on_three(x: int) -> int:
+    """Item 3 loops in Python code for good."""
+    if x == 3:
+        deadline = time.monotonic() + STUCK_S
+        while time.monotonic() < deadline:
+            pass
+    else:
+        time.sleep(0.02)
+    return x

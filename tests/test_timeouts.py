@@ -1,0 +1,125 @@
+"""--timeout and --trial-timeout: the stuck item is stopped where it runs, recorded, and the
+trial goes on (deadlines.py)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import psutil
+import pytest
+
+from fault_workloads import sleep_on_three, spin_on_three
+from poolscope import UsageError
+from poolscope.backends import REGISTRY, get_backend
+from poolscope.runner import Plan, make_chunks, run_trial
+
+pytestmark = pytest.mark.timeout(120)
+
+PROCESS_EXECUTORS = [name for name in ("process", "process-spawn", "process-forkserver",
+                                       "process-pool", "loky")
+                     if REGISTRY[name].unavailable_reason() is None]
+
+
+def trial(name: str, fn, **timeouts):
+    began = time.monotonic()
+    t = run_trial(0, get_backend(name), fn, 2, make_chunks(list(range(12)), 2), **timeouts)
+    return t, time.monotonic() - began
+
+
+def left_behind() -> list[psutil.Process]:
+    """Children of this process still alive (forkserver's and loky's helpers excepted)."""
+    alive = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            line = " ".join(child.cmdline())
+            if child.status() != psutil.STATUS_ZOMBIE and "forkserver" not in line \
+                    and "resource_tracker" not in line and "semaphore_tracker" not in line:
+                alive.append(child)
+        except psutil.Error:
+            continue
+    return alive
+
+
+@pytest.mark.parametrize("name", PROCESS_EXECUTORS)
+def test_a_stuck_worker_process_is_stopped_and_the_trial_goes_on(name):
+    t, took = trial(name, sleep_on_three, timeout_s=0.5)
+    assert took < 20  # not the 60 s item
+    assert t.status == "partial" and t.restarts == 1
+    assert sorted(t.items.item.tolist()) == list(range(12))  # the others ran, on a new pool
+    stuck = t.items.item.tolist().index(3)
+    assert t.items.status[stuck] == 1
+    assert 0.4e9 < t.items.end_ns[stuck] - t.items.start_ns[stuck] < 10e9  # seen to when stopped
+    assert [e["item"] for e in t.errors] == [3]
+    error = t.errors[0]
+    assert error["kind"] == "Timeout"
+    assert re.match(r"item 3 \(worker pid \d+\) was stopped \(SIGTERM[^)]*\): it ran longer "
+                    r"than --timeout 0.5 s", error["message"]), error["message"]
+    assert left_behind() == []
+
+
+def test_a_worker_that_ignores_sigterm_is_killed():
+    import signal
+
+    t, _ = trial("process", _ignores_sigterm_on_three, timeout_s=0.5)
+    assert t.status == "partial"
+    assert "SIGTERM, then SIGKILL" in t.errors[0]["message"], t.errors[0]["message"]
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # only the worker's
+    assert left_behind() == []
+
+
+def _ignores_sigterm_on_three(x: int) -> int:
+    import signal
+
+    if x == 3:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return sleep_on_three(x)
+
+
+@pytest.mark.parametrize("name,fn", [("serial", sleep_on_three), ("serial", spin_on_three),
+                                     ("thread-pool", spin_on_three), ("thread", spin_on_three)])
+def test_an_item_in_this_process_gets_an_exception(name, fn):
+    t, took = trial(name, fn, timeout_s=0.5)
+    assert took < 20
+    assert t.status == "partial" and t.restarts == 0
+    assert sorted(t.items.item.tolist()) == list(range(12))
+    assert [(e["item"], e["kind"]) for e in t.errors] == [(3, "Timeout")]
+    assert "it ran longer than --timeout 0.5 s" in t.errors[0]["message"]
+
+
+@pytest.mark.parametrize("name", ["process", "process-pool"])
+def test_the_trial_timeout_stops_the_trial_and_keeps_what_finished(name):
+    t, took = trial(name, sleep_on_three, trial_timeout_s=1.0)
+    assert took < 20
+    assert t.status == "failed" and t.restarts == 0
+    assert t.errors[0]["kind"] == "TrialTimeout"
+    assert re.match(r"the trial ran longer than --trial-timeout 1 s; stopped with \d+ of 12 "
+                    r"items done", t.errors[0]["message"])
+    assert any(e["item"] == 3 and e["kind"] == "Timeout" for e in t.errors)
+    assert 3 <= int((t.items.status == 0).sum()) < 12
+    assert left_behind() == []
+
+
+def test_the_trial_timeout_stops_threads_at_the_next_chunk():
+    t, took = trial("thread-pool", spin_on_three, trial_timeout_s=1.0)
+    assert took < 20
+    assert t.status == "failed" and t.errors[0]["kind"] == "TrialTimeout"
+    assert any(e["item"] == 3 and e["kind"] == "Timeout" for e in t.errors)
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "2"])
+def test_timeouts_must_be_positive_seconds(value):
+    with pytest.raises(UsageError, match="timeout must be a number of seconds more than 0"):
+        Plan(executors=("serial",), workers=(1,), timeout_s=value)
+    with pytest.raises(UsageError, match="trial timeout must be"):
+        Plan(executors=("serial",), workers=(1,), trial_timeout_s=value)
+
+
+def test_cli_reports_the_timed_out_item_and_exits_1(cli, tmp_path):
+    (tmp_path / "stuck.py").write_text(
+        "import time\n\ndef work(x):\n    time.sleep(60 if x == 3 else 0.01)\n    return x\n")
+    done = cli("run", "stuck.py:work", "--items", "8", "-e", "process", "-w", "2", "-r", "1",
+               "--timeout", "0.5", "--no-baseline", "--no-store", "--quiet", timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert re.search(r"item 3 under process: Timeout: item 3 \(worker pid \d+\) was stopped",
+                     " ".join(done.stdout.split())), done.stdout
