@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,3 +31,59 @@ def cli(tmp_path: Path):
         return run_cli(*args, cwd=tmp_path, timeout=timeout)
 
     return _run
+
+
+# --- nothing left behind -----------------------------------------------------------------------
+# After every test, no child process and no thread that the test started may still be there.
+# Processes that outlive tests by design are exempt: multiprocessing's forkserver and resource
+# tracker (one per test process), and whatever a module- or session-scoped fixture started
+# (they are running before this function-scoped fixture takes its snapshot).
+LINGER_S = 10.0  # a pool's workers and threads may take a moment to finish exiting
+_EXEMPT = ("multiprocessing.forkserver", "resource_tracker", "semaphore_tracker")
+# distributed's process-wide thread pools, started on first use and kept by design
+_EXEMPT_THREADS = ("Dask-Offload", "Dask-Callback-Thread")
+
+
+def _children() -> dict[int, psutil.Process]:
+    found = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            line = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if not any(name in line for name in _EXEMPT):
+            found[child.pid] = child
+    return found
+
+
+def _threads() -> dict[int, threading.Thread]:
+    return {t.ident: t for t in threading.enumerate()
+            if t.ident is not None and not t.name.startswith(_EXEMPT_THREADS)}
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    processes_before, threads_before = set(_children()), set(_threads())
+    yield
+    deadline = time.monotonic() + LINGER_S
+    while True:
+        processes = {pid: p for pid, p in _children().items() if pid not in processes_before}
+        threads = {i: t for i, t in _threads().items() if i not in threads_before}
+        if not (processes or threads) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for process in processes.values():  # do not let them spoil the next test
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    described = [f"process {p.pid} ({_cmdline(p)})" for p in processes.values()]
+    described += [f"thread {t.name!r}" for t in threads.values()]
+    assert not described, "left behind: " + "; ".join(described)
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())[:120]
+    except psutil.Error:
+        return "?"
