@@ -30,7 +30,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             chunksize: Chunksize | Sequence[Chunksize] = "auto", baseline: bool = True,
             warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
             progress: bool = False, scheduler: str | None = None,
-            timeout: float | None = None, trial_timeout: float | None = None) -> Result:
+            timeout: float | None = None, trial_timeout: float | None = None,
+            max_memory: int | None = None) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
     ``items`` may be an iterable or a count (``range(n)``). ``workers`` defaults to the usable
@@ -39,7 +40,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     ``scheduler`` (``"tcp://HOST:PORT"``) runs the ``dask`` executor on that existing cluster
     instead of a local cluster per trial (default: ``$POOLSCOPE_DASK_SCHEDULER``).
     ``timeout`` (seconds per item) and ``trial_timeout`` stop what runs longer and record it as
-    timed out (see ``poolscope.deadlines``).
+    timed out; ``max_memory`` (bytes) stops a worker process whose peak RSS passes it (see
+    ``poolscope.limits``).
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
@@ -50,7 +52,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     return run_workload(workload, executors=executors, workers=workers, repeat=repeat,
                         chunksize=chunksize, baseline=baseline, warmup=warmup,
                         max_time=max_time, reuse_pool=reuse_pool, progress=progress,
-                        scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout)
+                        scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
+                        max_memory=max_memory)
 
 
 def _dask_scheduler(names: Sequence[str], scheduler: str | None) -> str | None:
@@ -103,7 +106,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                  explore_io: bool = True, progress: bool = False,
                  console: Any = None, store: RunStore | None = None,
                  scheduler: str | None = None, timeout: float | None = None,
-                 trial_timeout: float | None = None) -> Result:
+                 trial_timeout: float | None = None, max_memory: int | None = None) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
@@ -120,7 +123,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     sizes = tuple(chunksize) if isinstance(chunksize, list | tuple) else chunksize
     plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat, chunksize=sizes,
                 warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool, timeout_s=timeout,
-                trial_timeout_s=trial_timeout)
+                trial_timeout_s=trial_timeout, max_memory=max_memory)
     items = list(workload.items)
     if not items:
         raise UsageError("there are no items to run")
@@ -137,6 +140,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         "executors": list(names), "workers": list(plan.workers), "repeat": repeat,
         "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
         "reuse_pool": reuse_pool, "timeout": timeout, "trial_timeout": trial_timeout,
+        "max_memory": max_memory,
         "size": workload.size, "caveats": _caveats(workload, names), "findings": []}
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
@@ -258,11 +262,11 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                    warmup: int = 0, max_time: float = 60.0, progress: bool = False,
                    console: Any = None, store: RunStore | None = None,
                    scheduler: str | None = None, timeout: float | None = None,
-                   trial_timeout: float | None = None) -> Result:
+                   trial_timeout: float | None = None, max_memory: int | None = None) -> Result:
     """Every executor at every worker count (and chunksize) over the largest item count; then,
     with several item counts, each executor at its best configuration over the smaller counts,
-    to fit how wall time grows with the number of items. ``scheduler``, ``timeout`` and
-    ``trial_timeout``: see ``compare``."""
+    to fit how wall time grows with the number of items. ``scheduler``, ``timeout``,
+    ``trial_timeout`` and ``max_memory``: see ``compare``."""
     items = list(workload.items)
     counts = sorted(set(item_counts or [len(items)]))
     if counts[0] < 1:
@@ -275,7 +279,8 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                           workers=list(workers or default_sweep_workers()),
                           repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
                           explore_io=False, progress=progress, console=console, store=store,
-                          scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout)
+                          scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
+                        max_memory=max_memory)
     result.options["sweep"] = True
     result.options["item_counts"] = counts
     if len(counts) > 1 and not result.interrupted:
@@ -283,15 +288,17 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
 
         with using_scheduler(result.options.get("scheduler")):
             result.growth = _item_count_growth(largest, result, counts, repeat, max_time,
-                                               timeout, trial_timeout)
+                                               {"timeout_s": timeout,
+                                                "trial_timeout_s": trial_timeout,
+                                                "max_memory": max_memory})
     if store is not None:
         store.end_run(result)  # again: now the stored options say it was a sweep
     return result
 
 
 def _item_count_growth(workload: Workload, result: Result, counts: list[int],
-                       repeat: Repeat, max_time: float, timeout: float | None,
-                       trial_timeout: float | None) -> dict[str, Any]:
+                       repeat: Repeat, max_time: float,
+                       limits: dict[str, Any]) -> dict[str, Any]:
     from .analysis.scaling import item_count_growth
 
     summary = result.summary.dropna(subset=["wall_s"])
@@ -304,7 +311,7 @@ def _item_count_growth(workload: Workload, result: Result, counts: list[int],
                             target=workload.target)
             plan = Plan(executors=(str(executor),), workers=(int(best["workers"]),),
                         repeat=repeat, chunksize=int(best["chunksize"]), max_time_s=max_time,
-                        timeout_s=timeout, trial_timeout_s=trial_timeout)
+                        **limits)
             trials, _ = run_plan(part, plan)
             ok = sorted(t.wall_s for t in trials if t.status in ("ok", "partial"))
             walls.append(ok[(len(ok) - 1) // 2] if ok else float("nan"))

@@ -6,6 +6,7 @@ Exit codes: 0 ok · 1 finished but some items or executors failed (every result 
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,6 +50,9 @@ TimeoutOpt = Annotated[float | None, typer.Option(
 TrialTimeoutOpt = Annotated[float | None, typer.Option(
     "--trial-timeout", help="Stop a trial that runs longer than this many seconds; what finished "
                             "is kept and the trial is recorded as failed.")]
+MaxMemoryOpt = Annotated[str | None, typer.Option(
+    "--max-memory", help="Stop a worker process whose peak RSS passes this size (e.g. 2G, 512M) "
+                         "and go on; its item is recorded as over the limit.")]
 ChunksizeOpt = Annotated[str, typer.Option(
     "--chunksize", help="Items per task: N, 'auto' (about four chunks per worker), or a list.")]
 JsonOpt = Annotated[str | None, typer.Option(
@@ -114,6 +118,19 @@ def _parse_chunksize(text: str) -> list[int | str]:
             raise UsageError(
                 f"--chunksize must be a whole number or 'auto', got {part!r}") from None
     return sizes
+
+
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _parse_size(text: str | None, option: str) -> int | None:
+    """'512M', '2G', '1.5GiB', '3000000': bytes (K, M, G, T are powers of 1024)."""
+    if text is None:
+        return None
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if not found:
+        raise UsageError(f"{option} must be a size like 512M or 2G, got {text!r}")
+    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2).upper()])
 
 
 def _parse_repeat(text: str) -> int | str:
@@ -250,6 +267,7 @@ def run(
     chunksize: ChunksizeOpt = "auto",
     timeout: TimeoutOpt = None,
     trial_timeout: TrialTimeoutOpt = None,
+    max_memory: MaxMemoryOpt = None,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Do not add a serial trial (speedups are then unknown).")] = False,
     json_path: JsonOpt = None,
@@ -281,7 +299,8 @@ def run(
                           warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                           baseline=not no_baseline, progress=_show_progress(quiet),
                           console=Console(stderr=True), store=run_store, scheduler=scheduler,
-                          timeout=timeout, trial_timeout=trial_timeout)
+                          timeout=timeout, trial_timeout=trial_timeout,
+                          max_memory=_parse_size(max_memory, "--max-memory"))
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store)
@@ -317,6 +336,7 @@ def sweep(
     max_time: MaxTimeOpt = 60.0,
     timeout: TimeoutOpt = None,
     trial_timeout: TrialTimeoutOpt = None,
+    max_memory: MaxMemoryOpt = None,
     json_path: JsonOpt = None,
     csv: CsvOpt = None,
     plot: Annotated[Path | None, typer.Option(
@@ -350,7 +370,8 @@ def sweep(
                             repeat=_parse_repeat(repeat), warmup=warmup, max_time=max_time,
                             progress=_show_progress(quiet), console=Console(stderr=True),
                             store=run_store, scheduler=scheduler, timeout=timeout,
-                            trial_timeout=trial_timeout)
+                            trial_timeout=trial_timeout,
+                            max_memory=_parse_size(max_memory, "--max-memory"))
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:

@@ -16,6 +16,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import psutil
+
+from ._format import size
 from .board import Board
 
 __all__ = ["dead_worker_errors", "describe_exit", "likely_cause"]
@@ -58,14 +61,15 @@ def likely_cause(exitcode: int) -> str:
 
 def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
                        spared: set[int] = frozenset(),  # type: ignore[assignment]
-                       ) -> list[dict[str, Any]]:
+                       peak_rss: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
     """One error per worker that died on its own, naming the item it was running.
 
     ``processes`` maps pid to a multiprocessing process (anything with ``exitcode``); pids in
     ``spared`` were stopped on purpose (a timeout) and are reported elsewhere. A pool that
     breaks stops its other workers with SIGTERM or SIGKILL, so workers ended that way count
     only when none died otherwise and none was stopped on purpose (the OOM killer, or
-    ``kill``, can end several).
+    ``kill``, can end several). ``peak_rss``: each worker's peak RSS when last read, told for
+    workers killed by SIGKILL (the OOM killer's signal).
     """
     deadline = time.monotonic() + SETTLE_S
     while True:
@@ -83,8 +87,12 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
     for pid, code in sorted(culprits.items()):
         item = running.get(pid)
         where = f"item {item} (worker pid {pid})" if item is not None else f"worker pid {pid}"
+        memory = ""
+        if code == -signal.SIGKILL and peak_rss and pid in peak_rss:
+            memory = (f"; its peak RSS was at least {size(peak_rss[pid])} when last read "
+                      f"(this machine has {size(psutil.virtual_memory().total)})")
         errors.append({
             "item": item, "kind": "WorkerDiedError",
-            "message": (f"{where}: {describe_exit(code)} — {likely_cause(code)}; the items of "
-                        "its chunk that had not reported are lost")})
+            "message": (f"{where}: {describe_exit(code)} — {likely_cause(code)}{memory}; the "
+                        "items of its chunk that had not reported are lost")})
     return errors

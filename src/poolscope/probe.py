@@ -132,7 +132,7 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
             status[offset] = STATUS_ERROR
             errors.append((first + offset, "SystemExit",
                            f"the function called sys.exit({exc.code!r})"))
-        except ItemTimeout:  # raised into this thread by the parent's deadlines.py
+        except ItemTimeout:  # raised into this thread by the parent's limits.py
             ends[offset] = perf()
             status[offset] = STATUS_ERROR
             errors.append((first + offset, "Timeout", ItemTimeout.message))

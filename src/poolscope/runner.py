@@ -21,8 +21,8 @@ import psutil
 from ._errors import UsageError
 from .backends import Backend, get_backend
 from .board import Board
-from .deadlines import Deadlines
 from .faults import dead_worker_errors
+from .limits import LimitWatch
 from .probe import HOST, Chunk, ChunkRecord
 from .workloads import Workload
 
@@ -187,8 +187,9 @@ class Plan:
     warmup: int = 0
     max_time_s: float = 60.0
     reuse_pool: bool = False
-    timeout_s: float | None = None  # per item (deadlines.py)
+    timeout_s: float | None = None  # per item (limits.py)
     trial_timeout_s: float | None = None
+    max_memory: int | None = None  # bytes per worker process
 
     def __post_init__(self) -> None:
         if not self.executors:
@@ -221,6 +222,9 @@ class Plan:
                                           and 0 < value < math.inf):
                 raise UsageError(f"{option} must be a number of seconds more than 0, "
                                  f"got {value!r}")
+        if self.max_memory is not None and (not isinstance(self.max_memory, int)
+                                            or self.max_memory < 1 << 20):
+            raise UsageError(f"max memory must be at least 1 MiB, got {self.max_memory!r}")
         if self.reuse_pool:
             from .backends.interpreters import fork_conflict
 
@@ -299,7 +303,8 @@ def run_plan(workload: Workload, plan: Plan, *,
             backend.start()
         trial = run_trial(index, get_backend(c.executor), workload.fn, c.workers, chunks[c],
                           repeat, on_chunk=on_chunk, backend=backend,
-                          timeout_s=plan.timeout_s, trial_timeout_s=plan.trial_timeout_s)
+                          timeout_s=plan.timeout_s, trial_timeout_s=plan.trial_timeout_s,
+                          max_memory=plan.max_memory)
         if (trial.status in ("failed", "interrupted") or trial.restarts) and c in pools:
             # run_trial closed it
             del pools[c]
@@ -372,15 +377,17 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
               tree_usage: Callable[[], tuple[float, float]] | None = None,
               backend: Backend | None = None,
               timeout_s: float | None = None,
-              trial_timeout_s: float | None = None) -> TrialResult:
+              trial_timeout_s: float | None = None,
+              max_memory: int | None = None) -> TrialResult:
     """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data.
 
     ``backend``, when given, is a pool already started and kept across trials (``reuse_pool``):
     the trial neither starts nor closes it (unless it breaks). ``clock`` and ``tree_usage`` (CPU
     seconds of this process and of its reaped children) are replaceable so tests can script a
-    trial exactly. ``timeout_s`` per item and ``trial_timeout_s`` are enforced by
-    deadlines.py: a worker process stopped for a timeout breaks its pool, and the trial goes on
-    with the items that had not reported on a new pool.
+    trial exactly. ``timeout_s`` per item, ``trial_timeout_s`` and ``max_memory`` (bytes per
+    worker process) are enforced by limits.py: a worker process stopped for a timeout or its
+    memory breaks its pool, and the trial goes on with the items that had not reported on a new
+    pool.
     """
     usage = tree_usage or _tree_usage
     records: list[ChunkRecord] = []
@@ -394,13 +401,14 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         backend = backend_cls(fn, workers)
     board = Board()  # what each worker runs now: names the item a dead worker took with it
     chunks = [chunk._replace(board=board.path) for chunk in chunks]
-    deadlines = Deadlines(board, timeout_s, trial_timeout_s)
+    watch = LimitWatch(board, timeout_s, trial_timeout_s, max_memory,
+                       worker_processes=not backend_cls.in_process)
     pending = chunks
     restarts = 0
     t0 = clock()
     t_last = t0
     try:
-        with deadlines:
+        with watch:
             while True:
                 try:
                     if not reused:
@@ -419,23 +427,24 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                 except (KeyboardInterrupt, _CallbackError):
                     raise
                 except Exception as exc:  # the executor broke: keep what finished
-                    stopped = deadlines.stopped.copy()
-                    died = dead_worker_errors(backend.worker_processes(), board, stopped)
+                    stopped = watch.stopped.copy()
+                    died = dead_worker_errors(backend.worker_processes(), board, stopped,
+                                              watch.peak_rss)
                     errors.extend({"executor": backend_cls.name, **error}
-                                  for error in [*deadlines.take_errors(), *died])
-                    for record in deadlines.take_records():  # the stopped items
+                                  for error in [*watch.take_errors(), *died])
+                    for record in watch.take_records():  # the stopped items
                         records.append(record)
                         if on_chunk:
                             on_chunk(index, record)
-                    if stopped and not died and not deadlines.trial_expired:
+                    if stopped and not died and not watch.trial_expired:
                         # Broken by a timeout of ours: the rest runs on a new pool.
                         backend.close()
                         reported = backend.cpu_reported
                         backend, reused = backend_cls(fn, workers), False
                         backend.cpu_reported.update(reported)
                         restarts += 1
-                        deadlines.stopped.clear()
-                        pending = _not_reported(pending, records, deadlines.timed_out)
+                        watch.stopped.clear()
+                        pending = _not_reported(pending, records, watch.timed_out)
                         continue
                     status = "failed"
                     if not died and not stopped:
@@ -460,9 +469,9 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                            "kind": type(exc).__name__, "message": str(exc) or repr(exc)})
         t_end = clock()
         board.close()
-    if deadlines.trial_expired:
+    if watch.trial_expired:
         status = "failed"
-        done = sum(len(r.start_ns) for r in records) - len(deadlines.timed_out)
+        done = sum(len(r.start_ns) for r in records) - len(watch.timed_out)
         errors.insert(0, {"executor": backend_cls.name, "item": None, "kind": "TrialTimeout",
                        "message": f"the trial ran longer than --trial-timeout "
                                   f"{trial_timeout_s:g} s; stopped with {done} of "

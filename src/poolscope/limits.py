@@ -1,8 +1,8 @@
-"""``--timeout`` and ``--trial-timeout``: stop what runs too long, record it, go on.
+"""``--timeout``, ``--trial-timeout`` and ``--max-memory``: stop what runs away, record it, go on.
 
 While a trial runs, a thread of the parent reads the trial's board (board.py) every few
 milliseconds and times each worker's item from the moment it first sees it. An item past the
-timeout is stopped where it runs:
+timeout, or in a worker process whose memory passed ``--max-memory``, is stopped where it runs:
 
 * in a worker process: SIGTERM to that process, SIGKILL after ``GRACE_S`` if it is still there.
   The pool breaks; the runner records the item as timed out, starts a new pool and runs the
@@ -16,6 +16,10 @@ timeout is stopped where it runs:
 
 At ``--trial-timeout`` every busy worker is stopped the same way, and workers run no further
 chunk (the board's stop flag); the trial is recorded as failed with what finished.
+
+For executors with worker processes the watch also reads each worker's peak RSS (``VmHWM``)
+every ``MEMORY_POLL_S``, limit or not: a worker that the OOM killer ends leaves no word, and its
+last peak is what faults.py can then report.
 """
 
 from __future__ import annotations
@@ -32,23 +36,29 @@ from typing import Any
 
 import psutil
 
-from .board import Board, Running
+from ._format import size
+from .board import IDLE, Board, Running
 from .probe import STATUS_ERROR, ChunkRecord, ItemTimeout
 
-__all__ = ["GRACE_S", "Deadlines"]
+__all__ = ["GRACE_S", "LimitWatch"]
 
 GRACE_S = 1.0  # between SIGTERM and SIGKILL for a worker process that does not stop
+MEMORY_POLL_S = 0.1
 _WAKE_SIGNAL = signal.SIGUSR2  # interrupts the main thread's item (SIGALRM is _interrupt.py's)
 
 
-class Deadlines:
-    """Watches one trial; a no-op when neither timeout is set."""
+class LimitWatch:
+    """Watches one trial; a no-op when no limit is set and there are no worker processes."""
 
-    def __init__(self, board: Board, item_timeout_s: float | None,
-                 trial_timeout_s: float | None) -> None:
+    def __init__(self, board: Board, item_timeout_s: float | None = None,
+                 trial_timeout_s: float | None = None, max_memory: int | None = None,
+                 worker_processes: bool = False) -> None:
         self.board = board
         self.item_timeout_s = item_timeout_s
         self.trial_timeout_s = trial_timeout_s
+        self.max_memory = max_memory
+        self.watch_memory = worker_processes
+        self.peak_rss: dict[int, int] = {}  # worker pid -> its peak RSS when last read
         self.errors: list[dict[str, Any]] = []  # items stopped in worker processes
         # ... and their records, from when the item was first seen to when it was stopped, so
         # the stuck item stays in the trial's items and its timeline (as failed, CPU unknown)
@@ -64,15 +74,16 @@ class Deadlines:
 
     @property
     def active(self) -> bool:
-        return self.item_timeout_s is not None or self.trial_timeout_s is not None
+        return (self.item_timeout_s is not None or self.trial_timeout_s is not None
+                or self.watch_memory)
 
-    def __enter__(self) -> Deadlines:
+    def __enter__(self) -> LimitWatch:
         if not self.active:
             return self
         if threading.current_thread() is threading.main_thread():
             self._old_handler = signal.signal(_WAKE_SIGNAL, self._on_wake)
         self._began = time.perf_counter_ns()
-        self._thread = threading.Thread(target=self._watch, name="poolscope-deadlines",
+        self._thread = threading.Thread(target=self._watch, name="poolscope-limits",
                                         daemon=True)
         self._thread.start()
         return self
@@ -95,13 +106,17 @@ class Deadlines:
 
     # --- the watching thread -------------------------------------------------------------------
     def _poll_s(self) -> float:
-        shortest = min(t for t in (self.item_timeout_s, self.trial_timeout_s) if t is not None)
-        return min(0.1, max(0.005, shortest / 20))
+        timeouts = [t for t in (self.item_timeout_s, self.trial_timeout_s) if t is not None]
+        return min([MEMORY_POLL_S] + [max(0.005, t / 20) for t in timeouts])
 
     def _watch(self) -> None:
         poll = self._poll_s()
+        next_memory_read = 0.0
         while not self._done.wait(poll):
             now = time.perf_counter_ns()
+            if self.watch_memory and time.monotonic() >= next_memory_read:
+                next_memory_read = time.monotonic() + MEMORY_POLL_S
+                self._read_memory()
             busy = self.board.busy()
             if (self.trial_timeout_s is not None and not self.trial_expired
                     and now - self._began > self.trial_timeout_s * 1e9):
@@ -122,7 +137,21 @@ class Deadlines:
                       and running.item not in self.timed_out):
                     self._stop(running, f"it ran longer than --timeout {self.item_timeout_s:g} s")
 
-    def _stop(self, running: Running, why: str) -> None:
+    def _read_memory(self) -> None:
+        """Each worker process's peak RSS; stop one that passed --max-memory."""
+        own = os.getpid()
+        lanes = {r.pid: r for r in self.board.running() if r.pid != own}
+        for pid, running in lanes.items():
+            peak = _peak_rss(pid)
+            if peak is None:
+                continue
+            self.peak_rss[pid] = max(peak, self.peak_rss.get(pid, 0))
+            if (self.max_memory is not None and peak > self.max_memory
+                    and pid not in self.stopped and running.item != IDLE):
+                self._stop(running, f"its worker's peak RSS reached {size(peak)}, over "
+                                    f"--max-memory {size(self.max_memory)}", "MemoryLimit")
+
+    def _stop(self, running: Running, why: str, kind: str = "Timeout") -> None:
         self.timed_out.add(running.item)
         if running.pid == os.getpid():
             # The probe records the item with this message (same process, same class).
@@ -136,7 +165,7 @@ class Deadlines:
         how = _terminate(running.pid)
         self.records.append(_stopped_record(running, since, time.perf_counter_ns()))
         self.errors.append({
-            "item": running.item, "kind": "Timeout",
+            "item": running.item, "kind": kind,
             "message": (f"item {running.item} (worker pid {running.pid}) was stopped ({how}): "
                         f"{why}" + ("" if self.trial_expired else
                                     "; the items of its chunk that had not reported ran again "
@@ -157,6 +186,18 @@ class Deadlines:
         if self._main_pending:
             self._main_pending = False
             raise ItemTimeout
+
+
+def _peak_rss(pid: int) -> int | None:
+    """VmHWM of a process, in bytes (None when it is gone or not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _stopped_record(running: Running, start_ns: int, end_ns: int) -> ChunkRecord:

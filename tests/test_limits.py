@@ -1,5 +1,6 @@
-"""--timeout and --trial-timeout: the stuck item is stopped where it runs, recorded, and the
-trial goes on (deadlines.py)."""
+"""--timeout, --trial-timeout and --max-memory: the runaway item is stopped where it runs,
+recorded, and the trial goes on (limits.py); a worker killed as by the OOM killer is reported
+with its peak memory (faults.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from fault_workloads import sleep_on_three, spin_on_three
+from fault_workloads import grow_on_three, killed_on_three, sleep_on_three, spin_on_three
 from poolscope import UsageError
 from poolscope.backends import REGISTRY, get_backend
 from poolscope.runner import Plan, make_chunks, run_trial
@@ -123,3 +124,39 @@ def test_cli_reports_the_timed_out_item_and_exits_1(cli, tmp_path):
     assert done.returncode == 1, done.stderr
     assert re.search(r"item 3 under process: Timeout: item 3 \(worker pid \d+\) was stopped",
                      " ".join(done.stdout.split())), done.stdout
+
+
+@pytest.mark.parametrize("name", ["process", "process-pool"])
+def test_a_worker_over_max_memory_is_stopped_and_the_trial_goes_on(name):
+    t, took = trial(name, grow_on_three, max_memory=400 << 20)
+    assert took < 30
+    assert t.status == "partial" and t.restarts == 1
+    assert sorted(t.items.item.tolist()) == list(range(12))
+    assert [(e["item"], e["kind"]) for e in t.errors] == [(3, "MemoryLimit")]
+    assert re.match(r"item 3 \(worker pid \d+\) was stopped \(SIGTERM[^)]*\): its worker's peak "
+                    r"RSS reached [\d.]+ MiB, over --max-memory 400.0 MiB", t.errors[0]["message"])
+    assert left_behind() == []
+
+
+def test_a_worker_killed_as_by_the_oom_killer_is_reported_with_its_peak_memory():
+    t, _ = trial("process", killed_on_three)
+    assert t.status == "failed"
+    assert [(e["item"], e["kind"]) for e in t.errors] == [(3, "WorkerDiedError")]
+    message = t.errors[0]["message"]
+    assert "signal SIGKILL — killed from outside: the kernel's OOM killer" in message
+    peak = re.search(r"its peak RSS was at least ([\d.]+) MiB", message)
+    assert peak and float(peak.group(1)) > 300, message  # the 300 MiB it held
+    assert left_behind() == []
+
+
+@pytest.mark.parametrize("text", ["lots", "-1G", "2X", "1.5.2M"])
+def test_cli_max_memory_must_be_a_size(cli, text):
+    done = cli("run", "tiny", "--items", "4", "--max-memory", text, "--no-store")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"poolscope: error: --max-memory must be a size like 512M or 2G, got {text!r}"]
+
+
+def test_cli_max_memory_below_one_mib_is_refused(cli):
+    done = cli("run", "tiny", "--items", "4", "--max-memory", "1K", "--no-store")
+    assert done.returncode == 2 and "max memory must be at least 1 MiB" in done.stderr
