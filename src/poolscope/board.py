@@ -67,6 +67,13 @@ class Board:
                     found.append(Running(int(pid), int(tid), array("q", data)[0]))
         return found
 
+    def forget(self) -> None:
+        """Drop every worker's file: after a broken pool, its workers' last items would
+        otherwise look like items still running."""
+        for running in self.running():
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.path, f"{running.pid}.{running.tid}"))
+
     def busy(self) -> list[Running]:
         return [r for r in self.running() if r.item != IDLE]
 

@@ -6,7 +6,7 @@ asks the backend for its worker processes (their exit codes) and the trial's boa
 what each of them was running, and turns that into one error per dead worker::
 
     item 5 (worker pid 4242): exit code 7 — the function ended the process itself (os._exit or
-    exit() in C code); the items of its chunk that had not reported are lost
+    exit() in C code)
 """
 
 from __future__ import annotations
@@ -93,6 +93,5 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
                       f"(this machine has {size(psutil.virtual_memory().total)})")
         errors.append({
             "item": item, "kind": "WorkerDiedError",
-            "message": (f"{where}: {describe_exit(code)} — {likely_cause(code)}{memory}; the "
-                        "items of its chunk that had not reported are lost")})
+            "message": f"{where}: {describe_exit(code)} — {likely_cause(code)}{memory}"})
     return errors

@@ -65,9 +65,12 @@ def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
         n = len(cols)
         error = pd.Series(None, index=range(n), dtype=object)
         for e in t.errors:
-            if e["item"] is not None:
-                error.iat[int(np.searchsorted(cols.item, e["item"]))] = (
-                    f"{e['kind']}: {e['message']}")
+            if e["item"] is None:
+                continue
+            # An item a dead worker took with it has an error but no row.
+            row = int(np.searchsorted(cols.item, e["item"]))
+            if row < n and cols.item[row] == e["item"]:
+                error.iat[row] = f"{e['kind']}: {e['message']}"
         host_of = np.array([hosts.index(w.get("host") or t.host) for w in t.worker_info]
                            + [hosts.index(t.host)], np.int32)  # code -1 picks the last
         address_of = np.array([addresses.index(w["address"]) for w in t.worker_info] + [0],

@@ -80,7 +80,8 @@ class LimitWatch:
     def __enter__(self) -> LimitWatch:
         if not self.active:
             return self
-        if threading.current_thread() is threading.main_thread():
+        timeouts = self.item_timeout_s is not None or self.trial_timeout_s is not None
+        if timeouts and threading.current_thread() is threading.main_thread():
             self._old_handler = signal.signal(_WAKE_SIGNAL, self._on_wake)
         self._began = time.perf_counter_ns()
         self._thread = threading.Thread(target=self._watch, name="poolscope-limits",

@@ -430,23 +430,38 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                     stopped = watch.stopped.copy()
                     died = dead_worker_errors(backend.worker_processes(), board, stopped,
                                               watch.peak_rss)
+                    # A worker ended by a timeout, a memory limit or a crash in a known item:
+                    # the rest runs on a new pool, without that item.
+                    recover = ((stopped or died) and not watch.trial_expired
+                               and all(e["item"] is not None for e in died)
+                               and restarts < MAX_RESTARTS)
+                    for error in died:
+                        error["message"] += ("; the items of its chunk that had not reported "
+                                             + ("ran again on a new pool" if recover
+                                                else "are lost"))
                     errors.extend({"executor": backend_cls.name, **error}
                                   for error in [*watch.take_errors(), *died])
                     for record in watch.take_records():  # the stopped items
                         records.append(record)
                         if on_chunk:
                             on_chunk(index, record)
-                    if stopped and not died and not watch.trial_expired:
-                        # Broken by a timeout of ours: the rest runs on a new pool.
+                    if recover:
                         backend.close()
+                        board.forget()
                         reported = backend.cpu_reported
                         backend, reused = backend_cls(fn, workers), False
                         backend.cpu_reported.update(reported)
                         restarts += 1
                         watch.stopped.clear()
-                        pending = _not_reported(pending, records, watch.timed_out)
+                        lost = watch.timed_out | {e["item"] for e in died}
+                        pending = _not_reported(pending, records, lost)
                         continue
                     status = "failed"
+                    if restarts >= MAX_RESTARTS:
+                        errors.append({"executor": backend_cls.name, "item": None,
+                                       "kind": "WorkerDiedError",
+                                       "message": f"gave up after {MAX_RESTARTS} new pools: "
+                                                  "workers kept ending"})
                     if not died and not stopped:
                         errors.append({"executor": backend_cls.name, "item": None,
                                        "kind": type(exc).__name__,
@@ -509,6 +524,9 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         items=items, errors=errors, result_sample=result_sample, t0_ns=t0,
         worker_info=_worker_info(records, getattr(backend, "worker_info", {})),
         restarts=restarts)
+
+
+MAX_RESTARTS = 10  # new pools per trial after workers were lost; then the trial fails
 
 
 def _not_reported(chunks: Sequence[Chunk], records: Sequence[ChunkRecord],
