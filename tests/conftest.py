@@ -69,7 +69,8 @@ def nothing_left_behind():
     yield
     deadline = time.monotonic() + LINGER_S
     while True:
-        processes = {pid: p for pid, p in _children().items() if pid not in processes_before}
+        processes = {pid: p for pid, p in _children().items() if pid not in processes_before
+                     and not _descends_from(p, processes_before)}
         threads = {i: t for i, t in _threads().items() if i not in threads_before}
         if not (processes or threads) or time.monotonic() > deadline:
             break
@@ -80,6 +81,15 @@ def nothing_left_behind():
     described = [f"process {p.pid} ({_cmdline(p)})" for p in processes.values()]
     described += [f"thread {t.name!r}" for t in threads.values()]
     assert not described, "left behind: " + "; ".join(described)
+
+
+def _descends_from(process: psutil.Process, pids: set[int]) -> bool:
+    """Started by a process that was there before the test (a fixture's browser opening a
+    renderer for a page): that fixture's business."""
+    try:
+        return any(parent.pid in pids for parent in process.parents())
+    except psutil.Error:
+        return False
 
 
 def _cmdline(process: psutil.Process) -> str:

@@ -47,3 +47,67 @@ def killed_on_three(x: int) -> int:
         os.kill(os.getpid(), signal.SIGKILL)
         return len(held)
     return x
+
+
+class Unreadable:
+    """Pickles fine; unpickling it raises (a class that cannot be rebuilt on the other side)."""
+
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("cannot rebuild this result")
+
+
+def unpicklable_result_on_three(x: int):
+    import threading
+
+    return threading.Lock() if x == 3 else x
+
+
+def unreadable_result_on_three(x: int):
+    return Unreadable() if x == 3 else x
+
+
+def identity(x):
+    return 0 if not isinstance(x, int) else x
+
+
+def raise_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("item 3 is bad")
+    return x
+
+
+def sys_exit_on_three(x: int) -> int:
+    import sys
+
+    if x == 3:
+        sys.exit(3)
+    return x
+
+
+def os_exit_on_three(x: int) -> int:
+    import os
+
+    if x == 3:
+        os._exit(7)
+    return x
+
+
+def sigkill_on_three(x: int) -> int:
+    import os
+    import signal
+
+    if x == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def segfault_on_three(x: int) -> int:
+    import ctypes
+
+    if x == 3:
+        ctypes.string_at(0)  # reads address 0: SIGSEGV
+    return x

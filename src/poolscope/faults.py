@@ -79,10 +79,13 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
         if culprits or time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    if not culprits and not spared:
-        killed = {pid: code for pid, code in ended.items() if code == -signal.SIGKILL}
-        culprits = killed or ended
     running = {r.pid: r.item for r in board.busy()} if board is not None else {}
+    if not culprits and not spared:
+        # Killed from outside, and loky kills the rest of a broken pool with SIGKILL too: the
+        # ones that were running an item, if any, were the ones killed.
+        killed = {pid: code for pid, code in ended.items() if code == -signal.SIGKILL}
+        busy = {pid: code for pid, code in killed.items() if pid in running}
+        culprits = busy or killed or ended
     errors = []
     for pid, code in sorted(culprits.items()):
         item = running.get(pid)

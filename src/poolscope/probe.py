@@ -248,4 +248,6 @@ def run_installed_chunk(chunk: Chunk) -> ChunkRecord:
     """The task a process worker runs: the installed function over one chunk."""
     if _installed_fn is None:  # pragma: no cover - a pool started without its initializer
         raise RuntimeError("poolscope worker has no function installed")
-    return run_chunk(_installed_fn, chunk)
+    from .shipping import pack_results  # (imports this module)
+
+    return pack_results(run_chunk(_installed_fn, chunk))

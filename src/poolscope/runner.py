@@ -24,6 +24,7 @@ from .board import Board
 from .faults import dead_worker_errors
 from .limits import LimitWatch
 from .probe import HOST, Chunk, ChunkRecord
+from .shipping import unpicklable_items, unreadable_errors
 from .workloads import Workload
 
 __all__ = ["ItemColumns", "Plan", "TrialResult", "auto_chunksize", "make_chunks", "run_plan"]
@@ -283,6 +284,12 @@ def run_plan(workload: Workload, plan: Plan, *,
     configs = plan.configurations()
     chunks = {c: make_chunks(items, plan.chunksize_for(len(items), c.workers, c.chunksize))
               for c in configs}
+    # Items that cannot be pickled stay out of trials in worker processes (an error each).
+    shipped = [c for c in configs if _ships_items(get_backend(c.executor))]
+    refused = unpicklable_items(items) if shipped else {}
+    if refused:
+        for c in shipped:
+            chunks[c] = _not_reported(chunks[c], [], set(refused))
     pools: dict[Config, Backend] = {}
     tally = {c: _Tally() for c in configs}
     results: list[TrialResult] = []
@@ -304,7 +311,8 @@ def run_plan(workload: Workload, plan: Plan, *,
         trial = run_trial(index, get_backend(c.executor), workload.fn, c.workers, chunks[c],
                           repeat, on_chunk=on_chunk, backend=backend,
                           timeout_s=plan.timeout_s, trial_timeout_s=plan.trial_timeout_s,
-                          max_memory=plan.max_memory)
+                          max_memory=plan.max_memory,
+                          refused=refused if _ships_items(get_backend(c.executor)) else None)
         if (trial.status in ("failed", "interrupted") or trial.restarts) and c in pools:
             # run_trial closed it
             del pools[c]
@@ -338,6 +346,11 @@ def run_plan(workload: Workload, plan: Plan, *,
         for backend in pools.values():
             backend.close()
     return results, False
+
+
+def _ships_items(backend_cls: type[Backend]) -> bool:
+    """Whether the executor pickles items to send them to its workers."""
+    return not backend_cls.in_process or backend_cls.family == "interpreter"
 
 
 def _tree_usage() -> tuple[float, float]:
@@ -378,7 +391,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
               backend: Backend | None = None,
               timeout_s: float | None = None,
               trial_timeout_s: float | None = None,
-              max_memory: int | None = None) -> TrialResult:
+              max_memory: int | None = None,
+              refused: dict[int, str] | None = None) -> TrialResult:
     """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data.
 
     ``backend``, when given, is a pool already started and kept across trials (``reuse_pool``):
@@ -387,12 +401,14 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     trial exactly. ``timeout_s`` per item, ``trial_timeout_s`` and ``max_memory`` (bytes per
     worker process) are enforced by limits.py: a worker process stopped for a timeout or its
     memory breaks its pool, and the trial goes on with the items that had not reported on a new
-    pool.
+    pool. ``refused``: items left out of ``chunks`` (they cannot be pickled), with why.
     """
     usage = tree_usage or _tree_usage
     records: list[ChunkRecord] = []
     result_sample: list[Any] = []
-    errors: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = [
+        {"executor": backend_cls.name, "item": item, "kind": "PicklingError", "message": why}
+        for item, why in sorted((refused or {}).items())]
     status = "ok"
     reset_worked = _reset_peak_rss()
     own_cpu0, children_cpu0 = usage()
@@ -415,6 +431,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                         backend.start()
                     for record in backend.run(pending):
                         t_last = clock()
+                        record = unreadable_errors(record)
                         if not result_sample:
                             result_sample = record.results[:8]
                         records.append(_without_results(record))

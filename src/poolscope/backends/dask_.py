@@ -68,6 +68,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -107,6 +108,16 @@ def normalize_address(text: str) -> str:
     if not protocol or not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--scheduler: expected tcp://HOST:PORT, got {text!r}")
     return address
+
+
+def _reachable(address: str) -> None:
+    """Raise OSError when nothing accepts a TCP connection at a ``tcp://HOST:PORT`` address."""
+    protocol, _, rest = address.partition("://")
+    if protocol not in ("tcp", "tls"):
+        return  # another transport: let distributed try it
+    host, _, port = rest.rpartition(":")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+        pass
 
 
 def scheduler_address() -> str | None:
@@ -243,6 +254,8 @@ class DaskBackend(Backend):
                     silence_logs=logging.CRITICAL, preload=[__name__])
             address = self._cluster.scheduler_address
         try:
+            if self._cluster is None:
+                _reachable(address)  # else a failed Client leaves its IO loop thread running
             self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S,
                                               set_as_default=False)
         except OSError as exc:

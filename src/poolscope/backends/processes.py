@@ -101,9 +101,16 @@ class _ProcessMixin:
         return multiprocessing.get_context(self.start_method)
 
     def function_payload(self) -> bytes:
+        import pickle
+
         import cloudpickle
 
-        return cloudpickle.dumps(self.fn)
+        try:
+            return cloudpickle.dumps(self.fn)
+        except Exception as exc:
+            raise pickle.PicklingError(
+                f"the function cannot be pickled to send it to worker processes: "
+                f"{type(exc).__name__}: {exc}") from None
 
     def launching(self) -> AbstractContextManager[object]:
         if self.context().get_start_method() == "fork":
