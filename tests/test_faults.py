@@ -94,3 +94,41 @@ def test_a_function_that_cannot_be_pickled_fails_its_trial_only(name):
     assert trial.errors[0]["message"].startswith(
         "the function cannot be pickled to send it to worker processes: TypeError: cannot "
         "pickle '_thread.lock' object")
+
+
+# --- in-process executors, isolated -----------------------------------------------------------
+IN_PROCESS = [name for name, cls in REGISTRY.items()
+              if cls.in_process and cls.family != "interpreter" and "@" not in name]
+ENDS_ITS_PROCESS = ["os._exit", "SIGKILL", "segfault"]
+
+
+@pytest.mark.parametrize("fault", ENDS_ITS_PROCESS)
+@pytest.mark.parametrize("name", IN_PROCESS)
+def test_isolated_in_process_executors_survive_a_fault_that_ends_the_process(name, fault):
+    fn, kind, message = FAULTS[fault]
+    workload = Workload(fn=fn, items=list(range(12)), target=fn.__name__)
+    trials, _ = run_plan(workload, Plan(executors=(name, "process"), workers=(2,), chunksize=1,
+                                        isolate=True))
+    trial, other = trials
+    assert trial.executor == name  # isolated, it keeps its name
+    assert trial.status == other.status == "partial", trial.errors
+    assert [(e["item"], e["kind"]) for e in trial.errors] == [(3, kind)]
+    assert re.match(message, trial.errors[0]["message"]), trial.errors[0]["message"]
+    assert trial.items.item[trial.items.status == 0].tolist() == [i for i in range(12) if i != 3]
+
+
+def test_cli_isolate_keeps_the_run_going_after_a_segfault(cli, tmp_path):
+    (tmp_path / "crash.py").write_text(
+        "import ctypes\n\ndef work(x):\n    if x == 3:\n        ctypes.string_at(0)\n"
+        "    return x\n")
+    done = cli("run", "crash.py:work", "--items", "8", "-e", "thread,process", "-w", "2",
+               "-r", "1", "--chunksize", "1", "--isolate", "--json", "out.json", "--quiet",
+               timeout=120)
+    assert done.returncode == 1, done.stderr
+    import json
+
+    errors = json.loads((tmp_path / "out.json").read_text())["errors"]
+    assert {(e["executor"], e["item"], e["kind"]) for e in errors} == {
+        ("serial", 3, "WorkerDiedError"), ("thread", 3, "WorkerDiedError"),
+        ("process", 3, "WorkerDiedError")}
+    assert all("signal SIGSEGV" in e["message"] for e in errors)

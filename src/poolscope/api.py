@@ -14,7 +14,7 @@ from ._errors import UsageError
 from .backends import get_backend
 from .environment import collect_environment, usable_cores
 from .result import Result, new_run_id, transfer_sample
-from .runner import Chunksize, Plan, Repeat, TrialResult, run_plan
+from .runner import Chunksize, Plan, Repeat, TrialResult, backend_class, run_plan
 from .store import RunStore
 from .workloads import Workload
 
@@ -31,7 +31,7 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
             progress: bool = False, scheduler: str | None = None,
             timeout: float | None = None, trial_timeout: float | None = None,
-            max_memory: int | None = None) -> Result:
+            max_memory: int | None = None, isolate: bool = False) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
     ``items`` may be an iterable or a count (``range(n)``). ``workers`` defaults to the usable
@@ -41,7 +41,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     instead of a local cluster per trial (default: ``$POOLSCOPE_DASK_SCHEDULER``).
     ``timeout`` (seconds per item) and ``trial_timeout`` stop what runs longer and record it as
     timed out; ``max_memory`` (bytes) stops a worker process whose peak RSS passes it (see
-    ``poolscope.limits``).
+    ``poolscope.limits``). ``isolate`` runs the in-process executors (serial, thread, …) in a
+    child process, so a function that ends its process cannot end the run.
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
@@ -53,7 +54,7 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
                         chunksize=chunksize, baseline=baseline, warmup=warmup,
                         max_time=max_time, reuse_pool=reuse_pool, progress=progress,
                         scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory)
+                        max_memory=max_memory, isolate=isolate)
 
 
 def _dask_scheduler(names: Sequence[str], scheduler: str | None) -> str | None:
@@ -106,7 +107,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                  explore_io: bool = True, progress: bool = False,
                  console: Any = None, store: RunStore | None = None,
                  scheduler: str | None = None, timeout: float | None = None,
-                 trial_timeout: float | None = None, max_memory: int | None = None) -> Result:
+                 trial_timeout: float | None = None, max_memory: int | None = None,
+                 isolate: bool = False) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
@@ -123,7 +125,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     sizes = tuple(chunksize) if isinstance(chunksize, list | tuple) else chunksize
     plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat, chunksize=sizes,
                 warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool, timeout_s=timeout,
-                trial_timeout_s=trial_timeout, max_memory=max_memory)
+                trial_timeout_s=trial_timeout, max_memory=max_memory, isolate=isolate)
     items = list(workload.items)
     if not items:
         raise UsageError("there are no items to run")
@@ -132,7 +134,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     # Each executor refuses a function it cannot run (one line, before any trial) and may
     # describe the interpreter that runs it: subinterpreters, NAME@/path/to/python.
     interpreters = {name: facts for name in names
-                    if (facts := get_backend(name).prepare_run(workload.fn))}
+                    if (facts := backend_class(name, isolate).prepare_run(workload.fn))}
     if interpreters:
         environment["interpreters"] = interpreters
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -140,7 +142,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         "executors": list(names), "workers": list(plan.workers), "repeat": repeat,
         "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
         "reuse_pool": reuse_pool, "timeout": timeout, "trial_timeout": trial_timeout,
-        "max_memory": max_memory,
+        "max_memory": max_memory, "isolate": isolate,
         "size": workload.size, "caveats": _caveats(workload, names), "findings": []}
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
@@ -262,11 +264,12 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                    warmup: int = 0, max_time: float = 60.0, progress: bool = False,
                    console: Any = None, store: RunStore | None = None,
                    scheduler: str | None = None, timeout: float | None = None,
-                   trial_timeout: float | None = None, max_memory: int | None = None) -> Result:
+                   trial_timeout: float | None = None, max_memory: int | None = None,
+                 isolate: bool = False) -> Result:
     """Every executor at every worker count (and chunksize) over the largest item count; then,
     with several item counts, each executor at its best configuration over the smaller counts,
     to fit how wall time grows with the number of items. ``scheduler``, ``timeout``,
-    ``trial_timeout`` and ``max_memory``: see ``compare``."""
+    ``trial_timeout``, ``max_memory`` and ``isolate``: see ``compare``."""
     items = list(workload.items)
     counts = sorted(set(item_counts or [len(items)]))
     if counts[0] < 1:
@@ -280,7 +283,7 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                           repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
                           explore_io=False, progress=progress, console=console, store=store,
                           scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory)
+                        max_memory=max_memory, isolate=isolate)
     result.options["sweep"] = True
     result.options["item_counts"] = counts
     if len(counts) > 1 and not result.interrupted:
@@ -290,7 +293,8 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
             result.growth = _item_count_growth(largest, result, counts, repeat, max_time,
                                                {"timeout_s": timeout,
                                                 "trial_timeout_s": trial_timeout,
-                                                "max_memory": max_memory})
+                                                "max_memory": max_memory,
+                                                "isolate": isolate})
     if store is not None:
         store.end_run(result)  # again: now the stored options say it was a sweep
     return result

@@ -53,6 +53,10 @@ TrialTimeoutOpt = Annotated[float | None, typer.Option(
 MaxMemoryOpt = Annotated[str | None, typer.Option(
     "--max-memory", help="Stop a worker process whose peak RSS passes this size (e.g. 2G, 512M) "
                          "and go on; its item is recorded as over the limit.")]
+IsolateOpt = Annotated[bool, typer.Option(
+    "--isolate", help="Run serial, thread and the other in-process executors in a child "
+                      "process, so a function that crashes its process (os._exit, a segfault) "
+                      "cannot end the run.")]
 ChunksizeOpt = Annotated[str, typer.Option(
     "--chunksize", help="Items per task: N, 'auto' (about four chunks per worker), or a list.")]
 JsonOpt = Annotated[str | None, typer.Option(
@@ -268,6 +272,7 @@ def run(
     timeout: TimeoutOpt = None,
     trial_timeout: TrialTimeoutOpt = None,
     max_memory: MaxMemoryOpt = None,
+    isolate: IsolateOpt = False,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Do not add a serial trial (speedups are then unknown).")] = False,
     json_path: JsonOpt = None,
@@ -300,7 +305,8 @@ def run(
                           baseline=not no_baseline, progress=_show_progress(quiet),
                           console=Console(stderr=True), store=run_store, scheduler=scheduler,
                           timeout=timeout, trial_timeout=trial_timeout,
-                          max_memory=_parse_size(max_memory, "--max-memory"))
+                          max_memory=_parse_size(max_memory, "--max-memory"),
+                          isolate=isolate)
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store)
@@ -337,6 +343,7 @@ def sweep(
     timeout: TimeoutOpt = None,
     trial_timeout: TrialTimeoutOpt = None,
     max_memory: MaxMemoryOpt = None,
+    isolate: IsolateOpt = False,
     json_path: JsonOpt = None,
     csv: CsvOpt = None,
     plot: Annotated[Path | None, typer.Option(
@@ -371,7 +378,8 @@ def sweep(
                             progress=_show_progress(quiet), console=Console(stderr=True),
                             store=run_store, scheduler=scheduler, timeout=timeout,
                             trial_timeout=trial_timeout,
-                            max_memory=_parse_size(max_memory, "--max-memory"))
+                            max_memory=_parse_size(max_memory, "--max-memory"),
+                          isolate=isolate)
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:

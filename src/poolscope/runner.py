@@ -191,6 +191,7 @@ class Plan:
     timeout_s: float | None = None  # per item (limits.py)
     trial_timeout_s: float | None = None
     max_memory: int | None = None  # bytes per worker process
+    isolate: bool = False  # in-process executors run in a child process (backend_class)
 
     def __post_init__(self) -> None:
         if not self.executors:
@@ -285,7 +286,7 @@ def run_plan(workload: Workload, plan: Plan, *,
     chunks = {c: make_chunks(items, plan.chunksize_for(len(items), c.workers, c.chunksize))
               for c in configs}
     # Items that cannot be pickled stay out of trials in worker processes (an error each).
-    shipped = [c for c in configs if _ships_items(get_backend(c.executor))]
+    shipped = [c for c in configs if _ships_items(backend_class(c.executor, plan.isolate))]
     refused = unpicklable_items(items) if shipped else {}
     if refused:
         for c in shipped:
@@ -304,15 +305,15 @@ def run_plan(workload: Workload, plan: Plan, *,
         return t.trials < MIN_TRIALS or t.seconds < MIN_TIME_S
 
     def one(c: Config, index: int, repeat: int) -> TrialResult:
+        cls = backend_class(c.executor, plan.isolate)
         backend = pools.get(c)
         if plan.reuse_pool and backend is None:
-            backend = pools[c] = get_backend(c.executor)(workload.fn, c.workers)
+            backend = pools[c] = cls(workload.fn, c.workers)
             backend.start()
-        trial = run_trial(index, get_backend(c.executor), workload.fn, c.workers, chunks[c],
-                          repeat, on_chunk=on_chunk, backend=backend,
-                          timeout_s=plan.timeout_s, trial_timeout_s=plan.trial_timeout_s,
-                          max_memory=plan.max_memory,
-                          refused=refused if _ships_items(get_backend(c.executor)) else None)
+        trial = run_trial(index, cls, workload.fn, c.workers, chunks[c], repeat,
+                          on_chunk=on_chunk, backend=backend, timeout_s=plan.timeout_s,
+                          trial_timeout_s=plan.trial_timeout_s, max_memory=plan.max_memory,
+                          refused=refused if _ships_items(cls) else None)
         if (trial.status in ("failed", "interrupted") or trial.restarts) and c in pools:
             # run_trial closed it
             del pools[c]
@@ -346,6 +347,17 @@ def run_plan(workload: Workload, plan: Plan, *,
         for backend in pools.values():
             backend.close()
     return results, False
+
+
+def backend_class(name: str, isolate: bool = False) -> type[Backend]:
+    """The backend of an executor; with ``isolate``, an in-process one runs in a child process
+    of this interpreter (backends/elsewhere.py), so a crash in the function cannot end poolscope."""
+    cls = get_backend(name)
+    if isolate and cls.in_process:
+        from .backends.elsewhere import isolated
+
+        return isolated(name)
+    return cls
 
 
 def _ships_items(backend_cls: type[Backend]) -> bool:

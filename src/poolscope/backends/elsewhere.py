@@ -320,6 +320,29 @@ def backend_for(name: str) -> type[ElsewhereBackend]:
         "summary": f"{inner_name} in a child process of {python}", "facts": None})
 
 
+@functools.cache
+def isolated(inner_name: str) -> type[ElsewhereBackend]:
+    """The in-process executor ``inner_name`` run in a child process of this interpreter
+    (``--isolate``): a function that ends its process (os._exit, SIGKILL, a segfault) then ends
+    the child, not poolscope, and is reported like a worker process's crash. It keeps its name."""
+    inner = REGISTRY[inner_name]
+    return type(f"ElsewhereBackend[{inner_name}, isolated]", (ElsewhereBackend,), {
+        "name": inner_name, "inner_name": inner_name, "python": sys.executable,
+        "family": inner.family, "summary": f"{inner_name} in a child process (--isolate)",
+        "facts": None})
+
+
+class _ChildExit:
+    """The child as the runner's faults.py sees a worker process: ``exitcode``."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._proc.poll()
+
+
 class ElsewhereBackend(Backend):
     """An inner executor run in a child process of another interpreter (see module docs)."""
 
@@ -453,6 +476,10 @@ class ElsewhereBackend(Backend):
             return ""
         self._stderr.seek(0)
         return self._stderr.read().decode("utf-8", "replace")
+
+    def worker_processes(self) -> dict[int, Any]:
+        """The child: the items its threads ran are on the trial's board under its pid."""
+        return {self._proc.pid: _ChildExit(self._proc)} if self._proc is not None else {}
 
     # --- the backend protocol
     def start(self) -> None:
