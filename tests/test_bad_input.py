@@ -63,6 +63,13 @@ BAD_VALUES = st.one_of(
     st.tuples(st.just("--max-time"), st.one_of(
         st.floats(max_value=0, allow_nan=False).map(repr), st.just("nan"), junk)),
     st.tuples(st.just("--size"), st.integers(max_value=-1).map(str)),
+    st.tuples(st.sampled_from(["--timeout", "--trial-timeout"]), st.one_of(
+        st.floats(max_value=0, allow_nan=False).map(repr), st.sampled_from(["nan", "inf"]),
+        junk)),
+    st.tuples(st.just("--max-memory"), st.one_of(
+        junk.filter(lambda s: not s.strip().upper().rstrip("IB").rstrip("KMGT").strip()
+                    .replace(".", "", 1).isdigit()),
+        st.sampled_from(["0", "1K", "-2G", "512"]))),
     st.tuples(st.just("--json"), st.just("/nonexistent-dir/out.json")),
     st.tuples(st.just("--plot"), st.sampled_from(["out.gif", "/nonexistent-dir/p.png", "x"])),
     st.tuples(st.just("--report"), st.sampled_from(["out.png", "/nonexistent-dir/r.html"])),
@@ -99,6 +106,10 @@ def test_generated_bad_command_lines_exit_2_with_one_line(bad, good):
     (["run", "tiny", "--items-from", "/nonexistent.jsonl"], "/nonexistent.jsonl"),
     (["run", "nosuchmodule:fn"], "nosuchmodule"),
     (["run", "tiny", "--max-time", "0"], "max time"),
+    (["run", "tiny", "--timeout", "-1"], "timeout must be a number of seconds more than 0"),
+    (["run", "tiny", "--trial-timeout", "nan"], "trial timeout must be a number of seconds"),
+    (["run", "tiny", "--max-memory", "lots"], "--max-memory must be a size like 512M or 2G"),
+    (["run", "tiny", "--max-memory", "100K"], "max memory must be at least 1 MiB"),
     (["run", "tiny", "--json", "/nonexistent-dir/x.json"], "--json"),
     (["sweep", "tiny", "--items", "10,0"], "--items must be at least 1"),
     (["show", "latest", "--store", "/nonexistent-dir/x.db"], "no poolscope store"),
