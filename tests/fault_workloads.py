@@ -111,3 +111,10 @@ def segfault_on_three(x: int) -> int:
     if x == 3:
         ctypes.string_at(0)  # reads address 0: SIGSEGV
     return x
+
+
+async def nap_on_three(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(STUCK_S if x == 3 else 0.02)
+    return x

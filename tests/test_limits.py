@@ -160,3 +160,14 @@ def test_cli_max_memory_must_be_a_size(cli, text):
 def test_cli_max_memory_below_one_mib_is_refused(cli):
     done = cli("run", "tiny", "--items", "4", "--max-memory", "1K", "--no-store")
     assert done.returncode == 2 and "max memory must be at least 1 MiB" in done.stderr
+
+
+def test_an_async_item_past_the_timeout_is_cancelled():
+    from fault_workloads import nap_on_three
+
+    t, took = trial("asyncio", nap_on_three, timeout_s=0.5)
+    assert took < 20
+    assert t.status == "partial"
+    assert sorted(t.items.item.tolist()) == list(range(12))
+    assert [(e["item"], e["kind"]) for e in t.errors] == [(3, "Timeout")]
+    assert t.errors[0]["message"] == "cancelled: it ran longer than --timeout 0.5 s"

@@ -52,6 +52,7 @@ class Chunk(NamedTuple):
     first: int
     items: Sequence[Any]
     board: str = ""  # the trial's board directory (board.py): what each worker runs now
+    timeout_s: float | None = None  # --timeout, for executors that stop items themselves
 
 
 class ChunkRecord(NamedTuple):

@@ -428,7 +428,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     if backend is None:
         backend = backend_cls(fn, workers)
     board = Board()  # what each worker runs now: names the item a dead worker took with it
-    chunks = [chunk._replace(board=board.path) for chunk in chunks]
+    chunks = [chunk._replace(board=board.path, timeout_s=timeout_s) for chunk in chunks]
     watch = LimitWatch(board, timeout_s, trial_timeout_s, max_memory,
                        worker_processes=not backend_cls.in_process)
     pending = chunks

@@ -125,6 +125,8 @@ class Metered:
 
 async def _run_coroutine_chunk(fn: Callable[[Any], Any], chunk: Chunk, tid: int) -> ChunkRecord:
     """The probe's loop for coroutines: each item awaited through Metered."""
+    import asyncio
+
     perf = time.perf_counter_ns
     core_of = current_core
     n = len(chunk.items)
@@ -136,12 +138,20 @@ async def _run_coroutine_chunk(fn: Callable[[Any], Any], chunk: Chunk, tid: int)
     errors: list[tuple[int, str, str]] = []
     results: list[Any] = [None] * n
     used = 0
+    timeout = chunk.timeout_s
     for offset, item in enumerate(chunk.items):
         metered = Metered(fn, item)
         cores[offset] = core_of()
         starts[offset] = perf()
         try:
-            results[offset] = await metered
+            if timeout is None:
+                results[offset] = await metered
+            else:  # --timeout: cancelled where it waits (limits.py stops the other executors)
+                results[offset] = await asyncio.wait_for(metered, timeout)
+        except asyncio.TimeoutError:  # noqa: UP041 (the builtin is its alias only from 3.11)
+            status[offset] = STATUS_ERROR
+            errors.append((chunk.first + offset, "Timeout",
+                           f"cancelled: it ran longer than --timeout {timeout:g} s"))
         except Exception as exc:
             status[offset] = STATUS_ERROR
             errors.append((chunk.first + offset, type(exc).__name__, str(exc)))
