@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from interp_workloads import fail_on_three, square
+from poolscope import UsageError
 from poolscope.backends import REGISTRY, get_backend
-from poolscope.runner import make_chunks, run_trial
+from poolscope.runner import Plan, make_chunks, run_trial
 
 AVAILABLE = [name for name, cls in REGISTRY.items() if cls.unavailable_reason() is None]
 
@@ -43,8 +44,6 @@ def test_registry_has_the_core_executors():
 
 
 def test_unknown_executor_names_the_choices():
-    from poolscope import UsageError
-
     with pytest.raises(UsageError, match="unknown executor 'threads'; choose from serial"):
         get_backend("threads")
 
@@ -98,6 +97,20 @@ class TestContract:
             assert isinstance(getattr(t.items, column), np.ndarray)
         assert t.items.nbytes / len(t.items) <= 64
 
+    def test_an_item_past_the_timeout_is_stopped_and_the_others_kept(self, name):
+        from fault_workloads import spin_on_three
+
+        if not REGISTRY[name].stops_items:
+            with pytest.raises(UsageError, match="do not work with"):
+                Plan(executors=(name,), workers=(2,), timeout_s=0.5)
+            return
+        t = run_trial(0, get_backend(name), spin_on_three, 2, make_chunks(list(range(12)), 2),
+                      timeout_s=0.5)
+        assert t.status == "partial"
+        assert sorted(t.items.item.tolist()) == list(range(12))
+        assert [(e["item"], e["kind"]) for e in t.errors] == [(3, "Timeout")]
+        assert t.items.status[t.items.item.tolist().index(3)] == 1
+
     def test_peak_rss_and_cpu_are_measured(self, name):
         t = trial(name, square)
         assert t.peak_rss > 1 << 20
@@ -106,8 +119,6 @@ class TestContract:
 
 def test_unavailable_start_method_says_why(monkeypatch):
     import multiprocessing
-
-    from poolscope import UsageError
 
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     assert "not supported" in REGISTRY["process-fork"].unavailable_reason()

@@ -227,6 +227,13 @@ class Plan:
         if self.max_memory is not None and (not isinstance(self.max_memory, int)
                                             or self.max_memory < 1 << 20):
             raise UsageError(f"max memory must be at least 1 MiB, got {self.max_memory!r}")
+        limits = (self.timeout_s, self.trial_timeout_s, self.max_memory)
+        if any(limit is not None for limit in limits):
+            for name in self.executors:
+                if not get_backend(name).stops_items:
+                    raise UsageError(f"--timeout, --trial-timeout and --max-memory do not work "
+                                     f"with {name}: a running task stops only with its worker, "
+                                     "which the cluster then retries")
         if self.reuse_pool:
             from .backends.interpreters import fork_conflict
 

@@ -34,6 +34,9 @@ class Backend(ABC):
     # one process, a GIL each) or "process": how workers share memory
     family: ClassVar[str]
     in_process: ClassVar[bool] = True  # workers share the parent's address space
+    # Whether --timeout, --trial-timeout and --max-memory can stop items (limits.py): not where
+    # stopping one means killing a worker that someone else's scheduler then restarts (dask).
+    stops_items: ClassVar[bool] = True
     # CPU that a child process spent before the trial began (another interpreter's start-up,
     # see backends/elsewhere.py): the runner takes it off the reaped children's CPU.
     untimed_cpu_s: float = 0.0

@@ -204,6 +204,7 @@ class DaskBackend(Backend):
                "(--scheduler tcp://HOST:PORT)")
     family = "process"
     in_process = False
+    stops_items = False  # killing a worker makes dask retry its task elsewhere
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
