@@ -259,6 +259,41 @@ def test_a_failing_cell_shows_its_own_error_and_nothing_runs(shell, capsys, tmp_
     assert "ZeroDivisionError" in capsys.readouterr().out
 
 
+# Options of `poolscope run` the magic leaves out, and why.
+NOT_IN_THE_MAGIC = {
+    "target": "the function is the cell's",
+    "--size": "the knob of built-in workloads",
+    "--isolate": "a cell's function goes to a child process by value, not by reference",
+    "--format": "the result shows as HTML in the notebook",
+}
+
+
+def test_the_magic_takes_every_option_of_run():
+    import typer.main
+
+    from poolscope.cli import app
+    from poolscope.magic import PoolscopeMagics
+
+    run = typer.main.get_command(app).commands["run"]
+    parser = PoolscopeMagics.poolscope.parser
+    magic = {option for action in parser._actions for option in action.option_strings}
+    for param in run.params:
+        name = param.opts[0]
+        if name in NOT_IN_THE_MAGIC:
+            continue
+        assert set(param.opts) <= magic, f"%%poolscope lacks {param.opts} of `poolscope run`"
+
+
+def test_magic_passes_the_limits_on(shell, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cell = ("%%poolscope -n 6 -e thread -w 2 -r 1 --no-baseline --no-store --quiet --timeout 0.5 "
+            "--report r.html\ndef stuck(x):\n    while x == 3:\n        pass\n    return x\n")
+    result = shell.run_cell(cell).result
+    assert result is not None, capsys.readouterr()
+    assert [(e["item"], e["kind"]) for e in result.errors] == [(3, "Timeout")]
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
 def test_last_function_name():
     from poolscope.magic import last_function_name
 

@@ -95,6 +95,19 @@ class PoolscopeMagics(Magics):
         "--chunksize", default="auto",
         help="Items per task: N, 'auto' (about four chunks per worker), or a list.")
     @magic_arguments.argument(
+        "--timeout", type=float, metavar="SECONDS",
+        help="Stop an item that runs longer than this (its worker process is terminated, then "
+             "killed) and go on; the item is recorded as timed out.")
+    @magic_arguments.argument(
+        "--trial-timeout", type=float, metavar="SECONDS",
+        help="Stop a trial that runs longer than this; what finished is kept.")
+    @magic_arguments.argument(
+        "--max-memory", metavar="SIZE",
+        help="Stop a worker process whose peak RSS passes this size (e.g. 2G, 512M) and go on.")
+    @magic_arguments.argument(
+        "--scheduler", metavar="ADDRESS",
+        help="Run the dask executor on the Dask cluster at tcp://HOST:PORT.")
+    @magic_arguments.argument(
         "--no-baseline", action="store_true",
         help="Do not add a serial trial (speedups are then unknown).")
     @magic_arguments.argument(
@@ -104,6 +117,12 @@ class PoolscopeMagics(Magics):
     @magic_arguments.argument(
         "--plot", metavar="PATH",
         help="Write the notebook's scatter and a per-worker timeline (.png, .svg or .pdf).")
+    @magic_arguments.argument(
+        "--report", metavar="PATH",
+        help="Write the interactive HTML report (one self-contained .html file).")
+    @magic_arguments.argument(
+        "--trace", metavar="PATH",
+        help="Write a Chrome/Perfetto trace (.json, or .json.gz) for ui.perfetto.dev.")
     @magic_arguments.argument(
         "--quiet", "-q", action="store_true", help="No progress bar and no messages.")
     @magic_arguments.argument(
@@ -155,6 +174,7 @@ class PoolscopeMagics(Magics):
             _check_plot,
             _parse_chunksize,
             _parse_repeat,
+            _parse_size,
             _parse_workers,
         )
 
@@ -170,8 +190,11 @@ class PoolscopeMagics(Magics):
         _check_output(args.json, "--json")
         _check_output(args.csv, "--csv")
         _check_plot(Path(args.plot) if args.plot else None)
+        _check_output(args.report, "--report")
+        _check_output(args.trace, "--trace")
         return {"workers": _parse_workers(args.workers), "repeat": _parse_repeat(args.repeat),
-                "chunksize": _parse_chunksize(args.chunksize)}
+                "chunksize": _parse_chunksize(args.chunksize),
+                "max_memory": _parse_size(args.max_memory, "--max-memory")}
 
     def _function(self, name: str | None, cell: str) -> Any:
         namespace = self.shell.user_ns
@@ -233,7 +256,9 @@ class PoolscopeMagics(Magics):
                 workload, executors=args.executors, workers=options["workers"],
                 repeat=options["repeat"], chunksize=options["chunksize"], warmup=args.warmup,
                 max_time=args.max_time, reuse_pool=args.reuse_pool,
-                baseline=not args.no_baseline, progress=not args.quiet, store=store)
+                baseline=not args.no_baseline, progress=not args.quiet, store=store,
+                scheduler=args.scheduler, timeout=args.timeout,
+                trial_timeout=args.trial_timeout, max_memory=options["max_memory"])
         finally:
             if store is not None:
                 store.close()
@@ -249,6 +274,12 @@ class PoolscopeMagics(Magics):
         if args.plot:
             result.plot(args.plot)
             say(f"plot written to {args.plot}")
+        if args.report:
+            result.report(args.report)
+            say(f"report written to {args.report}")
+        if args.trace:
+            result.to_perfetto(args.trace)
+            say(f"trace written to {args.trace}")
         if store is not None:
             say(f"stored as run {result.run_id} in {store.path} (poolscope show "
                 f"{result.run_id}; poolscope.load({result.run_id!r}))")
