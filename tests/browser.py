@@ -16,8 +16,16 @@ import pytest
 
 LOAD_TIMEOUT_MS = 60_000
 
-# Finds the view of a bokeh model by walking the views from the roots down.
+# Finds the view of a bokeh model by walking the views from the roots down, and a model by name
+# in any of the page's bokeh documents (the charts below the timelines are documents of their own).
 FIND_VIEW = """
+window.__psModel = (name) => {
+  for (const doc of Bokeh.documents) {
+    const model = doc.get_model_by_name(name)
+    if (model !== null) return model
+  }
+  return null
+}
 window.__psView = (model) => {
   const stack = [...Bokeh.index.roots]
   while (stack.length) {
@@ -46,6 +54,9 @@ def launch_browser() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"],
                                              timeout=LOAD_TIMEOUT_MS)
+        # Chromium starts its GPU and utility processes with the first page and keeps them:
+        # started here, they are not taken for processes that a test left behind.
+        browser.new_page().close()
         try:
             yield browser
         finally:
@@ -53,21 +64,23 @@ def launch_browser() -> Iterator[Any]:
 
 
 class OpenReport:
-    """A report loaded in a page, with the console errors seen while loading it."""
+    """A report loaded in a page, every chart drawn, with the console errors seen meanwhile."""
 
-    def __init__(self, browser: Any, path: Path, width: int = 1300) -> None:
+    def __init__(self, browser: Any, path: Path, width: int = 1300, drawn: bool = True) -> None:
         self.page = browser.new_page(viewport={"width": width, "height": 900})
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error"
                      else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.goto(path.resolve().as_uri(), timeout=LOAD_TIMEOUT_MS)
-        self.wait_idle()
+        if drawn:
+            self.wait_drawn()
         self.page.evaluate(FIND_VIEW)
 
-    def wait_idle(self) -> None:
+    def wait_drawn(self) -> None:
+        """Until the page says that every chart is drawn (the first at once, the rest after)."""
         self.page.wait_for_function(
-            "() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle",
+            "() => window.poolscopeDrawn === true && Bokeh.documents.every((d) => d.is_idle)",
             timeout=LOAD_TIMEOUT_MS, polling=50)
 
     def js(self, code: str, arg: Any = None) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
 import re
 
@@ -13,7 +14,8 @@ import poolscope
 from browser import OpenReport, launch_browser
 from conftest import run_cli
 from poolscope import UsageError
-from poolscope.present.report import DETAIL_LIMIT
+from poolscope.present._page import render_page
+from poolscope.present.report import DETAIL_LIMIT, MAX_POINTS
 from poolscope.result import Result
 from poolscope.runner import ItemColumns, TrialResult
 
@@ -99,6 +101,37 @@ def test_the_summary_table_and_recommendation_are_there(page, real):
     assert page.page.locator("table.environment").count() == 1
 
 
+def test_the_timelines_are_drawn_first_and_the_charts_below_after_them(browser, real):
+    page = OpenReport(browser, real[1], drawn=False)
+    try:
+        page.page.wait_for_function("() => Bokeh.documents.length > 0 "
+                                    "&& Bokeh.documents[0].is_idle", polling=20)
+        first = page.js("""() => {
+          const doc = Bokeh.documents[0]
+          const timeline = doc.get_model_by_name('timeline')
+          const concurrency = doc.get_model_by_name('concurrency')
+          return {linked: timeline.x_range === concurrency.x_range,
+                  scatter: doc.get_model_by_name('scatter') !== null}
+        }""")
+        # The timeline and the concurrency chart share one time axis, so one document.
+        assert first == {"linked": True, "scatter": False}
+        page.wait_drawn()  # the notebook's view follows, as its own document, without a scroll
+        later = page.js("""() => {
+          const scatter = __psModel('scatter'), view = __psView(scatter)
+          view.el.scrollIntoView()
+          const box = view.canvas_view.el.getBoundingClientRect()
+          return {documents: Bokeh.documents.length, height: box.height, width: box.width,
+                  points: scatter.renderers[0].data_source.data.x.length}
+        }""")
+        melted = real[0].melted()
+        assert later["documents"] == 2
+        assert later["points"] == sum(min(len(g), MAX_POINTS) for _, g in melted.groupby("type"))
+        assert later["height"] > 50 and later["width"] > 500
+        assert page.errors == []
+    finally:
+        page.close()
+
+
 def test_a_screenshot_is_not_blank(page, tmp_path):
     from PIL import Image
 
@@ -179,6 +212,22 @@ def test_a_big_trial_is_merged_then_drills_down_to_items(browser, tmp_path):
         page.close()
 
 
+def test_a_chart_drawn_later_brings_the_webgl_bundle_and_compression_is_restored():
+    from bokeh.plotting import figure
+    from bokeh.settings import settings
+
+    first, later = figure(), figure(output_backend="webgl", title="</script> & <!--")
+    for fig in (first, later):
+        fig.scatter(np.arange(3), np.arange(3))
+    level = settings.compression_level()
+    page = render_page(["<p>text</p>", first, later], "t", items=10)
+    assert page.count("BEGIN bokeh-gl.min.js") == 1 and page.count("class='ps-later'") == 1
+    assert settings.compression_level() == level
+    # The chart's JSON cannot end its script early, and reads back whole.
+    data = page.split("class='ps-later'>")[1].split("</script>")[0]
+    assert "</script> & <!--" in json.dumps(json.loads(data))
+
+
 def test_a_bad_report_name_is_a_usage_error(real, tmp_path):
     with pytest.raises(UsageError, match=r"\.html"):
         real[0].report(tmp_path / "report.png")
@@ -196,7 +245,9 @@ def test_cli_report_and_stored_report_of_a_sweep(browser, tmp_path):
     page = OpenReport(browser, tmp_path / "sweep.html")
     try:
         assert page.errors == []
-        points = page.js("""() => Bokeh.documents[0].get_model_by_name('scaling')
+        # The scaling chart is below the timelines: drawn after them, seen on scrolling down.
+        page.js("() => __psView(__psModel('scaling')).el.scrollIntoView()")
+        points = page.js("""() => __psModel('scaling')
           .renderers.filter(r => r.glyph.type === 'Scatter')
           .map(r => r.data_source.data.x.length)""")
         assert points == [2, 2]  # thread and process, at 1 and 2 workers
