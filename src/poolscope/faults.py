@@ -16,8 +16,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import psutil
-
 from ._format import size
 from .board import Board
 
@@ -92,6 +90,8 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
         where = f"item {item} (worker pid {pid})" if item is not None else f"worker pid {pid}"
         memory = ""
         if code == -signal.SIGKILL and peak_rss and pid in peak_rss:
+            import psutil  # (here: children of other interpreters import this module without it)
+
             memory = (f"; its peak RSS was at least {size(peak_rss[pid])} when last read "
                       f"(this machine has {size(psutil.virtual_memory().total)})")
         errors.append({
