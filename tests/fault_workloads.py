@@ -118,3 +118,14 @@ async def nap_on_three(x: int) -> int:
 
     await asyncio.sleep(STUCK_S if x == 3 else 0.02)
     return x
+
+
+def exit_while_another_item_runs(x: int) -> int:
+    """Items take 0.3 s; item 3 ends its process halfway, while a neighbour is mid-item."""
+    import os
+
+    time.sleep(0.15)
+    if x == 3:
+        os._exit(7)
+    time.sleep(0.15)
+    return x

@@ -132,3 +132,16 @@ def test_cli_isolate_keeps_the_run_going_after_a_segfault(cli, tmp_path):
         ("serial", 3, "WorkerDiedError"), ("thread", 3, "WorkerDiedError"),
         ("process", 3, "WorkerDiedError")}
     assert all("signal SIGSEGV" in e["message"] for e in errors)
+
+
+def test_a_bystander_thread_item_runs_again_alone_and_only_the_culprit_is_named():
+    # Two threads of one (isolated) process are in items 2 and 3 when item 3 ends the process:
+    # the board cannot say which; each runs again alone, and only item 3 fails again.
+    workload = Workload(fn=faults.exit_while_another_item_runs, items=list(range(6)),
+                        target="exit_while_another_item_runs")
+    trials, _ = run_plan(workload, Plan(executors=("thread",), workers=(2,), chunksize=1,
+                                        isolate=True))
+    (trial,) = trials
+    assert trial.status == "partial" and trial.restarts == 2
+    assert [(e["item"], e["kind"]) for e in trial.errors] == [(3, "WorkerDiedError")]
+    assert trial.items.item.tolist() == [0, 1, 2, 4, 5]

@@ -328,8 +328,9 @@ def test_contract_under_another_interpreter(py313, inner):
     assert len(t.errors) == 1
     if inner == "process":  # a worker of the child's pool died: the child says so
         assert t.status == "failed" and t.errors[0]["kind"] == "BrokenProcessPool"
-    else:  # the child itself died in item 3 (the board says so): the rest ran in a new child
-        assert t.status == "partial" and t.restarts == 1
+    else:  # the child itself died in item 3 (the board says so): the rest ran in a new child;
+        # when its other thread was in an item too, that one ran again alone, and item 3 too
+        assert t.status == "partial" and t.restarts in (1, 2)
         assert t.errors[0]["kind"] == "WorkerDiedError" and t.errors[0]["item"] == 3
         assert re.match(r"item 3 \(worker pid \d+\): exit code 7", t.errors[0]["message"])
         assert t.items.item.tolist() == [i for i in range(12) if i != 3]

@@ -60,7 +60,8 @@ def likely_cause(exitcode: int) -> str:
 def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
                        spared: set[int] = frozenset(),  # type: ignore[assignment]
                        peak_rss: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
-    """One error per worker that died on its own, naming the item it was running.
+    """One error per worker that died on its own, naming the item it was running (one per
+    item when several of its threads were running one: ``"shared"`` is then true).
 
     ``processes`` maps pid to a multiprocessing process (anything with ``exitcode``); pids in
     ``spared`` were stopped on purpose (a timeout) and are reported elsewhere. A pool that
@@ -77,7 +78,9 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
         if culprits or time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    running = {r.pid: r.item for r in board.busy()} if board is not None else {}
+    running: dict[int, list[int]] = {}  # pid -> the items its threads were running
+    for lane in board.busy() if board is not None else []:
+        running.setdefault(lane.pid, []).append(lane.item)
     if not culprits and not spared:
         # Killed from outside, and loky kills the rest of a broken pool with SIGKILL too: the
         # ones that were running an item, if any, were the ones killed.
@@ -86,15 +89,18 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
         culprits = busy or killed or ended
     errors = []
     for pid, code in sorted(culprits.items()):
-        item = running.get(pid)
-        where = f"item {item} (worker pid {pid})" if item is not None else f"worker pid {pid}"
+        items = sorted(running.get(pid, [])) or [None]
         memory = ""
         if code == -signal.SIGKILL and peak_rss and pid in peak_rss:
             import psutil  # (here: children of other interpreters import this module without it)
 
             memory = (f"; its peak RSS was at least {size(peak_rss[pid])} when last read "
                       f"(this machine has {size(psutil.virtual_memory().total)})")
-        errors.append({
-            "item": item, "kind": "WorkerDiedError",
-            "message": f"{where}: {describe_exit(code)} — {likely_cause(code)}{memory}"})
+        for item in items:
+            where = f"item {item} (worker pid {pid})" if item is not None else f"worker pid {pid}"
+            errors.append({
+                "item": item, "kind": "WorkerDiedError",
+                "message": f"{where}: {describe_exit(code)} — {likely_cause(code)}{memory}",
+                # several threads of one process were running items: which one ended it?
+                "shared": len(items) > 1})
     return errors

@@ -299,6 +299,7 @@ def run_plan(workload: Workload, plan: Plan, *,
         for c in shipped:
             chunks[c] = _not_reported(chunks[c], [], set(refused))
     pools: dict[Config, Backend] = {}
+    board = Board()  # one for the run: a thread that stays maps its file once
     tally = {c: _Tally() for c in configs}
     results: list[TrialResult] = []
     began = clock()
@@ -320,7 +321,7 @@ def run_plan(workload: Workload, plan: Plan, *,
         trial = run_trial(index, cls, workload.fn, c.workers, chunks[c], repeat,
                           on_chunk=on_chunk, backend=backend, timeout_s=plan.timeout_s,
                           trial_timeout_s=plan.trial_timeout_s, max_memory=plan.max_memory,
-                          refused=refused if _ships_items(cls) else None)
+                          refused=refused if _ships_items(cls) else None, board=board)
         if (trial.status in ("failed", "interrupted") or trial.restarts) and c in pools:
             # run_trial closed it
             del pools[c]
@@ -353,6 +354,7 @@ def run_plan(workload: Workload, plan: Plan, *,
     finally:
         for backend in pools.values():
             backend.close()
+        board.close()
     return results, False
 
 
@@ -411,7 +413,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
               timeout_s: float | None = None,
               trial_timeout_s: float | None = None,
               max_memory: int | None = None,
-              refused: dict[int, str] | None = None) -> TrialResult:
+              refused: dict[int, str] | None = None,
+              board: Board | None = None) -> TrialResult:
     """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data.
 
     ``backend``, when given, is a pool already started and kept across trials (``reuse_pool``):
@@ -421,6 +424,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     worker process) are enforced by limits.py: a worker process stopped for a timeout or its
     memory breaks its pool, and the trial goes on with the items that had not reported on a new
     pool. ``refused``: items left out of ``chunks`` (they cannot be pickled), with why.
+    ``board``: the run's (board.py); a trial without one makes its own.
     """
     usage = tree_usage or _tree_usage
     records: list[ChunkRecord] = []
@@ -434,75 +438,94 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     reused = backend is not None
     if backend is None:
         backend = backend_cls(fn, workers)
-    board = Board()  # what each worker runs now: names the item a dead worker took with it
+    own_board = board is None
+    board = Board() if board is None else board  # names the item a dead worker took with it
+    board.begin_trial()
     chunks = [chunk._replace(board=board.path, timeout_s=timeout_s) for chunk in chunks]
     watch = LimitWatch(board, timeout_s, trial_timeout_s, max_memory,
                        worker_processes=not backend_cls.in_process)
     pending = chunks
     restarts = 0
+    needs_start = not reused
+    # Items running in threads of a process that died, which cannot tell which of them ended
+    # it: each runs again alone once the rest is done; its error stands only if it fails then.
+    suspects: dict[int, dict[str, Any]] = {}
+    retried: set[int] = set()
+    watch.start()  # before the clock: its thread's start is not the trial's
     t0 = clock()
     t_last = t0
     try:
-        with watch:
-            while True:
-                try:
-                    if not reused:
-                        backend.start()
-                    for record in backend.run(pending):
-                        t_last = clock()
-                        record = unreadable_errors(record)
-                        if not result_sample:
-                            result_sample = record.results[:8]
-                        records.append(_without_results(record))
-                        if on_chunk:
-                            try:
-                                on_chunk(index, record)
-                            except Exception as exc:  # the store or a display: re-raise
-                                raise _CallbackError(exc) from exc
-                    break
-                except (KeyboardInterrupt, _CallbackError):
-                    raise
-                except Exception as exc:  # the executor broke: keep what finished
-                    stopped = watch.stopped.copy()
-                    died = dead_worker_errors(backend.worker_processes(), board, stopped,
-                                              watch.peak_rss)
-                    # A worker ended by a timeout, a memory limit or a crash in a known item:
-                    # the rest runs on a new pool, without that item.
-                    recover = ((stopped or died) and not watch.trial_expired
-                               and all(e["item"] is not None for e in died)
-                               and restarts < MAX_RESTARTS)
-                    for error in died:
-                        error["message"] += ("; the items of its chunk that had not reported "
-                                             + ("ran again on a new pool" if recover
-                                                else "are lost"))
-                    errors.extend({"executor": backend_cls.name, **error}
-                                  for error in [*watch.take_errors(), *died])
-                    for record in watch.take_records():  # the stopped items
-                        records.append(record)
-                        if on_chunk:
+        while True:
+            try:
+                if needs_start:
+                    backend.start()
+                    needs_start = False
+                for record in backend.run(pending):
+                    t_last = clock()
+                    record = unreadable_errors(record)
+                    if not result_sample:
+                        result_sample = record.results[:8]
+                    records.append(_without_results(record))
+                    if on_chunk:
+                        try:
                             on_chunk(index, record)
-                    if recover:
-                        backend.close()
-                        board.forget()
-                        reported = backend.cpu_reported
-                        backend, reused = backend_cls(fn, workers), False
-                        backend.cpu_reported.update(reported)
-                        restarts += 1
-                        watch.stopped.clear()
-                        lost = watch.timed_out | {e["item"] for e in died}
-                        pending = _not_reported(pending, records, lost)
-                        continue
-                    status = "failed"
-                    if restarts >= MAX_RESTARTS:
-                        errors.append({"executor": backend_cls.name, "item": None,
-                                       "kind": "WorkerDiedError",
-                                       "message": f"gave up after {MAX_RESTARTS} new pools: "
-                                                  "workers kept ending"})
-                    if not died and not stopped:
-                        errors.append({"executor": backend_cls.name, "item": None,
-                                       "kind": type(exc).__name__,
-                                       "message": str(exc) or repr(exc)})
-                    break
+                        except Exception as exc:  # the store or a display: re-raise
+                            raise _CallbackError(exc) from exc
+                    suspects.pop(record.first, None)  # one that ran alone and came back
+                waiting = sorted(set(suspects) - retried)
+                if waiting:
+                    retried.add(waiting[0])
+                    pending = [_alone(chunks, waiting[0])]
+                    continue
+                break
+            except (KeyboardInterrupt, _CallbackError):
+                raise
+            except Exception as exc:  # the executor broke: keep what finished
+                stopped = watch.stopped.copy()
+                died = dead_worker_errors(backend.worker_processes(), board, stopped,
+                                          watch.peak_rss)
+                for error in died:
+                    suspects.pop(error["item"], None)  # it failed again, alone: this error
+                held = [e for e in died if e.pop("shared")]
+                suspects.update((e["item"], e) for e in held)
+                died = [e for e in died if e not in held]
+                # A worker ended by a timeout, a memory limit or a crash in a known item:
+                # the rest runs on a new pool, without that item.
+                recover = ((stopped or died or held) and not watch.trial_expired
+                           and all(e["item"] is not None for e in died)
+                           and restarts < MAX_RESTARTS)
+                for error in died:
+                    error["message"] += ("; the items of its chunk that had not reported "
+                                         + ("ran again on a new pool" if recover
+                                            else "are lost"))
+                errors.extend({"executor": backend_cls.name, **error}
+                              for error in [*watch.take_errors(), *died])
+                for record in watch.take_records():  # the stopped items
+                    records.append(record)
+                    if on_chunk:
+                        on_chunk(index, record)
+                if recover:
+                    backend.close()
+                    board.forget()
+                    reported = backend.cpu_reported
+                    backend, reused, needs_start = backend_cls(fn, workers), False, True
+                    backend.cpu_reported.update(reported)
+                    restarts += 1
+                    watch.stopped.clear()
+                    lost = watch.timed_out | {e["item"] for e in died} | set(suspects)
+                    pending = _not_reported(pending, records, lost)
+                    continue
+                status = "failed"
+                if restarts >= MAX_RESTARTS:
+                    errors.append({"executor": backend_cls.name, "item": None,
+                                   "kind": "WorkerDiedError",
+                                   "message": f"gave up after {MAX_RESTARTS} new pools: "
+                                              "workers kept ending"})
+                if not died and not stopped and not held:
+                    errors.append({"executor": backend_cls.name, "item": None,
+                                   "kind": type(exc).__name__,
+                                   "message": str(exc) or repr(exc)})
+                break
     except KeyboardInterrupt:
         status = "interrupted"
     except _CallbackError:
@@ -519,7 +542,12 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
             errors.append({"executor": backend_cls.name, "item": None,
                            "kind": type(exc).__name__, "message": str(exc) or repr(exc)})
         t_end = clock()
-        board.close()
+        watch.stop()
+        for error in suspects.values():  # never settled (the trial stopped first)
+            error["message"] += "; one of the items its threads were running ended it"
+            errors.append({"executor": backend_cls.name, **error})
+        if own_board:
+            board.close()
     if watch.trial_expired:
         status = "failed"
         done = sum(len(r.start_ns) for r in records) - len(watch.timed_out)
@@ -560,6 +588,15 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         items=items, errors=errors, result_sample=result_sample, t0_ns=t0,
         worker_info=_worker_info(records, getattr(backend, "worker_info", {})),
         restarts=restarts)
+
+
+def _alone(chunks: Sequence[Chunk], item: int) -> Chunk:
+    """A chunk of one item, from the trial's chunks."""
+    for chunk in chunks:
+        if chunk.first <= item < chunk.first + len(chunk.items):
+            return chunk._replace(first=item, items=chunk.items[item - chunk.first:
+                                                               item - chunk.first + 1])
+    raise KeyError(item)
 
 
 MAX_RESTARTS = 10  # new pools per trial after workers were lost; then the trial fails
