@@ -77,6 +77,12 @@ class LimitWatch:
         return (self.item_timeout_s is not None or self.trial_timeout_s is not None
                 or self.watch_memory)
 
+    def start(self) -> None:
+        self.__enter__()
+
+    def stop(self) -> None:
+        self.__exit__()
+
     def __enter__(self) -> LimitWatch:
         if not self.active:
             return self
