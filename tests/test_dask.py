@@ -320,8 +320,8 @@ def test_a_killed_worker_is_reported_and_its_chunks_retried(external_cluster, tm
     run = subprocess.Popen(
         [sys.executable, "-m", "poolscope", "run", "io", "--items", "16", "--size", "300",
          "-e", "dask", "-w", "2", "--repeat", "1", "--no-store", "--no-baseline", "-q",
-         "--json", "result.json", "--csv", "items.csv", "--scheduler",
-         external_cluster.address], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+         "--json", "result.json", "--csv", "items.csv", "--report", "report.html",
+         "--scheduler", external_cluster.address], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -359,6 +359,10 @@ def test_a_killed_worker_is_reported_and_its_chunks_retried(external_cluster, tm
     rerun = {i for a, b in by_address[victim]["lost"]["rerun_items"] for i in range(a, b + 1)}
     assert rerun == {int(r["item"]) for r in retried}
     assert by_address[survivor]["lost"] is None
+    # The report's bars tell each item's host and worker address, and whether it was retried.
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert all(tip in html for tip in ("@host", "@address", "@retried"))
+    assert f'"{survivor}"' in html and '"yes"' in html
 
 
 @pytest.mark.slow

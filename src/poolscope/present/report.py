@@ -265,7 +265,11 @@ def _timelines(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
                            "lanes": lanes, "offset": offset, "items": len(frame)})
         tips = [("trial", label), *_ITEM_TIPS]
         if len(frame) <= _bar_limit(lanes):
-            source = ColumnDataSource(_detail_columns(frame, offset))
+            columns = _detail_columns(frame, offset)
+            if t.worker_info:  # workers with addresses, maybe on other hosts (dask)
+                columns.update(_remote_columns(frame))
+                tips += [("host", "@host"), ("address", "@address"), ("retried", "@retried")]
+            source = ColumnDataSource(columns)
             bars = fig.hbar(y="y", left="start", right="end", height=0.8, source=source,
                             fill_color=fill, line_color=fill, name=f"items-{t.index}")
             fig.add_tools(HoverTool(renderers=[bars], tooltips=tips))
@@ -320,6 +324,14 @@ def _detail_columns(frame: pd.DataFrame, offset: int) -> dict[str, np.ndarray]:
         "tid": frame["tid"].to_numpy(np.int64).astype(np.int32, copy=False),
         "core": frame["core"].to_numpy(np.int64).astype(np.int16, copy=False),
     }
+
+
+def _remote_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Where each item ran, for executors whose workers have addresses: host, address, and
+    whether its chunk ran again after a worker was lost."""
+    return {"host": frame["host"].astype(str).to_numpy(),
+            "address": frame["worker"].astype(str).to_numpy(),
+            "retried": np.where(frame["retried"].to_numpy(bool), "yes", "no")}
 
 
 _DRILL_JS = """
