@@ -150,6 +150,8 @@ def test_a_dead_worker_is_named_and_the_trial_goes_on_without_its_item(name):
                         r"again on a new pool$", error["message"]), error["message"]
     else:  # dask retries on other workers until allowed-failures runs out
         assert t.status == "failed"
+        # item 3 alone, or with the bystanders dask gave up on at the same time
+        assert t.errors[0]["item"] in (3, None)
         assert t.errors[0]["kind"] == "WorkerDiedError"
         # Tasks held by the dying workers fail with item 3's; dask cannot tell them apart.
         assert re.match(r"items? (\S+, )*(\S+ and )?\b3\b.*: every Dask worker that ran them "

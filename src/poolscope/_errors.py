@@ -29,4 +29,9 @@ class ItemsError(UsageError):
 
 
 class WorkerDiedError(PoolscopeError):
-    """A worker process exited or was killed while items were running."""
+    """A worker process exited or was killed while items were running.
+
+    ``item`` is the item it was running when the executor can tell, else None.
+    """
+
+    item: int | None = None

@@ -522,7 +522,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                                    "message": f"gave up after {MAX_RESTARTS} new pools: "
                                               "workers kept ending"})
                 if not died and not stopped and not held:
-                    errors.append({"executor": backend_cls.name, "item": None,
+                    errors.append({"executor": backend_cls.name,
+                                   "item": getattr(exc, "item", None),
                                    "kind": type(exc).__name__,
                                    "message": str(exc) or repr(exc)})
                 break

@@ -438,10 +438,13 @@ class DaskBackend(Backend):
                 suspects = self._given_up_with(future)
                 blame = ("" if len(suspects) == 1 else
                          "; dask cannot tell which of them killed the workers")
-                raise WorkerDiedError(
+                error = WorkerDiedError(
                     f"{_item_ranges(suspects)}: every Dask worker that ran them died "
                     f"(dask's allowed-failures reached{blame}); "
-                    f"workers lost: {self._lost_text() or 'unknown'}") from None
+                    f"workers lost: {self._lost_text() or 'unknown'}")
+                if suspects == [(suspects[0][0], suspects[0][0])]:
+                    error.item = suspects[0][0]  # one item alone: the error is that item's
+                raise error from None
             except TimeoutError:  # the data is being fetched, or re-computed after a loss
                 no_workers_since = self._check_health(no_workers_since)
 
