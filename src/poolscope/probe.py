@@ -124,19 +124,10 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
         starts[offset] = perf()
         try:
             results[offset] = fn(item)
-        except Exception as exc:
+        except (Exception, SystemExit, ItemTimeout) as exc:
             ends[offset] = perf()
             status[offset] = STATUS_ERROR
-            errors.append((first + offset, type(exc).__name__, str(exc)))
-        except SystemExit as exc:  # the item's failure: it must not end the worker (or poolscope)
-            ends[offset] = perf()
-            status[offset] = STATUS_ERROR
-            errors.append((first + offset, "SystemExit",
-                           f"the function called sys.exit({exc.code!r})"))
-        except ItemTimeout:  # raised into this thread by the parent's limits.py
-            ends[offset] = perf()
-            status[offset] = STATUS_ERROR
-            errors.append((first + offset, "Timeout", ItemTimeout.message))
+            errors.append((first + offset, *_failure(exc)))
         else:
             ends[offset] = perf()
         cpu_marks[offset + 1] = thread_cpu()
@@ -156,6 +147,15 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
         process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT,
         results=results,
     )
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """(kind, message) of an item's failure."""
+    if isinstance(exc, SystemExit):  # the item's failure: it must not end the worker (or us)
+        return "SystemExit", f"the function called sys.exit({exc.code!r})"
+    if isinstance(exc, ItemTimeout):  # raised into this thread by the parent's limits.py
+        return "Timeout", ItemTimeout.message
+    return type(exc).__name__, str(exc)
 
 
 # --- async def workloads -----------------------------------------------------------------------

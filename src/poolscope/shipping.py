@@ -66,11 +66,9 @@ def pack_results(record: ChunkRecord) -> ChunkRecord:
             pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             results[offset] = None
-            if record.status[offset] == STATUS_OK:
-                record.status[offset] = STATUS_ERROR
-                errors.append((record.first + offset, "PicklingError",
-                               f"its result cannot be pickled to send it back from the worker "
-                               f"process: {type(exc).__name__}: {exc}"))
+            _fail(record, offset, errors, "PicklingError",
+                  f"its result cannot be pickled to send it back from the worker process: "
+                  f"{type(exc).__name__}: {exc}")
     errors.sort()
     return record._replace(
         results=_Packed(pickle.dumps(results, pickle.HIGHEST_PROTOCOL)), errors=errors)
@@ -86,13 +84,20 @@ def unreadable_errors(record: ChunkRecord) -> ChunkRecord:
     span = (f"item {record.first}" if n == 1
             else f"items {record.first}–{record.first + n - 1} (one chunk)")
     for offset in range(n):
-        if record.status[offset] == STATUS_OK:
-            record.status[offset] = STATUS_ERROR
-            errors.append((record.first + offset, "UnpicklingError",
-                           f"the results of {span} could not be unpickled in the parent: "
-                           f"{record.results.message}"))
+        _fail(record, offset, errors, "UnpicklingError",
+              f"the results of {span} could not be unpickled in the parent: "
+              f"{record.results.message}")
     errors.sort()
     return record._replace(results=[], errors=errors)
+
+
+def _fail(record: ChunkRecord, offset: int, errors: list[tuple[int, str, str]], kind: str,
+          message: str) -> None:
+    """Mark an item that succeeded in the worker as failed, with its error (an item that had
+    already failed keeps its own)."""
+    if record.status[offset] == STATUS_OK:
+        record.status[offset] = STATUS_ERROR
+        errors.append((record.first + offset, kind, message))
 
 
 def unpicklable_items(items: Sequence[Any]) -> dict[int, str]:
