@@ -31,7 +31,6 @@ import signal
 import threading
 import time
 from array import array
-from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -78,14 +77,8 @@ class LimitWatch:
                 or self.watch_memory)
 
     def start(self) -> None:
-        self.__enter__()
-
-    def stop(self) -> None:
-        self.__exit__()
-
-    def __enter__(self) -> LimitWatch:
         if not self.active:
-            return self
+            return
         timeouts = self.item_timeout_s is not None or self.trial_timeout_s is not None
         if timeouts and threading.current_thread() is threading.main_thread():
             self._old_handler = signal.signal(_WAKE_SIGNAL, self._on_wake)
@@ -93,9 +86,8 @@ class LimitWatch:
         self._thread = threading.Thread(target=self._watch, name="poolscope-limits",
                                         daemon=True)
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self._done.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -121,10 +113,11 @@ class LimitWatch:
         next_memory_read = 0.0
         while not self._done.wait(poll):
             now = time.perf_counter_ns()
+            lanes = self.board.running()
             if self.watch_memory and time.monotonic() >= next_memory_read:
                 next_memory_read = time.monotonic() + MEMORY_POLL_S
-                self._read_memory()
-            busy = self.board.busy()
+                self._read_memory(lanes)
+            busy = [r for r in lanes if r.item != IDLE]
             if (self.trial_timeout_s is not None and not self.trial_expired
                     and now - self._began > self.trial_timeout_s * 1e9):
                 self.trial_expired = True
@@ -144,11 +137,10 @@ class LimitWatch:
                       and running.item not in self.timed_out):
                     self._stop(running, f"it ran longer than --timeout {self.item_timeout_s:g} s")
 
-    def _read_memory(self) -> None:
+    def _read_memory(self, lanes: list[Running]) -> None:
         """Each worker process's peak RSS; stop one that passed --max-memory."""
         own = os.getpid()
-        lanes = {r.pid: r for r in self.board.running() if r.pid != own}
-        for pid, running in lanes.items():
+        for pid, running in {r.pid: r for r in lanes if r.pid != own}.items():
             peak = _peak_rss(pid)
             if peak is None:
                 continue
@@ -231,18 +223,12 @@ def _terminate(pid: int) -> str:
 
 
 def _ended(process: psutil.Process, within_s: float) -> bool:
-    """Whether it exited (a zombie waiting for its parent counts) within the time."""
+    """Whether it exited (a zombie waiting for its parent counts) within the time. Not
+    ``psutil.wait``: that would reap our child and take its exit code from its pool."""
     deadline = time.monotonic() + within_s
-    for _ in _ticks(deadline):
-        if not process.is_running() or process.status() == psutil.STATUS_ZOMBIE:
-            return True
-    return False
-
-
-def _ticks(deadline: float) -> Iterator[None]:
-    while True:
-        yield
+    while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
         if time.monotonic() > deadline:
-            return
+            return False
         time.sleep(0.01)
+    return True
 

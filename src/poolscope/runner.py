@@ -451,6 +451,15 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     # it: each runs again alone once the rest is done; its error stands only if it fails then.
     suspects: dict[int, dict[str, Any]] = {}
     retried: set[int] = set()
+
+    def keep(record: ChunkRecord) -> None:
+        records.append(_without_results(record))
+        if on_chunk:
+            try:
+                on_chunk(index, record)
+            except Exception as exc:  # the store or a display, not the executor: re-raise
+                raise _CallbackError(exc) from exc
+
     watch.start()  # before the clock: its thread's start is not the trial's
     t0 = clock()
     t_last = t0
@@ -465,12 +474,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                     record = unreadable_errors(record)
                     if not result_sample:
                         result_sample = record.results[:8]
-                    records.append(_without_results(record))
-                    if on_chunk:
-                        try:
-                            on_chunk(index, record)
-                        except Exception as exc:  # the store or a display: re-raise
-                            raise _CallbackError(exc) from exc
+                    keep(record)
                     suspects.pop(record.first, None)  # one that ran alone and came back
                 waiting = sorted(set(suspects) - retried)
                 if waiting:
@@ -501,9 +505,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                 errors.extend({"executor": backend_cls.name, **error}
                               for error in [*watch.take_errors(), *died])
                 for record in watch.take_records():  # the stopped items
-                    records.append(record)
-                    if on_chunk:
-                        on_chunk(index, record)
+                    keep(record)
                 if recover:
                     backend.close()
                     board.forget()
