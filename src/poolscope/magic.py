@@ -24,6 +24,7 @@ the cell's own code shows IPython's usual traceback.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
 from pathlib import Path
@@ -58,6 +59,30 @@ def _fail(message: str) -> None:
     print(f"poolscope: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+@functools.cache
+def _run_options() -> dict[str, Any]:
+    """``poolscope run``'s options (click parameters) by their first name."""
+    import typer.main
+
+    from .cli import app
+
+    return {param.opts[0]: param for param in typer.main.get_command(app).commands["run"].params}
+
+
+def _as_in_run(*names: str, **kwargs: Any) -> Any:
+    """An option of the magic that is ``poolscope run``'s: its help and default come from
+    there, so the two cannot drift apart."""
+    param = _run_options()[names[0]]
+    text = param.help or ""
+    if param.is_flag:  # type: ignore[attr-defined]
+        kwargs.setdefault("action", "store_true")
+    else:
+        kwargs.setdefault("default", param.default)
+        if param.default is not None and "[default" not in text:
+            text += f" [default: {param.default}]"
+    return magic_arguments.argument(*names, help=text, **kwargs)
+
+
 @magics_class
 class PoolscopeMagics(Magics):
     """``%%poolscope``: see the module's docstring, or ``%%poolscope?`` in a notebook."""
@@ -70,66 +95,32 @@ class PoolscopeMagics(Magics):
         "--items", "-n", metavar="N|EXPR",
         help="A count N (the items 0..N-1), or a variable or Python expression of the notebook "
              "giving the items (a whole number again means 0..N-1).")
-    @magic_arguments.argument(
-        "--items-from", metavar="FILE", help="Read items from a file, one JSON value per line.")
-    @magic_arguments.argument(
-        "--executors", "-e", default="thread,process",
-        help="Comma-separated executors [default: thread,process].")
-    @magic_arguments.argument(
-        "--workers", "-w", help="Workers per pool: N or a list like 1,2,4 [default: usable "
-                                "cores].")
-    @magic_arguments.argument(
-        "--repeat", "-r", default="auto",
-        help="Trials per executor, or 'auto': at least 5 trials and 2 s each, capped by "
-             "--max-time [default: auto].")
-    @magic_arguments.argument(
-        "--warmup", type=int, default=0,
-        help="Untimed trials per executor before the timed ones.")
-    @magic_arguments.argument(
-        "--max-time", type=float, default=60.0,
-        help="With --repeat auto, stop adding trials after this many seconds [default: 60].")
-    @magic_arguments.argument(
-        "--reuse-pool", action="store_true",
-        help="Keep each pool across its trials (start-up is then paid once).")
-    @magic_arguments.argument(
-        "--chunksize", default="auto",
-        help="Items per task: N, 'auto' (about four chunks per worker), or a list.")
-    @magic_arguments.argument(
-        "--timeout", type=float, metavar="SECONDS",
-        help="Stop an item that runs longer than this (its worker process is terminated, then "
-             "killed) and go on; the item is recorded as timed out.")
-    @magic_arguments.argument(
-        "--trial-timeout", type=float, metavar="SECONDS",
-        help="Stop a trial that runs longer than this; what finished is kept.")
-    @magic_arguments.argument(
-        "--max-memory", metavar="SIZE",
-        help="Stop a worker process whose peak RSS passes this size (e.g. 2G, 512M) and go on.")
-    @magic_arguments.argument(
-        "--scheduler", metavar="ADDRESS",
-        help="Run the dask executor on the Dask cluster at tcp://HOST:PORT.")
-    @magic_arguments.argument(
-        "--no-baseline", action="store_true",
-        help="Do not add a serial trial (speedups are then unknown).")
+    @_as_in_run("--items-from", metavar="FILE")
+    @_as_in_run("--executors", "-e")
+    @_as_in_run("--workers", "-w")
+    @_as_in_run("--repeat", "-r")
+    @_as_in_run("--warmup", type=int)
+    @_as_in_run("--max-time", type=float)
+    @_as_in_run("--reuse-pool")
+    @_as_in_run("--chunksize")
+    @_as_in_run("--timeout", type=float, metavar="SECONDS")
+    @_as_in_run("--trial-timeout", type=float, metavar="SECONDS")
+    @_as_in_run("--max-memory", metavar="SIZE")
+    @_as_in_run("--scheduler", metavar="ADDRESS")
+    @_as_in_run("--no-baseline")
     @magic_arguments.argument(
         "--json", metavar="PATH",
         help="Write the result as JSON (schema poolscope/1); '-' for the cell's output.")
-    @magic_arguments.argument("--csv", metavar="PATH", help="Write one row per item as CSV.")
+    @_as_in_run("--csv", metavar="PATH")
     @magic_arguments.argument(
         "--plot", metavar="PATH",
         help="Write the notebook's scatter and a per-worker timeline (.png, .svg or .pdf).")
-    @magic_arguments.argument(
-        "--report", metavar="PATH",
-        help="Write the interactive HTML report (one self-contained .html file).")
-    @magic_arguments.argument(
-        "--trace", metavar="PATH",
-        help="Write a Chrome/Perfetto trace (.json, or .json.gz) for ui.perfetto.dev.")
+    @_as_in_run("--report", metavar="PATH")
+    @_as_in_run("--trace", metavar="PATH")
     @magic_arguments.argument(
         "--quiet", "-q", action="store_true", help="No progress bar and no messages.")
-    @magic_arguments.argument(
-        "--store", metavar="PATH",
-        help="The run history's SQLite file [default: $POOLSCOPE_STORE or "
-             ".poolscope/poolscope.db].")
-    @magic_arguments.argument("--no-store", action="store_true", help="Do not record this run.")
+    @_as_in_run("--store", metavar="PATH")
+    @_as_in_run("--no-store")
     @magic_arguments.argument("--help", "-h", action="store_true", help="Show this help.")
     @cell_magic
     def poolscope(self, line: str, cell: str) -> Any:
