@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import threading
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
 import fault_workloads as faults
 from poolscope.backends import REGISTRY
+from poolscope.probe import Chunk
 from poolscope.runner import Plan, run_plan
 from poolscope.workloads import Workload
 
@@ -94,6 +96,22 @@ def test_a_function_that_cannot_be_pickled_fails_its_trial_only(name):
     assert trial.errors[0]["message"].startswith(
         "the function cannot be pickled to send it to worker processes: TypeError: cannot "
         "pickle '_thread.lock' object")
+
+
+@pytest.mark.skipif("process-forkserver" not in EXECUTORS, reason="no forkserver here")
+def test_a_broken_forkserver_pool_tells_the_exit_code_every_time():
+    """The broken pool's manager thread joins its workers while the runner reads their exit
+    codes; read beside it, a forkserver worker's code came back as 255 about once in 30."""
+    backend = REGISTRY["process-forkserver"](faults.os_exit_on_three, 2)
+    for _ in range(30):
+        backend.start()
+        try:
+            with pytest.raises(BrokenProcessPool):
+                list(backend.run([Chunk(3, [3])]))
+            codes = {p.exitcode for p in backend.worker_processes().values()} - {None}
+            assert 7 in codes and 255 not in codes, codes
+        finally:
+            backend.close()
 
 
 # --- in-process executors, isolated -----------------------------------------------------------

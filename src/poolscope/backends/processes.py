@@ -118,6 +118,9 @@ class _ProcessMixin:
         return _unguarded_main_hidden()
 
 
+BROKEN_POOL_JOIN_S = 5.0
+
+
 @register
 class ProcessBackend(_ProcessMixin, FuturesBackend):
     name = "process"
@@ -134,7 +137,14 @@ class ProcessBackend(_ProcessMixin, FuturesBackend):
         return run_installed_chunk
 
     def worker_processes(self) -> dict[int, Any]:
-        return dict(getattr(self._executor, "_processes", None) or {})
+        executor = self._executor
+        manager = getattr(executor, "_executor_manager_thread", None)
+        if manager is not None and getattr(executor, "_broken", False):
+            # A broken pool's manager thread is still joining its workers. Reading an exit
+            # code beside it races: under forkserver the second read of a worker's pipe
+            # finds it closed, and multiprocessing then calls the exit code 255.
+            manager.join(timeout=BROKEN_POOL_JOIN_S)
+        return dict(getattr(executor, "_processes", None) or {})
 
 
 @register
