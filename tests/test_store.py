@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -104,8 +105,9 @@ def test_unknown_run_and_missing_store(cli, tmp_path):
 
 
 def test_two_writers_at_once(tmp_path):
-    command = [sys.executable, "-m", "poolscope", "run", "io", "--items", "30", "--size", "5",
-               "-e", "thread", "-w", "2", "-r", "3", "--quiet", "--store", "shared.db"]
+    # Each run stores for about 5 s, longer than a CLI's start-up: their writes overlap.
+    command = [sys.executable, "-m", "poolscope", "run", "io", "--items", "30", "--size", "20",
+               "-e", "thread", "-w", "2", "-r", "5", "--quiet", "--store", "shared.db"]
     procs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for proc in procs:
@@ -115,34 +117,52 @@ def test_two_writers_at_once(tmp_path):
         runs = store.history()
         assert [r["status"] for r in runs] == ["complete", "complete"]
         for run in runs:
-            assert len(store.load(run["run_id"]).trial_results) == 6
+            assert len(store.load(run["run_id"]).trial_results) == 10
+    with sqlite3.connect(tmp_path / "shared.db") as db:
+        (_, first_end), (second_start, _) = db.execute(
+            "SELECT started_at, finished_at FROM runs ORDER BY started_at")
+    assert second_start < first_end, "the two runs did not write at the same time"
+
+
+def _committed_trials(path: Path) -> set[tuple[str, int]]:
+    """The trials a reader sees committed now (none before the store exists)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                                timeout=5)) as db:
+            return set(db.execute("SELECT run_id, trial FROM trials"))
+    except sqlite3.OperationalError:
+        return set()  # not created yet
 
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_loses_nothing_committed(tmp_path):
+    """Kill the real CLI and its workers 12 times: half at a random moment after launch (some
+    before the store exists), half at a random moment once its run is being stored."""
     rng = random.Random(1234)
     path = tmp_path / "killed.db"
     command = [sys.executable, "-m", "poolscope", "run", "io", "--items", "40", "--size", "10",
                "-e", "thread,process", "-w", "2", "-r", "20", "--chunksize", "2", "--quiet",
                "--store", str(path)]
-    for started in range(1, 7):
+    kills = 12
+    for kill in range(kills):
+        runs_before = _count_runs(path)
         proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
-        # Kill at a random point after the run began (a busy machine may take seconds to start).
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with sqlite3.connect(path, timeout=1) as con:
-                    if con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] >= started:
-                        break
-            except sqlite3.OperationalError:
-                pass  # not created yet
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 3.0))
+        if kill % 2 == 0:
+            time.sleep(rng.uniform(0.0, 4.0))
+        else:  # wait for this run's row (a busy machine may take seconds to start), then some
+            deadline = time.monotonic() + 60
+            while _count_runs(path) <= runs_before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 3.0))
+        committed = _committed_trials(path)  # read just before the kill: all must survive it
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its workers, as the OOM killer might
         proc.wait(timeout=30)
+        if not path.exists():
+            continue
         db = sqlite3.connect(path)
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert committed <= set(db.execute("SELECT run_id, trial FROM trials"))
         # every committed trial has all of its chunks: 40 items in chunks of 2, serial too
         for run_id, trial, chunksize in db.execute(
                 "SELECT run_id, trial, chunksize FROM trials WHERE status = 'ok'"):
@@ -152,16 +172,25 @@ def test_sigkill_at_random_points_loses_nothing_committed(tmp_path):
         db.close()
     with RunStore(path) as store:
         runs = store.history()
-        assert len(runs) == 6
-        assert {r["status"] for r in runs} <= {"incomplete", "complete"}
+        assert len(runs) >= kills // 2  # every kill after a run row leaves that run
+        assert {r["status"] for r in runs} == {"incomplete"}
         for run in runs:
             result = store.load(run["run_id"])
-            assert result.interrupted or run["status"] == "complete"
+            assert result.interrupted
             indexes = [t.index for t in result.trial_results]
             assert indexes == sorted(set(indexes))  # no duplicates
             assert all(len(t.items) == 40 for t in result.trial_results if t.status == "ok")
     history = run_cli("history", "--store", str(path), cwd=tmp_path)
     assert history.returncode == 0 and "incomplete" in history.stdout
+
+
+def _count_runs(path: Path) -> int:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                                timeout=5)) as db:
+            return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
 
 
 def test_history_filters(tmp_path):
