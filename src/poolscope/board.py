@@ -179,7 +179,9 @@ def _map(path: str, create: bool) -> memoryview | None:
         return None
     try:
         if create:
-            os.ftruncate(fd, _SIZE)
+            # IDLE in one write, not ftruncate then IDLE: a file read between the two said
+            # item 0, and a worker killed while starting a thread was taken to be running it.
+            os.pwrite(fd, array("q", [IDLE]).tobytes(), 0)
         return memoryview(mmap.mmap(fd, _SIZE)).cast("q")
     except (OSError, ValueError):
         return None
