@@ -2,30 +2,74 @@
 
 from __future__ import annotations
 
-import mmap
 import os
-from array import array
+import threading
 
 from poolscope import board
 from poolscope.board import IDLE, Board
 
 
-def test_a_new_mark_never_names_an_item(monkeypatch):
-    """A worker can die while a thread is attaching (asyncio.to_thread starts threads while
-    items run): its file, read then, must say idle or nothing, never item 0."""
-    seen: list[bytes] = []
-    real_mmap = mmap.mmap
+def in_a_worker_process(path: str, pid: int, item: int | None = None) -> None:
+    """A thread attaching as one of worker process ``pid``'s would, then running ``item``."""
+    mark, _ = board._attach_slot(path, pid)
+    if item is not None:
+        mark[0] = item
 
-    def mapping(fd: int, size: int) -> mmap.mmap:
-        seen.append(os.pread(fd, 8, 0))  # what a reader finds before the mark is mapped
-        return real_mmap(fd, size)
 
+def test_a_worker_process_has_one_file_and_a_slot_per_thread():
+    fake_pid = os.getpid() + 100_000  # not this process: the board's owner keeps marks in memory
     with Board() as shared:
-        monkeypatch.setattr(mmap, "mmap", mapping)
-        mark, _ = board._attach_file(shared.path, os.getpid() + 1)  # as a worker process would
-        monkeypatch.undo()
-        assert seen[0] in (b"", array("q", [IDLE]).tobytes())  # the mark's file, when mapped
-        assert [r.item for r in shared.running() if r.pid == os.getpid() + 1] == [IDLE]
-        mark[0] = 5
-        assert [r.item for r in shared.busy()] == [5]  # a dead worker's file still names it
-        board._release(mark)
+        threads = [threading.Thread(target=in_a_worker_process, args=(shared.path, fake_pid, i))
+                   for i in (4, 7)]
+        for t in threads:
+            t.start()
+            t.join(timeout=10)
+        in_a_worker_process(shared.path, fake_pid)  # attached, running nothing yet
+        assert sorted(os.listdir(shared.path)) == sorted(["stop", str(fake_pid)])
+        running = [r for r in shared.running() if r.pid == fake_pid]
+        assert sorted(r.item for r in running) == [IDLE, 4, 7]
+        assert len({r.tid for r in running}) == 3
+        assert sorted(r.item for r in shared.busy()) == [4, 7]  # a dead worker's still say so
+        shared.forget()  # that pid does not exist: its file goes
+        assert shared.running() == []
+
+
+def test_a_new_slot_never_names_an_item():
+    """A worker can die while a thread is attaching (asyncio.to_thread starts threads while
+    items run): a slot that has a thread id must already say idle, never item 0."""
+    fake_pid = os.getpid() + 100_001
+    with Board() as shared:
+        found = board._process_file(shared.path, fake_pid)
+        assert found is not None
+        writes: list[tuple[int, int]] = []
+        real = found.slots
+
+        class Spy:
+            def __setitem__(self, at: int, value: int) -> None:
+                writes.append((at, value))
+                real[at] = value
+
+            def __getitem__(self, at):
+                return real[at]
+
+        found.slots = Spy()  # type: ignore[assignment]
+        try:
+            found.take(12345)
+        finally:
+            found.slots = real
+        assert writes == [(1, IDLE), (0, 12345)]  # the item first, then the id that makes it count
+
+
+def test_slots_of_ended_threads_are_taken_again_when_all_are_used(monkeypatch):
+    monkeypatch.setattr(board, "SLOTS", 2)
+    fake_pid = os.getpid() + 100_002
+    with Board() as shared:
+        found = board._process_file(shared.path, fake_pid)
+        assert found is not None
+        found.take(1)  # no live thread has id 1 or 2
+        found.take(2)
+        mark = found.take(threading.get_native_id())
+        assert mark is not None
+        mark[0] = 9
+        assert sorted((r.tid, r.item) for r in shared.running() if r.pid == fake_pid) == \
+            sorted([(threading.get_native_id(), 9), (2, IDLE)])

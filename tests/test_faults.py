@@ -1,4 +1,6 @@
-"""The crash matrix: every executor with worker processes, every way an item can go wrong.
+"""The crash matrix: every executor with worker processes, every way an item can go wrong; and
+the in-process executors, isolated in a child (the CLI's default), for the faults that end a
+process.
 
 Each fault hits item 3 of 12. Whatever happens, the error names item 3 (and, when its worker
 died, the worker pid, the exit code or signal and the likely cause), the trial is partial and
@@ -8,13 +10,18 @@ worker is left behind (conftest's check after every test).
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import threading
 from concurrent.futures.process import BrokenProcessPool
 
+import pandas as pd
 import pytest
 
 import fault_workloads as faults
+import poolscope
 from poolscope.backends import REGISTRY
 from poolscope.probe import Chunk
 from poolscope.runner import Plan, run_plan
@@ -135,21 +142,54 @@ def test_isolated_in_process_executors_survive_a_fault_that_ends_the_process(nam
     assert trial.items.item[trial.items.status == 0].tolist() == [i for i in range(12) if i != 3]
 
 
-def test_cli_isolate_keeps_the_run_going_after_a_segfault(cli, tmp_path):
-    (tmp_path / "crash.py").write_text(
-        "import ctypes\n\ndef work(x):\n    if x == 3:\n        ctypes.string_at(0)\n"
-        "    return x\n")
-    done = cli("run", "crash.py:work", "--items", "8", "-e", "thread,process", "-w", "2",
-               "-r", "1", "--chunksize", "1", "--isolate", "--json", "out.json", "--quiet",
-               timeout=120)
-    assert done.returncode == 1, done.stderr
-    import json
+CRASHES = {  # what a target file's function does on item 3 -> the signal or exit it gives
+    "os._exit": ("import os\n", "os._exit(7)", "exit code 7"),
+    "SIGKILL": ("import os, signal\n", "os.kill(os.getpid(), signal.SIGKILL)", "signal SIGKILL"),
+    "segfault": ("import ctypes\n", "ctypes.string_at(0)", "signal SIGSEGV"),
+}
 
-    errors = json.loads((tmp_path / "out.json").read_text())["errors"]
-    assert {(e["executor"], e["item"], e["kind"]) for e in errors} == {
-        ("serial", 3, "WorkerDiedError"), ("thread", 3, "WorkerDiedError"),
-        ("process", 3, "WorkerDiedError")}
-    assert all("signal SIGSEGV" in e["message"] for e in errors)
+
+@pytest.mark.parametrize("fault", CRASHES)
+def test_cli_keeps_the_run_going_when_a_function_ends_its_process(cli, tmp_path, fault):
+    """By default the CLI runs in-process executors in a child: every executor's trial names
+    item 3 and its dead process, keeps the other items (in the store), the run goes on, and
+    it exits 1."""
+    imports, crash, how = CRASHES[fault]
+    (tmp_path / "crash.py").write_text(
+        f"{imports}\ndef work(x):\n    if x == 3:\n        {crash}\n    return x\n")
+    executors = ["serial", "thread", "thread-pool", "asyncio", "process"]
+    done = cli("run", "crash.py:work", "--items", "8", "-e", ",".join(executors), "-w", "2",
+               "-r", "1", "--chunksize", "1", "--json", "out.json", "--quiet", timeout=180)
+    assert done.returncode == 1, done.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    assert doc["options"]["isolate"] is True
+    assert sorted((e["executor"], e["item"], e["kind"]) for e in doc["errors"]) == sorted(
+        (name, 3, "WorkerDiedError") for name in executors), doc["errors"]
+    for error in doc["errors"]:
+        assert re.match(r"item 3 \(worker pid \d+\): ", error["message"]), error["message"]
+        assert how in error["message"], error["message"]
+    assert cli("export", "latest", "--format", "csv", "-o", "items.csv").returncode == 0
+    items = pd.read_csv(tmp_path / "items.csv")
+    for name in executors:
+        kept = items[(items.executor == name) & (items.status == "ok")].item
+        assert sorted(kept) == [0, 1, 2, 4, 5, 6, 7], name
+
+
+def test_cli_no_isolate_runs_in_process_executors_in_poolscope_itself(tmp_path):
+    pids = {}
+    for flag in ("--isolate", "--no-isolate"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "poolscope", "run", "tiny", "--items", "20", "-e",
+             "serial,thread", "-r", "1", flag, "--store", "runs.db", "--quiet"],
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        items = poolscope.load("latest", store=tmp_path / "runs.db").items
+        pids[flag] = (proc.pid, set(items.pid))
+    cli_pid, seen = pids["--no-isolate"]
+    assert seen == {cli_pid}  # serial and thread ran in poolscope's own process
+    cli_pid, seen = pids["--isolate"]
+    assert len(seen) == 1 and cli_pid not in seen  # both in one child
 
 
 def test_a_bystander_thread_item_runs_again_alone_and_only_the_culprit_is_named():

@@ -23,6 +23,7 @@ import resource
 import struct
 import sys
 import sysconfig
+import time
 from typing import Any
 
 PROTOCOL = 5
@@ -43,6 +44,11 @@ def _take_stdio() -> tuple[int, int]:
 def _gil_enabled() -> bool:
     check = getattr(sys, "_is_gil_enabled", None)
     return bool(check()) if check is not None else True
+
+
+def _reset_peak_rss() -> None:
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # Linux: the peak RSS starts again from the current RSS
 
 
 def _cpu_s() -> float:
@@ -140,7 +146,7 @@ def serve() -> None:
     try:
         from poolscope.backends import get_backend
 
-        cls = get_backend(hello["executor"])
+        get_backend(hello["executor"])  # the first trial's: said now, before any clock runs
         fn = pickle.loads(hello["function"])
     except BaseException as exc:
         pipe.send(("error", type(exc).__name__, f"under {sys.executable}: {_why(exc)}"))
@@ -148,23 +154,48 @@ def serve() -> None:
     pipe.send(("ready", {"pid": os.getpid(), "gil_enabled": _gil_enabled(), "cpu_s": _cpu_s(),
                          **_interpreter()}))
     backend = None
+    staged: dict[int, Any] = {}
+    t0_ns = 0
+    waiting_since: int | None = None  # since "started" was sent, until the first "run"
+    done_at: int | None = None  # when the last "done" was sent
     while True:
         try:
             message = pipe.receive()
         except EOFError:  # the parent went away
             break
         if message[0] == "start":
+            _reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
+            # The trial's clock starts here, not in the parent; the waits for the parent's
+            # next message ("run", "close") are taken out of it below.
+            t0_ns = time.perf_counter_ns()
             try:
-                backend = cls(fn, hello["workers"])
+                trial = message[1]  # a kept child serves every in-process executor's trials
+                backend = get_backend(trial["executor"])(fn, trial["workers"])
                 backend.start()
             except BaseException as exc:
                 pipe.send(_failed(exc))
             else:
-                pipe.send(("started",))
-        elif message[0] == "run":
+                pipe.send(("started", {"t0_ns": t0_ns}))
+            waiting_since = time.perf_counter_ns()
+        elif message[0] == "stage":  # the trial's chunks, sent before its clock starts
+            staged = {chunk.first: chunk for chunk in message[1]}
+            if message[1]:
+                from poolscope.board import prepare
+
+                prepare(message[1][0].board)  # its file on the board: made before the clock
+        elif message[0] in ("run", "run-staged"):
+            if waiting_since is not None:  # the first run after start
+                t0_ns += time.perf_counter_ns() - waiting_since
+                waiting_since = None
+            t_last_ns = None
             try:
                 assert backend is not None, "start first"
-                for record in backend.run(message[1]):
+                chunks = message[1] if message[0] == "run" else [
+                    staged[held]._replace(first=first, items=staged[held].items[
+                        first - held:first - held + count])
+                    for held, first, count in message[1]]
+                for record in backend.run(chunks):
+                    t_last_ns = time.perf_counter_ns()
                     try:
                         results = pickle.dumps(record.results[:8], PROTOCOL)
                     except Exception:
@@ -173,24 +204,27 @@ def serve() -> None:
             except BaseException as exc:
                 pipe.send(_failed(exc))
             else:
-                pipe.send(("done", {"incidents": list(getattr(backend, "incidents", [])),
+                pipe.send(("done", {"t0_ns": t0_ns, "t_last_ns": t_last_ns,
+                                    "incidents": list(getattr(backend, "incidents", [])),
                                     "worker_info": dict(getattr(backend, "worker_info", {}))}))
                 getattr(backend, "incidents", []).clear()
+            done_at = time.perf_counter_ns()
         elif message[0] == "close":
+            waited = time.perf_counter_ns() - done_at if done_at is not None else 0
             error = None
             try:
                 if backend is not None:
                     backend.close()
             except BaseException as exc:
                 error = (type(exc).__name__, str(exc) or repr(exc))
+            t_end_ns = time.perf_counter_ns() - waited
+            backend, done_at = None, None
             sys.stdout.flush()
             sys.stderr.flush()
-            pipe.send(("closed", {"gil_enabled": _gil_enabled(), "error": error}))
-            # The parent now stops this process (and anything the executor left running);
-            # waiting here spares the trial the interpreter's shutdown.
-            with contextlib.suppress(EOFError):
-                pipe.receive()
-            break
+            pipe.send(("closed", {"gil_enabled": _gil_enabled(), "error": error,
+                                  "t_end_ns": t_end_ns, "cpu_s": _cpu_s()}))
+            # Then the parent either starts its next trial here or stops this process (and
+            # anything the executor left running): waiting spares the trial the shutdown.
 
 
 def main(argv: list[str]) -> int:

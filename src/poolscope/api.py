@@ -42,7 +42,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     ``timeout`` (seconds per item) and ``trial_timeout`` stop what runs longer and record it as
     timed out; ``max_memory`` (bytes) stops a worker process whose peak RSS passes it (see
     ``poolscope.limits``). ``isolate`` runs the in-process executors (serial, thread, …) in a
-    child process, so a function that ends its process cannot end the run.
+    child process, so a function that ends its process cannot end the run (the CLI's default;
+    off here, where a function may hold what cannot leave this process).
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")

@@ -4,13 +4,16 @@ Records reach the parent only when a chunk ends, so a worker that hangs or dies 
 of a chunk would take the name of its item with it. Each worker thread therefore keeps one
 integer where the parent can read it: the item it is running (-1 between chunks).
 
-* In a worker process, it is an 8-byte file, memory-mapped, in the run's board directory (on
-  tmpfs where there is one)::
+* In a worker process, it is a slot in that process's file, memory-mapped, in the run's board
+  directory (on tmpfs where there is one)::
 
-      <board>/<pid>.<tid>     int64: the item it is running
+      <board>/<pid>           SLOTS x (int64 native thread id, int64 the item it is running)
       <board>/stop            int64: set by the parent at --trial-timeout: run no further chunk
 
-  The file of a dead worker still says what it was running.
+  The process maps its file once; a new thread takes a free slot under a lock, which costs no
+  system call (a file per thread did: it released the GIL in the middle of the thread's start,
+  and the thread then waited for the GIL to come back, 300-800 µs measured). The file of a dead
+  worker still says what its threads were running.
 * In the process that made the board (serial, thread and asyncio trials), it is an array in
   memory: creating a file there would release the GIL in the middle of a trial's start, and a
   new thread would then wait for the GIL to come back (300-800 µs measured).
@@ -32,10 +35,12 @@ import threading
 from array import array
 from typing import NamedTuple
 
-__all__ = ["Board", "Running", "attach"]
+__all__ = ["Board", "Running", "attach", "prepare"]
 
 _SIZE = 8  # one int64
 IDLE = -1
+SLOTS = 1024  # threads at once per worker process; past that, a thread writes to a scratch mark
+_SLOT = 2  # int64s per slot: native thread id, item
 
 # Boards made by this process: path -> (its pid, its threads' marks by native id, stop flag).
 # A forked child inherits the dict with another pid, and uses files.
@@ -79,13 +84,7 @@ class Board:
         alive = {t.native_id for t in threading.enumerate()}
         for tid in [tid for tid in self._marks if tid not in alive]:
             del self._marks[tid]
-        for running in self._files():
-            try:
-                os.kill(running.pid, 0)
-            except ProcessLookupError:
-                self._drop(running)
-            except OSError:
-                pass
+        self.forget()
 
     def running(self) -> list[Running]:
         """Every worker thread that has written here, busy or idle."""
@@ -97,10 +96,16 @@ class Board:
         return [r for r in self.running() if r.item != IDLE]
 
     def forget(self) -> None:
-        """Drop the files of worker processes: after a broken pool, its workers' last items
-        would otherwise look like items still running."""
-        for running in self._files():
-            self._drop(running)
+        """Drop the files of worker processes that ended: after a broken pool, its workers'
+        last items would otherwise look like items still running."""
+        for pid in {running.pid for running in self._files()}:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.path, str(pid)))
+            except OSError:
+                pass
 
     def close(self) -> None:
         _OWN.pop(self.path, None)
@@ -113,28 +118,53 @@ class Board:
         self.close()
 
     def _files(self) -> list[Running]:
+        """Every used slot of every worker process's file."""
         found = []
         with contextlib.suppress(OSError), os.scandir(self.path) as entries:
             for entry in entries:
-                pid, _, tid = entry.name.partition(".")
+                if not entry.name.isdigit():
+                    continue
                 try:
                     with open(entry.path, "rb") as f:
-                        data = f.read(_SIZE)
+                        data = f.read()
                 except OSError:
                     continue
-                if len(data) == _SIZE and pid.isdigit() and tid.isdigit():
-                    found.append(Running(int(pid), int(tid), array("q", data)[0]))
+                slots = array("q", data[:len(data) - len(data) % (_SIZE * _SLOT)])
+                found.extend(Running(int(entry.name), slots[k], slots[k + 1])
+                             for k in range(0, len(slots), _SLOT) if slots[k])
         return found
-
-    def _drop(self, running: Running) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(self.path, f"{running.pid}.{running.tid}"))
 
 
 # --- worker side -------------------------------------------------------------------------------
 
 _local = threading.local()
-_stops: dict[tuple[str, int], memoryview] = {}  # (board, pid) -> its stop flag, one per process
+# (board, pid) -> this process's slots and stop flag on that board, and the lock that hands
+# out slots; one per process (a forked child inherits the dict with another pid).
+_processes: dict[tuple[str, int], _ProcessFile] = {}
+_processes_lock = threading.Lock()
+
+
+class _ProcessFile:
+    def __init__(self, slots: memoryview, stop: memoryview) -> None:
+        self.slots, self.stop = slots, stop
+        self.lock = threading.Lock()
+        self.used = 0
+
+    def take(self, tid: int) -> memoryview | None:
+        """A slot for thread ``tid``: the next unused one, else one of a thread that ended."""
+        with self.lock:
+            if self.used == SLOTS:
+                alive = {t.native_id for t in threading.enumerate()}
+                free = next((k for k in range(SLOTS)
+                             if self.slots[_SLOT * k] not in alive), None)
+                if free is None:
+                    return None
+            else:
+                free, self.used = self.used, self.used + 1
+            at = _SLOT * free
+            self.slots[at + 1] = IDLE  # idle before the id: a reader never sees a stale item
+            self.slots[at] = tid
+            return self.slots[at + 1:at + 2]
 
 
 def attach(path: str) -> tuple[memoryview, memoryview]:
@@ -148,51 +178,56 @@ def attach(path: str) -> tuple[memoryview, memoryview]:
     if cached is not None and cached[0] == path and cached[1] == pid:
         return cached[2], cached[3]
     if cached is not None and cached[1] == pid:
-        _release(cached[2])
+        cached[2][0] = IDLE  # this thread moves on to another board
     own = _OWN.get(path)
     if own is not None and own[0] == pid:  # the board's own process: in memory
         mark, stop = memoryview(array("q", [IDLE])), own[2]
         own[1][threading.get_native_id()] = mark
     else:
-        mark, stop = _attach_file(path, pid)
+        mark, stop = _attach_slot(path, pid)
     _local.views = (path, pid, mark, stop)
     return mark, stop
 
 
-def _attach_file(path: str, pid: int) -> tuple[memoryview, memoryview]:
-    mark = _map(os.path.join(path, f"{pid}.{threading.get_native_id()}"), True) if path else None
-    stop = _stops.get((path, pid))
-    if mark is not None and stop is None:
-        stop = _map(os.path.join(path, "stop"), False)
-        if stop is not None:
-            _stops[path, pid] = stop
-    if mark is None or stop is None:
+def prepare(path: str) -> None:
+    """Map this process's file on the board now (before a trial's clock starts), rather than
+    when its first thread attaches."""
+    if path and (_OWN.get(path) or (None,))[0] != os.getpid():
+        _process_file(path, os.getpid())
+
+
+def _attach_slot(path: str, pid: int) -> tuple[memoryview, memoryview]:
+    found = _process_file(path, pid) if path else None
+    mark = found.take(threading.get_native_id()) if found is not None else None
+    if found is None or mark is None:
         return memoryview(array("q", [IDLE])), memoryview(array("q", [0]))
-    mark[0] = IDLE
-    return mark, stop
+    return mark, found.stop
 
 
-def _map(path: str, create: bool) -> memoryview | None:
+def _process_file(path: str, pid: int) -> _ProcessFile | None:
+    with _processes_lock:
+        found = _processes.get((path, pid))
+        if found is None:
+            slots = _map(os.path.join(path, str(pid)), _SLOT * SLOTS)
+            stop = _map(os.path.join(path, "stop"), 0)
+            if slots is None or stop is None:
+                return None
+            found = _processes[path, pid] = _ProcessFile(slots, stop)
+        return found
+
+
+def _map(path: str, create: int) -> memoryview | None:
+    """``path`` memory-mapped as int64s; ``create``: make it with that many, all zero (an
+    unused slot: thread id 0)."""
     try:
         fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
     except OSError:  # no such board here (a worker on another host) or not writable
         return None
     try:
         if create:
-            # IDLE in one write, not ftruncate then IDLE: a file read between the two said
-            # item 0, and a worker killed while starting a thread was taken to be running it.
-            os.pwrite(fd, array("q", [IDLE]).tobytes(), 0)
-        return memoryview(mmap.mmap(fd, _SIZE)).cast("q")
+            os.ftruncate(fd, _SIZE * create)
+        return memoryview(mmap.mmap(fd, 0)).cast("q")
     except (OSError, ValueError):
         return None
     finally:
         os.close(fd)
-
-
-def _release(view: memoryview) -> None:
-    """Unmap a worker's mark when its thread moves on to another board."""
-    obj = view.obj
-    view.release()
-    if isinstance(obj, mmap.mmap):
-        with contextlib.suppress(BufferError):
-            obj.close()

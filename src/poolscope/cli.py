@@ -54,9 +54,10 @@ MaxMemoryOpt = Annotated[str | None, typer.Option(
     "--max-memory", help="Stop a worker process whose peak RSS passes this size (e.g. 2G, 512M) "
                          "and go on; its item is recorded as over the limit.")]
 IsolateOpt = Annotated[bool, typer.Option(
-    "--isolate", help="Run serial, thread and the other in-process executors in a child "
-                      "process, so a function that crashes its process (os._exit, a segfault) "
-                      "cannot end the run.")]
+    "--isolate/--no-isolate",
+    help="Run serial, thread and the other in-process executors in a child process, so a "
+         "function that ends its process (os._exit, a segfault, the OOM killer) cannot end "
+         "the run; --no-isolate runs them in poolscope's own process.")]
 ChunksizeOpt = Annotated[str, typer.Option(
     "--chunksize", help="Items per task: N, 'auto' (about four chunks per worker), or a list.")]
 JsonOpt = Annotated[str | None, typer.Option(
@@ -272,7 +273,7 @@ def run(
     timeout: TimeoutOpt = None,
     trial_timeout: TrialTimeoutOpt = None,
     max_memory: MaxMemoryOpt = None,
-    isolate: IsolateOpt = False,
+    isolate: IsolateOpt = True,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Do not add a serial trial (speedups are then unknown).")] = False,
     json_path: JsonOpt = None,
@@ -343,7 +344,7 @@ def sweep(
     timeout: TimeoutOpt = None,
     trial_timeout: TrialTimeoutOpt = None,
     max_memory: MaxMemoryOpt = None,
-    isolate: IsolateOpt = False,
+    isolate: IsolateOpt = True,
     json_path: JsonOpt = None,
     csv: CsvOpt = None,
     plot: Annotated[Path | None, typer.Option(

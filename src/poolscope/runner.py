@@ -299,6 +299,9 @@ def run_plan(workload: Workload, plan: Plan, *,
         for c in shipped:
             chunks[c] = _not_reported(chunks[c], [], set(refused))
     pools: dict[Config, Backend] = {}
+    backend_classes = {backend_class(c.executor, plan.isolate) for c in configs}
+    for cls in backend_classes:
+        cls.begin_run()
     board = Board()  # one for the run: a thread that stays maps its file once
     tally = {c: _Tally() for c in configs}
     results: list[TrialResult] = []
@@ -354,6 +357,8 @@ def run_plan(workload: Workload, plan: Plan, *,
     finally:
         for backend in pools.values():
             backend.close()
+        for cls in backend_classes:
+            cls.end_run()
         board.close()
     return results, False
 
@@ -460,7 +465,10 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
             except Exception as exc:  # the store or a display, not the executor: re-raise
                 raise _CallbackError(exc) from exc
 
+    if not reused:
+        backend.stage(chunks)
     watch.start()  # before the clock: its thread's start is not the trial's
+    first_backend: Backend | None = None
     t0 = clock()
     t_last = t0
     try:
@@ -469,6 +477,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                 if needs_start:
                     backend.start()
                     needs_start = False
+                    first_backend = first_backend or backend
                 for record in backend.run(pending):
                     t_last = clock()
                     record = unreadable_errors(record)
@@ -560,6 +569,12 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                                   f"{sum(len(c.items) for c in chunks)} items done"})
     if t_last == t0:
         t_last = t_close
+    if first_backend is not None and first_backend.started_ns is not None:
+        # Timed by the child that ran it: talking to the child is not the executor's time.
+        t0 = first_backend.started_ns
+        t_last = backend.last_record_ns or t_last
+        t_end = backend.closed_ns or t_end
+        t_last = min(t_last, t_end)
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
     worker_cpu, worker_rss = _worker_usage(records, backend_cls, backend.cpu_reported)

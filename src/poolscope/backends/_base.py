@@ -40,6 +40,12 @@ class Backend(ABC):
     # CPU that a child process spent before the trial began (another interpreter's start-up,
     # see backends/elsewhere.py): the runner takes it off the reaped children's CPU.
     untimed_cpu_s: float = 0.0
+    # Where the executor runs in a child process (backends/elsewhere.py), the child's clock
+    # readings (perf_counter_ns) of when it began the trial, sent its last record and closed:
+    # the trial is timed from them, so talking to the child is not part of the executor's time.
+    started_ns: int | None = None
+    last_record_ns: int | None = None
+    closed_ns: int | None = None
 
     def __init__(self, fn: Callable[[Any], Any], workers: int) -> None:
         self.fn = fn
@@ -72,6 +78,11 @@ class Backend(ABC):
         """How many workers really run for a requested count."""
         return requested
 
+    def stage(self, chunks: Sequence[Chunk]) -> None:
+        """Before the trial's clock starts: hand the trial's chunks over where that takes time
+        of its own (a child process), so that ``run`` need only name them."""
+        return None
+
     @abstractmethod
     def start(self) -> None:
         """Create the pool (workers may start lazily on first use)."""
@@ -83,6 +94,17 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Shut the pool down and wait for its workers; safe to call twice."""
+
+    @classmethod
+    def begin_run(cls) -> None:
+        """Before a run's trials: from now on, what a trial started may be kept for the next
+        one (until ``end_run``)."""
+        return None
+
+    @classmethod
+    def end_run(cls) -> None:
+        """Once the run's trials are done: stop what was kept for a next trial."""
+        return None
 
     def worker_processes(self) -> dict[int, Any]:
         """The pool's worker processes on this host by pid, each with an ``exitcode`` (None

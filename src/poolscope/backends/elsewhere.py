@@ -9,13 +9,15 @@ run on one time axis: ``perf_counter_ns`` is system-wide, so the child's clock i
     -------------------------                     -------------------------------------
     spawn, ("hello", executor, fn by reference) ─> import backends, load fn, read the GIL
                                    ("ready", facts) <─
+    ("stage", chunks)                            ─> hold them
     ---- the trial's clock starts here (t0) ----
-    ("start",)                                   ─> inner.start()
+    ("start", executor, workers)                 ─> inner.start()
     ("run", chunks)                              ─> for record in inner.run(chunks):
                    ("record", ChunkRecord) ... <─      stream it back
                    ("done", incidents)         <─
     ("close",)                                   ─> inner.close(), read the GIL again
-                   ("closed", facts)           <─  and exit; the parent reaps it
+                   ("closed", facts)           <─  then wait: the next trial's "stage" and
+                                                    "start", or SIGKILL when the run ends
 
 Messages are pickles (protocol 5, which every supported version reads) framed by an 8-byte
 length, on the child's stdin and stdout; the child points its own stdout at stderr, so what the
@@ -26,13 +28,18 @@ parent, which stops it (and any workers it started) itself.
 workload — happens in ``__init__``, before the runner starts the trial's clock: it is measured
 (``startup_s`` of each child in the run's ``environment["interpreters"][NAME]["trials"]``) but
 is not part of the trial's wall time, nor of its CPU (its start-up CPU is taken off the reaped
-child's, see ``Backend.untimed_cpu_s``). What the trial pays beyond the inner executor's own
-costs is one pipe round trip per message and pickling the items to the child.
+child's, see ``Backend.untimed_cpu_s``). Within a run (``begin_run`` .. ``end_run``) a child
+that closed its trial cleanly is kept, and the next trial for the same interpreter and function
+— of any executor — takes it (``startup_s`` 0): one child serves a run's configurations as
+poolscope's own process serves the in-process ones. The trial's chunks go to the child in
+``stage``, before the clock; the trial is then timed by the child's clock readings (``t0_ns`` at
+"start", ``t_last_ns`` at its last record, ``t_end_ns`` after "close"), with its waits for the
+parent's next message taken out, so the pipe is not part of the executor's time.
 
 **The function** goes by reference — a built-in workload, ``package.module:function`` or
 ``path/to/file.py:function`` — and the child resolves it; cloudpickle's by-value code objects do
 not cross Python versions, so a lambda, a closure or a function from ``__main__`` is refused
-with the reason.
+with the reason. A child of this same interpreter (``isolated``) takes those by value.
 
 **What the child needs**: Python 3.10+, and for the executors that send the function on to
 their own workers (process, process-*, loky, interpreter) cloudpickle. Not numpy, pandas or the
@@ -48,6 +55,7 @@ after importing the workload and again after the run: an extension module can tu
 from __future__ import annotations
 
 import atexit
+import bisect
 import contextlib
 import functools
 import io
@@ -329,7 +337,63 @@ def isolated(inner_name: str) -> type[ElsewhereBackend]:
     return type(f"ElsewhereBackend[{inner_name}, isolated]", (ElsewhereBackend,), {
         "name": inner_name, "inner_name": inner_name, "python": sys.executable,
         "family": inner.family, "summary": f"{inner_name} in a child process (--isolate)",
-        "facts": None})
+        "facts": None, "prepare_run": classmethod(_check_function),
+        "function_payload": staticmethod(_same_interpreter_payload)})
+
+
+def _check_function(cls: type[ElsewhereBackend], fn: Callable[[Any], Any]) -> None:
+    """An isolated executor's run needs only a function the child can load: the interpreter
+    is this one (nothing to describe)."""
+    _same_interpreter_payload(fn)
+
+
+def _same_interpreter_payload(fn: Callable[[Any], Any]) -> bytes:
+    """The function for a child of this same interpreter: by reference where it has one, else
+    by value (cloudpickle: a lambda, a closure, a notebook's function), as to process workers."""
+    try:
+        return function_reference(fn)
+    except UsageError:
+        pass
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(fn, PROTOCOL)
+    except Exception as exc:
+        raise UsageError(f"the function cannot go to a child process: it has no importable "
+                         f"name and cannot be pickled ({type(exc).__name__}: {exc}); run with "
+                         "--no-isolate (isolate=False) to keep it in poolscope's process"
+                         ) from None
+
+
+class _Parked:
+    """A child that closed its trial cleanly and waits for the next ("start") or to be stopped."""
+
+    def __init__(self, proc: subprocess.Popen[bytes] | None, stderr: Any,
+                 ready: dict[str, Any]) -> None:
+        self.proc, self.stderr, self.ready = proc, stderr, ready
+
+    def discard(self) -> None:
+        """Stop it and the processes it started (its session), and reap it."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self.proc = None
+
+
+# Children kept between trials, by (executor, interpreter, workers, function): a run's trials
+# of one configuration reuse one child; the runner stops them when the run ends (end_run).
+_PARKED: dict[tuple[Any, ...], _Parked] = {}
+
+
+@atexit.register
+def _discard_parked() -> None:
+    while _PARKED:
+        _PARKED.popitem()[1].discard()
 
 
 class _ChildExit:
@@ -352,6 +416,12 @@ class ElsewhereBackend(Backend):
     # The run's environment["interpreters"][name], set by prepare_run; each child adds its
     # readings to its "trials" list.
     facts: ClassVar[dict[str, Any] | None] = None
+    # Within a run (begin_run .. end_run), a child that closed its trial cleanly is kept for
+    # the configuration's next trial instead of starting a new one each time.
+    _keep: ClassVar[bool] = False
+
+    # The function as the child loads it: by reference only, across Python versions.
+    function_payload = staticmethod(function_reference)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -393,9 +463,24 @@ class ElsewhereBackend(Backend):
         self._failure: BaseException | None = None
         self._busy = False
         self._ready: dict[str, Any] = {}
+        self._key: tuple[Any, ...] = ()
+        self._staged: dict[int, Chunk] = {}  # by first item: the chunks the child holds
+        self._staged_firsts: list[int] = []
         began = time.perf_counter()
         try:  # before the trial's clock starts: see "Timing" above
-            reference = function_reference(fn)
+            reference = self.function_payload(fn)
+            # One child serves a run's trials of every executor it runs for this function,
+            # as poolscope's own process serves them with --no-isolate: the same process for
+            # serial and thread, not one each with its own memory layout and hash seed.
+            self._key = (self.python, reference)
+            parked = _PARKED.pop(self._key, None)
+            if parked is not None and parked.proc.poll() is None:
+                self._proc, self._stderr, self._ready = parked.proc, parked.stderr, parked.ready
+                self._ready["startup_s"] = 0.0  # started for an earlier trial
+                self.cpu_reported[self._ready["pid"]] = self._ready["cpu_s"]
+                return
+            if parked is not None:
+                parked.discard()
             path = check_python(self.python)
             self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
             self._proc = subprocess.Popen(
@@ -485,12 +570,29 @@ class ElsewhereBackend(Backend):
     def start(self) -> None:
         if self._failure is not None:
             raise self._failure
-        self._send(("start",))
-        self._expect("started", REPLY_TIMEOUT_S)
+        self._send(("start", {"executor": self.inner_name, "workers": self.workers}))
+        self.started_ns = self._expect("started", REPLY_TIMEOUT_S)[1]["t0_ns"]
+
+    def stage(self, chunks: Sequence[Chunk]) -> None:
+        if self._failure is None and self._proc is not None:
+            self._send(("stage", list(chunks)))
+            self._staged = {chunk.first: chunk for chunk in chunks}
+            self._staged_firsts = sorted(self._staged)
+
+    def _named(self, chunk: Chunk) -> tuple[int, int, int] | None:
+        """(staged chunk, first item, count) when the child holds ``chunk``'s items."""
+        firsts = self._staged_firsts
+        at = bisect.bisect_right(firsts, chunk.first) - 1
+        held = self._staged[firsts[at]] if at >= 0 else None
+        if (held is not None and chunk.first + len(chunk.items) <= held.first + len(held.items)
+                and held.board == chunk.board and held.timeout_s == chunk.timeout_s):
+            return held.first, chunk.first, len(chunk.items)
+        return None
 
     def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
         self._busy = True
-        self._send(("run", list(chunks)))
+        named = [self._named(chunk) for chunk in chunks]
+        self._send(("run", list(chunks)) if None in named else ("run-staged", named))
         while True:
             try:
                 message = self._receive()
@@ -499,6 +601,8 @@ class ElsewhereBackend(Backend):
                 raise
             if message[0] == "done":
                 extra = message[1]
+                self.started_ns = extra.get("t0_ns", self.started_ns)
+                self.last_record_ns = extra.get("t_last_ns")
                 self.incidents.extend(extra.get("incidents", []))
                 self.worker_info.update(extra.get("worker_info", {}))
                 self._busy = False
@@ -521,15 +625,37 @@ class ElsewhereBackend(Backend):
         except (PoolscopeError, TimeoutError, OSError):
             pass  # stopped below
         finally:
-            self._kill(clean=bool(closed))
+            self.closed_ns = closed.get("t_end_ns")
+            park = (type(self)._keep and bool(closed) and not closed.get("error")
+                    and self._proc.poll() is None)
+            if not park:
+                self._kill(clean=bool(closed))
             self._record(closed)
             text = self._stderr_text()
             if text.strip():  # what the workload printed, and warnings: shown once it is done
                 sys.stderr.write(text if text.endswith("\n") else text + "\n")
-            self._stderr.close()
+            if park:  # the next trial of this executor takes it: no start-up to wait for
+                self._stderr.seek(0)
+                self._stderr.truncate()
+                ready = {**self._ready, "cpu_s": closed["cpu_s"]}
+                _PARKED.pop(self._key, _Parked(None, None, {})).discard()
+                _PARKED[self._key] = _Parked(self._proc, self._stderr, ready)
+            else:
+                self._stderr.close()
             self._proc = None
         if closed.get("error"):
             raise _error(closed["error"][0], closed["error"][1])
+
+    @classmethod
+    def begin_run(cls) -> None:
+        cls._keep = True
+
+    @classmethod
+    def end_run(cls) -> None:
+        """Stop this executor's children kept for a next trial."""
+        cls._keep = False
+        for key in [key for key in _PARKED if key[0] == cls.python]:
+            _PARKED.pop(key).discard()
 
     def _kill(self, clean: bool) -> None:
         """Stop the child and every process it started (its session), then reap it.
@@ -561,7 +687,8 @@ class ElsewhereBackend(Backend):
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()
-        # Reaped in this trial: the child's start-up CPU is in the children's CPU; take it off.
+        # Reaped in this trial: its CPU before the trial (start-up, earlier trials of a kept
+        # child) is in the children's CPU too; take it off.
         self.untimed_cpu_s = float(self._ready.get("cpu_s", 0.0))
 
     def _record(self, closed: dict[str, Any]) -> None:
