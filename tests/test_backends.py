@@ -156,3 +156,6 @@ def test_a_dead_worker_is_named_and_the_trial_goes_on_without_its_item(name):
         # Tasks held by the dying workers fail with item 3's; dask cannot tell them apart.
         assert re.match(r"items? (\S+, )*(\S+ and )?\b3\b.*: every Dask worker that ran them "
                         r"died", t.errors[0]["message"]), t.errors[0]["message"]
+        # The local cluster's nannies tell each dead worker's exit code.
+        assert re.search(r"\(pid \d+ on \S+: exit code 7 — the function ended the process "
+                         r"itself", t.errors[0]["message"]), t.errors[0]["message"]

@@ -329,8 +329,11 @@ def test_contract_under_another_interpreter(py313, inner):
     assert "it is a lambda" in t.errors[0]["message"]
     t = trial(w.exit_on_three, chunksize=1)
     assert len(t.errors) == 1
-    if inner == "process":  # a worker of the child's pool died: the child says so
-        assert t.status == "failed" and t.errors[0]["kind"] == "BrokenProcessPool"
+    if inner == "process":  # a worker of the child's pool died: the child names it
+        assert t.status == "failed" and t.errors[0]["kind"] == "WorkerDiedError"
+        assert t.errors[0]["item"] == 3
+        assert re.match(r"item 3 \(worker pid \d+\): exit code 7 — the function ended the "
+                        r"process itself.*; the pool broke", t.errors[0]["message"])
     else:  # the child itself died in item 3 (the board says so): the rest ran in a new child;
         # when its other thread was in an item too, that one ran again alone, and item 3 too
         assert t.status == "partial" and t.restarts in (1, 2)

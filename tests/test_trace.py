@@ -354,6 +354,29 @@ def test_the_fast_writer_matches_the_slow_one():
         assert a == b
 
 
+def test_items_of_addressable_workers_carry_host_worker_and_retried():
+    """Under dask each item says which worker and host ran it and whether its chunk ran again
+    after a worker was lost; the fast writer and the reference dicts agree."""
+    spans = [(k * 1000, k * 1000 + 800) for k in range(6)]
+    trial = scripted_trial(spans, pids=[7, 7, 8, 8, 9, 9], tids=[7, 7, 8, 8, 9, 9],
+                           executor="dask", workers=2)
+    trial.worker_info = [{"address": "tcp://10.0.0.1:1", "host": "alpha"},
+                         {"address": "tcp://10.0.0.2:1", "host": "beta"}]
+    trial.items.worker[:] = [0, 0, 1, 1, -1, -1]
+    trial.items.retried[:] = [False, False, True, True, False, False]
+    doc = trace_events(scripted_result(trial))
+    by_item = {e["args"]["item"]: e["args"] for e in item_events(doc)}
+    assert [(by_item[k]["host"], by_item[k]["worker"], by_item[k]["retried"]) for k in range(6)
+            ] == [("alpha", "tcp://10.0.0.1:1", False)] * 2 + [
+                ("beta", "tcp://10.0.0.2:1", True)] * 2 + [("h", "", False)] * 2
+    prepared = trace_module._prepare(trial, 1, 0)
+    slow = {e["args"]["item"]: e["args"]
+            for row in range(6) for e in trace_module._item_dicts(prepared, row)}
+    assert slow == by_item
+    plain = trace_events(scripted_result(scripted_trial(spans)))  # no workers: no such args
+    assert not {"host", "worker", "retried"} & set(item_events(plain)[0]["args"])
+
+
 def test_number_formatting_round_trips():
     """Padded fixed-width columns: each token is the exact decimal, and the line is JSON."""
     rng = np.random.default_rng(7)

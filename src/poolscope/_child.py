@@ -133,6 +133,24 @@ class _Pipe:
             view = view[os.write(self.write_fd, view):]
 
 
+def _dead_workers(backend: Any, chunks: Any) -> tuple[str, str, str, int | None] | None:
+    """When the executor's own worker processes died (a process executor run here), the
+    failure naming the item, pid, exit code and likely cause, as the parent's runner names
+    them for its own pools; the board the chunks carry says what each was running."""
+    processes = backend.worker_processes()
+    if not processes or not chunks or not any(p.exitcode for p in processes.values()):
+        return None
+    from poolscope.board import Board
+    from poolscope.faults import dead_worker_errors
+
+    errors = dead_worker_errors(processes, Board.at(chunks[0].board))
+    if not errors:
+        return None
+    message = "; ".join(e["message"] for e in errors)
+    return ("failed", "WorkerDiedError", f"{message}; the pool broke, and the trial's items "
+            "that had not reported are lost", errors[0]["item"])
+
+
 def _failed(exc: BaseException) -> tuple[str, str, str]:
     return ("failed", type(exc).__name__, str(exc) or repr(exc))
 
@@ -202,7 +220,8 @@ def serve() -> None:
                         results = None
                     pipe.send(("record", record._replace(results=[]), results))
             except BaseException as exc:
-                pipe.send(_failed(exc))
+                died = _dead_workers(backend, chunks) if backend is not None else None
+                pipe.send(died or _failed(exc))
             else:
                 pipe.send(("done", {"t0_ns": t0_ns, "t_last_ns": t_last_ns,
                                     "incidents": list(getattr(backend, "incidents", [])),

@@ -71,6 +71,13 @@ class Board:
         self._stop = memoryview(array("q", [0]))
         _OWN[self.path] = (os.getpid(), self._marks, self._stop)
 
+    @classmethod
+    def at(cls, path: str) -> Board:
+        """The board another process made at ``path``, to read what its workers run."""
+        board = cls.__new__(cls)
+        board.path, board._marks, board._stop = path, {}, memoryview(array("q", [0]))
+        return board
+
     def stop(self, value: int = 1) -> None:
         """Tell every worker to start no further chunk (``value`` 0: to go on again)."""
         self._stop[0] = value

@@ -67,6 +67,7 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import signal
 import socket
 import threading
@@ -96,6 +97,50 @@ CLOSE_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 30.0  # one round trip to the scheduler or the workers
 
 _scheduler: ContextVar[str | None] = ContextVar("poolscope_dask_scheduler", default=None)
+
+
+class _NannyDeaths(logging.Handler):
+    """The exit codes of a local cluster's worker processes, as their nannies (which run in
+    this process and reap them) tell them: dask's own errors carry none.
+
+    While a local cluster of ours runs, the ``distributed.nanny`` logger passes its INFO
+    records here only (not on to the user's handlers, which ``silence_logs`` keeps quiet).
+    """
+
+    _PATTERN = re.compile(r"Worker process (\d+) (?:was killed by signal (\d+)|exited with "
+                          r"status (\d+)|was killed by unknown signal)")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.codes: dict[int, int] = {}  # pid -> exit code (negative: the signal)
+        self._users = 0
+        self._saved: tuple[int, bool] = (logging.NOTSET, True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = self._PATTERN.match(record.getMessage())
+        if found and (found[2] or found[3]):
+            self.codes[int(found[1])] = -int(found[2]) if found[2] else int(found[3])
+
+    def attach(self) -> None:
+        logger = logging.getLogger("distributed.nanny")
+        if self._users == 0:
+            self._saved = (logger.level, logger.propagate)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+            logger.addHandler(self)
+        self._users += 1
+
+    def detach(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            logger = logging.getLogger("distributed.nanny")
+            logger.removeHandler(self)
+            logger.setLevel(self._saved[0])
+            logger.propagate = self._saved[1]
+            self.codes.clear()
+
+
+_nanny_deaths = _NannyDeaths()
 
 
 def normalize_address(text: str) -> str:
@@ -233,6 +278,7 @@ class DaskBackend(Backend):
         self._events: list[dict[str, Any]] = []  # remove-worker events, as they arrive
         self._lock = threading.Lock()
         self._own_boot = _boot_id()
+        self._watching_nannies = False  # attached to _nanny_deaths (a local cluster of ours)
 
     # --- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -245,6 +291,8 @@ class DaskBackend(Backend):
         if address is None:
             from .processes import _unguarded_main_hidden
 
+            _nanny_deaths.attach()
+            self._watching_nannies = True
             with _unguarded_main_hidden():  # spawned workers must not re-run a user's script
                 self._cluster = distributed.LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True,
@@ -281,8 +329,13 @@ class DaskBackend(Backend):
                     client.unsubscribe_topic("all")
                 client.close(timeout=CLOSE_TIMEOUT_S)
         finally:
-            if cluster is not None:
-                cluster.close(timeout=CLOSE_TIMEOUT_S)
+            try:
+                if cluster is not None:
+                    cluster.close(timeout=CLOSE_TIMEOUT_S)
+            finally:
+                if self._watching_nannies:
+                    self._watching_nannies = False
+                    _nanny_deaths.detach()
 
     # --- cluster facts ---------------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -528,10 +581,19 @@ class DaskBackend(Backend):
         names = []
         for event in events:
             address = event.get("worker", "?")
-            info = self.worker_info.get(address, {})
-            where = f" (pid {info['pid']} on {info['host']})" if info else ""
-            names.append(f"{address}{where}")
+            names.append(f"{address}{self._where(self.worker_info.get(address, {}))}")
         return ", ".join(dict.fromkeys(names))
+
+    def _where(self, info: dict[str, Any]) -> str:
+        """" (pid 1234 on host: signal SIGSEGV — a crash in native code …)", as far as known:
+        the exit code only for a local cluster's workers, whose nannies say it."""
+        if "pid" not in info:
+            return ""
+        from ..faults import describe_exit, likely_cause
+
+        code = _nanny_deaths.codes.get(info["pid"]) if self._watching_nannies else None
+        ended = f": {describe_exit(code)} — {likely_cause(code)}" if code else ""
+        return f" (pid {info['pid']} on {info['host']}{ended})"
 
     def _report_losses(self, finished: bool) -> None:
         """Each worker lost during run(): marked in worker_info, and an incident when it was
@@ -553,7 +615,7 @@ class DaskBackend(Backend):
                             "rerun_items": [list(span) for span in mine]}
             if expected or not finished:
                 continue
-            where = (f" (pid {info['pid']} on {info['host']})" if "pid" in info else "")
+            where = self._where(info)
             rerun = (f"items {_items_text(mine)} were re-run on other workers and are marked "
                      "retried" if mine else "no chunk of this trial was lost")
             self.incidents.append({

@@ -93,6 +93,8 @@ _HEADER = struct.Struct(">Q")
 class ElsewhereError(PoolscopeError):
     """The child interpreter reported an error (its kind names the original exception)."""
 
+    item: int | None = None  # the item it names, when it is one item's (a dead worker's)
+
 
 _ERROR_TYPES: dict[str, type[ElsewhereError]] = {}
 
@@ -341,10 +343,12 @@ def isolated(inner_name: str) -> type[ElsewhereBackend]:
         "function_payload": staticmethod(_same_interpreter_payload)})
 
 
-def _check_function(cls: type[ElsewhereBackend], fn: Callable[[Any], Any]) -> None:
-    """An isolated executor's run needs only a function the child can load: the interpreter
-    is this one (nothing to describe)."""
+def _check_function(cls: type[ElsewhereBackend], fn: Callable[[Any], Any]
+                    ) -> dict[str, Any] | None:
+    """An isolated executor's run needs a function the child can load, and what the executor
+    itself checks; the interpreter is this one, so there is nothing to describe."""
     _same_interpreter_payload(fn)
+    return REGISTRY[cls.inner_name].prepare_run(fn)
 
 
 def _same_interpreter_payload(fn: Callable[[Any], Any]) -> bytes:
@@ -534,7 +538,9 @@ class ElsewhereBackend(Backend):
         (size,) = _HEADER.unpack(self._read(_HEADER.size, deadline))
         message: tuple[Any, ...] = pickle.loads(self._read(size, deadline))
         if message[0] in ("error", "failed"):
-            raise _error(message[1], message[2])
+            error = _error(message[1], message[2])
+            error.item = message[3] if len(message) > 3 else None  # the item it names
+            raise error
         return message
 
     def _expect(self, kind: str, timeout: float | None) -> tuple[Any, ...]:

@@ -22,7 +22,9 @@ returns the same document as a dict. The mapping:
   ``dur``: the CPU reading also holds the probe's own few hundred nanoseconds and the clocks'
   resolution, so it can exceed a short item's wall time; ``args.cpu_s`` keeps the raw reading.
   ``args`` also has ``item``, ``status``, ``wall_s``, ``core`` (null when unknown), ``os_pid``,
-  ``os_tid`` and, for a failed item, ``error`` ("Kind: message").
+  ``os_tid``; under an executor with addressable workers (dask) ``host``, ``worker`` (its
+  address) and ``retried`` (its chunk ran again after a worker was lost); and, for a failed
+  item, ``error`` ("Kind: message").
 * **overlapping items → async events.** Complete events on one thread must nest, or the viewers
   drop or garble them. Items of a lane are taken in start order; one that starts before the
   lane's previous complete event ended (an asyncio worker, or two workers reported as one) is
@@ -205,6 +207,12 @@ class _Trial:
     overlapping: np.ndarray  # bool: written as an async pair instead of a complete event
     errors: dict[int, tuple[str, str]]  # item → (kind, message) for failed items
     trial_errors: list[str]  # the executor's own failures, "Kind: message"
+    # Executors with addressable workers (dask): each row's worker as an index into
+    # ``workers`` ((address, host) pairs; the last is "no worker", the trial's host) and
+    # whether its chunk ran again after a worker was lost. None for the others.
+    worker: np.ndarray | None = None
+    workers: list[tuple[str, str]] | None = None
+    retried: np.ndarray | None = None
 
 
 def _prepare(t: TrialResult, pid: int, offset: int) -> _Trial:
@@ -226,13 +234,20 @@ def _prepare(t: TrialResult, pid: int, offset: int) -> _Trial:
             trial_errors.append(f"{e['kind']}: {e['message']}")
         else:
             errors[e["item"]] = (e["kind"], e["message"])
+    worker = workers = retried = None
+    if t.worker_info:
+        workers = [(w["address"], w.get("host") or t.host) for w in t.worker_info]
+        workers.append(("", t.host))
+        worker = np.where(cols.worker[order] < 0, len(workers) - 1,
+                          cols.worker[order]).astype(np.int64)
+        retried = cols.retried[order]
     return _Trial(
         pid=pid, tid0=pid * _TIDS_PER_TRIAL, offset=offset,
         item=cols.item[order].astype(np.int64), start=start, end=end,
         cpu=cols.cpu_ns[order].astype(np.int64), core=cols.core[order].astype(np.int64),
         ok=cols.status[order] == STATUS_OK, lane=lane, os_pid=os_pid, os_tid=os_tid,
         lane_names=names, overlapping=_overlapping(lane, start, end), errors=errors,
-        trial_errors=trial_errors)
+        trial_errors=trial_errors, worker=worker, workers=workers, retried=retried)
 
 
 def _trial_events(events: _Events, t: TrialResult, pid: int, offset: int) -> None:
@@ -353,6 +368,9 @@ def _item_args(trial: _Trial, row: int) -> dict[str, Any]:
         "core": core if core >= 0 else None,
         "os_pid": int(trial.os_pid[row]), "os_tid": int(trial.os_tid[row]),
     }
+    if trial.worker is not None and trial.workers is not None and trial.retried is not None:
+        address, host = trial.workers[int(trial.worker[row])]
+        args.update(host=host, worker=address, retried=bool(trial.retried[row]))
     if not trial.ok[row]:
         args["error"] = _error_text(trial.errors.get(int(trial.item[row])))
     return args
@@ -429,6 +447,7 @@ class _Cols:
     cat: bytes | _Choice  # "item", or "item,error" where a row failed
     status: bytes | _Choice
     error: bytes | _Choice  # nothing, or ',"error":"Kind: message"' where a row failed
+    where: bytes | _Choice = b""  # nothing, or ',"host":…,"worker":…,"retried":…' (dask)
 
 
 def _columns(trial: _Trial, rows: np.ndarray) -> _Cols:
@@ -452,11 +471,19 @@ def _columns(trial: _Trial, rows: np.ndarray) -> _Cols:
         code[~ok] = np.array(codes, np.int64) + 1
         error = _Choice(code, [b""] + [b',"error":' + _dumps(_error_text(pair))
                                        for pair in known])
+    where: bytes | _Choice = b""
+    if trial.worker is not None and trial.workers is not None and trial.retried is not None:
+        # One text per (worker, retried) pair: a few workers, two states.
+        code = trial.worker[rows] * 2 + trial.retried[rows].astype(np.int64)
+        where = _Choice(code, [
+            b',"host":' + _dumps(host) + b',"worker":' + _dumps(address) + b',"retried":'
+            + (b"true" if again else b"false")
+            for address, host in trial.workers for again in (False, True)])
     return _Cols(item=trial.item[rows], ts=start + trial.offset, dur=dur,
                  tdur=np.minimum(np.maximum(cpu, 0), dur),
                  tid=trial.lane[rows] + (trial.tid0 + 1), cpu=cpu, core=trial.core[rows],
                  os_pid=trial.os_pid[rows], os_tid=trial.os_tid[rows],
-                 cat=cat, status=status, error=error)
+                 cat=cat, status=status, error=error, where=where)
 
 
 def _args_parts(c: _Cols) -> list[Any]:
@@ -465,7 +492,7 @@ def _args_parts(c: _Cols) -> list[Any]:
     return [b'{"item":', _Int(c.item), b',"status":', c.status, b',"cpu_s":',
             _Decimal(c.cpu, 9), b',"wall_s":', _Decimal(c.dur, 9), b',"core":',
             _Choice(codes, core_text), b',"os_pid":', _Int(c.os_pid), b',"os_tid":',
-            _Int(c.os_tid), c.error, b"}"]
+            _Int(c.os_tid), c.where, c.error, b"}"]
 
 
 @dataclass
