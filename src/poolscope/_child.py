@@ -209,16 +209,17 @@ def serve() -> None:
             try:
                 assert backend is not None, "start first"
                 chunks = message[1] if message[0] == "run" else [
+                    staged[held] if (first, count) == (held, len(staged[held].items)) else
                     staged[held]._replace(first=first, items=staged[held].items[
                         first - held:first - held + count])
                     for held, first, count in message[1]]
                 for record in backend.run(chunks):
-                    t_last_ns = time.perf_counter_ns()
                     try:
                         results = pickle.dumps(record.results[:8], PROTOCOL)
                     except Exception:
                         results = None
                     pipe.send(("record", record._replace(results=[]), results))
+                    t_last_ns = time.perf_counter_ns()  # as the runner's: when it has it
             except BaseException as exc:
                 died = _dead_workers(backend, chunks) if backend is not None else None
                 pipe.send(died or _failed(exc))
