@@ -127,6 +127,21 @@ IN_PROCESS = [name for name, cls in REGISTRY.items()
 ENDS_ITS_PROCESS = ["os._exit", "SIGKILL", "segfault"]
 
 
+@pytest.mark.parametrize("isolate", [False, True], ids=["in-process", "isolated"])
+@pytest.mark.parametrize("fault", ["raises", "sys.exit"])
+@pytest.mark.parametrize("name", IN_PROCESS)
+def test_an_item_that_raises_or_exits_is_its_own_error_in_process_or_isolated(name, fault,
+                                                                              isolate):
+    fn, kind, message = FAULTS[fault]
+    workload = Workload(fn=fn, items=list(range(12)), target=fn.__name__)
+    (trial,), _ = run_plan(workload, Plan(executors=(name,), workers=(2,), chunksize=1,
+                                          isolate=isolate))
+    assert trial.status == "partial" and trial.restarts == 0, trial.errors
+    assert [(e["item"], e["kind"]) for e in trial.errors] == [(3, kind)]
+    assert re.match(message, trial.errors[0]["message"]), trial.errors[0]["message"]
+    assert trial.items.item[trial.items.status == 0].tolist() == [i for i in range(12) if i != 3]
+
+
 @pytest.mark.parametrize("fault", ENDS_ITS_PROCESS)
 @pytest.mark.parametrize("name", IN_PROCESS)
 def test_isolated_in_process_executors_survive_a_fault_that_ends_the_process(name, fault):

@@ -581,7 +581,11 @@ class ElsewhereBackend(Backend):
 
     def stage(self, chunks: Sequence[Chunk]) -> None:
         if self._failure is None and self._proc is not None:
-            self._send(("stage", list(chunks)))
+            try:
+                self._send(("stage", list(chunks)))
+            except BaseException as exc:  # raised by start(), inside the trial, as its failure
+                self._failure = exc
+                return
             self._staged = {chunk.first: chunk for chunk in chunks}
             self._staged_firsts = sorted(self._staged)
 
