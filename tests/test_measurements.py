@@ -12,7 +12,7 @@ import pytest
 from poolscope.api import run_workload
 from poolscope.backends import get_backend
 from poolscope.environment import usable_cores
-from poolscope.runner import auto_chunksize, make_chunks, run_trial
+from poolscope.runner import Plan, auto_chunksize, make_chunks, run_plan, run_trial
 from poolscope.workloads import resolve_workload
 
 pytestmark = pytest.mark.slow
@@ -68,6 +68,20 @@ def test_threads_overlap_on_io(name):
     row = result.summary.iloc[0]
     assert row.parallelism > 1.6
     assert row.offcpu_fraction > 0.8  # sleeping is off the CPU
+
+
+@pytest.mark.parametrize("name", ["serial", "thread"])
+def test_isolated_trials_count_the_childs_cpu_not_the_talking_to_it(name):
+    """Isolated, a serial or thread trial's CPU is its child's over the trial (a kept child:
+    later trials count only their own), not this process's unpickling of the records: with
+    20,000 near-empty items the records are most of what moves, and the trial, in one GIL,
+    uses at most about one core."""
+    workload = resolve_workload("tiny", 20_000)
+    trials, _ = run_plan(workload, Plan(executors=(name,), workers=(2,), repeat=4,
+                                        isolate=True))
+    assert len({int(p) for t in trials for p in set(t.items.pid.tolist())}) == 1  # one child
+    for t in trials:
+        assert 0.5 * t.wall_s <= t.cpu_s <= 1.05 * t.wall_s + 0.002, (t.cpu_s, t.wall_s)
 
 
 @pytest.mark.parametrize("name", ["process-fork", "process-spawn", "process-pool"])

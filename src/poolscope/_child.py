@@ -185,7 +185,7 @@ def serve() -> None:
             _reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
             # The trial's clock starts here, not in the parent; the waits for the parent's
             # next message ("run", "close") are taken out of it below.
-            t0_ns = time.perf_counter_ns()
+            t0_ns, cpu0 = time.perf_counter_ns(), _cpu_s()  # staging's CPU stays out
             try:
                 trial = message[1]  # a kept child serves every in-process executor's trials
                 backend = get_backend(trial["executor"])(fn, trial["workers"])
@@ -193,7 +193,7 @@ def serve() -> None:
             except BaseException as exc:
                 pipe.send(_failed(exc))
             else:
-                pipe.send(("started", {"t0_ns": t0_ns}))
+                pipe.send(("started", {"t0_ns": t0_ns, "cpu_s": cpu0}))
             waiting_since = time.perf_counter_ns()
         elif message[0] == "stage":  # the trial's chunks, sent before its clock starts
             staged = {chunk.first: chunk for chunk in message[1]}

@@ -438,11 +438,11 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         {"executor": backend_cls.name, "item": item, "kind": "PicklingError", "message": why}
         for item, why in sorted((refused or {}).items())]
     status = "ok"
+    reused = backend is not None
+    if backend is None:  # before the CPU readings: what making it reaps is not the trial's
+        backend = backend_cls(fn, workers)
     reset_worked = _reset_peak_rss()
     own_cpu0, children_cpu0 = usage()
-    reused = backend is not None
-    if backend is None:
-        backend = backend_cls(fn, workers)
     own_board = board is None
     board = Board() if board is None else board  # names the item a dead worker took with it
     board.begin_trial()
@@ -577,7 +577,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         t_last = min(t_last, t_end)
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
-    worker_cpu, worker_rss = _worker_usage(records, backend_cls, backend.cpu_reported)
+    worker_cpu, worker_rss = _worker_usage(records, backend_cls, backend.cpu_reported,
+                                           backend.closing_cpu)
     if reused and status == "ok":
         worker_cpu += _idle_workers_cpu(backend)
     # A child reaped in this trial brings its whole CPU, start-up before t0 included: take the
@@ -585,7 +586,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     # non-zero only once the backend has reaped its child, i.e. closed in this trial.
     children_cpu = max(0.0, children_cpu1 - children_cpu0 - getattr(backend, "untimed_cpu_s",
                                                                      0.0))
-    cpu_s = (own_cpu1 - own_cpu0) + max(children_cpu, worker_cpu)
+    own_cpu = own_cpu1 - own_cpu0 if backend_cls.counts_own_cpu else 0.0
+    cpu_s = own_cpu + max(children_cpu, worker_cpu)
     for record in records:
         for item, kind, message in record.errors:
             errors.append({"executor": backend_cls.name, "item": item, "kind": kind,
@@ -680,7 +682,8 @@ def _idle_workers_cpu(backend: Backend) -> float:
 
 
 def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend],
-                  reported: dict[int, float]) -> tuple[float, int]:
+                  reported: dict[int, float], closing: dict[int, float] | None = None
+                  ) -> tuple[float, int]:
     """CPU used in this trial and peak RSS, as reported by worker processes.
 
     Workers report their process's CPU so far with each chunk; ``reported`` (kept by the
@@ -694,6 +697,8 @@ def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend],
     for r in records:
         cpu[r.pid] = max(cpu.get(r.pid, 0.0), r.process_cpu_s)
         rss[r.pid] = max(rss.get(r.pid, 0), r.process_maxrss)
+    for pid, total in (closing or {}).items():
+        cpu[pid] = max(cpu.get(pid, 0.0), total)
     used = math.fsum(max(0.0, total - reported.get(pid, 0.0)) for pid, total in cpu.items())
     reported.update(cpu)
     return used, sum(rss.values())

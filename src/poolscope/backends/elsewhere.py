@@ -417,6 +417,7 @@ class ElsewhereBackend(Backend):
     inner_name: ClassVar[str]
     python: ClassVar[str]
     in_process = False
+    counts_own_cpu = False  # this process only talks to the child: the executor's CPU is there
     # The run's environment["interpreters"][name], set by prepare_run; each child adds its
     # readings to its "trials" list.
     facts: ClassVar[dict[str, Any] | None] = None
@@ -577,7 +578,10 @@ class ElsewhereBackend(Backend):
         if self._failure is not None:
             raise self._failure
         self._send(("start", {"executor": self.inner_name, "workers": self.workers}))
-        self.started_ns = self._expect("started", REPLY_TIMEOUT_S)[1]["t0_ns"]
+        started = self._expect("started", REPLY_TIMEOUT_S)[1]
+        self.started_ns = started["t0_ns"]
+        # The child's CPU from here on is the trial's (not what receiving its chunks took).
+        self._ready["cpu_s"] = self.cpu_reported[self._ready["pid"]] = started["cpu_s"]
 
     def stage(self, chunks: Sequence[Chunk]) -> None:
         if self._failure is None and self._proc is not None:
@@ -636,6 +640,8 @@ class ElsewhereBackend(Backend):
             pass  # stopped below
         finally:
             self.closed_ns = closed.get("t_end_ns")
+            if "cpu_s" in closed:  # the child's own CPU, its executor's close included
+                self.closing_cpu[self._ready["pid"]] = closed["cpu_s"]
             park = (type(self)._keep and bool(closed) and not closed.get("error")
                     and self._proc.poll() is None)
             if not park:
