@@ -34,7 +34,9 @@ that closed its trial cleanly is kept, and the next trial for the same interpret
 poolscope's own process serves the in-process ones. The trial's chunks go to the child in
 ``stage``, before the clock; the trial is then timed by the child's clock readings (``t0_ns`` at
 "start", ``t_last_ns`` at its last record, ``t_end_ns`` after "close"), with its waits for the
-parent's next message taken out, so the pipe is not part of the executor's time.
+parent's next message taken out, so the pipe is not part of the executor's time. Its CPU is the
+child's own from its reading at "start" to its reading after "close" (and its workers', from
+their records), not this process's, which only talks to it (``counts_own_cpu``).
 
 **The function** goes by reference — a built-in workload, ``package.module:function`` or
 ``path/to/file.py:function`` — and the child resolves it; cloudpickle's by-value code objects do
