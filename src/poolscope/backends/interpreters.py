@@ -12,12 +12,13 @@ thread of this process, so pure-Python loops run in parallel without a second pr
 Drivers: Python 3.14+ uses the documented ``concurrent.futures.InterpreterPoolExecutor``; 3.13
 uses the low-level ``_interpreters`` and ``_interpqueues`` modules directly (one thread and one
 ``create("isolated")`` interpreter per worker). The PyPI backport (interpreters-pep-734 0.5.0)
-is not used. It pickles the function by reference with plain pickle and unpickles it in the
-subinterpreter outside the block that reports exceptions, so a function the subinterpreter
-cannot import — one defined in ``__main__``, or in a module found only through a ``sys.path``
-entry added at run time — queues no result, and the worker thread loops for ever on
-``_interpqueues.get`` catching QueueEmpty: a hang that burns a whole core (3.05 s of CPU in 3 s
-measured), which halves what two workers can reach. With importable functions its isolated
+is not used: on 3.12 its C part crashes the interpreter (docs/interpreters.md), and on 3.13 it
+wraps these same modules. It pickles the function by reference with plain pickle and unpickles
+it in the subinterpreter outside the block that reports exceptions, so a function the
+subinterpreter cannot import — one defined in ``__main__``, or in a module found only through a
+``sys.path`` entry added at run time — queues no result, and the worker thread loops for ever
+on ``_interpqueues.get`` catching QueueEmpty: a hang that burns a whole core (3.05 s of CPU in
+3 s measured), which halves what two workers can reach. With importable functions its isolated
 interpreters do run in parallel, as fast as this executor's (docs/interpreters.md).
 
 The function travels as cloudpickle bytes, as to process workers: importable functions by
@@ -261,7 +262,8 @@ class InterpreterBackend(Backend):
     @classmethod
     def unavailable_reason(cls) -> str | None:
         if sys.version_info < MIN_VERSION:
-            return (f"needs Python 3.13+ (subinterpreters with their own GIL); this is Python "
+            return (f"needs Python 3.13+ (subinterpreters with their own GIL; the PyPI "
+                    f"backport crashes 3.12, see docs/interpreters.md); this is Python "
                     f"{platform.python_version()} — run it under one as "
                     "interpreter@/path/to/python3.13")
         if _driver() is None:
