@@ -391,8 +391,8 @@ class _Parked:
         self.proc = None
 
 
-# Children kept between trials, by (executor, interpreter, workers, function): a run's trials
-# of one configuration reuse one child; the runner stops them when the run ends (end_run).
+# Children kept between trials, by (interpreter, function): a run's trials of every executor
+# there take the same child in turn; the runner stops them when the run ends (end_run).
 _PARKED: dict[tuple[Any, ...], _Parked] = {}
 
 
@@ -424,7 +424,7 @@ class ElsewhereBackend(Backend):
     # readings to its "trials" list.
     facts: ClassVar[dict[str, Any] | None] = None
     # Within a run (begin_run .. end_run), a child that closed its trial cleanly is kept for
-    # the configuration's next trial instead of starting a new one each time.
+    # the run's next trial instead of starting a new one each time.
     _keep: ClassVar[bool] = False
 
     # The function as the child loads it: by reference only, across Python versions.
@@ -652,7 +652,7 @@ class ElsewhereBackend(Backend):
             text = self._stderr_text()
             if text.strip():  # what the workload printed, and warnings: shown once it is done
                 sys.stderr.write(text if text.endswith("\n") else text + "\n")
-            if park:  # the next trial of this executor takes it: no start-up to wait for
+            if park:  # the run's next trial here takes it: no start-up to wait for
                 self._stderr.seek(0)
                 self._stderr.truncate()
                 ready = {**self._ready, "cpu_s": closed["cpu_s"]}
@@ -670,7 +670,7 @@ class ElsewhereBackend(Backend):
 
     @classmethod
     def end_run(cls) -> None:
-        """Stop this executor's children kept for a next trial."""
+        """Stop the children kept for a next trial under this executor's interpreter."""
         cls._keep = False
         for key in [key for key in _PARKED if key[0] == cls.python]:
             _PARKED.pop(key).discard()
