@@ -263,7 +263,6 @@ def test_a_failing_cell_shows_its_own_error_and_nothing_runs(shell, capsys, tmp_
 NOT_IN_THE_MAGIC = {
     "target": "the function is the cell's",
     "--size": "the knob of built-in workloads",
-    "--isolate": "a cell's function goes to a child process by value, not by reference",
     "--format": "the result shows as HTML in the notebook",
 }
 
@@ -292,6 +291,19 @@ def test_magic_passes_the_limits_on(shell, capsys, tmp_path, monkeypatch):
     assert result is not None, capsys.readouterr()
     assert [(e["item"], e["kind"]) for e in result.errors] == [(3, "Timeout")]
     assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+def test_magic_isolate_keeps_the_kernel_alive_through_a_segfault(shell, capsys, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cell = ("%%poolscope -n 6 -e thread -w 2 -r 1 --chunksize 1 --no-baseline --no-store "
+            "--quiet --isolate\nimport ctypes\n\ndef crash(x):\n    if x == 3:\n"
+            "        ctypes.string_at(0)\n    return x\n")
+    result = shell.run_cell(cell).result  # the cell's function goes to the child by value
+    assert result is not None, capsys.readouterr()
+    assert [(e["item"], e["kind"]) for e in result.errors] == [(3, "WorkerDiedError")]
+    assert "signal SIGSEGV" in result.errors[0]["message"]
+    assert sorted(result.items.item) == [0, 1, 2, 4, 5]
 
 
 def test_last_function_name():

@@ -23,6 +23,7 @@ the cell's own code shows IPython's usual traceback.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import functools
 import re
@@ -108,6 +109,11 @@ class PoolscopeMagics(Magics):
     @_as_in_run("--max-memory", metavar="SIZE")
     @_as_in_run("--scheduler", metavar="ADDRESS")
     @_as_in_run("--no-baseline")
+    @magic_arguments.argument(
+        "--isolate", action=argparse.BooleanOptionalAction, default=False,
+        help=_run_options()["--isolate"].help.replace("the run", "the run (and the kernel)")
+        + " Off by default here, unlike run: a cell's function goes to the child by value, "
+          "with what it refers to.")
     @magic_arguments.argument(
         "--json", metavar="PATH",
         help="Write the result as JSON (schema poolscope/1); '-' for the cell's output.")
@@ -249,7 +255,8 @@ class PoolscopeMagics(Magics):
                 max_time=args.max_time, reuse_pool=args.reuse_pool,
                 baseline=not args.no_baseline, progress=not args.quiet, store=store,
                 scheduler=args.scheduler, timeout=args.timeout,
-                trial_timeout=args.trial_timeout, max_memory=options["max_memory"])
+                trial_timeout=args.trial_timeout, max_memory=options["max_memory"],
+                isolate=args.isolate)
         finally:
             if store is not None:
                 store.close()
