@@ -129,3 +129,24 @@ def exit_while_another_item_runs(x: int) -> int:
         os._exit(7)
     time.sleep(0.15)
     return x
+
+
+def hold_200_mib_on_zero(x: int) -> int:
+    """Item 0 takes 200 MiB, touched, and lets it go when it returns."""
+    if x == 0:
+        block = bytearray(200 << 20)
+        block[::4096] = b"x" * len(block[::4096])
+    return x
+
+
+_held_once = False
+
+
+def hold_200_mib_once(x: int) -> int:
+    """The first call in a process takes 200 MiB, touched, and lets it go; later calls none."""
+    global _held_once
+    if not _held_once:
+        _held_once = True
+        block = bytearray(200 << 20)
+        block[::4096] = b"x" * len(block[::4096])
+    return x

@@ -13,7 +13,7 @@ from poolscope.api import run_workload
 from poolscope.backends import get_backend
 from poolscope.environment import usable_cores
 from poolscope.runner import Plan, auto_chunksize, make_chunks, run_plan, run_trial
-from poolscope.workloads import resolve_workload
+from poolscope.workloads import Workload, resolve_workload
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +82,29 @@ def test_isolated_trials_count_the_childs_cpu_not_the_talking_to_it(name):
     assert len({int(p) for t in trials for p in set(t.items.pid.tolist())}) == 1  # one child
     for t in trials:
         assert 0.5 * t.wall_s <= t.cpu_s <= 1.05 * t.wall_s + 0.002, (t.cpu_s, t.wall_s)
+
+
+def test_isolated_trials_report_the_childs_own_peak_memory():
+    """The child's peak, not the size of poolscope's process it was started from (which the
+    kernel's ru_maxrss carries over an exec): a trial of identity stays small, one that holds
+    200 MiB says so, and each trial of the kept child starts its peak again."""
+    import fault_workloads
+
+    def trial(fn):
+        workload = Workload(fn=fn, items=list(range(4)), target=fn.__name__)
+        (t,), _ = run_plan(workload, Plan(executors=("serial",), workers=(1,), repeat=1,
+                                          isolate=True))
+        return t
+
+    small = trial(fault_workloads.identity)
+    big = trial(fault_workloads.hold_200_mib_on_zero)
+    assert small.peak_rss < 80 << 20, small.peak_rss  # a bare child is about 25 MiB
+    assert big.peak_rss >= 200 << 20, big.peak_rss
+    workload = Workload(fn=fault_workloads.hold_200_mib_once, items=[1, 2], target="once")
+    first, second = run_plan(workload, Plan(executors=("serial",), workers=(1,), repeat=2,
+                                            isolate=True))[0]
+    assert set(first.items.pid) == set(second.items.pid)  # one kept child
+    assert first.peak_rss >= 200 << 20 > second.peak_rss * 2, (first.peak_rss, second.peak_rss)
 
 
 @pytest.mark.parametrize("name", ["process-fork", "process-spawn", "process-pool"])

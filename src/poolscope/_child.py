@@ -51,6 +51,24 @@ def _reset_peak_rss() -> None:
         f.write("5")  # Linux: the peak RSS starts again from the current RSS
 
 
+def _peak_rss() -> int:
+    """This process's peak RSS since the trial's start, in bytes (0 when unknown).
+
+    Not ``ru_maxrss``: the kernel carries that over an exec from the process that was there
+    before — a fork (or vfork) of poolscope itself, a hundred MiB or more — so a child started
+    by subprocess would report its parent's size. ``VmHWM`` is this program's own, and
+    ``_reset_peak_rss`` starts it again at each trial.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -172,6 +190,7 @@ def serve() -> None:
     pipe.send(("ready", {"pid": os.getpid(), "gil_enabled": _gil_enabled(), "cpu_s": _cpu_s(),
                          **_interpreter()}))
     backend = None
+    own_pid, peak_known = os.getpid(), _peak_rss() > 0
     staged: dict[int, Any] = {}
     t0_ns = 0
     waiting_since: int | None = None  # since "started" was sent, until the first "run"
@@ -218,6 +237,8 @@ def serve() -> None:
                         results = pickle.dumps(record.results[:8], PROTOCOL)
                     except Exception:
                         results = None
+                    if record.pid == own_pid and peak_known:  # see _peak_rss: at "closed"
+                        record = record._replace(process_maxrss=0)
                     pipe.send(("record", record._replace(results=[]), results))
                     t_last_ns = time.perf_counter_ns()  # as the runner's: when it has it
             except BaseException as exc:
@@ -242,7 +263,8 @@ def serve() -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             pipe.send(("closed", {"gil_enabled": _gil_enabled(), "error": error,
-                                  "t_end_ns": t_end_ns, "cpu_s": _cpu_s()}))
+                                  "t_end_ns": t_end_ns, "cpu_s": _cpu_s(),
+                                  "peak_rss": _peak_rss()}))
             # Then the parent either starts its next trial here or stops this process (and
             # anything the executor left running): waiting spares the trial the shutdown.
 

@@ -578,7 +578,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
     worker_cpu, worker_rss = _worker_usage(records, backend_cls, backend.cpu_reported,
-                                           backend.closing_cpu)
+                                           backend.closing_cpu, backend.closing_rss)
     if reused and status == "ok":
         worker_cpu += _idle_workers_cpu(backend)
     # A child reaped in this trial brings its whole CPU, start-up before t0 included: take the
@@ -586,7 +586,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     # non-zero only once the backend has reaped its child, i.e. closed in this trial.
     children_cpu = max(0.0, children_cpu1 - children_cpu0 - getattr(backend, "untimed_cpu_s",
                                                                      0.0))
-    own_cpu = own_cpu1 - own_cpu0 if backend_cls.counts_own_cpu else 0.0
+    own_cpu = own_cpu1 - own_cpu0 if backend_cls.counts_own_usage else 0.0
     cpu_s = own_cpu + max(children_cpu, worker_cpu)
     for record in records:
         for item, kind, message in record.errors:
@@ -604,7 +604,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         chunksize=len(chunks[0].items) if chunks else 0, repeat=repeat,
         wall_s=(t_end - t0) / 1e9, cpu_s=cpu_s, startup_s=startup_ns / 1e9,
         teardown_s=(t_end - t_last) / 1e9,
-        peak_rss=_own_peak_rss(reset_worked) + worker_rss, status=status, host=HOST,
+        peak_rss=(_own_peak_rss(reset_worked) if backend_cls.counts_own_usage else 0)
+        + worker_rss, status=status, host=HOST,
         items=items, errors=errors, result_sample=result_sample, t0_ns=t0,
         worker_info=_worker_info(records, getattr(backend, "worker_info", {})),
         restarts=restarts)
@@ -682,8 +683,8 @@ def _idle_workers_cpu(backend: Backend) -> float:
 
 
 def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend],
-                  reported: dict[int, float], closing: dict[int, float] | None = None
-                  ) -> tuple[float, int]:
+                  reported: dict[int, float], closing: dict[int, float] | None = None,
+                  closing_rss: dict[int, int] | None = None) -> tuple[float, int]:
     """CPU used in this trial and peak RSS, as reported by worker processes.
 
     Workers report their process's CPU so far with each chunk; ``reported`` (kept by the
@@ -699,6 +700,8 @@ def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend],
         rss[r.pid] = max(rss.get(r.pid, 0), r.process_maxrss)
     for pid, total in (closing or {}).items():
         cpu[pid] = max(cpu.get(pid, 0.0), total)
+    for pid, peak in (closing_rss or {}).items():
+        rss[pid] = max(rss.get(pid, 0), peak)
     used = math.fsum(max(0.0, total - reported.get(pid, 0.0)) for pid, total in cpu.items())
     reported.update(cpu)
     return used, sum(rss.values())

@@ -40,9 +40,9 @@ class Backend(ABC):
     # CPU that a child process spent before the trial began (another interpreter's start-up,
     # see backends/elsewhere.py): the runner takes it off the reaped children's CPU.
     untimed_cpu_s: float = 0.0
-    # Whether this process's own CPU during the trial is the executor's: not where poolscope
-    # only talks to a child that runs the executor (backends/elsewhere.py).
-    counts_own_cpu: ClassVar[bool] = True
+    # Whether this process's own CPU and peak memory during the trial are the executor's: not
+    # where poolscope only talks to a child that runs the executor (backends/elsewhere.py).
+    counts_own_usage: ClassVar[bool] = True
     # Where the executor runs in a child process (backends/elsewhere.py), the child's clock
     # readings (perf_counter_ns) of when it began the trial, sent its last record and closed:
     # the trial is timed from them, so talking to the child is not part of the executor's time.
@@ -63,9 +63,11 @@ class Backend(ABC):
         # {"item": None, "kind": ..., "message": ...}; the runner moves them into the trial's
         # errors after each run, so the trial is "partial" and the CLI exits 1.
         self.incidents: list[dict[str, Any]] = []
-        # Worker processes' CPU so far (seconds, by pid) read when the pool closed, after
-        # their last record: a child's own work past its records (closing its executor).
+        # Worker processes' CPU so far (seconds, by pid) and peak RSS (bytes) read when the
+        # pool closed, after their last record: a child's own work past its records (closing
+        # its executor), and a peak its records cannot tell (see _child.py).
         self.closing_cpu: dict[int, float] = {}
+        self.closing_rss: dict[int, int] = {}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -36,7 +36,8 @@ poolscope's own process serves the in-process ones. The trial's chunks go to the
 "start", ``t_last_ns`` at its last record, ``t_end_ns`` after "close"), with its waits for the
 parent's next message taken out, so the pipe is not part of the executor's time. Its CPU is the
 child's own from its reading at "start" to its reading after "close" (and its workers', from
-their records), not this process's, which only talks to it (``counts_own_cpu``).
+their records), not this process's, which only talks to it (``counts_own_usage``); so is its
+peak memory.
 
 **The function** goes by reference — a built-in workload, ``package.module:function`` or
 ``path/to/file.py:function`` — and the child resolves it; cloudpickle's by-value code objects do
@@ -419,7 +420,7 @@ class ElsewhereBackend(Backend):
     inner_name: ClassVar[str]
     python: ClassVar[str]
     in_process = False
-    counts_own_cpu = False  # this process only talks to the child: the executor's CPU is there
+    counts_own_usage = False  # this process only talks to the child: the executor runs there
     # The run's environment["interpreters"][name], set by prepare_run; each child adds its
     # readings to its "trials" list.
     facts: ClassVar[dict[str, Any] | None] = None
@@ -644,6 +645,7 @@ class ElsewhereBackend(Backend):
             self.closed_ns = closed.get("t_end_ns")
             if "cpu_s" in closed:  # the child's own CPU, its executor's close included
                 self.closing_cpu[self._ready["pid"]] = closed["cpu_s"]
+                self.closing_rss[self._ready["pid"]] = closed.get("peak_rss", 0)
             park = (type(self)._keep and bool(closed) and not closed.get("error")
                     and self._proc.poll() is None)
             if not park:
