@@ -15,6 +15,11 @@ def test_run_prints_a_table_and_recommendation(cli):
     assert result.returncode == 0, result.stderr
     for text in ("serial ×1", "thread ×2", "process ×2", "recommendation:", "workload:"):
         assert text in result.stdout
+    caption = " ".join(result.stdout.split())  # the caption wraps
+    assert "serial, thread: in a child process (--no-isolate: in poolscope's own)" in caption
+    here = cli("run", "cpu", *SMALL, "--executors", "thread", "--no-isolate")
+    assert here.returncode == 0, here.stderr
+    assert "in a child process" not in " ".join(here.stdout.split())
 
 
 def test_json_follows_schema_poolscope_1(cli, tmp_path):

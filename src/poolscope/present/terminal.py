@@ -45,11 +45,23 @@ def summary_table(result: Result) -> Table:
             ratio(row.cpu_parallelism, ""), percent(row.offcpu_fraction),
             duration(row.startup_s), *([str(row.errors)] if any_errors else []),
             style="bold green" if best else None)
+    isolated = [name for name in dict.fromkeys(summary["executor"])
+                if result.options.get("isolate") and _in_process(name)]
     table.caption = (("±: half the 95% interval of the median · " if repeated else "")
                      + "CPU: parent and all workers · par: items in progress at once · "
-                     "busy: items computing at once · start: pool creation to first item")
+                     "busy: items computing at once · start: pool creation to first item"
+                     + (f" · {', '.join(isolated)}: in a child process (--no-isolate: in "
+                        "poolscope's own)" if isolated else ""))
     table.caption_justify = "left"
     return table
+
+
+def _in_process(name: str) -> bool:
+    """Whether an executor's workers share its process (what isolation moves to a child)."""
+    from ..backends import REGISTRY
+
+    cls = REGISTRY.get(name)
+    return cls is not None and cls.in_process
 
 
 def render_result(result: Result) -> Iterator[Any]:
