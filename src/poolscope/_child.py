@@ -13,7 +13,6 @@ pandas or anything of the analysis — and must run on every supported Python (3
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -44,29 +43,6 @@ def _take_stdio() -> tuple[int, int]:
 def _gil_enabled() -> bool:
     check = getattr(sys, "_is_gil_enabled", None)
     return bool(check()) if check is not None else True
-
-
-def _reset_peak_rss() -> None:
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # Linux: the peak RSS starts again from the current RSS
-
-
-def _peak_rss() -> int:
-    """This process's peak RSS since the trial's start, in bytes (0 when unknown).
-
-    Not ``ru_maxrss``: the kernel carries that over an exec from the process that was there
-    before — a fork (or vfork) of poolscope itself, a hundred MiB or more — so a child started
-    by subprocess would report its parent's size. ``VmHWM`` is this program's own, and
-    ``_reset_peak_rss`` starts it again at each trial.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def _cpu_s() -> float:
@@ -181,6 +157,7 @@ def serve() -> None:
         return
     try:
         from poolscope.backends import get_backend
+        from poolscope.probe import peak_rss, reset_peak_rss
 
         get_backend(hello["executor"])  # the first trial's: said now, before any clock runs
         fn = pickle.loads(hello["function"])
@@ -190,7 +167,10 @@ def serve() -> None:
     pipe.send(("ready", {"pid": os.getpid(), "gil_enabled": _gil_enabled(), "cpu_s": _cpu_s(),
                          **_interpreter()}))
     backend = None
-    own_pid, peak_known = os.getpid(), _peak_rss() > 0
+    # This process's peak memory goes at "closed", as VmHWM (reset at each "start"), not in
+    # its records' ru_maxrss: the kernel carries that over an exec from the process that was
+    # there before — a fork (or vfork) of poolscope itself, a hundred MiB or more.
+    own_pid, peak_known = os.getpid(), peak_rss() is not None
     staged: dict[int, Any] = {}
     t0_ns = 0
     waiting_since: int | None = None  # since "started" was sent, until the first "run"
@@ -201,7 +181,7 @@ def serve() -> None:
         except EOFError:  # the parent went away
             break
         if message[0] == "start":
-            _reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
+            reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
             # The trial's clock starts here, not in the parent; the waits for the parent's
             # next message ("run", "close") are taken out of it below.
             t0_ns, cpu0 = time.perf_counter_ns(), _cpu_s()  # staging's CPU stays out
@@ -237,7 +217,7 @@ def serve() -> None:
                         results = pickle.dumps(record.results[:8], PROTOCOL)
                     except Exception:
                         results = None
-                    if record.pid == own_pid and peak_known:  # see _peak_rss: at "closed"
+                    if record.pid == own_pid and peak_known:  # sent at "closed" instead
                         record = record._replace(process_maxrss=0)
                     pipe.send(("record", record._replace(results=[]), results))
                     t_last_ns = time.perf_counter_ns()  # as the runner's: when it has it
@@ -264,7 +244,7 @@ def serve() -> None:
             sys.stderr.flush()
             pipe.send(("closed", {"gil_enabled": _gil_enabled(), "error": error,
                                   "t_end_ns": t_end_ns, "cpu_s": _cpu_s(),
-                                  "peak_rss": _peak_rss()}))
+                                  "peak_rss": peak_rss() or 0}))
             # Then the parent either starts its next trial here or stops this process (and
             # anything the executor left running): waiting spares the trial the shutdown.
 

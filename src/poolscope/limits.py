@@ -37,7 +37,7 @@ import psutil
 
 from ._format import size
 from .board import IDLE, Board, Running
-from .probe import STATUS_ERROR, ChunkRecord, ItemTimeout
+from .probe import STATUS_ERROR, ChunkRecord, ItemTimeout, peak_rss
 
 __all__ = ["GRACE_S", "LimitWatch"]
 
@@ -141,7 +141,7 @@ class LimitWatch:
         """Each worker process's peak RSS; stop one that passed --max-memory."""
         own = os.getpid()
         for pid, running in {r.pid: r for r in lanes if r.pid != own}.items():
-            peak = _peak_rss(pid)
+            peak = peak_rss(pid)
             if peak is None:
                 continue
             self.peak_rss[pid] = max(peak, self.peak_rss.get(pid, 0))
@@ -185,18 +185,6 @@ class LimitWatch:
         if self._main_pending:
             self._main_pending = False
             raise ItemTimeout
-
-
-def _peak_rss(pid: int) -> int | None:
-    """VmHWM of a process, in bytes (None when it is gone or not Linux)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def _stopped_record(running: Running, start_ns: int, end_ns: int) -> ChunkRecord:

@@ -31,7 +31,8 @@ from typing import Any, NamedTuple
 from .board import IDLE, attach
 
 __all__ = ["STATUS_ERROR", "STATUS_OK", "Chunk", "ChunkRecord", "ItemTimeout", "current_core",
-           "is_coroutine_function", "run_chunk", "slot_tid", "split_tid"]
+           "is_coroutine_function", "peak_rss", "reset_peak_rss", "run_chunk", "slot_tid",
+           "split_tid"]
 
 STATUS_OK = 0
 STATUS_ERROR = 1
@@ -95,6 +96,29 @@ def _core_reader() -> Callable[[], int]:
 current_core = _core_reader()
 HOST = socket.gethostname()
 _MAXRSS_UNIT = 1 if os.uname().sysname == "Darwin" else 1024  # ru_maxrss: bytes on macOS, KiB else
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's peak RSS (VmHWM) again from its current RSS, so each trial gets
+    its own peak (Linux); False where that cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss(pid: int | str = "self") -> int | None:
+    """A process's peak RSS (VmHWM) in bytes; None when it is gone or this is not Linux."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:

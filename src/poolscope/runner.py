@@ -23,7 +23,7 @@ from .backends import Backend, get_backend
 from .board import Board
 from .faults import dead_worker_errors
 from .limits import LimitWatch
-from .probe import HOST, Chunk, ChunkRecord
+from .probe import HOST, Chunk, ChunkRecord, peak_rss, reset_peak_rss
 from .shipping import unpicklable_items, unreadable_errors
 from .workloads import Workload
 
@@ -385,25 +385,11 @@ def _tree_usage() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (VmHWM) on Linux so each trial gets its own peak."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _own_peak_rss(reset_worked: bool) -> int:
     if reset_worked:
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
+        found = peak_rss()
+        if found is not None:
+            return found
     import psutil
 
     return int(psutil.Process().memory_info().rss)
@@ -441,7 +427,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     reused = backend is not None
     if backend is None:  # before the CPU readings: what making it reaps is not the trial's
         backend = backend_cls(fn, workers)
-    reset_worked = _reset_peak_rss()
+    reset_worked = reset_peak_rss()
     own_cpu0, children_cpu0 = usage()
     own_board = board is None
     board = Board() if board is None else board  # names the item a dead worker took with it
