@@ -14,9 +14,8 @@ integer where the parent can read it: the item it is running (-1 between chunks)
   system call (a file per thread did: it released the GIL in the middle of the thread's start,
   and the thread then waited for the GIL to come back, 300-800 µs measured). The file of a dead
   worker still says what its threads were running.
-* In the process that made the board (serial, thread and asyncio trials), it is an array in
-  memory: creating a file there would release the GIL in the middle of a trial's start, and a
-  new thread would then wait for the GIL to come back (300-800 µs measured).
+* In the process that made the board (serial, thread and asyncio trials run there with
+  --no-isolate), it is an array in memory: not even the process's one file is needed.
 
 The probe writes one integer per item (about 50 ns); the parent reads the board only when it
 needs to know — polling for ``--timeout`` (it times an item from when it first sees it), or once

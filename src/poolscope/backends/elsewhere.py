@@ -383,13 +383,39 @@ class _Parked:
         """Stop it and the processes it started (its session), and reap it."""
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self.stderr):
-            if stream is not None:
-                stream.close()
+        _stop_session(self.proc, clean=True)
+        if self.stderr is not None:
+            self.stderr.close()
         self.proc = None
+
+
+def _stop_session(proc: subprocess.Popen[bytes], clean: bool) -> None:
+    """Stop a child and every process it started (its session), reap it, close its pipes.
+
+    After a clean close the child only waits to be stopped: SIGKILL spares it the interpreter's
+    shutdown (no cost of the inner executor's) and takes any worker it left behind. Otherwise
+    its session gets SIGTERM and KILL_GRACE_S to go first.
+    """
+    if proc.poll() is None:
+        steps = ([(signal.SIGKILL, None)] if clean else
+                 [(signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)])
+        for sig, grace in steps:
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            try:
+                proc.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    else:  # it ended on its own (a crash): workers it left behind go with its session
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
 
 
 # Children kept between trials, by (interpreter, function): a run's trials of every executor
@@ -485,7 +511,6 @@ class ElsewhereBackend(Backend):
             if parked is not None and parked.proc.poll() is None:
                 self._proc, self._stderr, self._ready = parked.proc, parked.stderr, parked.ready
                 self._ready["startup_s"] = 0.0  # started for an earlier trial
-                self.cpu_reported[self._ready["pid"]] = self._ready["cpu_s"]
                 return
             if parked is not None:
                 parked.discard()
@@ -505,7 +530,6 @@ class ElsewhereBackend(Backend):
                 self._stderr.close()
             return
         self._ready["startup_s"] = time.perf_counter() - began
-        self.cpu_reported[self._ready["pid"]] = self._ready["cpu_s"]
 
     # --- the protocol
     def _send(self, message: tuple[Any, ...]) -> None:
@@ -678,35 +702,10 @@ class ElsewhereBackend(Backend):
             _PARKED.pop(key).discard()
 
     def _kill(self, clean: bool) -> None:
-        """Stop the child and every process it started (its session), then reap it.
-
-        After a clean close the child only waits to be stopped: SIGKILL spares it the
-        interpreter's shutdown (no cost of the inner executor's) and takes any worker it left
-        behind. Otherwise its session gets SIGTERM and KILL_GRACE_S to go first.
-        """
-        proc = self._proc
-        if proc is None:
+        """Stop the child and every process it started, reap it (``_stop_session``)."""
+        if self._proc is None:
             return
-        if proc.poll() is None:
-            steps = ([(signal.SIGKILL, None)] if clean else
-                     [(signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)])
-            for sig, grace in steps:
-                try:
-                    os.killpg(proc.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    break
-                try:
-                    proc.wait(timeout=grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        else:  # it ended on its own (a crash): workers it left behind go with its session
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+        _stop_session(self._proc, clean)
         # Reaped in this trial: its CPU before the trial (start-up, earlier trials of a kept
         # child) is in the children's CPU too; take it off.
         self.untimed_cpu_s = float(self._ready.get("cpu_s", 0.0))
