@@ -68,7 +68,7 @@ class LimitWatch:
         self._seen: dict[tuple[int, int], tuple[int, int]] = {}  # lane -> (item, first seen)
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-        self._main_pending = False
+        self._main_pending: type[ItemTimeout] | None = None
         self._old_handler: Any = None
 
     @property
@@ -153,9 +153,10 @@ class LimitWatch:
     def _stop(self, running: Running, why: str, kind: str = "Timeout") -> None:
         self.timed_out.add(running.item)
         if running.pid == os.getpid():
-            # The probe records the item with this message (same process, same class).
-            ItemTimeout.message = f"stopped (ItemTimeout raised in its thread): {why}"
-            self._interrupt_thread(running.tid)
+            # The probe records the item with the raised class's message (same process).
+            stop = type("ItemTimeout", (ItemTimeout,),
+                        {"message": f"stopped (ItemTimeout raised in its thread): {why}"})
+            self._interrupt_thread(running.tid, stop)
             return
         if running.pid in self.stopped:
             return
@@ -170,21 +171,21 @@ class LimitWatch:
                                     "; the items of its chunk that had not reported ran again "
                                     "on a new pool"))})
 
-    def _interrupt_thread(self, native_id: int) -> None:
+    def _interrupt_thread(self, native_id: int, stop: type[ItemTimeout]) -> None:
         for thread in threading.enumerate():
             if thread.native_id != native_id or thread.ident is None:
                 continue
             if thread is threading.main_thread() and self._old_handler is not None:
-                self._main_pending = True
+                self._main_pending = stop
                 signal.pthread_kill(thread.ident, _WAKE_SIGNAL)
             else:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident),
-                                                           ctypes.py_object(ItemTimeout))
+                                                           ctypes.py_object(stop))
 
     def _on_wake(self, signum: int, frame: Any) -> None:
-        if self._main_pending:
-            self._main_pending = False
-            raise ItemTimeout
+        stop, self._main_pending = self._main_pending, None
+        if stop is not None:
+            raise stop
 
 
 def _stopped_record(running: Running, start_ns: int, end_ns: int) -> ChunkRecord:

@@ -41,7 +41,8 @@ STATUS_ERROR = 1
 class ItemTimeout(BaseException):
     """Raised inside an item of an in-process worker that ran past ``--timeout``.
 
-    A BaseException, so that the function's own ``except Exception`` lets it through.
+    A BaseException, so that the function's own ``except Exception`` lets it through. The watch
+    raises a subclass whose ``message`` says why it stopped the item.
     """
 
     message = "stopped: it ran longer than the item timeout (--timeout)"
@@ -178,7 +179,7 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, SystemExit):  # the item's failure: it must not end the worker (or us)
         return "SystemExit", f"the function called sys.exit({exc.code!r})"
     if isinstance(exc, ItemTimeout):  # raised into this thread by the parent's limits.py
-        return "Timeout", ItemTimeout.message
+        return "Timeout", exc.message
     return type(exc).__name__, str(exc)
 
 

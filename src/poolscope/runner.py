@@ -563,8 +563,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         t_last = min(t_last, t_end)
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
-    worker_cpu, worker_rss = _worker_usage(records, backend_cls, backend.cpu_reported,
-                                           backend.closing_cpu, backend.closing_rss)
+    worker_cpu, worker_rss = _worker_usage(records, backend)
     if reused and status == "ok":
         worker_cpu += _idle_workers_cpu(backend)
     # A child reaped in this trial brings its whole CPU, start-up before t0 included: take the
@@ -668,26 +667,25 @@ def _idle_workers_cpu(backend: Backend) -> float:
     return used
 
 
-def _worker_usage(records: Iterable[ChunkRecord], backend_cls: type[Backend],
-                  reported: dict[int, float], closing: dict[int, float] | None = None,
-                  closing_rss: dict[int, int] | None = None) -> tuple[float, int]:
+def _worker_usage(records: Iterable[ChunkRecord], backend: Backend) -> tuple[float, int]:
     """CPU used in this trial and peak RSS, as reported by worker processes.
 
-    Workers report their process's CPU so far with each chunk; ``reported`` (kept by the
-    backend) holds each pid's reading at the end of earlier trials, so a reused pool's CPU is
-    counted once.
+    Workers report their process's CPU so far with each chunk, and a child that ran the trial
+    its own at close (``closing_cpu``, ``closing_rss``); ``cpu_reported`` holds each pid's
+    reading at the end of earlier trials, so a reused pool's CPU is counted once.
     """
-    if backend_cls.in_process:
+    if backend.in_process:
         return 0.0, 0
     cpu: dict[int, float] = {}
     rss: dict[int, int] = {}
     for r in records:
         cpu[r.pid] = max(cpu.get(r.pid, 0.0), r.process_cpu_s)
         rss[r.pid] = max(rss.get(r.pid, 0), r.process_maxrss)
-    for pid, total in (closing or {}).items():
+    for pid, total in backend.closing_cpu.items():
         cpu[pid] = max(cpu.get(pid, 0.0), total)
-    for pid, peak in (closing_rss or {}).items():
+    for pid, peak in backend.closing_rss.items():
         rss[pid] = max(rss.get(pid, 0), peak)
+    reported = backend.cpu_reported
     used = math.fsum(max(0.0, total - reported.get(pid, 0.0)) for pid, total in cpu.items())
     reported.update(cpu)
     return used, sum(rss.values())
