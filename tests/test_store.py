@@ -205,6 +205,33 @@ def test_history_filters(tmp_path):
     assert done.returncode == 2 and "--since" in done.stderr
 
 
+@pytest.mark.parametrize("columns", [None, "80", "60"])
+def test_history_rows_keep_their_id_and_status_whole(tmp_path, columns):
+    """Piped (no COLUMNS), a row is one whole line, for grep; a narrow terminal wraps the
+    target and executors, and drops the start time (the id begins with it), never cutting the
+    id or the status."""
+    path = tmp_path / "s.db"
+    with RunStore(path) as store:
+        run_workload(resolve_workload("tiny", 4), executors="thread,process", workers=1,
+                     repeat=1, store=store)
+        (run,) = store.history()
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    if columns:
+        env["COLUMNS"] = columns
+    done = subprocess.run([sys.executable, "-m", "poolscope", "history", "--store", str(path)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    row = next(line for line in lines if run["run_id"] in line)
+    assert row.split()[-1] == "complete" and "…" not in done.stdout
+    if columns is None:
+        assert "tiny" in row and run["executors"].replace(",", ", ") in row
+        assert run["best"] and run["best"] in row
+        assert run["started_at"].replace("T", " ")[:19] in row
+    else:
+        assert max(len(line) for line in lines) <= int(columns)
+
+
 def test_stored_chunks_are_columnar(tmp_path):
     path = tmp_path / "s.db"
     with RunStore(path) as store:

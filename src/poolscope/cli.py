@@ -6,6 +6,7 @@ Exit codes: 0 ok · 1 finished but some items or executors failed (every result 
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -456,13 +457,34 @@ def history(
             raise UsageError(f"--since: {since!r} is not a date like 2026-11-25") from None
     with _read_store(store) as runs:
         rows = runs.history(target=target, since=since, limit=limit)
-    table = Table(header_style="bold", box=None)
-    for column in ("run", "started (UTC)", "target", "executors", "best", "status"):
-        table.add_column(column, no_wrap=column in ("run", "started (UTC)"))
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 10_000  # piped: whole rows, one per line, for grep and friends
+    if not rows:
+        console.print("no runs stored yet")
+        return
+    table = _history_table(rows, with_time=True)
+    if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
+        table = _history_table(rows, with_time=False)  # the id says when, less readably
+    console.print(table)
+
+
+def _history_table(rows: list[dict[str, Any]], with_time: bool) -> Table:
+    """The runs; a narrow terminal wraps the target, executors and best, never the id (to
+    copy) or the status (to grep for)."""
+    table = Table(header_style="bold", box=None, caption=None if with_time else
+                  "each run id begins with its start time (UTC)")
+    columns = ["run", *(["started (UTC)"] if with_time else []), "target", "executors", "best",
+               "status"]
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("run", "started (UTC)", "status"),
+                         min_width=len("incomplete") if column == "status" else None,
+                         overflow="fold")
     for row in rows:
-        table.add_row(row["run_id"], row["started_at"].replace("T", " ")[:19], row["target"],
-                      row["executors"], row["best"] or "–", row["status"])
-    Console().print(table if rows else "no runs stored yet")
+        started = [row["started_at"].replace("T", " ")[:19]] if with_time else []
+        table.add_row(row["run_id"], *started, row["target"], row["executors"].replace(",", ", "),
+                      row["best"] or "–", row["status"])
+    return table
 
 
 @app.command()
