@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -299,6 +300,21 @@ def test_compare_finds_a_real_regression_and_fails_ci_only_then(cli, tmp_path):
     assert faster.returncode == 0 and "faster" in faster.stdout
     same = cli("compare", "latest", "latest", "--fail-on-regression", "5")
     assert same.returncode == 0 and "no measurable change" in same.stdout
+    # In 80 columns the verdict wraps; no number and no verdict is cut ("…" only as the
+    # interval's own dash).
+    for refs, verdict in ((["latest~1", "latest"], "slower"), (["latest", "latest"], "no")):
+        narrow = subprocess.run([sys.executable, "-m", "poolscope", "compare", *refs],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "COLUMNS": "80", "NO_COLOR": "1"})
+        assert narrow.returncode == 0, narrow.stderr
+        lines = narrow.stdout.splitlines()
+        rows = [line for line in lines if re.match(r" (serial|process) ×", line)]
+        assert len(rows) == 2 and max(len(line) for line in lines) <= 80
+        assert "…" not in narrow.stdout.replace(" … ", "")
+        number = r"\d+(\.\d+)? (µs|ms|s)"
+        for row in rows:
+            assert re.search(rf"{number} +{number} +[+-]\d+\.\d% +[+-]\d+% … [+-]\d+% +"
+                             rf"{verdict}", row), row
 
 
 def test_export_formats(cli, tmp_path):

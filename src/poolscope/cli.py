@@ -534,8 +534,9 @@ def compare_command(
     table = Table(title=f"{before.run_id} ({before.target}) → {after.run_id} ({after.target})",
                   title_justify="left", header_style="bold", box=None)
     for column in ("executor × workers", "before", "after", "change", "95% CI", "verdict"):
+        # The verdict wraps in a narrow terminal; the numbers are never cut.
         table.add_column(column, justify="left" if column in ("executor × workers", "verdict")
-                         else "right", no_wrap=True)
+                         else "right", no_wrap=column != "verdict")
     from ._format import duration
 
     for c in changes:
