@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -143,6 +146,14 @@ def test_workloads_and_executors_commands(cli):
     for name in ("serial", "thread-pool", "process-forkserver", "process-pool"):
         assert name in executors.stdout
     assert "yes" in executors.stdout
+    # In 80 columns, text wraps (long names fold) and nothing is cut with "…".
+    for command in ("workloads", "executors"):
+        narrow = subprocess.run([sys.executable, "-m", "poolscope", command], capture_output=True,
+                                text=True, timeout=120,
+                                env={**os.environ, "COLUMNS": "80", "NO_COLOR": "1"})
+        assert narrow.returncode == 0, narrow.stderr
+        assert "…" not in narrow.stdout
+        assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
 
 
 def test_demo_reproduces_the_notebook(cli, tmp_path):

@@ -614,9 +614,9 @@ def workloads() -> None:
     """List the built-in workloads and what each stresses."""
     from .workloads import BUILTIN_WORKLOADS
 
-    table = Table(header_style="bold")
+    table = Table(header_style="bold", box=None)  # no frame: 80 columns hold more text
     for column in ("workload", "stresses", "--size means", "default size", "default items"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "workload", overflow="fold")
     for w in BUILTIN_WORKLOADS.values():
         table.add_row(w.name, w.stresses, w.size_meaning, f"{w.default_size:,}",
                       f"{w.default_items:,}")
@@ -649,14 +649,16 @@ def executors(
     if bench:
         _bench_executors(bench_items, json_path)
         return
-    table = Table(header_style="bold")
+    table = Table(header_style="bold", box=None)
     for column in ("executor", "family", "available", "what it is"):
-        table.add_column(column)
+        # Folded, not cut: "concurrent.futures.ThreadPoolExecutor" is one long word.
+        table.add_column(column, no_wrap=column == "executor", overflow="fold")
     for name, cls in REGISTRY.items():
         reason = cls.unavailable_reason()
-        # escaped: a reason like "pip install 'poolscope[dask]'" is not rich markup
-        table.add_row(name, cls.family, "yes" if reason is None else escape(f"no: {reason}"),
-                      escape(cls.summary))
+        # The reason goes under the description, where a narrow terminal has room to wrap it.
+        # Escaped: a reason like "pip install 'poolscope[dask]'" is not rich markup.
+        what = cls.summary if reason is None else f"{cls.summary}\nnot here: {reason}"
+        table.add_row(name, cls.family, "yes" if reason is None else "no", escape(what))
     Console().print(table)
 
 
