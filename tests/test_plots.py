@@ -5,6 +5,7 @@ From a real run, and from synthetic trials whose concurrency is known exactly.
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -322,3 +323,22 @@ def test_a_fit_worse_than_a_flat_line_is_named_and_not_drawn():
     assert any(label.startswith("process — serial fraction 0.100") for label in labels)
     process = [line for line in speedup_ax.lines if line.get_marker() == "o"]
     assert colours == {tuple(to_rgb(process[0].get_color()))}
+
+
+def test_the_terminal_names_a_fit_worse_than_a_flat_line_and_reads_no_limit_from_it():
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from poolscope.present.terminal import scaling_view
+
+    table, fits = scaling_fixture()
+    assert fits["process"].explains and not fits["thread"].explains
+    console = Console(width=200, record=True, file=io.StringIO())
+    for part in scaling_view(SimpleNamespace(scaling=table, amdahl=fits, growth={})):
+        console.print(part)
+    text = console.export_text()
+    assert "Amdahl fit, process: serial fraction 0.100 → at most 10.0× on any number" in text
+    thread = next(line for line in text.splitlines() if line.startswith("Amdahl fit, thread"))
+    assert "no better than a flat line" in thread and "r² -" in thread
+    assert "serial fraction" not in thread and "at most" not in thread

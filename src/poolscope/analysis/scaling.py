@@ -171,6 +171,13 @@ class AmdahlFit:
         """Whether a serial fraction could be fitted."""
         return math.isfinite(self.serial_fraction)
 
+    @property
+    def explains(self) -> bool:
+        """Whether the fit is worth showing: fitted, and closer to the measured speedups than
+        their mean is (r² not negative). Amdahl's law says one worker is serial's speed, so
+        overhead that makes one worker slower can leave it worse than a flat line."""
+        return self.ok and not (math.isfinite(self.r_squared) and self.r_squared < 0)
+
     def speedup(self, workers: Sequence[float] | np.ndarray, cores: int) -> np.ndarray:
         """The fitted curve ``1 / (f + (1 − f) / min(p, cores))`` at ``workers``."""
         return amdahl_speedup(self.serial_fraction, workers, cores)

@@ -547,7 +547,7 @@ def _scaling_view(result: Result) -> list[Any]:
         fig.scatter(series["workers"], series["speedup"], color=color, size=8,
                     legend_label=str(name))
         fit = result.amdahl.get(name)
-        if fit is not None and fit.ok:
+        if fit is not None and fit.explains:
             fig.line(grid, fit.speedup(grid, cores), line_color=color, line_dash="dashed",
                      legend_label=f"{name}: Amdahl f = {fit.serial_fraction:.2f}")
     fig.legend.location = "top_left"

@@ -118,7 +118,7 @@ def _draw(table: pd.DataFrame, fits: dict[str, AmdahlFit], cores: int) -> Figure
             # One fit over the best chunksize per worker count: its own legend entry.
             handles.append(Line2D([], [], **style,
                                   label=f"{executor}, best chunksize — {_fit_text(fit)}"))
-        if fit is not None and _fits(fit):
+        if fit is not None and fit.explains:
             any_fit = True
             curve = amdahl_speedup(fit.serial_fraction, dense, cores)
             left.plot(dense, curve, **style)
@@ -200,15 +200,10 @@ def _speedup_errors(series: pd.DataFrame) -> np.ndarray | None:
     return np.vstack([np.maximum(below, 0.0), np.maximum(above, 0.0)])
 
 
-def _fits(fit: AmdahlFit) -> bool:
-    """Whether the fit is worth drawing: fitted, and closer to the points than their mean."""
-    return fit.ok and not (math.isfinite(fit.r_squared) and fit.r_squared < 0)
-
-
 def _fit_text(fit: AmdahlFit) -> str:
     if not fit.ok:
         return "too few worker counts for an Amdahl fit"
-    if not _fits(fit):
+    if not fit.explains:
         return f"Amdahl fit no better than a flat line (r² {fit.r_squared:.3g})".replace("-", "−")
     limit = "∞" if math.isinf(fit.max_speedup) else f"{fit.max_speedup:.3g}×"
     parts = [f"serial fraction {fit.serial_fraction:.3f}", f"limit {limit}"]

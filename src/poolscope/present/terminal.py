@@ -137,10 +137,14 @@ def scaling_view(result: Result) -> Iterator[Any]:
     for name, fit in result.amdahl.items():
         if name == "serial" or math.isnan(fit.serial_fraction):
             continue
-        limit = ("no limit" if math.isinf(fit.max_speedup)
-                 else f"at most {fit.max_speedup:.1f}× on any number of cores")
         r2 = "" if fit.r_squared is None or math.isnan(fit.r_squared) else \
             f", r² {fit.r_squared:.2f}"
+        if not fit.explains:
+            yield Text(f"Amdahl fit, {name}: no better than a flat line ({fit.points} points"
+                       f"{r2}), so no limit can be read from it")
+            continue
+        limit = ("no limit" if math.isinf(fit.max_speedup)
+                 else f"at most {fit.max_speedup:.1f}× on any number of cores")
         yield Text(f"Amdahl fit, {name}: serial fraction {fit.serial_fraction:.3f} → "
                    f"{limit} ({fit.points} points{r2})")
     for name, growth in result.growth.items():
