@@ -89,20 +89,20 @@ def spread(values: list[float]) -> str:
     return f"{median(values):.2f} s ({min(values):.2f}–{max(values):.2f})"
 
 
-def launch(playwright: Any) -> Any:
-    executable = shutil.which("chromium")
+def launch(playwright: Any, browser: str | None = None) -> Any:
+    executable = browser or shutil.which("chromium")
     if executable is None:
-        raise SystemExit("needs Debian's chromium: apt-get install chromium")
+        raise SystemExit("needs Debian's chromium (apt-get install chromium), or --browser PATH")
     return playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
 
 
-def compare_pages(pages: list[Path], loads: int) -> int:
+def compare_pages(pages: list[Path], loads: int, browser: str | None) -> int:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = launch(playwright)
-        times = render_times(browser, [page.resolve() for page in pages], loads)
-        browser.close()
+        chromium = launch(playwright, browser)
+        times = render_times(chromium, [page.resolve() for page in pages], loads)
+        chromium.close()
     checks = []
     for path, measured in times.items():
         checks.append(Check(f"{path.name}: first view", spread([m[0] for m in measured]), "—",
@@ -116,9 +116,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=int, default=5, help="page loads per report")
     parser.add_argument("--pages", type=Path, nargs="+", help="time these pages instead")
+    parser.add_argument("--browser", metavar="PATH",
+                        help="another Chromium build to time them in, e.g. chrome-headless-shell "
+                             "(default: Debian's chromium)")
     args = parser.parse_args()
     if args.pages:
-        return compare_pages(args.pages, args.loads)
+        return compare_pages(args.pages, args.loads, args.browser)
     from playwright.sync_api import sync_playwright
 
     cases = [  # name, items, executors, goal in seconds for the first view, for all charts
@@ -142,9 +145,10 @@ def main() -> int:
             t0 = time.perf_counter()
             result.report(path)
             written[path] = time.perf_counter() - t0
-        browser = launch(playwright)
-        times = render_times(browser, [floor, *written], args.loads)
-        browser.close()
+        chromium = launch(playwright, args.browser)
+        console.print(f"browser: {chromium.version}")
+        times = render_times(chromium, [floor, *written], args.loads)
+        chromium.close()
         checks = [Check("render: a page with one one-point bokeh chart (the floor)",
                         spread([t[0] for t in times[floor]]), "—", None)]
         for (name, _, _, first_goal, all_goal), path in zip(cases, written, strict=True):
