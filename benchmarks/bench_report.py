@@ -54,6 +54,29 @@ RECORD = """(() => {
   poll()
 })()"""
 DONE = "() => window.__bench?.first !== undefined && window.__bench?.all !== undefined"
+CASES = [  # name, items, executors, goal in seconds for the first view, for all charts
+    ("10,000 items, one thread trial", 10_000, "thread", 1.0, None),
+    ("10,000 items × 3 executors", 10_000, "serial,thread,process", None, None),
+    ("100,000 items, one thread trial", 100_000, "thread", None, None),
+    ("1,000,000 items, one thread trial", 1_000_000, "thread", None, 10.0),
+]
+
+
+def floor_html() -> str:
+    """The floor: BokehJS starting up and drawing one one-point chart, whatever a report holds."""
+    empty = figure(width=400, height=200)
+    empty.scatter([0], [0])
+    return file_html(empty, resources=INLINE, title="x")
+
+
+def write_report(count: int, executors: str, path: Path) -> float:
+    """The report of a real run of ``tiny`` (one trial per executor), written to ``path``;
+    seconds the writing took."""
+    result = run_workload(resolve_workload("tiny", count), executors=executors, workers=[2],
+                          repeat=1, baseline=False, explore_io=False)
+    t0 = time.perf_counter()
+    result.report(path)
+    return time.perf_counter() - t0
 
 
 def load_times(browser: Any, path: Path) -> tuple[float, float]:
@@ -124,34 +147,21 @@ def main() -> int:
         return compare_pages(args.pages, args.loads, args.browser)
     from playwright.sync_api import sync_playwright
 
-    cases = [  # name, items, executors, goal in seconds for the first view, for all charts
-        ("10,000 items, one thread trial", 10_000, "thread", 1.0, None),
-        ("10,000 items × 3 executors", 10_000, "serial,thread,process", None, None),
-        ("100,000 items, one thread trial", 100_000, "thread", None, None),
-        ("1,000,000 items, one thread trial", 1_000_000, "thread", None, 10.0),
-    ]
     console.print(machine_line())
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
-        # The floor: BokehJS starting up and drawing one empty chart, whatever the report holds.
         floor = Path(folder) / "floor.html"
-        empty = figure(width=400, height=200)
-        empty.scatter([0], [0])
-        floor.write_text(file_html(empty, resources=INLINE, title="x"), encoding="utf-8")
+        floor.write_text(floor_html(), encoding="utf-8")
         written = {}
-        for i, (_, count, executors, _, _) in enumerate(cases):
-            result = run_workload(resolve_workload("tiny", count), executors=executors,
-                                  workers=[2], repeat=1, baseline=False, explore_io=False)
+        for i, (_, count, executors, _, _) in enumerate(CASES):
             path = Path(folder) / f"report-{i}.html"
-            t0 = time.perf_counter()
-            result.report(path)
-            written[path] = time.perf_counter() - t0
+            written[path] = write_report(count, executors, path)
         chromium = launch(playwright, args.browser)
         console.print(f"browser: {chromium.version}")
         times = render_times(chromium, [floor, *written], args.loads)
         chromium.close()
         checks = [Check("render: a page with one one-point bokeh chart (the floor)",
                         spread([t[0] for t in times[floor]]), "—", None)]
-        for (name, _, _, first_goal, all_goal), path in zip(cases, written, strict=True):
+        for (name, _, _, first_goal, all_goal), path in zip(CASES, written, strict=True):
             first = median([t[0] for t in times[path]])
             everything = median([t[1] for t in times[path]])
             checks.append(Check(f"first view: {name}", spread([t[0] for t in times[path]]),

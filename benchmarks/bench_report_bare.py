@@ -2,7 +2,7 @@
 
 For a machine that has no Debian chromium and no Playwright (the lent 16-core machine has
 neither, and nothing can be installed there): ``write DIR`` (here) writes bench_report.py's
-pages, the floor and the 10,000 / 10,000 × 3 / 100,000-item reports, each with bench_report's
+pages, the floor and its reports of up to 100,000 items (report-0 … report-2), each with its
 RECORD script in its head, which logs ``PSBENCH first all`` (ms from navigation start) to the
 console once drawn. ``time CHROME LIBS LOADS PAGE…`` (there; standard library only) opens each
 page in a fresh headless browser, reads the log line from its stderr, and prints the median and
@@ -33,13 +33,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--use-gl=angle", "--use-angle=swiftsh
 
 
 def write_pages(folder: Path) -> None:
-    from bokeh.embed import file_html
-    from bokeh.plotting import figure
-    from bokeh.resources import INLINE
-
-    from bench_report import RECORD
-    from poolscope.api import run_workload
-    from poolscope.workloads import resolve_workload
+    from bench_report import CASES, RECORD, floor_html, write_report
 
     log = ("<script>" + RECORD + ";(() => { const t = () => { const b = window.__bench\n"
            "  if (b && b.first !== undefined && b.all !== undefined)\n"
@@ -51,16 +45,13 @@ def write_pages(folder: Path) -> None:
         (folder / f"{name}.html").write_text(html[:at] + log + html[at:], encoding="utf-8")
 
     folder.mkdir(parents=True, exist_ok=True)
-    empty = figure(width=400, height=200)
-    empty.scatter([0], [0])
-    save("floor", file_html(empty, resources=INLINE, title="x"))
-    for name, count, executors in (("r10k", 10_000, "thread"),
-                                   ("r10k3", 10_000, "serial,thread,process"),
-                                   ("r100k", 100_000, "thread")):
-        result = run_workload(resolve_workload("tiny", count), executors=executors,
-                              workers=[2], repeat=1, baseline=False, explore_io=False)
-        path = result.report(folder / f"{name}.tmp.html")
-        save(name, path.read_text(encoding="utf-8"))
+    save("floor", floor_html())
+    for i, (_, count, executors, _, _) in enumerate(CASES):
+        if count > 100_000:  # 14 MB: more than a lent machine's carry has room for
+            continue
+        path = folder / f"report-{i}.tmp.html"
+        write_report(count, executors, path)
+        save(f"report-{i}", path.read_text(encoding="utf-8"))
         path.unlink()
 
 
