@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._format import duration
+from ..analysis.cores import cores_text, cores_used
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -27,16 +28,15 @@ def observations(result: Result, threads: str, processes: str) -> list[str]:
            else "") + "."
     ]
     lines.append(f"2. {_overlap(processes, p)}; {_overlap(threads, t)}.")
-    items = result.items
-    cores = sorted(set(items.loc[items["executor"] == threads, "core"]) - {-1})
+    cores = cores_used(result.items, threads, int(t.workers))
     if len(cores) > 1:
         lines.append(
-            f"   {threads}'s threads ran on cores {', '.join(map(str, cores))}: threads move "
+            f"   {threads}'s threads ran on {cores_text(cores)}: threads move "
             "between cores; the GIL, not one core, is what let one thread compute at a time "
             f"(its items spent {t.offcpu_fraction:.0%} of their time off the CPU, waiting).")
     elif cores:
         lines.append(
-            f"   {threads}'s threads all started their items on core {cores[0]} this time; "
+            f"   {threads}'s threads all started their items on {cores_text(cores)} this time; "
             f"its items spent {t.offcpu_fraction:.0%} of their time off the CPU, waiting "
             "for the GIL.")
     lines.append(

@@ -52,6 +52,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .._errors import UsageError
 from .._format import duration
+from ..analysis.cores import cores_text, cores_used
 from ..frames import (
     concurrency,
     concurrency_binned,
@@ -195,7 +196,7 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
         failed = failed or bool(bars.failed.any())
         lefts[row].set_title(_row_title(result, t, several), loc="left", fontsize=10,
                              fontweight="bold")
-        rights[row].set_title(_row_note(t, frame, bars, shown, row_binned), loc="right",
+        rights[row].set_title(_row_note(result, t, frame, bars, shown, row_binned), loc="right",
                               fontsize=8.5, color="0.3")
         ends = [t.wall_s]
         if len(frame):
@@ -284,15 +285,18 @@ def _row_title(result: Result, t: TrialResult, several: bool) -> str:
     return f"{name} — {', '.join(parts)}"
 
 
-def _row_note(t: TrialResult, frame: pd.DataFrame, bars: _Bars, shown: int,
+def _row_note(result: Result, t: TrialResult, frame: pd.DataFrame, bars: _Bars, shown: int,
               binned: bool = False) -> str:
     if not len(frame):
         return f"no items recorded ({t.status})"
     workers = int(frame["lane"].max()) + 1
-    cores = frame.loc[frame["core"] >= 0, "core"].nunique()
     parts = [f"{workers} worker{'s' * (workers != 1)}"]
+    cores = cores_used(result.items, t.executor, t.workers)  # the terminal's numbers
     if cores:
-        parts.append(f"on {cores} core{'s' * (cores != 1)}")
+        trials = result.items.loc[(result.items["executor"] == t.executor)
+                                  & (result.items["workers"] == t.workers), "trial"].nunique()
+        parts.append(f"{cores_text(cores)} over {'its ' * (trials > 1)}{trials} "
+                     f"trial{'s' * (trials != 1)}")
     if bars.merged:
         parts.append(f"{bars.items:,} items merged into {len(bars.lane):,} bars")
     if shown < len(frame):

@@ -45,6 +45,7 @@ from bokeh.plotting import figure
 from .. import __version__
 from .._errors import UsageError
 from .._format import duration, percent, ratio, size
+from ..analysis.cores import cores_text, cores_used
 from ..frames import (
     concurrency,
     concurrency_binned,
@@ -222,6 +223,9 @@ def _trial_label(result: Result, t: TrialResult) -> str:
         speedup = float(match["speedup"].iloc[0])
         if math.isfinite(speedup):
             parts.append(f"median {speedup:.2f}× serial")
+    cores = cores_used(result.items, t.executor, t.workers)  # the terminal's numbers
+    if cores:
+        parts.append(f"{cores_text(cores)} over its trials")
     return " · ".join(parts)
 
 

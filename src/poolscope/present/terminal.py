@@ -157,24 +157,36 @@ def scaling_view(result: Result) -> Iterator[Any]:
 
 
 def cost_table(result: Result) -> Table:
-    """Where the time goes per configuration (the cost model), within 80 columns."""
-    table = Table(title="cost model, per item unless said", title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD, padding=0, pad_edge=False)
-    table.add_column("executor × workers", no_wrap=True)
-    for header in ("start-up", "dispatch", "moved", "pickling", "compute CPU", "wall"):
+    """Where each configuration's median trial spent its wall time: parts that add up to it."""
+    costs = result.costs
+    moved = bool((costs["transfer_s"] > 0).any())
+    table = Table(title="cost model: the median trial's wall time, in parts that add up to it",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=0,
+                  pad_edge=False)
+    table.add_column("executor", no_wrap=True)
+    headers = ["wall", "pool", "dispatch", *(["pickle"] if moved else []), "compute", "wait",
+               "idle", "other"]
+    for header in headers:
         table.add_column(header, justify="right", no_wrap=True)
-    for row in result.costs.itertuples(index=False):
-        moved = row.transfer_bytes_per_item
+    for row in costs.itertuples(index=False):
         table.add_row(
-            f"{row.executor} ×{row.workers}", duration(row.startup_s),
-            duration(row.dispatch_s_per_item),
-            "–" if math.isnan(moved) else ("0" if moved == 0 else size(moved)),
-            duration(row.transfer_s_per_item) if row.transfer_s_per_item else "0",
-            duration(row.compute_cpu_s_per_item), duration(row.compute_wall_s_per_item))
-    table.caption = ("start-up: once per trial · dispatch: worker time outside items "
-                     "(hand-off, results, idle) · moved/pickling: argument and result")
+            f"{row.executor} ×{row.workers}", *map(_compact, (
+                row.wall_s, row.startup_s + row.teardown_s, row.dispatch_s,
+                *([row.transfer_s] if moved else []), row.compute_s, row.waiting_s,
+                row.idle_s, row.unexplained_s)))
+    table.caption = ("pool: start-up and teardown · dispatch: gaps between a worker's items, "
+                     "the last result's trip back" + (" · pickle: arguments and results, "
+                                                      "out of that hand-off" if moved else "")
+                     + " · compute: the items' own CPU in this configuration · wait: their "
+                     "time off the CPU (GIL, I/O) · idle: workers with nothing left to run · "
+                     "other: unexplained · worker times ÷ min(workers, items)")
     table.caption_justify = "left"
     return table
+
+
+def _compact(seconds: float) -> str:
+    """A duration without the space ('12.3ms'); '0' for nothing."""
+    return "0" if abs(seconds) < 5e-7 else duration(seconds).replace(" ", "")
 
 
 def markdown_summary(result: Result) -> str:
