@@ -13,6 +13,7 @@ from typing import Any
 from ._errors import UsageError
 from .backends import get_backend
 from .environment import collect_environment, usable_cores
+from .probe import is_coroutine_function
 from .result import Result, new_run_id, transfer_sample
 from .runner import Chunksize, Plan, Repeat, TrialResult, backend_class, run_plan
 from .store import RunStore
@@ -47,7 +48,7 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
-    item_list = list(range(items)) if isinstance(items, int) else list(items)
+    item_list = range(items) if isinstance(items, int) else list(items)
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     target = f"{getattr(fn, '__module__', None) or '?'}:{name}"
     workload = Workload(fn=fn, items=item_list, target=target)
@@ -127,6 +128,9 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat, chunksize=sizes,
                 warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool, timeout_s=timeout,
                 trial_timeout_s=trial_timeout, max_memory=max_memory, isolate=isolate)
+    # What the recommendation's code can say about the items and the function.
+    items_range = workload.items == range(len(workload.items)) if isinstance(
+        workload.items, range) else False
     items = list(workload.items)
     if not items:
         raise UsageError("there are no items to run")
@@ -144,7 +148,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
         "reuse_pool": reuse_pool, "timeout": timeout, "trial_timeout": trial_timeout,
         "max_memory": max_memory, "isolate": isolate,
-        "size": workload.size, "caveats": _caveats(workload, names), "findings": []}
+        "size": workload.size, "caveats": _caveats(workload, names), "findings": [],
+        "items_range": items_range, "coroutine": is_coroutine_function(workload.fn)}
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
     run_id = new_run_id()

@@ -21,7 +21,7 @@ import pandas as pd
 from . import frames
 from ._format import json_number as _num
 from .analysis.classify import Classification, classify
-from .analysis.costs import cost_model
+from .analysis.costs import COST_PARTS, cost_model
 from .analysis.metrics import outlier_flags, summarize
 from .analysis.noise import noise_warnings
 from .analysis.recommend import Recommendation, recommend, workload_findings
@@ -32,6 +32,7 @@ from .analysis.scaling import (
     scaling_json,
     scaling_table,
 )
+from .analysis.snippet import snippet
 from .backends import REGISTRY
 from .runner import TrialResult
 
@@ -112,9 +113,18 @@ class Result:
                           caveats=self.options.get("caveats", []),
                           findings=self.options.get("findings", []))
         extra = workload_findings(self.classification, self.costs, first)
-        if first is None or not extra:
+        if first is None:
             return first
-        return dataclasses.replace(first, reasons=[*first.reasons, *extra])
+        return dataclasses.replace(first, reasons=[*first.reasons, *extra],
+                                   code=self._code(first))
+
+    def _code(self, rec: Recommendation) -> str | None:
+        """The recommended configuration as a script (see ``analysis.snippet``)."""
+        return snippet(rec.executor, _families().get(rec.executor.split("@")[0], ""),
+                       rec.workers, rec.chunksize, self.target,
+                       f"range({self.n_items})" if self.options.get("items_range") else None,
+                       n_items=self.n_items, size=self.options.get("size"),
+                       coroutine=bool(self.options.get("coroutine")))
 
     @functools.cached_property
     def costs(self) -> pd.DataFrame:
@@ -213,6 +223,7 @@ class Result:
             "costs": [{key: (_num(value) if isinstance(value, float) else value)
                        for key, value in row.items()}
                       for row in self.costs.to_dict(orient="records")],
+            "cost_parts": COST_PARTS,
             "started_at": self.started_at,
             "interrupted": self.interrupted,
             "options": {k: v for k, v in self.options.items()

@@ -40,6 +40,7 @@ class Recommendation:
     reasons: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    code: str | None = None  # a script that runs the chosen configuration (analysis.snippet)
 
     def to_json(self) -> dict[str, object]:
         return {"executor": self.executor, "workers": self.workers,
@@ -47,7 +48,8 @@ class Recommendation:
                 "caveats": list(self.caveats),
                 "comparisons": [{"a": c.a, "b": c.b, "ratio": c.ratio,
                                  "ci": list(c.ci) if c.ci else None, "verdict": c.verdict,
-                                 "sentence": c.sentence()} for c in self.comparisons]}
+                                 "sentence": c.sentence()} for c in self.comparisons],
+                "code": self.code}
 
 
 def _walls(trials: pd.DataFrame, row: pd.Series) -> np.ndarray:

@@ -15,7 +15,7 @@ from .._format import duration, percent, ratio, size
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["cost_table", "markdown_summary", "render_result", "scaling_view",
+__all__ = ["code_view", "cost_table", "markdown_summary", "render_result", "scaling_view",
            "summary_table"]
 
 
@@ -86,6 +86,7 @@ def render_result(result: Result) -> Iterator[Any]:
             yield Text(f"  = {comparison.sentence()}", style="dim")
         for caveat in rec.caveats:
             yield Text(f"  ! {caveat}", style="yellow")
+    yield from code_view(result)
     for warning in result.warnings:
         yield Text(f"noisy: {warning}", style="yellow")
     failed = [t for t in result.trial_results if t.status == "failed"]
@@ -111,6 +112,17 @@ def render_result(result: Result) -> Iterator[Any]:
     if peak:
         yield Text(f"peak RSS, summed over the processes of the largest trial: {size(peak)}",
                    style="dim")
+
+
+def code_view(result: Result) -> Iterator[Any]:
+    """The recommendation's code to paste, between two rules, never wrapped (it must run)."""
+    rec = result.recommendation
+    if rec is None or not rec.code:
+        return
+    yield Text("code to paste (save as a .py file and run it):", style="bold")
+    yield Text("# " + "-" * 60, style="dim")
+    yield Text(rec.code.rstrip("\n"), no_wrap=True, overflow="ignore")
+    yield Text("# " + "-" * 60, style="dim")
 
 
 def scaling_view(result: Result) -> Iterator[Any]:

@@ -1,0 +1,128 @@
+"""Code to paste: the recommendation's script runs, beside the target, for each executor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from poolscope.analysis.snippet import snippet
+
+TARGET = '''
+import asyncio
+import os
+from pathlib import Path
+
+
+def square(x):
+    Path(os.environ["MARKS"], f"{x}-{os.getpid()}").touch()  # which item ran, in which process
+    return x * x
+
+
+async def fetch(x):
+    await asyncio.sleep(0.001)
+    return square(x)
+'''
+
+
+def run_script(folder: Path, code: str, marks: Path) -> set[int]:
+    """Save ``code`` beside work.py, run it, and return the items that ran."""
+    script = folder / "main.py"
+    script.write_text(code, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=folder, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "MARKS": str(marks)})
+    assert done.returncode == 0, f"{code}\n--- stderr:\n{done.stderr}"
+    return {int(name.split("-")[0]) for name in os.listdir(marks)}
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "work.py").write_text(TARGET, encoding="utf-8")
+    (tmp_path / "marks").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(("executor", "family", "chunksize"), [
+    ("serial", "serial", None), ("thread", "thread", 2), ("thread-pool", "thread", 2),
+    ("process", "process", 3), ("process-fork", "process", 3), ("process-spawn", "process", 3),
+    ("process-pool", "process", 3), ("asyncio", "async", 1)])
+def test_the_script_runs_every_item(folder: Path, executor: str, family: str,
+                                    chunksize: int | None):
+    code = snippet(executor, family, 2, chunksize, "./work.py:square", "range(7)", n_items=7)
+    assert code is not None
+    assert "from work import square" in code
+    assert "beside work.py" in code
+    assert ('if __name__ == "__main__":' in code) == (family == "process")
+    if chunksize and family == "process":
+        assert f"chunksize={chunksize}" in code
+    assert run_script(folder, code, folder / "marks") == set(range(7))
+
+
+def test_spawned_workers_really_ran_the_items(folder: Path):
+    code = snippet("process-spawn", "process", 2, 1, "work.py:square", "range(6)")
+    assert 'get_context("spawn")' in code
+    run_script(folder, code, folder / "marks")
+    pids = {name.split("-")[1] for name in os.listdir(folder / "marks")}
+    assert str(os.getpid()) not in pids and len(pids) >= 1
+
+
+def test_asyncio_awaits_a_coroutine_function_under_a_semaphore(folder: Path):
+    code = snippet("asyncio", "async", 3, 1, "work.py:fetch", "range(5)", coroutine=True)
+    assert "asyncio.Semaphore(3)" in code and "await fetch(item)" in code
+    assert run_script(folder, code, folder / "marks") == set(range(5))
+
+
+def test_a_coroutine_function_in_processes_gets_an_event_loop_per_item(folder: Path):
+    code = snippet("process-pool", "process", 2, 2, "work.py:fetch", "range(4)",
+                   coroutine=True)
+    assert run_script(folder, code, folder / "marks") == set(range(4))
+
+
+def test_a_module_target_is_imported_and_a_builtin_keeps_its_size(folder: Path):
+    code = snippet("thread", "thread", 4, 1, "pkg.sub:Tool.run", None, n_items=50)
+    assert "from pkg.sub import Tool" in code and "fn = Tool.run" in code
+    assert "items = []  # fill in: your items (poolscope ran 50)" in code
+    builtin = snippet("process", "process", 2, 2, "cpu", "range(3)", size=1000)
+    assert "from poolscope.workloads import cpu" in builtin
+    assert "partial(cpu, size=1000)" in builtin
+    run_script(folder, builtin, folder / "marks")  # runs (it marks nothing: cpu does not)
+
+
+def test_functions_that_cannot_be_imported_get_a_placeholder_that_says_so():
+    code = snippet("serial", "serial", 1, None, "__main__:<lambda>", None)
+    assert "fn = ...  # fill in" in code
+    code = snippet("serial", "serial", 1, None, "__main__:work", "range(3)")
+    assert "fn = work" in code and "where work is defined" in code
+    assert snippet("no-such-executor", "", 1, 1, "cpu", None) is None
+
+
+def test_other_executors_use_their_documented_apis():
+    loky = snippet("loky", "process", 2, 4, "m:f", None)
+    assert "get_reusable_executor(max_workers=2)" in loky and "chunksize=4" in loky
+    dask = snippet("dask", "process", 3, 1, "m:f", None)
+    assert "LocalCluster(n_workers=3, threads_per_worker=1)" in dask
+    assert 'if __name__ == "__main__":' in dask
+    interp = snippet("interpreter", "interpreter", 2, 1, "m:f", None)
+    assert "InterpreterPoolExecutor(max_workers=2)" in interp
+    elsewhere = snippet("thread@/opt/py314t/bin/python", "thread", 4, 1, "m:f", None)
+    assert "run this script with it" in elsewhere and "/opt/py314t/bin/python" in elsewhere
+
+
+def test_the_cli_json_carries_code_that_runs(folder: Path):
+    poolscope = Path(sys.executable).with_name("poolscope")
+    done = subprocess.run(
+        [str(poolscope), "run", "./work.py:square", "--items", "6", "-e", "thread,process",
+         "-w", "2", "--repeat", "1", "--no-store", "--json", "-"], cwd=folder,
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MARKS": str(folder / "marks")})
+    assert done.returncode == 0, done.stderr
+    rec = json.loads(done.stdout)["recommendation"]
+    assert rec["code"].startswith(f"# poolscope's recommendation: {rec['executor']} ")
+    assert "items = range(6)" in rec["code"]
+    for mark in os.listdir(folder / "marks"):
+        os.unlink(folder / "marks" / mark)
+    assert run_script(folder, rec["code"], folder / "marks") == set(range(6))
