@@ -7,6 +7,7 @@ its working directory in a temporary folder so no run history lands in the repos
 from __future__ import annotations
 
 import dataclasses
+import html
 import io
 import json
 import os
@@ -56,6 +57,14 @@ def test_repr_html_is_a_self_contained_summary_with_a_picture(result):
     text = re.sub(r"base64,[^\"]+", "", page)
     assert not re.search(r"\d\.\d{5,}", text), "raw floats: use readable units"
     assert re.search(r"\d (ms|µs|s)<", text), "durations carry their unit"
+
+
+def test_repr_html_shows_the_code_to_paste(result):
+    page = result._repr_html_()
+    code = result.recommendation.code
+    assert code and "items = range(12)" in code
+    assert 'class="poolscope-code"' in page
+    assert html.escape(code.splitlines()[-1], quote=True) in page
 
 
 def test_html_escapes_what_it_shows(result):

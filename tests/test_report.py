@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import multiprocessing
@@ -261,3 +262,18 @@ def test_cli_report_and_stored_report_of_a_sweep(browser, tmp_path):
 
     bad = run_cli("report", "latest", "-o", "r.txt", cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and ".html" in bad.stderr
+
+
+def test_the_report_has_the_code_to_paste_and_the_cost_model(real):
+    result, path = real
+    text = path.read_text(encoding="utf-8")
+    code = result.recommendation.code
+    assert "<h2>Code to paste</h2>" in text
+    assert "from test_report import spin" in code and "items = range(40)" in code
+    assert html.escape(code).splitlines()[0] in text
+    assert "<h2>Where the time went</h2>" in text
+    for name in ("start-up", "dispatch", "compute", "waiting", "idle", "unexplained"):
+        assert f">{name}</th>" in text  # each column, with its meaning in a title and a list
+    assert text.count("<table class='costs'>") == 1
+    assert len(re.findall(r"<table class='costs'>.*?</table>", text, re.S)[0].split("<tr>")) \
+        == 1 + 1 + len(result.costs)

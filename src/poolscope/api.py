@@ -48,7 +48,9 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
-    item_list = range(items) if isinstance(items, int) else list(items)
+    # A range stays one, so the recommendation's code can say ``range(n)``.
+    item_list = range(items) if isinstance(items, int) else (
+        items if isinstance(items, range) else list(items))
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     target = f"{getattr(fn, '__module__', None) or '?'}:{name}"
     workload = Workload(fn=fn, items=item_list, target=target)

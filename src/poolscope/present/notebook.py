@@ -149,6 +149,16 @@ def _recommendation(result: Result) -> str:
     return "".join(parts)
 
 
+def _code(result: Result) -> str:
+    """The recommendation's code to paste, folded open, as a block of its own."""
+    rec = result.recommendation
+    if rec is None or not rec.code:
+        return ""
+    return ('<details class="poolscope-code" open><summary>code to paste</summary>'
+            '<pre style="background:#f6f8fa;padding:6px 10px;overflow-x:auto">'
+            f"<code>{_e(rec.code)}</code></pre></details>")
+
+
 def _problems(result: Result) -> str:
     lines = [f"noisy: {w}" for w in result.warnings]
     parts = [_list(lines, AMBER)]
@@ -186,8 +196,8 @@ def result_html(result: Result, picture: bool = True) -> str:
     peak = result.summary["peak_rss"].max()
     memory = (f'<p style="color:{MUTED};font-size:85%">peak RSS, summed over the processes of '
               f"the largest trial: {_e(size(peak))}</p>" if peak else "")
-    return (f'<div class="poolscope-result">{head}{_recommendation(result)}{workload}'
-            f"{_table(result)}{_problems(result)}{memory}"
+    return (f'<div class="poolscope-result">{head}{_recommendation(result)}{_code(result)}'
+            f"{workload}{_table(result)}{_problems(result)}{memory}"
             f"{_picture(result) if picture else ''}</div>")
 
 

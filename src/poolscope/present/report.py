@@ -46,6 +46,7 @@ from .. import __version__
 from .._errors import UsageError
 from .._format import duration, percent, ratio, size
 from ..analysis.cores import cores_text, cores_used
+from ..analysis.costs import COST_PARTS
 from ..frames import (
     concurrency,
     concurrency_binned,
@@ -101,8 +102,8 @@ def write_report(result: Result, path: str | Path) -> Path:
 def build_report(result: Result) -> list[str | Model]:
     """The report's sections in order: HTML text, or a bokeh chart."""
     trials = representative_trials(result.trial_results)
-    parts: list[str | Model] = [_header(result), _recommendation(result),
-                                _summary_table(result)]
+    parts: list[str | Model] = [_header(result), _recommendation(result), _code(result),
+                                _summary_table(result), _cost_table(result)]
     if trials:
         parts.append("<h2>Timelines</h2><p class='note'>The median trial of each executor "
                      "and worker count. One lane per worker, one bar per item from its "
@@ -181,6 +182,43 @@ def _summary_table(result: Result) -> str:
             "<p class='note'>Medians over trials. CPU: the parent and every worker. "
             "parallelism: items in progress at once; busy: items computing at once. "
             "The recommended row is highlighted.</p>")
+
+
+def _code(result: Result) -> str:
+    """The recommendation's code to paste, as a block of its own."""
+    rec = result.recommendation
+    if rec is None or not rec.code:
+        return ""
+    return ("<h2>Code to paste</h2><p class='note'>The recommended configuration as a script: "
+            "save it as a .py file and run it.</p>"
+            "<pre class='code' style='background:#f6f8fa;padding:8px 12px;overflow-x:auto'>"
+            f"<code>{_e(rec.code)}</code></pre>")
+
+
+def _cost_table(result: Result) -> str:
+    """Each configuration's median trial, its wall time in parts that add up to it."""
+    costs = result.costs
+    if costs.empty:
+        return ""
+    names = {"startup_s": "start-up", "dispatch_s": "dispatch", "transfer_s": "transfer",
+             "compute_s": "compute", "waiting_s": "waiting", "idle_s": "idle",
+             "teardown_s": "teardown", "unexplained_s": "unexplained"}
+    head = ("<tr><th>executor × workers</th><th>trial</th><th>wall</th>"
+            + "".join(f"<th title='{_e(COST_PARTS[key])}'>{name}</th>"
+                      for key, name in names.items())
+            + "<th title='Σ item CPU here ÷ Σ item CPU in serial'>CPU vs serial</th></tr>")
+    rows = []
+    for row in costs.to_dict(orient="records"):
+        cells = [f"{_e(row['executor'])} ×{row['workers']}", str(row["trial"] + 1),
+                 duration(row["wall_s"]), *(duration(row[key]) for key in names),
+                 ratio(row["compute_vs_serial"], "×")]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    legend = "".join(f"<li><b>{name}</b>: {_e(COST_PARTS[key])}</li>"
+                     for key, name in names.items())
+    return ("<h2>Where the time went</h2><div class='wide'><table class='costs'>" + head
+            + "".join(rows) + "</table></div><p class='note'>Each configuration's median "
+            "trial: its wall time in parts that add up to it. Per-worker times are divided "
+            "by min(workers, items).</p><ul class='note'>" + legend + "</ul>")
 
 
 def _environment(result: Result) -> str:
