@@ -62,6 +62,13 @@ def test_the_script_runs_every_item(folder: Path, executor: str, family: str,
     assert run_script(folder, code, folder / "marks") == set(range(7))
 
 
+def test_a_file_whose_name_is_no_identifier_is_imported_by_name(folder: Path):
+    (folder / "my-work.py").write_text(TARGET, encoding="utf-8")
+    code = snippet("process-spawn", "process", 2, 1, "./my-work.py:square", "range(4)")
+    assert 'importlib.import_module("my-work").square' in code
+    assert run_script(folder, code, folder / "marks") == set(range(4))
+
+
 def test_spawned_workers_really_ran_the_items(folder: Path):
     code = snippet("process-spawn", "process", 2, 1, "work.py:square", "range(6)")
     assert 'get_context("spawn")' in code
@@ -126,3 +133,21 @@ def test_the_cli_json_carries_code_that_runs(folder: Path):
     for mark in os.listdir(folder / "marks"):
         os.unlink(folder / "marks" / mark)
     assert run_script(folder, rec["code"], folder / "marks") == set(range(6))
+
+
+def test_terminal_and_markdown_show_the_code_whole():
+    from poolscope.api import run_workload
+    from poolscope.present.notebook import result_text
+    from poolscope.present.terminal import markdown_summary
+    from poolscope.workloads import resolve_workload
+
+    result = run_workload(resolve_workload("cpu", 4, size=20_000), executors="serial",
+                          repeat=1)
+    code = result.recommendation.code
+    assert "items = range(4)" in code
+    text = result_text(result, width=60)  # narrower than the code: it must not wrap
+    assert "code to paste" in text
+    for line in code.splitlines():
+        assert line in text.splitlines()
+    markdown = markdown_summary(result)
+    assert "```python\n" + code.rstrip("\n") + "\n```" in markdown

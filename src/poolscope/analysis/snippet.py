@@ -180,6 +180,10 @@ def _function(target: str, size: int | None) -> tuple[set[str], list[str], str, 
         notes.append(f"poolscope ran {attr} from __main__ (a notebook or a script): run this "
                      f"where {first} is defined")
         return set(), ["", f"fn = {attr}"], "fn", notes
+    if notes and not module.isidentifier() and first.isidentifier():  # "my-work.py"
+        attr_code = f"{first}.{rest}" if rest else first
+        return ({"import importlib"}, ["", f'fn = importlib.import_module("{module}").'
+                                           f"{attr_code}"], "fn", notes)
     if not importable:
         return (set(), ["", "fn = ...  # fill in: your function "
                             f"(poolscope ran {target}; process workers need it importable)"],

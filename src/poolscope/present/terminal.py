@@ -233,6 +233,9 @@ def markdown_summary(result: Result) -> str:
         lines += [f"- {_md(reason)}" for reason in rec.reasons]
         lines += [f"- {_md(c.sentence())}" for c in rec.comparisons]
         lines += [f"- ⚠ {_md(caveat)}" for caveat in rec.caveats]
+    if rec is not None and rec.code:  # code to paste, fenced: never escaped
+        lines += ["", "Code to paste:", "", "```python", *rec.code.rstrip("\n").splitlines(),
+                  "```"]
     if result.warnings:
         lines += ["", *[f"> noisy: {_md(w)}" for w in result.warnings]]
     return "\n".join(lines) + "\n"
