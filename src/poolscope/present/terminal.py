@@ -172,7 +172,7 @@ def cost_table(result: Result) -> Table:
     """Where each configuration's median trial spent its wall time: parts that add up to it."""
     costs = result.costs
     moved = bool((costs["transfer_s"] > 0).any())
-    table = Table(title="cost model: the median trial's wall time, in parts that add up to it",
+    table = Table(title="where the time went: the median trial's wall, in parts",
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=0,
                   pad_edge=False)
     table.add_column("executor", no_wrap=True)
