@@ -278,7 +278,8 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
     with several item counts, each executor at its best configuration over the smaller counts,
     to fit how wall time grows with the number of items. ``scheduler``, ``timeout``,
     ``trial_timeout``, ``max_memory`` and ``isolate``: see ``compare``."""
-    items = list(workload.items)
+    # A range stays one (its slices too), so the recommendation's code can say ``range(n)``.
+    items = workload.items if isinstance(workload.items, range) else list(workload.items)
     counts = sorted(set(item_counts or [len(items)]))
     if counts[0] < 1:
         raise UsageError("item counts must be at least 1")
