@@ -10,8 +10,9 @@ out, and said so). A recommendation other than serial carries its comparison wit
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,10 +28,11 @@ from .decide import (
     LeftOut,
     candidate_arms,
     decide,
+    failure_set,
 )
 from .stats import Comparison, compare_samples
 
-__all__ = ["Recommendation", "contenders", "recommend", "workload_findings"]
+__all__ = ["Recommendation", "contenders", "recommend", "trial_failures", "workload_findings"]
 
 QUIETER = 200  # more trials than this per configuration to decide: ask for a quieter machine
 
@@ -66,6 +68,11 @@ def _labeller(trials: pd.DataFrame) -> Labeller:
         return f"{text} chunks of {int(chunksize)}" if several else text
 
     return label
+
+
+def trial_failures(trials: Iterable[Any]) -> dict[int, frozenset[Failure]]:
+    """Each trial's failures by its index, from TrialResult-like objects (index, errors)."""
+    return {t.index: failure_set(t.errors) for t in trials}
 
 
 def contenders(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failure]] | None,
