@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from unittest import mock
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from poolscope import UsageError
+from poolscope import UsageError, api
 from poolscope.analysis.recommend import contenders, trial_failures
+from poolscope.api import run_workload
 from poolscope.backends import REGISTRY
 from poolscope.backends.fake import FakeClock, ScriptedItem, scripted_backend
 from poolscope.frames import trials_frame
-from poolscope.runner import MAX_TRIALS, MIN_TRIALS, Config, Plan, run_plan
+from poolscope.runner import (
+    MAX_TRIALS,
+    MIN_TRIALS,
+    Config,
+    ItemColumns,
+    Plan,
+    TrialResult,
+    run_plan,
+)
 from poolscope.workloads import Workload, resolve_workload
 
 
@@ -169,3 +180,56 @@ def test_without_a_contention_rule_auto_stops_at_a_stable_median(monkeypatch):
     trials, _ = run_plan(tiny(4), plan, clock=lambda: clock() / 1e9)
     assert counts(trials) == {"fake-serial": 0, "fake-thread": MIN_TRIALS,
                               "fake-process": MIN_TRIALS}
+
+
+# --- the io worker search ---------------------------------------------------------------------
+
+def test_io_search_tries_the_item_count_when_doubling_would_pass_it():
+    """12 items of 50 ms: 8 threads need two rounds, 12 need one; doubling alone (16 > 12)
+    would stop at 8."""
+    result = run_workload(resolve_workload("io", 12, size=50), executors="thread",
+                          workers=None, repeat=3)
+    assert result.classification == "io-bound"
+    tried = result.options["io_workers_tried"]
+    assert tried[-1] == 12 and 16 not in tried
+    rec = result.recommendation
+    assert (rec.executor, rec.workers) == ("thread", 12)
+    assert any("12 (the item count)" in reason for reason in rec.reasons)
+
+
+def scripted_curve(monkeypatch, curve: dict[int, float]) -> None:
+    """run_plan for the search's extra thread trials: three trials at curve[workers] s."""
+    def fake_run_plan(workload, plan, *, first_index=0, **hooks):
+        (workers,) = plan.workers
+        return [TrialResult(first_index + r, plan.executors[0], workers, 1, r, curve[workers],
+                            0.0, 0.0, 0.0, 0, "ok", "host", ItemColumns.empty())
+                for r in range(3)], False
+
+    monkeypatch.setattr(api, "run_plan", fake_run_plan)
+
+
+def explore(items: int, base_wall: float) -> dict:
+    first = mock.Mock()
+    first.summary = pd.DataFrame([{"executor": "thread", "workers": 2, "wall_s": base_wall}])
+    options = {"findings": []}
+    plan = Plan(executors=("serial", "thread"), workers=(2,), repeat=3)
+    interrupted = api._explore_io_workers(resolve_workload("io", items), plan, first, [],
+                                          options, {})
+    assert not interrupted
+    return options
+
+
+def test_io_search_bisects_when_the_curve_was_still_rising(monkeypatch):
+    """A server that slows down past 12 connections: 16 loses to 8, but 12 beats both."""
+    scripted_curve(monkeypatch, {4: 0.30, 8: 0.15, 16: 0.20, 12: 0.10, 14: 0.20})
+    options = explore(100, 0.60)
+    assert options["io_workers_tried"] == [4, 8, 16, 12, 14]
+    assert "paid off up to 12" in options["findings"][0]
+
+
+def test_io_search_stops_when_a_step_no_longer_pays(monkeypatch):
+    scripted_curve(monkeypatch, {4: 0.30, 8: 0.29, 6: 0.30})
+    options = explore(100, 0.60)
+    assert options["io_workers_tried"] == [4, 8, 6]  # 4 paid, 8 did not, nor did 6 between
+    scripted_curve(monkeypatch, {4: 0.59})
+    assert explore(100, 0.60)["io_workers_tried"] == [4]  # nothing rising: no bisection
