@@ -195,7 +195,7 @@ def test_an_item_failing_alike_everywhere_is_left_out_not_a_veto():
     trials, failures = with_failures(walls, {"serial": same, "process": same})
     rec = recommend(summarize(trials, cores=2), trials, 2, FAMILIES, failures=failures)
     assert rec.executor == "process" and rec.left_out == [3]
-    assert any("1 of 40 items left out: they raised ValueError under every executor" in r
+    assert any("1 of 40 items left out: it raised ValueError under every executor" in r
                for r in rec.reasons)
     assert rec.to_json()["left_out_items"] == [3]
 

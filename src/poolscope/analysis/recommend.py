@@ -32,8 +32,12 @@ from .decide import (
 )
 from .stats import Comparison, compare_samples
 
-__all__ = ["Recommendation", "contenders", "recommend", "trial_failures", "workload_findings"]
+__all__ = ["NO_CANDIDATE", "Recommendation", "contenders", "recommend", "trial_failures",
+           "workload_findings"]
 
+# Why there is no recommendation at all (recommend() returned None).
+NO_CANDIDATE = ("every executor failed, or had failures the others did not share (items that "
+                "fail the same way under every executor are left out, not held against them)")
 QUIETER = 200  # more trials than this per configuration to decide: ask for a quieter machine
 
 
@@ -218,10 +222,10 @@ def _against_serial(trials: pd.DataFrame, chosen: Arm, decision: Decision,
 def _left_out_sentence(left_out: LeftOut, n_items: int) -> str:
     items = left_out.items
     shown = ", ".join(map(str, items[:5])) + (", …" if len(items) > 5 else "")
-    return (f"{len(items)} of {n_items} items left out: they raised "
-            f"{' or '.join(left_out.kinds)} under every executor in every trial "
-            f"(item{'s' if len(items) > 1 else ''} {shown}); every executor did the same work, "
-            "so they are compared on their trial walls")
+    they, which = ("they", f"items {shown}") if len(items) > 1 else ("it", f"item {shown}")
+    return (f"{len(items)} of {n_items} items left out: {they} raised "
+            f"{' or '.join(left_out.kinds)} under every executor in every trial ({which}); "
+            "every executor did the same work, so they are compared on their trial walls")
 
 
 def _simpler(family: str) -> str:
