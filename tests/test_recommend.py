@@ -226,3 +226,11 @@ def test_contenders_are_what_the_verdict_is_still_unsure_of():
     assert contenders(trials, None, FAMILIES) == {("thread", 2, 4), ("process", 2, 4)}
     decided = scripted({("serial", 1): [2.0, 2.01, 1.99], ("process", 2): [1.0, 1.01, 0.99]})
     assert contenders(decided, None, FAMILIES) == frozenset()
+
+
+def test_an_executor_that_recorded_fewer_items_did_other_work():
+    walls = {("serial", 1): [2.0, 2.02, 1.98], ("process", 2): [1.0, 1.01, 0.99]}
+    trials, failures = with_failures(walls, {})
+    trials.loc[trials["executor"] == "process", "items"] = 39  # a chunk never reported
+    rec = recommend(summarize(trials, cores=2), trials, 2, FAMILIES, failures=failures)
+    assert rec.executor == "serial" and rec.comparisons == []

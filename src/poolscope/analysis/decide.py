@@ -98,6 +98,7 @@ def candidate_arms(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failur
     name: Labeller = label or (lambda e, w, c: f"{e} ×{w}")
     groups = trials.groupby(["executor", "workers", "chunksize"], sort=False)
     sets: dict[Key, list[frozenset[Failure]]] = {}
+    expected = int(trials["items"].max()) if len(trials) else 0
     broken: set[Key] = set()
     walls: dict[Key, np.ndarray] = {}
     for (executor, workers, chunksize), group in groups:
@@ -113,6 +114,9 @@ def candidate_arms(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failur
                          for n in counted["errors"]]
         else:
             sets[key] = [failures.get(int(t), frozenset()) for t in counted["trial"]]
+        # A trial that recorded fewer items than others did not do the same work.
+        sets[key] = [s | {(None, "missing items")} if n < expected else s
+                     for s, n in zip(sets[key], counted["items"], strict=True)]
     shared = frozenset.intersection(*[s for per in sets.values() for s in per]) \
         if sets else frozenset()
     shared = frozenset(f for f in shared if f[0] is not None)  # an incident is no item's
