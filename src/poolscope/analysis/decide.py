@@ -120,6 +120,8 @@ def candidate_arms(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failur
     shared = frozenset.intersection(*[s for per in sets.values() for s in per]) \
         if sets else frozenset()
     shared = frozenset(f for f in shared if f[0] is not None)  # an incident is no item's
+    if len({item for item, _ in shared}) >= expected:  # no item succeeded anywhere
+        return [], LeftOut(shared)
     arms = [Arm(key, name(*key), walls[key], simplicity(key[0], key[1], families))
             for key, per in sets.items()
             if key not in broken and all(s == shared for s in per)]

@@ -36,8 +36,9 @@ __all__ = ["NO_CANDIDATE", "Recommendation", "contenders", "recommend", "trial_f
            "workload_findings"]
 
 # Why there is no recommendation at all (recommend() returned None).
-NO_CANDIDATE = ("every executor failed, or had failures the others did not share (items that "
-                "fail the same way under every executor are left out, not held against them)")
+NO_CANDIDATE = ("every executor failed, had failures the others did not share, or ran no item "
+                "without an error (items that fail the same way under every executor are left "
+                "out, not held against them)")
 QUIETER = 200  # more trials than this per configuration to decide: ask for a quieter machine
 
 
@@ -118,14 +119,6 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
             f"{best['cpu_parallelism']:.2f} computing at once, with {int(best['workers'])} "
             f"workers on {cores} cores")
     reasons.extend(findings or [])
-    notes = list(caveats or [])
-    if int(fastest_row["trials"]) < 2:
-        notes.append("one trial per executor: differences cannot be called real; "
-                     "use --repeat (or the default, auto)")
-    if best["startup_s"] > 0.1 * best["wall_s"]:
-        notes.append(f"start-up ({duration(best['startup_s'])}) is "
-                     f"{best['startup_s'] / best['wall_s']:.0%} of the wall time; more items "
-                     "per run would amortise it")
     ordered = list(decision.comparisons.values())
     if against_serial is not None and chosen is not fastest:
         ordered.insert(0, against_serial)
@@ -134,10 +127,22 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
     return Recommendation(
         executor=str(best["executor"]), workers=int(best["workers"]),
         chunksize=None if best["executor"] == "serial" else int(best["chunksize"]),
-        reasons=reasons, caveats=notes, comparisons=ordered,
+        reasons=reasons, caveats=_notes(best, fastest_row, caveats), comparisons=ordered,
         inconclusive=decision.inconclusive,
         to_decide=_to_decide(decision) if decision.inconclusive else None,
         left_out=left_out.items)
+
+
+def _notes(best: pd.Series, fastest: pd.Series, caveats: list[str] | None) -> list[str]:
+    notes = list(caveats or [])
+    if int(fastest["trials"]) < 2:
+        notes.append("one trial per executor: differences cannot be called real; "
+                     "use --repeat (or the default, auto)")
+    if best["startup_s"] > 0.1 * best["wall_s"]:
+        notes.append(f"start-up ({duration(best['startup_s'])}) is "
+                     f"{best['startup_s'] / best['wall_s']:.0%} of the wall time; more items "
+                     "per run would amortise it")
+    return notes
 
 
 def _row(summary: pd.DataFrame, key: Key) -> pd.Series:
