@@ -233,3 +233,20 @@ def test_io_search_stops_when_a_step_no_longer_pays(monkeypatch):
     assert options["io_workers_tried"] == [4, 8, 6]  # 4 paid, 8 did not, nor did 6 between
     scripted_curve(monkeypatch, {4: 0.59})
     assert explore(100, 0.60)["io_workers_tried"] == [4]  # nothing rising: no bisection
+
+
+def test_contention_is_judged_even_when_a_fast_configuration_never_reaches_min_time(monkeypatch):
+    """serial's 10 ms trials reach MAX_TRIALS before MIN_TIME_S: the others' contest still
+    goes on after their own minimum."""
+    jitter = [1.0, 1.6, 0.7, 1.5, 0.8]
+    clock = walled_backends(monkeypatch, {
+        "fake-serial": lambda n: 0.01,
+        "fake-thread": lambda n: jitter[n] if n < len(jitter) else 1.0,
+        "fake-process": lambda n: 1.0})
+    plan = Plan(executors=tuple(FAKE_FAMILIES), workers=(2,), repeat="auto", max_time_s=600)
+    trials, _ = run_plan(tiny(4), plan, clock=lambda: clock() / 1e9,
+                         contention=lambda done: {("fake-thread", 2, 1), ("fake-process", 2, 1)}
+                         if counts(done)["fake-thread"] < 20 else ())
+    n = counts(trials)
+    assert n["fake-serial"] == MAX_TRIALS
+    assert n["fake-thread"] == n["fake-process"] == 20

@@ -326,8 +326,9 @@ def run_plan(workload: Workload, plan: Plan, *,
         return not stable(c) or keys.get(c) in contenders
 
     def in_contention() -> Collection[tuple[str, int, int]]:
-        """Judged only once every configuration has a stable median."""
-        if contention is None or plan.repeat != "auto" or not all(map(stable, configs)):
+        """Judged only once every configuration has a stable median (or all it may get)."""
+        settled = all(stable(c) or tally[c].trials >= MAX_TRIALS for c in configs)
+        if contention is None or plan.repeat != "auto" or not settled:
             return ()
         return contention(results)
 

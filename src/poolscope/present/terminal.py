@@ -207,7 +207,7 @@ def markdown_summary(result: Result) -> str:
     else:
         chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
         verdict = "inconclusive — " if rec.inconclusive else ""
-        lines += ["", f"Recommendation: {verdict}**{_md(rec.executor)} with {rec.workers} "
+        lines += ["", f"Recommendation: **{verdict}{_md(rec.executor)} with {rec.workers} "
                       f"worker(s){chunk}**", ""]
         lines += [f"- {_md(reason)}" for reason in rec.reasons]
         lines += [f"- {_md(c.sentence())}" for c in rec.comparisons]
