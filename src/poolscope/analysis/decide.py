@@ -96,27 +96,20 @@ def candidate_arms(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failur
     names a configuration in sentences.
     """
     name: Labeller = label or (lambda e, w, c: f"{e} ×{w}")
-    groups = trials.groupby(["executor", "workers", "chunksize"], sort=False)
-    sets: dict[Key, list[frozenset[Failure]]] = {}
     expected = int(trials["items"].max()) if len(trials) else 0
+    sets: dict[Key, list[frozenset[Failure]]] = {}
     broken: set[Key] = set()
     walls: dict[Key, np.ndarray] = {}
-    for (executor, workers, chunksize), group in groups:
+    for (executor, workers, chunksize), group in trials.groupby(
+            ["executor", "workers", "chunksize"], sort=False):
         key = (str(executor), int(workers), int(chunksize))
         counted = group[group["status"].isin(COUNTED)]
         if counted.empty:
             continue
         walls[key] = counted["wall_s"].to_numpy(dtype=float)
+        sets[key] = _failure_sets(counted, failures, expected)
         if group["status"].eq("failed").any():
             broken.add(key)
-        if failures is None:
-            sets[key] = [frozenset() if n == 0 else frozenset({(None, "error")})
-                         for n in counted["errors"]]
-        else:
-            sets[key] = [failures.get(int(t), frozenset()) for t in counted["trial"]]
-        # A trial that recorded fewer items than others did not do the same work.
-        sets[key] = [s | {(None, "missing items")} if n < expected else s
-                     for s, n in zip(sets[key], counted["items"], strict=True)]
     shared = frozenset.intersection(*[s for per in sets.values() for s in per]) \
         if sets else frozenset()
     shared = frozenset(f for f in shared if f[0] is not None)  # an incident is no item's
@@ -126,6 +119,19 @@ def candidate_arms(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failur
             for key, per in sets.items()
             if key not in broken and all(s == shared for s in per)]
     return arms, LeftOut(shared)
+
+
+def _failure_sets(counted: pd.DataFrame, failures: Mapping[int, frozenset[Failure]] | None,
+                  expected: int) -> list[frozenset[Failure]]:
+    """Each counted trial's failures; a trial that recorded fewer items than others did not do
+    the same work, and without per-trial failures any error is an executor's own."""
+    if failures is None:
+        sets = [frozenset() if n == 0 else frozenset({(None, "error")})
+                for n in counted["errors"]]
+    else:
+        sets = [failures.get(int(t), frozenset()) for t in counted["trial"]]
+    return [s | {(None, "missing items")} if n < expected else s
+            for s, n in zip(sets, counted["items"], strict=True)]
 
 
 @dataclass(frozen=True)
