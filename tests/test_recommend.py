@@ -47,6 +47,10 @@ def test_a_difference_that_is_not_real_picks_the_simpler_executor():
     assert (rec.executor, rec.workers) == ("thread", 2)
     assert "at most 10% slower" in rec.reasons[1]
     assert "nothing is pickled" in rec.reasons[1]
+    # not serial, so it carries its own comparison with serial, first
+    first = rec.comparisons[0]
+    assert (first.a, first.b, first.verdict) == ("thread ×2", "serial ×1", "faster")
+    assert any(r.startswith("against serial: thread ×2 is 1.9") for r in rec.reasons)
 
 
 def test_fewer_workers_win_a_tie():
