@@ -196,7 +196,7 @@ def _to_decide(decision: Decision) -> str:
     names = _names(arms)
     n = decision.more_trials
     if n is None:
-        return f"an interval: more than one trial of {names} (--repeat auto)"
+        return f"more than one trial each of {names}, for an interval (--repeat auto)"
     have = min(a.walls.size for a in arms)
     seconds = n * sum(a.median for a in arms)
     if have + n > QUIETER:
