@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -204,12 +205,15 @@ def _each(callbacks: list[Any]) -> Any:
     return call
 
 
-def _contention(prior: Sequence[TrialResult]) -> Contention:
+def _contention(prior: Sequence[TrialResult], until: float | None = None) -> Contention:
     """The verdict's rule as the runner's stopping rule: over ``prior`` and the new trials,
-    the configurations still in contention (analysis.recommend.contenders)."""
+    the configurations still in contention (analysis.recommend.contenders); none after
+    ``until`` (time.monotonic), a budget shared by several run_plan calls."""
     families = {name: cls.family for name, cls in REGISTRY.items()}
 
     def in_contention(new: Sequence[TrialResult]) -> Collection[tuple[str, int, int]]:
+        if until is not None and time.monotonic() > until:
+            return ()
         every = [*prior, *new]
         return contenders(trials_frame(every), trial_failures(every), families)
 
@@ -238,6 +242,9 @@ def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
     row = summary[(summary["executor"] == name) & (summary["workers"] == base)]
     walls = {base: float(row["wall_s"].iloc[0]) if len(row) else float("inf")}
     tried: list[int] = []
+    # Trials added to settle the verdict share one --max-time over the whole search; each
+    # count still gets its stable median, as in the main run.
+    until = time.monotonic() + plan.max_time_s
 
     def pays(count: int, than: int) -> bool:
         return walls[count] * IO_WORKER_GAIN <= walls[than]
@@ -247,7 +254,7 @@ def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
         interrupted, False when no trial ran every item."""
         extra = dataclasses.replace(plan, executors=(name,), workers=(count,))
         more, interrupted = run_plan(workload, extra, first_index=len(trials),
-                                     contention=_contention(tuple(trials)), **hooks)
+                                     contention=_contention(tuple(trials), until), **hooks)
         trials.extend(more)
         ok = sorted(t.wall_s for t in more if t.status in ("ok", "partial"))
         if interrupted:
