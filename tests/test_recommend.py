@@ -1,4 +1,5 @@
-"""The recommendation rules, on scripted trial walls (no real executor involved)."""
+"""The recommendation rules, on scripted trial walls (no real executor involved), and one
+deterministic failure through real threads."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import poolscope
 from poolscope.analysis.metrics import summarize
 from poolscope.analysis.recommend import contenders, recommend
 
@@ -245,3 +247,21 @@ def test_no_recommendation_when_every_item_failed_everywhere():
     every = {(i, "TypeError") for i in range(40)}
     trials, failures = with_failures(walls, {"serial": every, "process": every})
     assert recommend(summarize(trials, cores=2), trials, 2, FAMILIES, failures=failures) is None
+
+
+# --- once through the real pipeline ----------------------------------------------------------
+
+def raises_on_three(item: int) -> int:
+    if item == 3:
+        raise ValueError("item 3 is bad")
+    return item * 2
+
+
+def test_a_deterministic_failure_through_real_executors_is_left_out():
+    result = poolscope.compare(raises_on_three, 10, executors="thread,thread-pool", workers=2,
+                               repeat=3)
+    rec = result.recommendation
+    assert rec is not None and rec.left_out == [3]
+    assert any(r.startswith("1 of 10 items left out: it raised ValueError") for r in rec.reasons)
+    assert result.exit_code == 1  # the items still failed: the run says so
+    assert result.to_json()["recommendation"]["left_out_items"] == [3]
