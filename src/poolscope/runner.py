@@ -27,7 +27,8 @@ from .probe import HOST, Chunk, ChunkRecord, peak_rss, reset_peak_rss
 from .shipping import unpicklable_items, unreadable_errors
 from .workloads import Workload
 
-__all__ = ["ItemColumns", "Plan", "TrialResult", "auto_chunksize", "make_chunks", "run_plan"]
+__all__ = ["Contention", "ItemColumns", "Plan", "TrialResult", "auto_chunksize", "make_chunks",
+           "run_plan"]
 
 Chunksize = int | Literal["auto"]
 
