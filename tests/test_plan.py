@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from unittest import mock
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from poolscope import UsageError
-from poolscope.runner import MAX_TRIALS, MIN_TRIALS, Config, Plan, run_plan
+from poolscope import UsageError, api
+from poolscope.analysis.recommend import contenders, trial_failures
+from poolscope.api import run_workload
+from poolscope.backends import REGISTRY
+from poolscope.backends.fake import FakeClock, ScriptedItem, scripted_backend
+from poolscope.frames import trials_frame
+from poolscope.runner import (
+    MAX_TRIALS,
+    MIN_TRIALS,
+    Config,
+    ItemColumns,
+    Plan,
+    TrialResult,
+    run_plan,
+)
 from poolscope.workloads import Workload, resolve_workload
 
 
@@ -87,3 +104,149 @@ def test_an_error_in_a_chunk_callback_is_not_an_executor_failure():
     plan = Plan(executors=("process-pool",), workers=(2,), repeat=2)
     with pytest.raises(UsageError, match="disk is full"):
         run_plan(tiny(40), plan, on_chunk=broken_store)
+
+
+# --- sequential testing: more trials only for the contenders, within the budget ---------------
+
+FAKE_FAMILIES = {"fake-serial": "serial", "fake-thread": "thread", "fake-process": "process"}
+
+
+def walled_backends(monkeypatch, walls: dict[str, Callable[[int], float]]) -> FakeClock:
+    """Registers scripted executors whose n-th trial takes walls[name](n) seconds on a fake
+    clock (the runner's budget clock reads it too)."""
+    clock = FakeClock()
+    script = [ScriptedItem(0, 1_000, 1_000)] * 4
+    for name, wall in walls.items():
+        base = scripted_backend(name, script, clock, family=FAKE_FAMILIES[name])
+        done = itertools.count()
+
+        def start(self, base=base):
+            base.start(self)
+            self.started_ns = self.t0
+
+        def close(self, wall=wall, done=done):
+            self.closed_ns = self.last_record_ns = self.t0 + int(wall(next(done)) * 1e9)
+            self.clock.advance_to(self.closed_ns)
+
+        monkeypatch.setitem(REGISTRY, name, type(name, (base,), {"start": start,
+                                                                  "close": close}))
+    return clock
+
+
+def by_rule(trials):
+    return contenders(trials_frame(trials), trial_failures(trials), FAKE_FAMILIES)
+
+
+def counts(trials) -> dict[str, int]:
+    return {name: sum(t.executor == name for t in trials) for name in FAKE_FAMILIES}
+
+
+def test_trials_go_only_to_the_contenders_until_the_evidence_decides(monkeypatch):
+    """serial is shown slower at once; thread starts noisy, then settles at process's speed:
+    trials go to thread and process until thread is shown within 10%, then stop."""
+    jitter = [1.0, 1.6, 0.7, 1.5, 0.8]
+    clock = walled_backends(monkeypatch, {
+        "fake-serial": lambda n: 2.0,
+        "fake-thread": lambda n: jitter[n] if n < len(jitter) else 1.0,
+        "fake-process": lambda n: 1.0})
+    plan = Plan(executors=tuple(FAKE_FAMILIES), workers=(2,), repeat="auto", max_time_s=600)
+    trials, _ = run_plan(tiny(4), plan, clock=lambda: clock() / 1e9, contention=by_rule)
+    n = counts(trials)
+    assert n["fake-serial"] == MIN_TRIALS
+    assert MIN_TRIALS < n["fake-thread"] == n["fake-process"] < MAX_TRIALS
+    assert by_rule(trials) == frozenset()  # stopped because decided
+
+
+def test_undecided_contenders_stop_at_the_time_budget(monkeypatch):
+    rng = np.random.default_rng(5)
+    clock = walled_backends(monkeypatch, {
+        "fake-serial": lambda n: 3.0,
+        "fake-thread": lambda n: float(rng.choice([0.5, 1.5])),  # never settles against 1.0
+        "fake-process": lambda n: 1.0})
+    plan = Plan(executors=tuple(FAKE_FAMILIES), workers=(2,), repeat="auto", max_time_s=40)
+    trials, _ = run_plan(tiny(4), plan, clock=lambda: clock() / 1e9, contention=by_rule)
+    n = counts(trials)
+    assert n["fake-serial"] == MIN_TRIALS
+    assert n["fake-thread"] == n["fake-process"] > MIN_TRIALS
+    spent = sum(t.wall_s for t in trials)
+    assert 40 <= spent <= 40 + 1.5 + 1.0  # the round under way when the budget ran out ends
+    assert by_rule(trials)  # still undecided: the verdict will say inconclusive
+
+
+def test_without_a_contention_rule_auto_stops_at_a_stable_median(monkeypatch):
+    clock = walled_backends(monkeypatch, {"fake-thread": lambda n: float(n % 2) + 0.5,
+                                          "fake-process": lambda n: 1.0})
+    plan = Plan(executors=("fake-thread", "fake-process"), workers=(2,), repeat="auto")
+    trials, _ = run_plan(tiny(4), plan, clock=lambda: clock() / 1e9)
+    assert counts(trials) == {"fake-serial": 0, "fake-thread": MIN_TRIALS,
+                              "fake-process": MIN_TRIALS}
+
+
+# --- the io worker search ---------------------------------------------------------------------
+
+def test_io_search_tries_the_item_count_when_doubling_would_pass_it():
+    """12 items of 50 ms: 8 threads need two rounds, 12 need one; doubling alone (16 > 12)
+    would stop at 8."""
+    result = run_workload(resolve_workload("io", 12, size=50), executors="thread",
+                          workers=None, repeat=3)
+    assert result.classification == "io-bound"
+    tried = result.options["io_workers_tried"]
+    assert tried[-1] == 12 and 16 not in tried
+    rec = result.recommendation
+    assert (rec.executor, rec.workers) == ("thread", 12)
+    assert any("12 (the item count)" in reason for reason in rec.reasons)
+
+
+def scripted_curve(monkeypatch, curve: dict[int, float]) -> None:
+    """run_plan for the search's extra thread trials: three trials at curve[workers] s."""
+    def fake_run_plan(workload, plan, *, first_index=0, **hooks):
+        (workers,) = plan.workers
+        return [TrialResult(first_index + r, plan.executors[0], workers, 1, r, curve[workers],
+                            0.0, 0.0, 0.0, 0, "ok", "host", ItemColumns.empty())
+                for r in range(3)], False
+
+    monkeypatch.setattr(api, "run_plan", fake_run_plan)
+
+
+def explore(items: int, base_wall: float) -> dict:
+    first = mock.Mock()
+    first.summary = pd.DataFrame([{"executor": "thread", "workers": 2, "wall_s": base_wall}])
+    options = {"findings": []}
+    plan = Plan(executors=("serial", "thread"), workers=(2,), repeat=3)
+    interrupted = api._explore_io_workers(resolve_workload("io", items), plan, first, [],
+                                          options, {})
+    assert not interrupted
+    return options
+
+
+def test_io_search_bisects_when_the_curve_was_still_rising(monkeypatch):
+    """A server that slows down past 12 connections: 16 loses to 8, but 12 beats both."""
+    scripted_curve(monkeypatch, {4: 0.30, 8: 0.15, 16: 0.20, 12: 0.10, 14: 0.20})
+    options = explore(100, 0.60)
+    assert options["io_workers_tried"] == [4, 8, 16, 12, 14]
+    assert "paid off up to 12" in options["findings"][0]
+
+
+def test_io_search_stops_when_a_step_no_longer_pays(monkeypatch):
+    scripted_curve(monkeypatch, {4: 0.30, 8: 0.29, 6: 0.30})
+    options = explore(100, 0.60)
+    assert options["io_workers_tried"] == [4, 8, 6]  # 4 paid, 8 did not, nor did 6 between
+    scripted_curve(monkeypatch, {4: 0.59})
+    assert explore(100, 0.60)["io_workers_tried"] == [4]  # nothing rising: no bisection
+
+
+def test_contention_is_judged_even_when_a_fast_configuration_never_reaches_min_time(monkeypatch):
+    """serial's 10 ms trials reach MAX_TRIALS before MIN_TIME_S: the others' contest still
+    goes on after their own minimum."""
+    jitter = [1.0, 1.6, 0.7, 1.5, 0.8]
+    clock = walled_backends(monkeypatch, {
+        "fake-serial": lambda n: 0.01,
+        "fake-thread": lambda n: jitter[n] if n < len(jitter) else 1.0,
+        "fake-process": lambda n: 1.0})
+    plan = Plan(executors=tuple(FAKE_FAMILIES), workers=(2,), repeat="auto", max_time_s=600)
+    trials, _ = run_plan(tiny(4), plan, clock=lambda: clock() / 1e9,
+                         contention=lambda done: {("fake-thread", 2, 1), ("fake-process", 2, 1)}
+                         if counts(done)["fake-thread"] < 20 else ())
+    n = counts(trials)
+    assert n["fake-serial"] == MAX_TRIALS
+    assert n["fake-thread"] == n["fake-process"] == 20

@@ -5,17 +5,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ._errors import UsageError
-from .backends import get_backend
+from .analysis.recommend import contenders, trial_failures
+from .backends import REGISTRY, get_backend
 from .environment import collect_environment, usable_cores
+from .frames import trials_frame
 from .probe import is_coroutine_function
 from .result import Result, new_run_id, transfer_sample
-from .runner import Chunksize, Plan, Repeat, TrialResult, backend_class, run_plan
+from .runner import Chunksize, Contention, Plan, Repeat, TrialResult, backend_class, run_plan
 from .store import RunStore
 from .workloads import Workload
 
@@ -176,7 +179,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
             on_trial_start.append(bar.on_trial_start)
         hooks = {"on_chunk": _each(on_chunk), "on_trial_start": _each(on_trial_start),
                  "on_trial_end": _each(on_trial_end)}
-        trials, interrupted = run_plan(workload, plan, **hooks)
+        trials, interrupted = run_plan(workload, plan, contention=_contention(()), **hooks)
 
         def result() -> Result:
             sample = next((t.result_sample for t in trials if t.result_sample), [])
@@ -209,40 +212,98 @@ def _each(callbacks: list[Any]) -> Any:
     return call
 
 
+def _contention(prior: Sequence[TrialResult], until: float | None = None) -> Contention:
+    """The verdict's rule as the runner's stopping rule: over ``prior`` and the new trials,
+    the configurations still in contention (analysis.recommend.contenders); none after
+    ``until`` (time.monotonic), a budget shared by several run_plan calls."""
+    families = {name: cls.family for name, cls in REGISTRY.items()}
+
+    def in_contention(new: Sequence[TrialResult]) -> Collection[tuple[str, int, int]]:
+        if until is not None and time.monotonic() > until:
+            return ()
+        every = [*prior, *new]
+        return contenders(trials_frame(every), trial_failures(every), families)
+
+    return in_contention
+
+
+MAX_IO_BISECTIONS = 3
+
+
 def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
                         trials: list[TrialResult], options: dict[str, Any],
                         hooks: dict[str, Any]) -> bool:
-    """Threads waiting on I/O are cheap: double their number while the wall time drops."""
+    """Threads waiting on I/O are cheap: search the worker count that finishes soonest.
+
+    Double the count while a step pays (cuts the median wall by IO_WORKER_GAIN); where
+    doubling would pass the item count, try the item count itself (more threads than items
+    would only idle). When a step stops paying right after one that paid (the curve was still
+    rising), bisect between the two, down to steps of a quarter (or 2). The verdict then
+    chooses among every count tried, fewer workers first (analysis/decide.py).
+    """
     threads = [n for n in plan.executors
                if get_backend(n).family in ("thread", "async")] or ["thread"]
     name = threads[0]
+    base = plan.workers[0]
     summary = first.summary
-    row = summary[(summary["executor"] == name) & (summary["workers"] == plan.workers[0])]
-    best = float(row["wall_s"].iloc[0]) if len(row) else float("inf")
-    best_workers = plan.workers[0]
-    tried = []
-    count = plan.workers[0] * 2
-    while count <= min(len(workload.items), MAX_IO_WORKERS):
+    row = summary[(summary["executor"] == name) & (summary["workers"] == base)]
+    walls = {base: float(row["wall_s"].iloc[0]) if len(row) else float("inf")}
+    tried: list[int] = []
+    # Trials added to settle the verdict share one --max-time over the whole search; each
+    # count still gets its stable median, as in the main run.
+    until = time.monotonic() + plan.max_time_s
+
+    def pays(count: int, than: int) -> bool:
+        return walls[count] * IO_WORKER_GAIN <= walls[than]
+
+    def measure(count: int) -> bool | None:
+        """Run thread trials with ``count`` workers: True once measured, None when
+        interrupted, False when no trial ran every item."""
         extra = dataclasses.replace(plan, executors=(name,), workers=(count,))
-        more, interrupted = run_plan(workload, extra, first_index=len(trials), **hooks)
+        more, interrupted = run_plan(workload, extra, first_index=len(trials),
+                                     contention=_contention(tuple(trials), until), **hooks)
         trials.extend(more)
-        walls = sorted(t.wall_s for t in more if t.status in ("ok", "partial"))
-        if interrupted or not walls:
-            return interrupted
-        wall = walls[(len(walls) - 1) // 2]
+        ok = sorted(t.wall_s for t in more if t.status in ("ok", "partial"))
+        if interrupted:
+            return None
+        if not ok:
+            return False
+        walls[count] = ok[(len(ok) - 1) // 2]
         tried.append(count)
-        if wall * IO_WORKER_GAIN > best:
+        return True
+
+    limit = min(len(workload.items), MAX_IO_WORKERS)
+    best, beyond = base, None  # the best count so far; the first count that did not pay
+    while best < limit and beyond is None:
+        count = min(best * 2, limit)
+        if not (measured := measure(count)):
+            return measured is None
+        if pays(count, best):
+            best = count
+        else:
+            beyond = count
+    for _ in range(MAX_IO_BISECTIONS):
+        if beyond is None or best == base or beyond - best <= max(2, best // 4):
             break
-        best, best_workers = wall, count
-        count *= 2
+        middle = (best + beyond) // 2
+        if not (measured := measure(middle)):
+            return measured is None
+        if pays(middle, best):
+            best = middle
+        else:
+            beyond = middle
     options["io_workers_tried"] = tried
-    options["findings"].append(
-        f"io-bound: tried {name} with {', '.join(map(str, tried))} workers beyond the "
-        f"{plan.workers[0]} cores; more workers paid off up to {best_workers}"
-        if best_workers > plan.workers[0] else
-        f"io-bound: tried {name} with {', '.join(map(str, tried))} workers; none beat "
-        f"{plan.workers[0]} by {IO_WORKER_GAIN - 1:.0%}")
+    options["findings"].append(_io_finding(name, base, tried, best, len(workload.items)))
     return False
+
+
+def _io_finding(name: str, base: int, tried: list[int], best: int, n_items: int) -> str:
+    counts = ", ".join(f"{c} (the item count)" if c == n_items else str(c) for c in tried)
+    if best > base:
+        return (f"io-bound: tried {name} with {counts} workers beyond the {base} cores; more "
+                f"workers paid off up to {best}")
+    return (f"io-bound: tried {name} with {counts} workers; none beat {base} by "
+            f"{IO_WORKER_GAIN - 1:.0%}")
 
 
 def _caveats(workload: Workload, names: Sequence[str]) -> list[str]:

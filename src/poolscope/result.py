@@ -24,7 +24,7 @@ from .analysis.classify import Classification, classify
 from .analysis.costs import COST_PARTS, cost_model
 from .analysis.metrics import outlier_flags, summarize
 from .analysis.noise import noise_warnings
-from .analysis.recommend import Recommendation, recommend, workload_findings
+from .analysis.recommend import Recommendation, recommend, trial_failures, workload_findings
 from .analysis.scaling import (
     AmdahlFit,
     GrowthFit,
@@ -111,7 +111,8 @@ class Result:
     def recommendation(self) -> Recommendation | None:
         first = recommend(self.summary, self.trials, self.cores, _families(),
                           caveats=self.options.get("caveats", []),
-                          findings=self.options.get("findings", []))
+                          findings=self.options.get("findings", []),
+                          failures=trial_failures(self.trial_results))
         extra = workload_findings(self.classification, self.costs, first)
         if first is None:
             return first

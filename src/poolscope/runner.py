@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import resource
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,7 +27,8 @@ from .probe import HOST, Chunk, ChunkRecord, peak_rss, reset_peak_rss
 from .shipping import unpicklable_items, unreadable_errors
 from .workloads import Workload
 
-__all__ = ["ItemColumns", "Plan", "TrialResult", "auto_chunksize", "make_chunks", "run_plan"]
+__all__ = ["Contention", "ItemColumns", "Plan", "TrialResult", "auto_chunksize", "make_chunks",
+           "run_plan"]
 
 Chunksize = int | Literal["auto"]
 
@@ -265,6 +266,9 @@ class Plan:
 
 
 ChunkCallback = Callable[[int, ChunkRecord], None]
+# Given the trials so far, the configurations (executor, workers, chunksize) still in contention:
+# none once the evidence decides. The API passes analysis' rule; the runner only asks it.
+Contention = Callable[[Sequence["TrialResult"]], Collection[tuple[str, int, int]]]
 
 
 @dataclass
@@ -279,12 +283,15 @@ def run_plan(workload: Workload, plan: Plan, *,
              on_trial_end: Callable[[TrialResult], None] | None = None,
              clock: Callable[[], float] = time.monotonic,
              first_index: int = 0,
+             contention: Contention | None = None,
              ) -> tuple[list[TrialResult], bool]:
     """Run the plan's trials in interleaved rounds; returns the trials and whether interrupted.
 
     Warm-up rounds come first and are discarded. With ``repeat="auto"`` rounds continue, for
     the configurations that still need them, until each has MIN_TRIALS trials and MIN_TIME_S
-    of trials, or MAX_TRIALS, or the run has taken ``max_time_s``.
+    of trials (a stable median); then, with ``contention``, for those it says are still in
+    contention (sequential testing: until the evidence decides) — each at most MAX_TRIALS, and
+    none once the run has taken ``max_time_s``.
     """
     items = list(workload.items) if not isinstance(workload.items, list) else workload.items
     if not items:
@@ -304,16 +311,27 @@ def run_plan(workload: Workload, plan: Plan, *,
         cls.begin_run()
     board = Board()  # one for the run: a thread that stays maps its file once
     tally = {c: _Tally() for c in configs}
+    keys: dict[Config, tuple[str, int, int]] = {}  # each configuration as its trials name it
     results: list[TrialResult] = []
     began = clock()
 
-    def needs_more(c: Config) -> bool:
+    def stable(c: Config) -> bool:
+        return tally[c].trials >= MIN_TRIALS and tally[c].seconds >= MIN_TIME_S
+
+    def needs_more(c: Config, contenders: Collection[tuple[str, int, int]]) -> bool:
         t = tally[c]
         if plan.repeat != "auto":
             return t.trials < plan.repeat
         if t.trials >= MAX_TRIALS or (t.trials >= 1 and clock() - began > plan.max_time_s):
             return False
-        return t.trials < MIN_TRIALS or t.seconds < MIN_TIME_S
+        return not stable(c) or keys.get(c) in contenders
+
+    def in_contention() -> Collection[tuple[str, int, int]]:
+        """Judged only once every configuration has a stable median (or all it may get)."""
+        settled = all(stable(c) or tally[c].trials >= MAX_TRIALS for c in configs)
+        if contention is None or plan.repeat != "auto" or not settled:
+            return ()
+        return contention(results)
 
     def one(c: Config, index: int, repeat: int) -> TrialResult:
         cls = backend_class(c.executor, plan.isolate)
@@ -336,7 +354,11 @@ def run_plan(workload: Workload, plan: Plan, *,
                 if one(c, -1, -1).status == "interrupted":
                     return results, True
         repeat = 0
-        while active := [c for c in configs if needs_more(c)]:
+        while True:
+            contenders = in_contention()  # once a round
+            active = [c for c in configs if needs_more(c, contenders)]
+            if not active:
+                break
             for c in active:
                 index = first_index + len(results)
                 if on_trial_start:
@@ -344,6 +366,7 @@ def run_plan(workload: Workload, plan: Plan, *,
                 trial = one(c, index, repeat)
                 tally[c].trials += 1
                 tally[c].seconds += trial.wall_s
+                keys.setdefault(c, (trial.executor, trial.workers, trial.chunksize))
                 results.append(trial)
                 if on_trial_end:
                     on_trial_end(trial)

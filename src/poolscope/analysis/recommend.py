@@ -1,35 +1,45 @@
 """The recommendation: which executor, how many workers, what chunksize — and why, in numbers.
 
-1. Candidates: configurations whose trials all ran every item without an error.
-2. The fastest by median wall time.
-3. A configuration ties with the fastest when the data show it is at most EQUIVALENT slower:
-   the upper end of the 95% interval of the ratio of medians is below 1 + EQUIVALENT (an
-   equivalence test: a wide interval proves nothing, so noisy runs do not tie). With a single
-   trial each there is no interval, and only a gap under CLOSE_CALL ties.
-4. Among those, the simplest wins: serial, then threads or asyncio (one process, nothing
-   pickled), then processes, then subinterpreters, then another interpreter (NAME@PATH); then
-   fewer workers.
-   A difference that is not statistically real is no reason to pay for processes.
+The choice is analysis/decide.py's rule, the one the runner also stops on: a more complex
+configuration only when it is shown faster than every simpler one, a simpler one when it is shown
+within 10% of the fastest, and otherwise an inconclusive verdict naming the simplest
+configuration not shown slower, with what it would take to decide. Candidates are the
+configurations that ran every item, apart from items that failed the same way everywhere (left
+out, and said so). A recommendation other than serial carries its comparison with serial.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .._format import duration
+from .decide import (
+    EQUIVALENT,
+    Arm,
+    Decision,
+    Failure,
+    Key,
+    Labeller,
+    LeftOut,
+    candidate_arms,
+    decide,
+    failure_set,
+)
 from .stats import Comparison, compare_samples
 
-__all__ = ["Recommendation", "recommend", "workload_findings"]
+__all__ = ["NO_CANDIDATE", "Recommendation", "contenders", "recommend", "trial_failures",
+           "workload_findings"]
 
-CLOSE_CALL = 0.05
-EQUIVALENT = 0.10
-# Subinterpreters rank after processes: as fast to reach, but new, and many extension modules
-# do not load in them. Unknown families (another interpreter, NAME@PATH) come last.
-FAMILY_COST = {"serial": 0, "thread": 1, "async": 1, "process": 2, "interpreter": 3}
-UNKNOWN_FAMILY_COST = 4
+# Why there is no recommendation at all (recommend() returned None).
+NO_CANDIDATE = ("every executor failed, had failures the others did not share, or ran no item "
+                "without an error (items that fail the same way under every executor are left "
+                "out, not held against them)")
+QUIETER = 200  # more trials than this per configuration to decide: ask for a quieter machine
 
 
 @dataclass(frozen=True)
@@ -41,10 +51,15 @@ class Recommendation:
     caveats: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
     code: str | None = None  # a script that runs the chosen configuration (analysis.snippet)
+    inconclusive: bool = False  # the budget ended before the evidence decided
+    to_decide: str | None = None  # what it would take, when inconclusive
+    left_out: list[int] = field(default_factory=list)  # items failing alike everywhere
 
     def to_json(self) -> dict[str, object]:
         return {"executor": self.executor, "workers": self.workers,
-                "chunksize": self.chunksize, "reasons": list(self.reasons),
+                "chunksize": self.chunksize, "inconclusive": self.inconclusive,
+                "to_decide": self.to_decide, "left_out_items": list(self.left_out),
+                "reasons": list(self.reasons),
                 "caveats": list(self.caveats),
                 "comparisons": [{"a": c.a, "b": c.b, "ratio": c.ratio,
                                  "ci": list(c.ci) if c.ci else None, "verdict": c.verdict,
@@ -52,63 +67,75 @@ class Recommendation:
                 "code": self.code}
 
 
-def _walls(trials: pd.DataFrame, row: pd.Series) -> np.ndarray:
-    mask = ((trials["executor"] == row["executor"]) & (trials["workers"] == row["workers"])
-            & (trials["chunksize"] == row["chunksize"])
-            & trials["status"].isin(["ok", "partial"]))
-    return trials.loc[mask, "wall_s"].to_numpy()
+def _labeller(trials: pd.DataFrame) -> Labeller:
+    several = trials.groupby(["executor", "workers"])["chunksize"].nunique().max() > 1
+
+    def label(executor: str, workers: int, chunksize: int) -> str:
+        text = f"{executor} ×{int(workers)}"
+        return f"{text} chunks of {int(chunksize)}" if several else text
+
+    return label
 
 
-def _label(row: pd.Series, several_chunksizes: bool) -> str:
-    text = f"{row['executor']} ×{int(row['workers'])}"
-    return f"{text} chunks of {int(row['chunksize'])}" if several_chunksizes else text
+def trial_failures(trials: Iterable[Any]) -> dict[int, frozenset[Failure]]:
+    """Each trial's failures by its index, from TrialResult-like objects (index, errors)."""
+    return {t.index: failure_set(t.errors) for t in trials}
+
+
+def contenders(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failure]] | None,
+               families: Mapping[str, str]) -> frozenset[Key]:
+    """The configurations still in contention (none once decided): what the runner's
+    ``contention`` hook returns, by the same rule as recommend()."""
+    arms, _ = candidate_arms(trials, failures, families)
+    return decide(arms).contenders
 
 
 def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
-              families: dict[str, str] | None = None,
+              families: Mapping[str, str] | None = None,
               caveats: list[str] | None = None,
-              findings: list[str] | None = None) -> Recommendation | None:
-    candidates = summary[(summary["errors"] == 0) & summary["wall_s"].notna()]
-    if candidates.empty:
-        return None
+              findings: list[str] | None = None,
+              failures: Mapping[int, frozenset[Failure]] | None = None
+              ) -> Recommendation | None:
+    """The verdict over a run's summary and trials frames.
+
+    ``failures``: each trial's failure_set by trial index (decide.py); items that failed alike
+    everywhere are then left out instead of disqualifying every executor.
+    """
     families = families or {}
-    ranked = candidates.sort_values("wall_s", kind="stable")
-    several = summary.groupby(["executor", "workers"]).size().max() > 1
-    fastest = ranked.iloc[0]
-    fastest_walls = _walls(trials, fastest)
-    comparisons: dict[int, Comparison] = {}
-    for index, row in ranked.iloc[1:].iterrows():
-        comparisons[index] = compare_samples(_label(fastest, several), fastest_walls,
-                                             _label(row, several), _walls(trials, row))
-
-    def ties(index: int) -> bool:
-        c = comparisons[index]
-        if c.ci is None:
-            return c.ratio < 1 + CLOSE_CALL
-        return c.ci[1] <= 1 + EQUIVALENT
-
-    tied = [fastest.name, *[i for i in comparisons if ties(i)]]
-    chosen = min(tied, key=lambda i: (FAMILY_COST.get(families.get(ranked.loc[i, "executor"],
-                                                                     ""),
-                                                    UNKNOWN_FAMILY_COST),
-                                      ranked.loc[i, "workers"], ranked.loc[i, "wall_s"]))
-    best = ranked.loc[chosen]
-    reasons = [_fastest_sentence(fastest, several)]
-    if chosen != fastest.name:
-        c = comparisons[chosen]
-        detail = (f"ratio {c.ratio:.2f}, 95% CI {c.ci[0]:.2f}–{c.ci[1]:.2f}" if c.ci
-                  else "one trial each")
-        slower = (f"at most {EQUIVALENT:.0%} slower" if c.ci
-                  else f"under {CLOSE_CALL:.0%} slower")
-        reasons.append(f"{_label(best, several)} is {slower} ({detail}) and is "
-                       f"simpler ({_simpler(families.get(best['executor'], ''))}), so it is "
-                       "recommended")
+    label = _labeller(trials)
+    arms, left_out = candidate_arms(trials, failures, families, label)
+    decision = decide(arms)
+    if decision.chosen is None or decision.fastest is None:
+        return None
+    chosen, fastest = decision.chosen, decision.fastest
+    best, fastest_row = _row(summary, chosen.key), _row(summary, fastest.key)
+    reasons = _verdict(decision, fastest_row, families)
+    against_serial = _against_serial(trials, chosen, decision, label)
+    if against_serial is not None and chosen is not fastest:
+        reasons.append(f"against serial: {against_serial.sentence()}")
+    if left_out.items:
+        reasons.append(_left_out_sentence(left_out, int(trials["items"].max())))
     if best["executor"] != "serial" and not pd.isna(best["parallelism"]):
         reasons.append(
             f"its items overlapped: parallelism {best['parallelism']:.2f}, "
             f"{best['cpu_parallelism']:.2f} computing at once, with {int(best['workers'])} "
             f"workers on {cores} cores")
     reasons.extend(findings or [])
+    ordered = list(decision.comparisons.values())
+    if against_serial is not None and chosen is not fastest:
+        ordered.insert(0, against_serial)
+    elif against_serial is not None:  # the fastest against serial: put it first
+        ordered.sort(key=lambda c: c.b != against_serial.b)
+    return Recommendation(
+        executor=str(best["executor"]), workers=int(best["workers"]),
+        chunksize=None if best["executor"] == "serial" else int(best["chunksize"]),
+        reasons=reasons, caveats=_notes(best, fastest_row, caveats), comparisons=ordered,
+        inconclusive=decision.inconclusive,
+        to_decide=_to_decide(decision) if decision.inconclusive else None,
+        left_out=left_out.items)
+
+
+def _notes(best: pd.Series, fastest: pd.Series, caveats: list[str] | None) -> list[str]:
     notes = list(caveats or [])
     if int(fastest["trials"]) < 2:
         notes.append("one trial per executor: differences cannot be called real; "
@@ -117,23 +144,107 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
         notes.append(f"start-up ({duration(best['startup_s'])}) is "
                      f"{best['startup_s'] / best['wall_s']:.0%} of the wall time; more items "
                      "per run would amortise it")
-    ordered = [comparisons[i] for i in comparisons]
-    return Recommendation(
-        executor=str(best["executor"]), workers=int(best["workers"]),
-        chunksize=None if best["executor"] == "serial" else int(best["chunksize"]),
-        reasons=reasons, caveats=notes, comparisons=ordered)
+    return notes
+
+
+def _row(summary: pd.DataFrame, key: Key) -> pd.Series:
+    executor, workers, chunksize = key
+    match = summary[(summary["executor"] == executor) & (summary["workers"] == workers)
+                    & (summary["chunksize"] == chunksize)]
+    return match.iloc[0]
+
+
+def _verdict(decision: Decision, fastest_row: pd.Series,
+             families: Mapping[str, str]) -> list[str]:
+    """The rule's outcome in words: the first reasons."""
+    chosen, fastest = decision.chosen, decision.fastest
+    assert chosen is not None and fastest is not None
+    if decision.inconclusive:
+        unsure = "; ".join(f"{a.label}: ratio {_ratio(decision.comparisons[a.key])}"
+                           for a in decision.undecided)
+        return [f"inconclusive: {fastest.label} measured fastest ({duration(fastest.median)}), "
+                f"but the trials show {_names(decision.undecided)} neither slower than it nor "
+                f"within {EQUIVALENT:.0%} of it ({unsure}); {chosen.label} is the simplest "
+                "configuration not shown slower, so it is recommended until more trials "
+                f"decide; to decide: {_to_decide(decision)}",
+                _fastest_sentence(fastest_row, fastest.label)]
+    reasons = [_fastest_sentence(fastest_row, fastest.label)]
+    simpler = [a for a in decision.arms if a.rank < fastest.rank]
+    if decision.how == "faster" and simpler:
+        reasons.append(f"it is shown faster than every simpler configuration "
+                       f"({', '.join(a.label for a in simpler)}): each ratio's interval is "
+                       "above 1")
+    elif decision.how == "equivalent":
+        c = decision.comparisons[chosen.key]
+        reasons.append(f"{chosen.label} is at most {EQUIVALENT:.0%} slower (ratio {_ratio(c)}) "
+                       f"and is simpler ({_simpler(families.get(chosen.key[0], ''))}), so it "
+                       "is recommended")
+    return reasons
+
+
+def _ratio(c: Comparison) -> str:
+    return (f"{c.ratio:.2f}, 95% CI {c.ci[0]:.2f}–{c.ci[1]:.2f}" if c.ci
+            else f"{c.ratio:.2f}, one trial each: no interval")
+
+
+def _names(arms: Sequence[Arm]) -> str:
+    labels = [a.label for a in arms]
+    return ", ".join(labels[:-1]) + " and " + labels[-1] if len(labels) > 1 else labels[0]
+
+
+def _to_decide(decision: Decision) -> str:
+    arms = sorted({a.key: a for a in [*decision.undecided, decision.fastest] if a}.values(),
+                  key=lambda a: a.rank)
+    names = _names(arms)
+    n = decision.more_trials
+    if n is None:
+        return f"more than one trial each of {names}, for an interval (--repeat auto)"
+    have = min(a.walls.size for a in arms)
+    seconds = n * sum(a.median for a in arms)
+    if have + n > QUIETER:
+        return (f"a quieter machine: at this noise it would take about {n} more trials of "
+                f"{names}")
+    return (f"about {n} more trials of {names} (about {duration(seconds)} more: raise "
+            "--max-time), or a quieter machine")
+
+
+def _against_serial(trials: pd.DataFrame, chosen: Arm, decision: Decision,
+                    label: Labeller) -> Comparison | None:
+    """The chosen configuration against serial, when serial ran and was not chosen."""
+    if chosen.key[0] == "serial":
+        return None
+    for key, c in decision.comparisons.items():
+        if key[0] == "serial" and chosen is decision.fastest:
+            return c
+    serial = trials[(trials["executor"] == "serial") & trials["status"].isin(["ok", "partial"])]
+    if serial.empty:
+        return None
+    first = serial.iloc[0]
+    walls = serial[serial["chunksize"] == first["chunksize"]]["wall_s"].to_numpy(dtype=float)
+    return compare_samples(chosen.label, chosen.walls,
+                           label("serial", int(first["workers"]), int(first["chunksize"])),
+                           walls)
+
+
+def _left_out_sentence(left_out: LeftOut, n_items: int) -> str:
+    items = left_out.items
+    shown = ", ".join(map(str, items[:5])) + (", …" if len(items) > 5 else "")
+    they, which = ("they", f"items {shown}") if len(items) > 1 else ("it", f"item {shown}")
+    return (f"{len(items)} of {n_items} items left out: {they} raised "
+            f"{' or '.join(left_out.kinds)} under every executor in every trial ({which}); "
+            "every executor did the same work, so they are compared on their trial walls")
 
 
 def _simpler(family: str) -> str:
     return {"serial": "no pool at all", "thread": "threads share memory: nothing is pickled",
             "async": "one event loop in this process: nothing is pickled",
-            "process": "fewer or lighter processes",
             "interpreter": "one process, and fewer or lighter subinterpreters",
+            "process": "fewer or lighter processes",
             }.get(family, "fewer workers")
 
 
-def _fastest_sentence(best: pd.Series, several: bool) -> str:
-    text = f"{_label(best, several)} measured fastest: {duration(best['wall_s'])}"
+def _fastest_sentence(best: pd.Series, name: str) -> str:
+    text = f"{name} measured fastest: {duration(best['wall_s'])}"
     if not pd.isna(best["wall_ci_lo"]):
         text += f" (95% CI {duration(best['wall_ci_lo'])}–{duration(best['wall_ci_hi'])})"
     if not pd.isna(best["speedup"]) and best["executor"] != "serial":

@@ -24,6 +24,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .._format import duration, percent, ratio, size
+from ..analysis.recommend import NO_CANDIDATE
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -136,10 +137,11 @@ def _list(lines: list[str], color: str | None = None) -> str:
 def _recommendation(result: Result) -> str:
     rec = result.recommendation
     if rec is None:
-        return (f'<p style="color:{AMBER}"><b>no recommendation:</b> every executor had '
-                "failed items</p>")
+        return (f'<p style="color:{AMBER}"><b>no recommendation:</b> '
+                f"{_e(NO_CANDIDATE)}</p>")
     chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
-    parts = [f'<p class="poolscope-recommendation"><b>recommendation:</b> '
+    verdict = f'<b style="color:{AMBER}">inconclusive</b> — ' if rec.inconclusive else ""
+    parts = [f'<p class="poolscope-recommendation"><b>recommendation:</b> {verdict}'
              f'<b style="color:{GREEN}">{_e(rec.executor)} with {rec.workers} worker(s)'
              f"{_e(chunk)}</b></p>", _list(list(rec.reasons))]
     if rec.comparisons:

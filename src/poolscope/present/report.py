@@ -47,6 +47,7 @@ from .._errors import UsageError
 from .._format import duration, percent, ratio, size
 from ..analysis.cores import cores_text, cores_used
 from ..analysis.costs import COST_PARTS
+from ..analysis.recommend import NO_CANDIDATE
 from ..frames import (
     concurrency,
     concurrency_binned,
@@ -134,10 +135,11 @@ def _recommendation(result: Result) -> str:
     rec = result.recommendation
     out = ["<h2>Recommendation</h2>"]
     if rec is None:
-        out.append("<p>No recommendation: every executor had failed items.</p>")
+        out.append(f"<p>No recommendation: {_e(NO_CANDIDATE)}.</p>")
     else:
         chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
-        out.append(f"<p><b>{_e(rec.executor)} ×{rec.workers}{chunk}</b></p>")
+        verdict = "<span class='warn'>inconclusive</span> — " if rec.inconclusive else ""
+        out.append(f"<p>{verdict}<b>{_e(rec.executor)} ×{rec.workers}{chunk}</b></p>")
         out.append(_list(rec.reasons))
         if rec.comparisons:
             out.append("<p class='note'>Evidence (95% intervals):</p>")

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .._format import duration, percent, ratio, size
+from ..analysis.recommend import NO_CANDIDATE
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -75,10 +76,11 @@ def render_result(result: Result) -> Iterator[Any]:
                         f" ({evidence})")
     rec = result.recommendation
     if rec is None:
-        yield Text("no recommendation: every executor had failed items", style="yellow")
+        yield Text(f"no recommendation: {NO_CANDIDATE}", style="yellow")
     else:
         chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
-        yield Text.assemble(("recommendation: ", "bold"),
+        verdict = [("inconclusive — ", "bold yellow")] if rec.inconclusive else []
+        yield Text.assemble(("recommendation: ", "bold"), *verdict,
                             (f"{rec.executor} with {rec.workers} worker(s){chunk}", "bold green"))
         for reason in rec.reasons:
             yield Text(f"  · {reason}")
@@ -225,11 +227,12 @@ def markdown_summary(result: Result) -> str:
               + (f" ({_md('; '.join(result.classification_evidence))})"
                  if result.classification_evidence else "")]
     if rec is None:
-        lines.append("No recommendation: every executor had failed items.")
+        lines.append(f"No recommendation: {NO_CANDIDATE}.")
     else:
         chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
-        lines += ["", f"Recommendation: **{_md(rec.executor)} with {rec.workers} worker(s)"
-                      f"{chunk}**", ""]
+        verdict = "inconclusive — " if rec.inconclusive else ""
+        lines += ["", f"Recommendation: **{verdict}{_md(rec.executor)} with {rec.workers} "
+                      f"worker(s){chunk}**", ""]
         lines += [f"- {_md(reason)}" for reason in rec.reasons]
         lines += [f"- {_md(c.sentence())}" for c in rec.comparisons]
         lines += [f"- ⚠ {_md(caveat)}" for caveat in rec.caveats]

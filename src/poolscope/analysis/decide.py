@@ -1,0 +1,218 @@
+"""Deciding between configurations on evidence: the rule both the verdict and the runner use.
+
+design.md, "The verdict": a more complex configuration is recommended only when it is shown
+faster than every simpler one (the 95% interval of the ratio of medians excludes 1); a simpler
+one wins when it is shown equivalent, at most EQUIVALENT slower than the fastest (the upper end
+of that interval is below 1 + EQUIVALENT). Anything else is undecided: the runner adds trials to
+the configurations still in contention, and a verdict reached without more is inconclusive and
+names the simplest configuration not shown slower.
+
+Simplicity: serial, threads, asyncio, subinterpreters, processes, a cluster (dask), then any
+other interpreter (NAME@PATH); fewer workers before more.
+
+Which configurations take part (candidates): those whose every counted trial ran every item and
+failed only on the items that failed the same way (item and exception kind) in every trial of
+every configuration. Those deterministic failures are the function's, not an executor's: each
+candidate did the same work in each trial (the same items succeeded, the same raised), so trial
+walls compare like with like and are what the rule is applied to. A configuration with a
+failure the others do not share (it broke, or an item failed only sometimes) is no candidate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .stats import Comparison, compare_samples
+
+__all__ = ["EQUIVALENT", "Arm", "Decision", "LeftOut", "candidate_arms", "decide",
+           "failure_set", "simplicity"]
+
+EQUIVALENT = 0.10
+FAMILY_RANK = {"serial": 0, "thread": 1, "async": 2, "interpreter": 3, "process": 4,
+               "cluster": 5}
+UNKNOWN_FAMILY_RANK = 6  # another interpreter (NAME@PATH), or an executor this does not know
+CLUSTER_EXECUTORS = {"dask"}  # process workers too, but behind a scheduler: a cluster
+COUNTED = ("ok", "partial")  # trials whose wall time is comparable (metrics.summarize)
+
+Key = tuple[str, int, int]  # executor, workers, chunksize
+Failure = tuple[int | None, str]  # item (None: not an item's), exception kind
+Labeller = Callable[[str, int, int], str]  # names a configuration in sentences
+
+
+def simplicity(executor: str, workers: int, families: Mapping[str, str]) -> tuple[int, int]:
+    """Sort key: the simpler configuration first."""
+    family = "cluster" if executor in CLUSTER_EXECUTORS else families.get(executor, "")
+    return FAMILY_RANK.get(family, UNKNOWN_FAMILY_RANK), workers
+
+
+def failure_set(errors: Iterable[Mapping[str, Any]]) -> frozenset[Failure]:
+    """A trial's failures as (item, kind) pairs, from TrialResult.errors."""
+    return frozenset((e.get("item"), str(e.get("kind"))) for e in errors)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One candidate configuration and its trial walls."""
+
+    key: Key
+    label: str
+    walls: np.ndarray
+    rank: tuple[int, int]
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.walls))
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Items that failed the same way in every trial of every configuration."""
+
+    failures: frozenset[Failure] = frozenset()
+
+    @property
+    def items(self) -> list[int]:
+        return sorted({item for item, _ in self.failures if item is not None})
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted({kind for _, kind in self.failures})
+
+
+def candidate_arms(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failure]] | None,
+                   families: Mapping[str, str], label: Labeller | None = None
+                   ) -> tuple[list[Arm], LeftOut]:
+    """The configurations the rule may choose from, and the deterministic failures left out.
+
+    ``trials``: frames.trials_frame's columns (trial, executor, workers, chunksize, status,
+    wall_s, errors). ``failures``: each trial's failure_set by trial index; without it a
+    configuration with any error is no candidate. ``label(executor, workers, chunksize)``
+    names a configuration in sentences.
+    """
+    name: Labeller = label or (lambda e, w, c: f"{e} ×{w}")
+    expected = int(trials["items"].max()) if len(trials) else 0
+    sets: dict[Key, list[frozenset[Failure]]] = {}
+    broken: set[Key] = set()
+    walls: dict[Key, np.ndarray] = {}
+    for (executor, workers, chunksize), group in trials.groupby(
+            ["executor", "workers", "chunksize"], sort=False):
+        key = (str(executor), int(workers), int(chunksize))
+        counted = group[group["status"].isin(COUNTED)]
+        if counted.empty:
+            continue
+        walls[key] = counted["wall_s"].to_numpy(dtype=float)
+        sets[key] = _failure_sets(counted, failures, expected)
+        if group["status"].eq("failed").any():
+            broken.add(key)
+    shared = frozenset.intersection(*[s for per in sets.values() for s in per]) \
+        if sets else frozenset()
+    shared = frozenset(f for f in shared if f[0] is not None)  # an incident is no item's
+    if len({item for item, _ in shared}) >= expected:  # no item succeeded anywhere
+        return [], LeftOut(shared)
+    arms = [Arm(key, name(*key), walls[key], simplicity(key[0], key[1], families))
+            for key, per in sets.items()
+            if key not in broken and all(s == shared for s in per)]
+    return arms, LeftOut(shared)
+
+
+def _failure_sets(counted: pd.DataFrame, failures: Mapping[int, frozenset[Failure]] | None,
+                  expected: int) -> list[frozenset[Failure]]:
+    """Each counted trial's failures; a trial that recorded fewer items than others did not do
+    the same work, and without per-trial failures any error is an executor's own."""
+    if failures is None:
+        sets = [frozenset() if n == 0 else frozenset({(None, "error")})
+                for n in counted["errors"]]
+    else:
+        sets = [failures.get(int(t), frozenset()) for t in counted["trial"]]
+    return [s | {(None, "missing items")} if n < expected else s
+            for s, n in zip(sets, counted["items"], strict=True)]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rule makes of the arms.
+
+    ``how``: "only" (a single candidate), "faster" (the fastest, shown faster than every
+    simpler one), "equivalent" (a simpler one shown within EQUIVALENT of the fastest) or
+    "inconclusive". ``contenders``: the configurations more trials should go to (empty once
+    decided). ``comparisons``: the fastest against each other arm. ``more_trials``: about how
+    many more trials each contender needs to decide, from the interval widths (None: unknown).
+    """
+
+    chosen: Arm | None
+    fastest: Arm | None
+    how: str
+    contenders: frozenset[Key] = frozenset()
+    comparisons: dict[Key, Comparison] = field(default_factory=dict)
+    undecided: tuple[Arm, ...] = ()
+    more_trials: int | None = None
+    arms: tuple[Arm, ...] = ()
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.how == "inconclusive"
+
+
+def is_equivalent(c: Comparison) -> bool:
+    """The slower one is shown at most EQUIVALENT slower than the faster."""
+    return c.ci is not None and c.ci[1] <= 1 + EQUIVALENT
+
+
+def is_slower(c: Comparison) -> bool:
+    return c.ci is not None and c.ci[0] > 1
+
+
+def decide(arms: Sequence[Arm]) -> Decision:
+    """Apply the rule to the candidates (see the module's docstring).
+
+    Every arm is compared with the fastest (by median). It is settled once shown slower or
+    shown equivalent; the verdict is decided once every arm is settled, and then names the
+    simplest of the fastest and those equivalent to it: the fastest itself only if every
+    simpler arm is shown slower. An unsettled arm, simpler or not, keeps it undecided: it may
+    be the fastest, or equivalent to it.
+    """
+    if not arms:
+        return Decision(None, None, "none")
+    fastest = min(arms, key=lambda a: (a.median, a.rank))
+    if len(arms) == 1:
+        return Decision(fastest, fastest, "only", arms=tuple(arms))
+    comparisons = {a.key: compare_samples(fastest.label, fastest.walls, a.label, a.walls)
+                   for a in arms if a is not fastest}
+    simplest_first = sorted(arms, key=lambda a: (a.rank, a.median))
+    good = [a for a in simplest_first if a is fastest or is_equivalent(comparisons[a.key])]
+    undecided = [a for a in simplest_first if a is not fastest
+                 and not is_equivalent(comparisons[a.key]) and not is_slower(comparisons[a.key])]
+    if not undecided:
+        chosen = good[0]
+        return Decision(chosen, fastest, "faster" if chosen is fastest else "equivalent",
+                        comparisons=comparisons, arms=tuple(arms))
+    chosen = min([*good, *undecided], key=lambda a: (a.rank, a.median))
+    more = [_more_trials(comparisons[a.key], min(a.walls.size, fastest.walls.size))
+            for a in undecided]
+    return Decision(chosen, fastest, "inconclusive",
+                    contenders=frozenset({fastest.key, *(a.key for a in undecided)}),
+                    comparisons=comparisons, undecided=tuple(undecided),
+                    more_trials=None if None in more else max(more),  # type: ignore[type-var]
+                    arms=tuple(arms))
+
+
+def _more_trials(c: Comparison, n: int) -> int | None:
+    """Trials to add to each side before the interval settles the comparison, assuming its
+    width shrinks as 1/√n and the ratio stays where it is."""
+    if c.ci is None:
+        return None
+    lo, hi = c.ci
+    factors = []
+    if c.ratio > 1 and c.ratio > lo:  # to show it slower, the lower end must pass 1
+        factors.append(((c.ratio - lo) / (c.ratio - 1)) ** 2)
+    if c.ratio < 1 + EQUIVALENT and hi > c.ratio:  # to show it equivalent
+        factors.append(((hi - c.ratio) / (1 + EQUIVALENT - c.ratio)) ** 2)
+    if not factors:
+        return None
+    return max(1, math.ceil(n * min(factors)) - n)
