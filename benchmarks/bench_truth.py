@@ -72,12 +72,12 @@ CASES = (
     Case("zlib_compress", "C releasing the GIL (zlib)", 16, 6),
     Case("sleep_io", "blocking I/O (sleep)", 30, 10, waits=True),
     Case("subprocess_wait", "subprocess waits", 16, 8, waits=True),
-    Case("tiny", "tiny items", 100_000, 20_000),
+    Case("tiny", "tiny items", 200_000, 20_000),
     Case("large_args", "8 MB arguments", 24, 6),
     Case("large_results", "16 MB results", 16, 4),
-    Case("numpy_matmul", "native-threaded numpy", 12, 4),
+    Case("numpy_matmul", "native-threaded numpy", 8, 4),
     Case("mixed", "mixed compute and sleep", 24, 8, waits=True),
-    Case("gil_convoy", "threads lose to serial", 16, 6),
+    Case("gil_switching", "threads lose to serial", 8_000, 2_000),
 )
 
 
