@@ -1,0 +1,41 @@
+"""Smoke test of the truth suite (benchmarks/bench_truth.py): it runs and gives every workload
+a verdict. Whether the verdicts are right is the benchmark's job, not this test's."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_truth.py"
+CHEAP = ("tiny", "py_compute")
+
+
+def bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_quick_run_prints_a_verdict_per_workload() -> None:
+    done = bench("--quick", "--workloads", ",".join(CHEAP), "--rounds", "1", "--max-time", "2",
+                 timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert "truth suite" in done.stdout
+    for name in CHEAP:
+        rows = [line for line in done.stdout.splitlines() if line.startswith(f"│ {name} ")]
+        assert len(rows) == 1, done.stdout
+        cells = [cell.strip() for cell in rows[0].strip("│").split("│")]
+        assert cells[-1] in ("right", "WRONG"), rows[0]
+        assert re.fullmatch(r"\d+\.\d\d", cells[-2]), rows[0]  # its bare time ÷ the best
+    assert re.search(r"^\d of 2 right", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_an_unknown_workload_is_bad_usage() -> None:
+    done = bench("--workloads", "tiny,nope", timeout=60)
+    assert done.returncode == 2
+    assert "unknown workload(s) nope" in done.stderr
+    assert "Traceback" not in done.stderr
