@@ -121,6 +121,10 @@ def _pool_map(pool: Any, fn: Fn, items: Sequence[Any], chunksize: int | None) ->
         pool.join()
 
 
+BARE = ("serial", "thread", "thread-pool", "process", "process-fork", "process-spawn",
+        "process-forkserver", "process-pool", "asyncio", "loky")
+
+
 def bare_map(config: Config, fn: Fn, items: Sequence[Any]) -> list[Any]:
     """Run ``fn`` over ``items`` as a user would write poolscope's executor ``config.executor``
     with the standard library (or loky), nothing of poolscope's."""
@@ -256,6 +260,9 @@ def run_case(case: Case, args: argparse.Namespace, cores: int, folder: Path,
     cli_items, items = item_args(case, count, scratch)
     verdict = poolscope_verdict(case, cli_items, args.max_time, folder)
     configs = baseline_configs(case, cores, count)
+    if verdict.config is not None and verdict.config.executor not in BARE:
+        verdict.problem = f"no bare equivalent of {verdict.config.label}"
+        verdict.config = None
     if verdict.config is not None and verdict.config not in configs:
         configs.append(verdict.config)
     fn = getattr(truth_workloads, case.name)
@@ -279,14 +286,13 @@ def describe(outcome: Outcome) -> str:
             f"{'right' if outcome.right else 'WRONG'} ({outcome.ratio:.2f}× best)")
 
 
-def print_table(outcomes: Sequence[Outcome], cores: int, rounds: int) -> None:
+def table_rows(outcomes: Sequence[Outcome], cores: int) -> tuple[list[str], list[list[str]]]:
+    """The table's header and one row of plain cells per workload."""
     columns = ["serial", f"thread ×{cores}", *(f"thread ×{n}" for n in IO_THREADS),
                f"process ×{cores}"]
-    table = Table(title=f"truth suite: bare medians of {rounds} interleaved rounds",
-                  title_justify="left")
-    for column in ("workload", *columns, "best", "poolscope says", "class", "its bare time",
-                   "÷ best", "verdict"):
-        table.add_column(column, justify="left" if not column[0].isdigit() else "right")
+    header = ["workload", *columns, "best", "poolscope says", "class", "its bare time",
+              "÷ best", "verdict"]
+    rows = []
     for o in outcomes:
         by_label: dict[str, float] = {}
         for c, t in o.medians.items():  # the baseline configurations come first
@@ -294,15 +300,29 @@ def print_table(outcomes: Sequence[Outcome], cores: int, rounds: int) -> None:
         rec = o.verdict.config
         said = (rec.label + (" (inconclusive)" if o.verdict.inconclusive else "")
                 if rec else o.verdict.problem)
-        verdict = "[green]right[/green]" if o.right else "[bold red]WRONG[/bold red]"
-        table.add_row(o.case.name, *(seconds(by_label.get(c)) for c in columns),
-                      o.best.label, said, o.verdict.classification,
-                      seconds(o.medians.get(rec)) if rec else "–",
-                      f"{o.ratio:.2f}" if rec else "–", verdict)
+        rows.append([o.case.name, *(seconds(by_label.get(c)) for c in columns), o.best.label,
+                     said, o.verdict.classification,
+                     seconds(o.medians.get(rec)) if rec else "–",
+                     f"{o.ratio:.2f}" if rec else "–", "right" if o.right else "WRONG"])
+    return header, rows
+
+
+def print_table(outcomes: Sequence[Outcome], cores: int, rounds: int, markdown: bool) -> None:
+    header, rows = table_rows(outcomes, cores)
+    table = Table(title=f"truth suite: bare medians of {rounds} interleaved rounds",
+                  title_justify="left")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        verdict = "[green]right[/green]" if row[-1] == "right" else "[bold red]WRONG[/bold red]"
+        table.add_row(*row[:-1], verdict)
     wide.print(table)
     wrong = [o.case.name for o in outcomes if not o.right]
     console.print(f"{len(outcomes) - len(wrong)} of {len(outcomes)} right"
                   + (f"; wrong: {', '.join(wrong)}" if wrong else ""))
+    if markdown:
+        lines = [header, ["---"] * len(header), *rows]
+        print("\n" + "\n".join("| " + " | ".join(line) + " |" for line in lines))
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -314,6 +334,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-time", type=float, help="poolscope's --max-time per workload "
                         "(default 20 s, 4 s with --quick)")
     parser.add_argument("--keep", type=Path, help="keep each run's JSON and terminal output here")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as "
+                        "Markdown (for docs/benchmarks.md)")
     parser.add_argument("--check", action="store_true", help="exit 1 when any verdict is wrong")
     args = parser.parse_args(argv)
     known = {c.name: c for c in CASES}
@@ -331,15 +353,24 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        return run_suite(args)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count()) or 1
     console.print(machine_line())
     with tempfile.TemporaryDirectory(prefix="truth-") as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        outcomes = [run_case(case, args, cores or 1, folder, Path(scratch))
+        outcomes = [run_case(case, args, cores, folder, Path(scratch))
                     for case in args.cases]
     console.print(machine_line())
-    print_table(outcomes, cores or 1, args.rounds)
+    print_table(outcomes, cores, args.rounds, args.markdown)
     return 1 if args.check and not all(o.right for o in outcomes) else 0
 
 
