@@ -339,13 +339,18 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="exit 1 when any verdict is wrong")
     args = parser.parse_args(argv)
     known = {c.name: c for c in CASES}
-    names = args.workloads.split(",") if args.workloads else list(known)
+    names = [n.strip() for n in args.workloads.split(",") if n.strip()] if (
+        args.workloads is not None) else list(known)
     unknown = [n for n in names if n not in known]
+    if not names:
+        parser.error(f"--workloads names none; known: {', '.join(known)}")
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(known)}")
     args.cases = [known[n] for n in names]
-    args.rounds = args.rounds or (3 if args.quick else 5)
-    args.max_time = args.max_time or (4.0 if args.quick else 20.0)
+    if args.rounds is None:
+        args.rounds = 3 if args.quick else 5
+    if args.max_time is None:
+        args.max_time = 4.0 if args.quick else 20.0
     if args.rounds < 1 or args.max_time <= 0:
         parser.error("--rounds must be at least 1 and --max-time more than 0")
     return args

@@ -34,8 +34,15 @@ def test_quick_run_prints_a_verdict_per_workload() -> None:
     assert re.search(r"^\d of 2 right", done.stdout, re.MULTILINE), done.stdout
 
 
-def test_an_unknown_workload_is_bad_usage() -> None:
-    done = bench("--workloads", "tiny,nope", timeout=60)
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--workloads", "tiny,nope"), "unknown workload(s) nope"),
+    (("--workloads", ","), "--workloads names none"),
+    (("--rounds", "0"), "--rounds must be at least 1"),  # not taken as "the default"
+    (("--max-time", "0"), "--max-time more than 0"),
+])
+def test_bad_options_are_bad_usage(args: tuple[str, ...], message: str) -> None:
+    done = bench(*args, timeout=60)
     assert done.returncode == 2
-    assert "unknown workload(s) nope" in done.stderr
+    assert message in done.stderr
     assert "Traceback" not in done.stderr
