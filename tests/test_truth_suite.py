@@ -3,10 +3,12 @@ a verdict. Whether the verdicts are right is the benchmark's job, not this test'
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,3 +48,31 @@ def test_bad_options_are_bad_usage(args: tuple[str, ...], message: str) -> None:
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def truth() -> Any:
+    """bench_truth imported as the script imports it (its folder on sys.path)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        yield importlib.import_module("bench_truth")
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+
+def test_every_local_executor_has_a_bare_equivalent(truth: Any) -> None:
+    from poolscope.backends import REGISTRY
+
+    # Subinterpreters and Dask have no standard-library run to compare against.
+    assert set(REGISTRY) - {"interpreter", "dask"} == set(truth.BARE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", ["serial", "thread", "thread-pool", "process",
+                                      "process-spawn", "process-pool", "asyncio", "loky"])
+def test_a_bare_run_returns_every_result_in_order(truth: Any, executor: str) -> None:
+    if executor == "loky":
+        pytest.importorskip("loky")
+    items = list(range(30))
+    done = truth.bare_map(truth.Config(executor, 2, 4), truth.truth_workloads.tiny, items)
+    assert done == [truth.truth_workloads.tiny(item) for item in items]
