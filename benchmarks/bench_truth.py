@@ -112,22 +112,14 @@ async def _gather_in_threads(fn: Fn, items: Sequence[Any], workers: int) -> list
     return await asyncio.gather(*(one(item) for item in items))
 
 
-def _pool_map(pool: Any, fn: Fn, items: Sequence[Any], chunksize: int | None) -> list[Any]:
-    """multiprocessing's pools: map, then close and join (their whole life is timed)."""
-    try:
-        return pool.map(fn, items, chunksize)
-    finally:
-        pool.close()
-        pool.join()
-
-
 BARE = ("serial", "thread", "thread-pool", "process", "process-fork", "process-spawn",
         "process-forkserver", "process-pool", "asyncio", "loky")
 
 
 def bare_map(config: Config, fn: Fn, items: Sequence[Any]) -> list[Any]:
     """Run ``fn`` over ``items`` as a user would write poolscope's executor ``config.executor``
-    with the standard library (or loky), nothing of poolscope's."""
+    with the standard library (or loky), nothing of poolscope's: the code poolscope hands over
+    to paste (``recommendation.code``) does the same."""
     name, workers, chunksize = config.executor, config.workers, config.chunksize
     if name == "serial":
         return [fn(item) for item in items]
@@ -135,9 +127,11 @@ def bare_map(config: Config, fn: Fn, items: Sequence[Any]) -> list[Any]:
         with ThreadPoolExecutor(workers) as threads:
             return list(threads.map(fn, items))
     if name == "thread-pool":
-        return _pool_map(ThreadPool(workers), fn, items, chunksize)
+        with ThreadPool(workers) as pool:  # leaving the block terminates the pool
+            return pool.map(fn, items, chunksize)
     if name == "process-pool":
-        return _pool_map(multiprocessing.Pool(workers), fn, items, chunksize)
+        with multiprocessing.Pool(workers) as pool:
+            return pool.map(fn, items, chunksize)
     if name == "process" or name.startswith("process-"):
         method = name.partition("-")[2] or None
         context = multiprocessing.get_context(method)
@@ -145,7 +139,7 @@ def bare_map(config: Config, fn: Fn, items: Sequence[Any]) -> list[Any]:
             return list(processes.map(fn, items, chunksize=chunksize or 1))
     if name == "asyncio":
         return asyncio.run(_gather_in_threads(fn, items, workers))
-    if name == "loky":
+    if name == "loky":  # fresh per run, as the pasted script's reusable pool is on its run
         import loky
 
         with loky.ProcessPoolExecutor(workers) as processes:
