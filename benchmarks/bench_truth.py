@@ -14,8 +14,8 @@ For each reference workload in ``truth_workloads.py`` this script:
    when that is at most 1.10 ("WRONG" otherwise, or when there is no recommendation).
 
 Run: ``python benchmarks/bench_truth.py [--quick] [--workloads a,b] [--rounds N]
-[--max-time S] [--keep DIR] [--check]``. Exit status 0 (it is a benchmark), or with ``--check``
-1 when any verdict is wrong.
+[--max-time S] [--keep DIR] [--markdown] [--check]``. Exit status 0 (it is a benchmark), or
+with ``--check`` 1 when any verdict is wrong.
 """
 
 from __future__ import annotations
@@ -191,6 +191,7 @@ def item_args(case: Case, count: int, folder: Path) -> tuple[list[str], list[Any
 def poolscope_verdict(case: Case, items: list[str], max_time: float, folder: Path) -> Verdict:
     """Run ``poolscope run`` with default options; keep its terminal output beside its JSON."""
     out = folder / f"{case.name}.json"
+    out.unlink(missing_ok=True)  # a kept folder's old result must not pass for this run's
     command = [sys.executable, "-m", "poolscope", "run", f"{WORKLOADS_FILE}:{case.name}",
                *items, "--json", str(out), "--no-store", "--max-time", str(max_time), "-q"]
     began = time.perf_counter()
@@ -262,7 +263,8 @@ def run_case(case: Case, args: argparse.Namespace, cores: int, folder: Path,
     fn = getattr(truth_workloads, case.name)
     times = time_bare(configs, fn, items, args.rounds)
     outcome = Outcome(case, verdict, {c: median(t) for c, t in times.items()})
-    console.print(f"{case.name}: {describe(outcome)} (poolscope took {verdict.seconds:.0f} s)")
+    console.print(f"{case.name} ({case.kind}): {describe(outcome)} "
+                  f"(poolscope took {verdict.seconds:.0f} s)")
     return outcome
 
 
@@ -276,8 +278,8 @@ def describe(outcome: Outcome) -> str:
     bare = ", ".join(f"{c.label} {seconds(t)}" for c, t in outcome.medians.items())
     rec = outcome.verdict.config
     said = rec.label if rec else outcome.verdict.problem
-    return (f"bare {bare}; poolscope: {said} → "
-            f"{'right' if outcome.right else 'WRONG'} ({outcome.ratio:.2f}× best)")
+    ratio = f" ({outcome.ratio:.2f}× best)" if rec else ""
+    return f"bare {bare}; poolscope: {said} → {'right' if outcome.right else 'WRONG'}{ratio}"
 
 
 def table_rows(outcomes: Sequence[Outcome], cores: int) -> tuple[list[str], list[list[str]]]:
