@@ -4,6 +4,7 @@ a verdict. Whether the verdicts are right is the benchmark's job, not this test'
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import subprocess
 import sys
@@ -76,3 +77,13 @@ def test_a_bare_run_returns_every_result_in_order(truth: Any, executor: str) -> 
     items = list(range(30))
     done = truth.bare_map(truth.Config(executor, 2, 4), truth.truth_workloads.tiny, items)
     assert done == [truth.truth_workloads.tiny(item) for item in items]
+
+
+def test_a_failed_cli_run_is_no_recommendation(truth: Any, tmp_path: Path) -> None:
+    case = truth.Case("no_such_function", "none", 2, 2)
+    stale = {"classification": "cpu-bound", "recommendation": {"executor": "serial", "workers": 1}}
+    (tmp_path / "no_such_function.json").write_text(json.dumps(stale), encoding="utf-8")
+    verdict = truth.poolscope_verdict(case, ["--items", "2"], 1.0, tmp_path)
+    assert verdict.config is None  # not the stale result left in the folder
+    assert verdict.problem.startswith("exit 2: ")
+    assert "no_such_function" in verdict.problem
