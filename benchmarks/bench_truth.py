@@ -224,6 +224,7 @@ class Outcome:
     case: Case
     verdict: Verdict
     medians: dict[Config, float] = field(default_factory=dict)
+    noise: float = 0.0  # the widest half-range of a configuration's rounds ÷ its median
 
     @property
     def best(self) -> Config:
@@ -262,7 +263,8 @@ def run_case(case: Case, args: argparse.Namespace, cores: int, folder: Path,
         configs.append(verdict.config)
     fn = getattr(truth_workloads, case.name)
     times = time_bare(configs, fn, items, args.rounds)
-    outcome = Outcome(case, verdict, {c: median(t) for c, t in times.items()})
+    outcome = Outcome(case, verdict, {c: median(t) for c, t in times.items()},
+                      max((max(t) - min(t)) / 2 / median(t) for t in times.values()))
     console.print(f"{case.name} ({case.kind}): {describe(outcome)} "
                   f"(poolscope took {verdict.seconds:.0f} s)")
     return outcome
@@ -286,8 +288,8 @@ def table_rows(outcomes: Sequence[Outcome], cores: int) -> tuple[list[str], list
     """The table's header and one row of plain cells per workload."""
     columns = ["serial", f"thread ×{cores}", *(f"thread ×{n}" for n in IO_THREADS),
                f"process ×{cores}"]
-    header = ["workload", *columns, "best", "poolscope says", "class", "its bare time",
-              "÷ best", "verdict"]
+    header = ["workload", *columns, "bare noise", "best", "poolscope says", "class",
+              "its bare time", "÷ best", "verdict"]
     rows = []
     for o in outcomes:
         by_label: dict[str, float] = {}
@@ -296,7 +298,8 @@ def table_rows(outcomes: Sequence[Outcome], cores: int) -> tuple[list[str], list
         rec = o.verdict.config
         said = (rec.label + (" (inconclusive)" if o.verdict.inconclusive else "")
                 if rec else o.verdict.problem)
-        rows.append([o.case.name, *(seconds(by_label.get(c)) for c in columns), o.best.label,
+        rows.append([o.case.name, *(seconds(by_label.get(c)) for c in columns),
+                     f"±{o.noise:.0%}", o.best.label,
                      said, o.verdict.classification,
                      seconds(o.medians.get(rec)) if rec else "–",
                      f"{o.ratio:.2f}" if rec else "–", "right" if o.right else "WRONG"])
@@ -313,6 +316,8 @@ def print_table(outcomes: Sequence[Outcome], cores: int, rounds: int, markdown: 
         verdict = "[green]right[/green]" if row[-1] == "right" else "[bold red]WRONG[/bold red]"
         table.add_row(*row[:-1], verdict)
     wide.print(table)
+    console.print("bare noise: the widest half-range of one configuration's rounds ÷ its "
+                  "median; well above 10%, the rounds cannot tell a 10% difference")
     wrong = [o.case.name for o in outcomes if not o.right]
     console.print(f"{len(outcomes) - len(wrong)} of {len(outcomes)} right"
                   + (f"; wrong: {', '.join(wrong)}" if wrong else ""))
