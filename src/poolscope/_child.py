@@ -27,6 +27,10 @@ from typing import Any
 
 PROTOCOL = 5
 _HEADER = struct.Struct(">Q")
+# The sample of return values that goes back once per trial, after its clock stopped: as many
+# as the runner keeps in-process, within a size that keeps its trip short.
+SAMPLE_VALUES = 8
+SAMPLE_BYTES = 16 << 20
 _CLOUDPICKLE_USERS = "the executors that send the function to their own workers"
 
 
@@ -145,6 +149,24 @@ def _dead_workers(backend: Any, chunks: Any) -> tuple[str, str, str, int | None]
             "that had not reported are lost", errors[0]["item"])
 
 
+def pickled_sample(values: list[Any]) -> list[bytes]:
+    """The return values the parent sizes results by (``TrialResult.result_sample``), each
+    pickled alone: the first always, then more while they stay within SAMPLE_BYTES in all. A
+    value that cannot be pickled is left out."""
+    blobs: list[bytes] = []
+    total = 0
+    for value in values:
+        try:
+            blob = pickle.dumps(value, PROTOCOL)
+        except Exception:
+            continue
+        if blobs and total + len(blob) > SAMPLE_BYTES:
+            break
+        blobs.append(blob)
+        total += len(blob)
+    return blobs
+
+
 def _failed(exc: BaseException) -> tuple[str, str, str]:
     return ("failed", type(exc).__name__, str(exc) or repr(exc))
 
@@ -158,6 +180,7 @@ def serve() -> None:
     try:
         from poolscope.backends import get_backend
         from poolscope.probe import peak_rss, reset_peak_rss
+        from poolscope.shipping import unreadable_errors
 
         get_backend(hello["executor"])  # the first trial's: said now, before any clock runs
         fn = pickle.loads(hello["function"])
@@ -172,6 +195,7 @@ def serve() -> None:
     # there before — a fork (or vfork) of poolscope itself, a hundred MiB or more.
     own_pid, peak_known = os.getpid(), peak_rss() is not None
     staged: dict[int, Any] = {}
+    sample: list[Any] = []  # the trial's first few return values, kept until "closed"
     t0_ns = 0
     waiting_since: int | None = None  # since "started" was sent, until the first "run"
     done_at: int | None = None  # when the last "done" was sent
@@ -182,6 +206,7 @@ def serve() -> None:
             break
         if message[0] == "start":
             reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
+            sample = []
             # The trial's clock starts here, not in the parent; the waits for the parent's
             # next message ("run", "close") are taken out of it below.
             t0_ns, cpu0 = time.perf_counter_ns(), _cpu_s()  # staging's CPU stays out
@@ -213,13 +238,13 @@ def serve() -> None:
                         first - held:first - held + count])
                     for held, first, count in message[1]]
                 for record in backend.run(chunks):
-                    try:
-                        results = pickle.dumps(record.results[:8], PROTOCOL)
-                    except Exception:
-                        results = None
-                    if record.pid == own_pid and peak_known:  # sent at "closed" instead
-                        record = record._replace(process_maxrss=0)
-                    pipe.send(("record", record._replace(results=[]), results))
+                    record = unreadable_errors(record)  # a process executor's, run here
+                    if not sample:  # as the runner's: the first record's; sent at "closed"
+                        sample = record.results[:SAMPLE_VALUES]
+                    # The results stay here, as in-process: only the record's arrays travel.
+                    pipe.send(("record", record._replace(
+                        results=[], process_maxrss=0 if record.pid == own_pid and peak_known
+                        else record.process_maxrss)))
                     t_last_ns = time.perf_counter_ns()  # as the runner's: when it has it
             except BaseException as exc:
                 died = _dead_workers(backend, chunks) if backend is not None else None
@@ -242,9 +267,11 @@ def serve() -> None:
             backend, done_at = None, None
             sys.stdout.flush()
             sys.stderr.flush()
-            pipe.send(("closed", {"gil_enabled": _gil_enabled(), "error": error,
-                                  "t_end_ns": t_end_ns, "cpu_s": _cpu_s(),
-                                  "peak_rss": peak_rss() or 0}))
+            closed = {"gil_enabled": _gil_enabled(), "error": error, "t_end_ns": t_end_ns,
+                      "cpu_s": _cpu_s(), "peak_rss": peak_rss() or 0}
+            # After the trial's readings: pickling the sample is neither its time nor its peak.
+            closed["result_sample"], sample = pickled_sample(sample), []
+            pipe.send(("closed", closed))
             # Then the parent either starts its next trial here or stops this process (and
             # anything the executor left running): waiting spares the trial the shutdown.
 

@@ -13,10 +13,10 @@ run on one time axis: ``perf_counter_ns`` is system-wide, so the child's clock i
     ---- the trial's clock starts here (t0) ----
     ("start", executor, workers)                 ─> inner.start()
     ("run", chunks)                              ─> for record in inner.run(chunks):
-                   ("record", ChunkRecord) ... <─      stream it back
+                   ("record", ChunkRecord) ... <─      stream it back, without results
                    ("done", incidents)         <─
     ("close",)                                   ─> inner.close(), read the GIL again
-                   ("closed", facts)           <─  then wait: the next trial's "stage" and
+                   ("closed", facts, sample)   <─  then wait: the next trial's "stage" and
                                                     "start", or SIGKILL when the run ends
 
 Messages are pickles (protocol 5, which every supported version reads) framed by an 8-byte
@@ -38,6 +38,10 @@ parent's next message taken out, so the pipe is not part of the executor's time.
 child's own from its reading at "start" to its reading after "close" (and its workers', from
 their records), not this process's, which only talks to it (``counts_own_usage``); so is its
 peak memory.
+
+**Results stay in the child**, as they stay in poolscope's process in-process: records travel
+without them, and a few return values (``result_sample``, for sizing results; see
+``_child.pickled_sample``) go back once per trial, with "closed", after its clock stopped.
 
 **The function** goes by reference — a built-in workload, ``package.module:function`` or
 ``path/to/file.py:function`` — and the child resolves it; cloudpickle's by-value code objects do
@@ -429,6 +433,17 @@ def _discard_parked() -> None:
         _PARKED.popitem()[1].discard()
 
 
+def _loaded(blobs: Sequence[bytes]) -> list[Any]:
+    """The child's sample of return values; one this interpreter cannot load is left out."""
+    values = []
+    for blob in blobs:
+        try:
+            values.append(pickle.loads(blob))
+        except Exception:
+            continue
+    return values
+
+
 class _ChildExit:
     """The child as the runner's faults.py sees a worker process: ``exitcode``."""
 
@@ -500,6 +515,9 @@ class ElsewhereBackend(Backend):
         self._key: tuple[Any, ...] = ()
         self._staged: dict[int, Chunk] = {}  # by first item: the chunks the child holds
         self._staged_firsts: list[int] = []
+        # A few of the trial's return values, sent by the child after the trial's clock
+        # stopped (at "closed"), for the runner's result_sample: only they cross the pipe.
+        self.result_sample: list[Any] = []
         began = time.perf_counter()
         try:  # before the trial's clock starts: see "Timing" above
             reference = self.function_payload(fn)
@@ -648,12 +666,8 @@ class ElsewhereBackend(Backend):
                 self.worker_info.update(extra.get("worker_info", {}))
                 self._busy = False
                 return
-            record: ChunkRecord = message[1]
-            try:
-                results = pickle.loads(message[2]) if message[2] is not None else []
-            except Exception:  # return values this interpreter cannot load: sizes unknown
-                results = []
-            yield record._replace(results=results)
+            record: ChunkRecord = message[1]  # its results stay in the child (see close)
+            yield record
 
     def close(self) -> None:
         if self._proc is None:
@@ -667,6 +681,7 @@ class ElsewhereBackend(Backend):
             pass  # stopped below
         finally:
             self.closed_ns = closed.get("t_end_ns")
+            self.result_sample = _loaded(closed.get("result_sample", []))
             if "cpu_s" in closed:  # the child's own CPU, its executor's close included
                 self.closing_cpu[self._ready["pid"]] = closed["cpu_s"]
                 self.closing_rss[self._ready["pid"]] = closed.get("peak_rss", 0)
