@@ -217,6 +217,46 @@ def _bare_variant(initializer: bool, probe: bool, board: Any) -> Callable[..., t
     return run
 
 
+# The bare pool again, in a process that has loaded only the workload (as a user's script
+# that imports its function): it prints its wall and start-up, timed as _bare_variant's.
+_LEAN_SCRIPT = """
+import multiprocessing, sys, time
+from poolscope.workloads import resolve_workload
+
+class Stamped:
+    def __init__(self, fn):
+        self.fn = fn
+    def __call__(self, item):
+        started = time.perf_counter_ns()
+        self.fn(item)
+        return started
+
+n, size, workers, chunksize, rounds = map(int, sys.argv[1:])
+workload = resolve_workload("cpu", n, size)
+items = list(workload.items)
+for _ in range(rounds):
+    t0 = time.perf_counter_ns()
+    pool = multiprocessing.get_context().Pool(workers)
+    firsts = pool.map(Stamped(workload.fn), items, chunksize=chunksize)
+    pool.close()
+    pool.join()
+    print((time.perf_counter_ns() - t0) / 1e9, (min(firsts) - t0) / 1e9)
+"""
+
+
+def _lean_variant(size: int) -> Callable[..., tuple[float, float]]:
+    import subprocess
+
+    def run(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> tuple[float, float]:
+        out = subprocess.run(
+            [sys.executable, "-c", _LEAN_SCRIPT, str(len(items)), str(size), str(workers),
+             str(chunksize), "2"], capture_output=True, text=True, check=True, timeout=300)
+        wall, startup = out.stdout.split("\n")[1].split()  # its second pool: warm, as ours
+        return float(wall), float(startup)
+
+    return run
+
+
 def _poolscope_variant(board: Any) -> Callable[..., tuple[float, float]]:
     def run(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> tuple[float, float]:
         trial = runner.run_trial(0, get_backend("process-pool"), fn, workers,
@@ -226,16 +266,21 @@ def _poolscope_variant(board: Any) -> Callable[..., tuple[float, float]]:
     return run
 
 
-def components(fn: Fn, items: Sequence[Any], workers: int, rounds: int) -> int:
+def components(fn: Fn, items: Sequence[Any], workers: int, rounds: int, size: int) -> int:
     """Time each variant ``rounds`` times, interleaved (the order reversed every other round),
     and print the median wall and start-up (pool creation to the first item) of each, with
-    what each step adds to the one before."""
+    what each step adds to the one before. The first row forks its workers from a process
+    that loaded only the workload; the others from this one (see --cli-parent)."""
+    import resource
+
     from poolscope.board import Board
 
     chunksize = auto_chunksize(len(items), workers)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     with Board() as board:
         variants = {
-            "bare multiprocessing.Pool": _bare_variant(False, False, None),
+            "bare Pool, from a process with only the workload": _lean_variant(size),
+            f"bare Pool, from this process ({rss} MiB)": _bare_variant(False, False, None),
             "+ the initializer (function by cloudpickle)": _bare_variant(True, False, None),
             "+ the probe and records (run_installed_chunk)": _bare_variant(True, True, None),
             "+ the board (what each worker runs)": _bare_variant(True, True, board),
@@ -273,13 +318,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"comma-separated, from {', '.join(EXECUTORS)}")
     parser.add_argument("--components", type=int, default=0, metavar="ROUNDS",
                         help="instead: where process-pool's fixed cost goes, over ROUNDS rounds")
+    parser.add_argument("--cli-parent", action="store_true",
+                        help="with --components: load what the CLI has loaded first")
     args = parser.parse_args(argv)
     if args.components:
+        if args.cli_parent:  # what the CLI's process has loaded when its trials run
+            import pandas  # noqa: F401
+
+            import poolscope.api
+            import poolscope.cli  # noqa: F401
         workload = resolve_workload("cpu", args.items, args.size)
         console.print(f"[bold]bench_overhead --components[/bold]: {machine_line()}")
         console.print(f"workload cpu, size {args.size:,}, {args.items} items, "
                       f"{args.workers} workers")
-        return components(workload.fn, list(workload.items), args.workers, args.components)
+        return components(workload.fn, list(workload.items), args.workers, args.components,
+                          args.size)
     pairs = args.pairs if args.pairs is not None else (5 if args.quick else 7)
     if pairs < 5:
         parser.error("--pairs must be at least 5")
