@@ -13,6 +13,8 @@ pandas or anything of the analysis — and must run on every supported Python (3
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import io
 import json
@@ -32,6 +34,7 @@ _HEADER = struct.Struct(">Q")
 # as the runner keeps in-process, within a size that keeps its trip short.
 SAMPLE_VALUES = 8
 SAMPLE_BYTES = 16 << 20
+PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process
 _CLOUDPICKLE_USERS = "the executors that send the function to their own workers"
 
 
@@ -109,6 +112,9 @@ def describe(request: dict[str, Any]) -> dict[str, Any]:
 class _Pipe:
     def __init__(self, read_fd: int, write_fd: int) -> None:
         self.read_fd, self.write_fd = read_fd, write_fd
+        for fd in (read_fd, write_fd):  # a record seldom waits for the parent to read (Linux)
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[attr-defined]
 
     def _read(self, n: int) -> bytes:
         parts, left = [], n
