@@ -22,8 +22,13 @@ whether the run could resolve 2% at all (on a shared 2-core VM it often cannot);
 ``serial``, the share of the trial's wall time not covered by any item according to poolscope's
 own records — a low-noise upper bound on what poolscope adds to a serial trial.
 
-Run: ``python benchmarks/bench_overhead.py [--quick] [--pairs N]``; exit status 1 when a goal is
-missed.
+``--components ROUNDS`` measures instead where process-pool's fixed cost per trial goes: the
+bare pool forked from a process that loaded only the workload, the same from this process, then
+each thing poolscope adds (the initializer, the probe and records, the board, ``run_trial``);
+``--cli-parent`` first loads what the CLI has loaded when its trials run.
+
+Run: ``python benchmarks/bench_overhead.py [--quick] [--pairs N] [--components ROUNDS
+[--cli-parent]]``; exit status 1 when a goal is missed.
 """
 
 from __future__ import annotations
