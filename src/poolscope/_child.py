@@ -165,17 +165,19 @@ def _dead_workers(backend: Any, chunks: Any) -> tuple[str, str, str, int | None]
             "that had not reported are lost", errors[0]["item"])
 
 
-def pickled_sample(values: list[Any]) -> list[bytes]:
+def pickled_sample(values: list[Any]) -> list[bytes | str]:
     """The return values the parent sizes results by (``TrialResult.result_sample``), each
     pickled alone: the first always, then more while they stay within SAMPLE_BYTES in all. A
-    value that cannot be pickled is left out."""
-    blobs: list[bytes] = []
+    value that cannot be pickled ends the sample with why, as a string: the parent's sizing
+    then fails as it would on that value in-process."""
+    blobs: list[bytes | str] = []
     total = 0
     for value in values:
         try:
             blob = pickle.dumps(value, PROTOCOL)
-        except Exception:
-            continue
+        except Exception as exc:
+            blobs.append(f"{type(exc).__name__}: {exc}")
+            break
         if blobs and total + len(blob) > SAMPLE_BYTES:
             break
         blobs.append(blob)

@@ -437,14 +437,26 @@ def _discard_parked() -> None:
         _PARKED.popitem()[1].discard()
 
 
-def _loaded(blobs: Sequence[bytes]) -> list[Any]:
-    """The child's sample of return values; one this interpreter cannot load is left out."""
-    values = []
+class Unsendable:
+    """Stands in the sample for a return value that could not be pickled in the child or
+    unpickled here: pickling it fails, as pickling (or unpickling) the value itself would have
+    in-process, so results are not sized as if it were not there (result.transfer_sample)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __reduce__(self) -> Any:
+        raise pickle.PicklingError(f"a return value that cannot travel: {self.why}")
+
+
+def _loaded(blobs: Sequence[bytes | str]) -> list[Any]:
+    """The child's sample of return values (see ``_child.pickled_sample``)."""
+    values: list[Any] = []
     for blob in blobs:
         try:
-            values.append(pickle.loads(blob))
-        except Exception:
-            continue
+            values.append(pickle.loads(blob) if isinstance(blob, bytes) else Unsendable(blob))
+        except Exception as exc:
+            values.append(Unsendable(f"{type(exc).__name__}: {exc}"))
     return values
 
 
