@@ -128,6 +128,20 @@ def test_isolation_does_not_charge_large_results_to_the_trial():
     assert all(sample and len(sample[0]) == size for sample in samples)
 
 
+@pytest.mark.parametrize("isolate", [True, False])
+def test_results_that_cannot_be_pickled_are_not_sized_isolated_or_not(isolate):
+    """A memoryview cannot be pickled: in-process the sample holds it and sizing fails; the
+    child cannot send it, and its stand-in fails the same way (not a sample of nothing)."""
+    from poolscope.result import transfer_sample
+
+    workload = Workload(fn=memoryview, items=[b"ab"] * 4, target="memoryview")
+    (t,), _ = run_plan(workload, Plan(executors=("serial",), workers=(1,), repeat=1,
+                                      isolate=isolate))
+    assert t.status == "ok" and t.result_sample
+    assert transfer_sample(workload.items, t.result_sample) is None
+    assert transfer_sample(workload.items, []) is not None  # the arguments alone would size
+
+
 @pytest.mark.parametrize("name", ["process-fork", "process-spawn", "process-pool"])
 def test_tree_cpu_matches_the_kernels_accounting(name):
     """Parent plus reaped workers, as the kernel counts them (getrusage), within 15%."""
