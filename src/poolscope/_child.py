@@ -238,7 +238,8 @@ class _Server:
         self.waiting_since: int | None = None  # since "started" was sent, until the first run
         self.done_at: int | None = None  # when the last "done" was sent
         self.sample: list[Any] = []  # the trial's first few return values, until "closed"
-        self.left: list[Any] = []  # the trial's chunks and last record, until "closed"
+        self.left: list[Any] = []  # the trial's chunks, until "closed"
+        self.last: Any = None  # the trial's last record, with its results, until "closed"
 
     def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -299,7 +300,7 @@ class _Server:
                     self.sample = record.results[:SAMPLE_VALUES]
                 self._send_record(record)
                 t_last_ns = time.perf_counter_ns()  # as the runner's: when it has it
-                self.left[-1:] = [chunks, record]  # the results go after the trial
+                self.last = record  # its results go after the trial, as in-process
         except BaseException as exc:
             died = _dead_workers(backend, chunks) if backend is not None else None
             self.pipe.send(died or _failed(exc))
@@ -336,7 +337,7 @@ class _Server:
         # After the trial's readings: pickling the sample is neither its time nor its peak.
         closed["result_sample"] = pickled_sample(self.sample)
         self.pipe.send(("closed", closed))
-        self.sample, self.left = [], []  # what the trial left behind goes now
+        self.sample, self.left, self.last = [], [], None  # what the trial left goes now
         # Then the parent either starts its next trial here or stops this process (and
         # anything the executor left running): waiting spares the trial the shutdown.
 
