@@ -1,8 +1,9 @@
 """The child side of ``NAME@/path/to/python`` (see ``backends/elsewhere.py``).
 
 Run by another interpreter as ``python -m poolscope._child MODE`` with this poolscope's source
-on PYTHONPATH. It imports only the standard library, the probe and the backends — never numpy,
-pandas or anything of the analysis — and must run on every supported Python (3.10+).
+on PYTHONPATH. It imports only the standard library, the probe (and shipping) and the backends —
+never numpy, pandas or anything of the analysis — and must run on every supported Python
+(3.10+).
 
 - ``describe``: a pickled request on stdin ({"function": bytes | None});
   one JSON object on stdout: version, implementation, whether the build is free-threaded and
