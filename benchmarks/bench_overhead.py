@@ -22,8 +22,13 @@ whether the run could resolve 2% at all (on a shared 2-core VM it often cannot);
 ``serial``, the share of the trial's wall time not covered by any item according to poolscope's
 own records — a low-noise upper bound on what poolscope adds to a serial trial.
 
-Run: ``python benchmarks/bench_overhead.py [--quick] [--pairs N]``; exit status 1 when a goal is
-missed.
+``--components ROUNDS`` measures instead where process-pool's fixed cost per trial goes: the
+bare pool forked from a process that loaded only the workload, the same from this process, then
+each thing poolscope adds (the initializer, the probe and records, the board, ``run_trial``);
+``--cli-parent`` first loads what the CLI has loaded when its trials run.
+
+Run: ``python benchmarks/bench_overhead.py [--quick] [--pairs N] [--components ROUNDS
+[--cli-parent]]``; exit status 1 when a goal is missed.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from rich.table import Table
 from _common import Check, console, machine_line, median, print_checks
 from poolscope import runner
 from poolscope.backends import get_backend
+from poolscope.runner import auto_chunksize
 from poolscope.workloads import resolve_workload
 
 GOAL = 1.02
@@ -174,6 +180,138 @@ def measure(executor: str, fn: Fn, items: Sequence[Any], workers: int, pairs: in
     return result
 
 
+# --- --components: where a process-pool trial's fixed cost goes -------------------------------
+# Each variant adds one thing poolscope does to the one before, all driven like the bare pool:
+# perf_counter around pool creation, every item, close and join.
+
+
+class _Stamped:
+    """The function, returning when its item started (the bare variants' first item)."""
+
+    def __init__(self, fn: Fn) -> None:
+        self.fn = fn
+
+    def __call__(self, item: Any) -> int:
+        started = time.perf_counter_ns()
+        self.fn(item)
+        return started
+
+
+def _bare_variant(initializer: bool, probe: bool, board: Any) -> Callable[..., tuple[float, float]]:
+    import cloudpickle
+
+    from poolscope.probe import install_function, run_installed_chunk
+
+    def run(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> tuple[float, float]:
+        chunks = runner.make_chunks(items, chunksize)
+        if board is not None:
+            board.begin_trial()
+            chunks = [c._replace(board=board.path) for c in chunks]
+        t0 = time.perf_counter_ns()
+        extra = ({"initializer": install_function, "initargs": (cloudpickle.dumps(fn),)}
+                 if initializer else {})
+        pool = multiprocessing.get_context().Pool(workers, **extra)
+        if probe:
+            firsts = [r.start_ns[0] for r in pool.imap_unordered(run_installed_chunk, chunks)]
+        else:
+            firsts = pool.map(_Stamped(fn), items, chunksize=chunksize)
+        pool.close()
+        pool.join()
+        return (time.perf_counter_ns() - t0) / 1e9, (min(firsts) - t0) / 1e9
+
+    return run
+
+
+# The bare pool again, in a process that has loaded only the workload (as a user's script
+# that imports its function): it prints its wall and start-up, timed as _bare_variant's.
+_LEAN_SCRIPT = """
+import multiprocessing, sys, time
+from poolscope.workloads import resolve_workload
+
+class Stamped:
+    def __init__(self, fn):
+        self.fn = fn
+    def __call__(self, item):
+        started = time.perf_counter_ns()
+        self.fn(item)
+        return started
+
+n, size, workers, chunksize, rounds = map(int, sys.argv[1:])
+workload = resolve_workload("cpu", n, size)
+items = list(workload.items)
+for _ in range(rounds):
+    t0 = time.perf_counter_ns()
+    pool = multiprocessing.get_context().Pool(workers)
+    firsts = pool.map(Stamped(workload.fn), items, chunksize=chunksize)
+    pool.close()
+    pool.join()
+    print((time.perf_counter_ns() - t0) / 1e9, (min(firsts) - t0) / 1e9)
+"""
+
+
+def _lean_variant(size: int) -> Callable[..., tuple[float, float]]:
+    import subprocess
+
+    def run(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> tuple[float, float]:
+        out = subprocess.run(
+            [sys.executable, "-c", _LEAN_SCRIPT, str(len(items)), str(size), str(workers),
+             str(chunksize), "2"], capture_output=True, text=True, check=True, timeout=300)
+        wall, startup = out.stdout.split("\n")[1].split()  # its second pool: warm, as ours
+        return float(wall), float(startup)
+
+    return run
+
+
+def _poolscope_variant(board: Any) -> Callable[..., tuple[float, float]]:
+    def run(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> tuple[float, float]:
+        trial = runner.run_trial(0, get_backend("process-pool"), fn, workers,
+                                 runner.make_chunks(items, chunksize), board=board)
+        return trial.wall_s, trial.startup_s
+
+    return run
+
+
+def components(fn: Fn, items: Sequence[Any], workers: int, rounds: int, size: int) -> int:
+    """Time each variant ``rounds`` times, interleaved (the order reversed every other round),
+    and print the median wall and start-up (pool creation to the first item) of each, with
+    what each step adds to the one before. The first row forks its workers from a process
+    that loaded only the workload; the others from this one (see --cli-parent)."""
+    import resource
+
+    from poolscope.board import Board
+
+    chunksize = auto_chunksize(len(items), workers)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
+    with Board() as board:
+        variants = {
+            "bare Pool, from a process with only the workload": _lean_variant(size),
+            f"bare Pool, from this process ({rss} MiB)": _bare_variant(False, False, None),
+            "+ the initializer (function by cloudpickle)": _bare_variant(True, False, None),
+            "+ the probe and records (run_installed_chunk)": _bare_variant(True, True, None),
+            "+ the board (what each worker runs)": _bare_variant(True, True, board),
+            "poolscope trial (run_trial)": _poolscope_variant(board),
+        }
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        for run in variants.values():  # warm-up, not recorded
+            run(fn, items, workers, chunksize)
+        for i in range(rounds):
+            for name in (list(variants) if i % 2 == 0 else list(variants)[::-1]):
+                times[name].append(variants[name](fn, items, workers, chunksize))
+    table = Table(title=f"process-pool: fixed cost by component (medians of {rounds} rounds)",
+                  title_justify="left")
+    for column in ("variant", "wall", "adds", "start-up", "adds "):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    previous = None
+    for name, pairs in times.items():
+        wall, startup = median([w for w, _ in pairs]), median([s for _, s in pairs])
+        adds = ("—", "—") if previous is None else (
+            f"{(wall - previous[0]) * 1e3:+.2f} ms", f"{(startup - previous[1]) * 1e3:+.2f} ms")
+        table.add_row(name, f"{wall * 1e3:.2f} ms", adds[0], f"{startup * 1e3:.2f} ms", adds[1])
+        previous = (wall, startup)
+    console.print(table)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 pairs instead of 7")
@@ -183,7 +321,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executors", default=",".join(EXECUTORS),
                         help=f"comma-separated, from {', '.join(EXECUTORS)}")
+    parser.add_argument("--components", type=int, default=0, metavar="ROUNDS",
+                        help="instead: where process-pool's fixed cost goes, over ROUNDS rounds")
+    parser.add_argument("--cli-parent", action="store_true",
+                        help="with --components: load what the CLI has loaded first")
     args = parser.parse_args(argv)
+    if args.components:
+        if args.cli_parent:  # what the CLI's process has loaded when its trials run
+            import pandas  # noqa: F401
+
+            import poolscope.api
+            import poolscope.cli  # noqa: F401
+        workload = resolve_workload("cpu", args.items, args.size)
+        console.print(f"[bold]bench_overhead --components[/bold]: {machine_line()}")
+        console.print(f"workload cpu, size {args.size:,}, {args.items} items, "
+                      f"{args.workers} workers")
+        return components(workload.fn, list(workload.items), args.workers, args.components,
+                          args.size)
     pairs = args.pairs if args.pairs is not None else (5 if args.quick else 7)
     if pairs < 5:
         parser.error("--pairs must be at least 5")

@@ -6,6 +6,7 @@ Timing checks compare ratios and orderings with generous margins, never absolute
 from __future__ import annotations
 
 import resource
+import statistics
 
 import pytest
 
@@ -105,6 +106,40 @@ def test_isolated_trials_report_the_childs_own_peak_memory():
                                             isolate=True))[0]
     assert set(first.items.pid) == set(second.items.pid)  # one kept child
     assert first.peak_rss >= 200 << 20 > second.peak_rss * 2, (first.peak_rss, second.peak_rss)
+
+
+def test_isolation_does_not_charge_large_results_to_the_trial():
+    """8 items each returning 16 MiB: the results stay in the child, as they stay in poolscope's
+    process in-process, so the isolated serial trial takes about as long as the in-process one
+    (they once crossed the pipe inside the trial: 35x slower, and the recommendation flipped to
+    processes). Interleaved runs, medians, a 3x margin; the result sizes still reach the parent."""
+    size = 16 << 20
+    workload = Workload(fn=bytes, items=[size] * 8, target="bytes")  # bytes(n): n zero bytes
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    samples = []
+    for isolate in (True, False) * 3:
+        trials, _ = run_plan(workload, Plan(executors=("serial",), workers=(1,), repeat=3,
+                                            isolate=isolate))
+        assert all(t.status == "ok" for t in trials), [t.errors for t in trials]
+        walls[isolate] += [t.wall_s for t in trials]
+        samples += [t.result_sample for t in trials if isolate]
+    isolated, in_process = (statistics.median(walls[k]) for k in (True, False))
+    assert isolated < 3 * in_process, (walls[True], walls[False])
+    assert all(sample and len(sample[0]) == size for sample in samples)
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_results_that_cannot_be_pickled_are_not_sized_isolated_or_not(isolate):
+    """A memoryview cannot be pickled: in-process the sample holds it and sizing fails; the
+    child cannot send it, and its stand-in fails the same way (not a sample of nothing)."""
+    from poolscope.result import transfer_sample
+
+    workload = Workload(fn=memoryview, items=[b"ab"] * 4, target="memoryview")
+    (t,), _ = run_plan(workload, Plan(executors=("serial",), workers=(1,), repeat=1,
+                                      isolate=isolate))
+    assert t.status == "ok" and t.result_sample
+    assert transfer_sample(workload.items, t.result_sample) is None
+    assert transfer_sample(workload.items, []) is not None  # the arguments alone would size
 
 
 @pytest.mark.parametrize("name", ["process-fork", "process-spawn", "process-pool"])

@@ -1,8 +1,9 @@
 """The child side of ``NAME@/path/to/python`` (see ``backends/elsewhere.py``).
 
 Run by another interpreter as ``python -m poolscope._child MODE`` with this poolscope's source
-on PYTHONPATH. It imports only the standard library, the probe and the backends — never numpy,
-pandas or anything of the analysis — and must run on every supported Python (3.10+).
+on PYTHONPATH. It imports only the standard library, the probe (and shipping) and the backends —
+never numpy, pandas or anything of the analysis — and must run on every supported Python
+(3.10+).
 
 - ``describe``: a pickled request on stdin ({"function": bytes | None});
   one JSON object on stdout: version, implementation, whether the build is free-threaded and
@@ -13,7 +14,10 @@ pandas or anything of the analysis — and must run on every supported Python (3
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
+import io
 import json
 import os
 import pickle
@@ -27,6 +31,11 @@ from typing import Any
 
 PROTOCOL = 5
 _HEADER = struct.Struct(">Q")
+# The sample of return values that goes back once per trial, after its clock stopped: as many
+# as the runner keeps in-process, within a size that keeps its trip short.
+SAMPLE_VALUES = 8
+SAMPLE_BYTES = 16 << 20
+PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process
 _CLOUDPICKLE_USERS = "the executors that send the function to their own workers"
 
 
@@ -104,6 +113,9 @@ def describe(request: dict[str, Any]) -> dict[str, Any]:
 class _Pipe:
     def __init__(self, read_fd: int, write_fd: int) -> None:
         self.read_fd, self.write_fd = read_fd, write_fd
+        for fd in (read_fd, write_fd):  # a record seldom waits for the parent to read (Linux)
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[attr-defined]
 
     def _read(self, n: int) -> bytes:
         parts, left = [], n
@@ -120,8 +132,17 @@ class _Pipe:
         message: tuple[Any, ...] = pickle.loads(self._read(size))
         return message
 
-    def send(self, message: tuple[Any, ...]) -> None:
-        data = pickle.dumps(message, PROTOCOL)
+    def send(self, message: tuple[Any, ...], fast: bool = False) -> None:
+        """``fast``: pickled without a memo (nothing in it may refer to itself; an object it
+        holds twice goes twice)."""
+        if fast:
+            buffer = io.BytesIO()
+            pickler = pickle.Pickler(buffer, PROTOCOL)
+            pickler.fast = True  # type: ignore[attr-defined]  (deprecated, not removed)
+            pickler.dump(message)
+            data = buffer.getvalue()
+        else:
+            data = pickle.dumps(message, PROTOCOL)
         view = memoryview(_HEADER.pack(len(data)) + data)
         while view:
             view = view[os.write(self.write_fd, view):]
@@ -145,6 +166,26 @@ def _dead_workers(backend: Any, chunks: Any) -> tuple[str, str, str, int | None]
             "that had not reported are lost", errors[0]["item"])
 
 
+def pickled_sample(values: list[Any]) -> list[bytes | str]:
+    """The return values the parent sizes results by (``TrialResult.result_sample``), each
+    pickled alone: the first always, then more while they stay within SAMPLE_BYTES in all. A
+    value that cannot be pickled ends the sample with why, as a string: the parent's sizing
+    then fails as it would on that value in-process."""
+    blobs: list[bytes | str] = []
+    total = 0
+    for value in values:
+        try:
+            blob = pickle.dumps(value, PROTOCOL)
+        except Exception as exc:
+            blobs.append(f"{type(exc).__name__}: {exc}")
+            break
+        if blobs and total + len(blob) > SAMPLE_BYTES:
+            break
+        blobs.append(blob)
+        total += len(blob)
+    return blobs
+
+
 def _failed(exc: BaseException) -> tuple[str, str, str]:
     return ("failed", type(exc).__name__, str(exc) or repr(exc))
 
@@ -157,7 +198,6 @@ def serve() -> None:
         return
     try:
         from poolscope.backends import get_backend
-        from poolscope.probe import peak_rss, reset_peak_rss
 
         get_backend(hello["executor"])  # the first trial's: said now, before any clock runs
         fn = pickle.loads(hello["function"])
@@ -166,87 +206,141 @@ def serve() -> None:
         return
     pipe.send(("ready", {"pid": os.getpid(), "gil_enabled": _gil_enabled(), "cpu_s": _cpu_s(),
                          **_interpreter()}))
-    backend = None
-    # This process's peak memory goes at "closed", as VmHWM (reset at each "start"), not in
-    # its records' ru_maxrss: the kernel carries that over an exec from the process that was
-    # there before — a fork (or vfork) of poolscope itself, a hundred MiB or more.
-    own_pid, peak_known = os.getpid(), peak_rss() is not None
-    staged: dict[int, Any] = {}
-    t0_ns = 0
-    waiting_since: int | None = None  # since "started" was sent, until the first "run"
-    done_at: int | None = None  # when the last "done" was sent
+    server = _Server(pipe, fn)
     while True:
         try:
             message = pipe.receive()
         except EOFError:  # the parent went away
             break
-        if message[0] == "start":
-            reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
-            # The trial's clock starts here, not in the parent; the waits for the parent's
-            # next message ("run", "close") are taken out of it below.
-            t0_ns, cpu0 = time.perf_counter_ns(), _cpu_s()  # staging's CPU stays out
-            try:
-                trial = message[1]  # a kept child serves every in-process executor's trials
-                backend = get_backend(trial["executor"])(fn, trial["workers"])
-                backend.start()
-            except BaseException as exc:
-                pipe.send(_failed(exc))
-            else:
-                pipe.send(("started", {"t0_ns": t0_ns, "cpu_s": cpu0}))
-            waiting_since = time.perf_counter_ns()
-        elif message[0] == "stage":  # the trial's chunks, sent before its clock starts
-            staged = {chunk.first: chunk for chunk in message[1]}
-            if message[1]:
-                from poolscope.board import prepare
+        server.handle(message)
+        del message  # a "run" message's chunks go with the trial (_Server.close), not later
 
-                prepare(message[1][0].board)  # its file on the board: made before the clock
-        elif message[0] in ("run", "run-staged"):
-            if waiting_since is not None:  # the first run after start
-                t0_ns += time.perf_counter_ns() - waiting_since
-                waiting_since = None
-            t_last_ns = None
-            try:
-                assert backend is not None, "start first"
-                chunks = message[1] if message[0] == "run" else [
-                    staged[held] if (first, count) == (held, len(staged[held].items)) else
-                    staged[held]._replace(first=first, items=staged[held].items[
-                        first - held:first - held + count])
-                    for held, first, count in message[1]]
-                for record in backend.run(chunks):
-                    try:
-                        results = pickle.dumps(record.results[:8], PROTOCOL)
-                    except Exception:
-                        results = None
-                    if record.pid == own_pid and peak_known:  # sent at "closed" instead
-                        record = record._replace(process_maxrss=0)
-                    pipe.send(("record", record._replace(results=[]), results))
-                    t_last_ns = time.perf_counter_ns()  # as the runner's: when it has it
-            except BaseException as exc:
-                died = _dead_workers(backend, chunks) if backend is not None else None
-                pipe.send(died or _failed(exc))
-            else:
-                pipe.send(("done", {"t0_ns": t0_ns, "t_last_ns": t_last_ns,
-                                    "incidents": list(getattr(backend, "incidents", [])),
-                                    "worker_info": dict(getattr(backend, "worker_info", {}))}))
-                getattr(backend, "incidents", []).clear()
-            done_at = time.perf_counter_ns()
-        elif message[0] == "close":
-            waited = time.perf_counter_ns() - done_at if done_at is not None else 0
-            error = None
-            try:
-                if backend is not None:
-                    backend.close()
-            except BaseException as exc:
-                error = (type(exc).__name__, str(exc) or repr(exc))
-            t_end_ns = time.perf_counter_ns() - waited
-            backend, done_at = None, None
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pipe.send(("closed", {"gil_enabled": _gil_enabled(), "error": error,
-                                  "t_end_ns": t_end_ns, "cpu_s": _cpu_s(),
-                                  "peak_rss": peak_rss() or 0}))
-            # Then the parent either starts its next trial here or stops this process (and
-            # anything the executor left running): waiting spares the trial the shutdown.
+
+class _Server:
+    """The trial protocol's side in the child: one trial at a time, in a kept process.
+
+    The trial's clock starts at "start", not in the parent; the waits for the parent's next
+    message ("run", "close") are taken out of it. Nothing the trial leaves behind (its chunks,
+    its last record and results, the sample) is let go inside the next trial's clock: in-process
+    that happens when the runner's trial returns, so here it happens once "closed" is sent.
+    """
+
+    def __init__(self, pipe: _Pipe, fn: Any) -> None:
+        from poolscope.probe import peak_rss
+
+        self.pipe, self.fn = pipe, fn
+        self.backend: Any = None
+        # This process's peak memory goes at "closed", as VmHWM (reset at each "start"), not in
+        # its records' ru_maxrss: the kernel carries that over an exec from the process that
+        # was there before — a fork (or vfork) of poolscope itself, a hundred MiB or more.
+        self.own_pid, self.peak_known = os.getpid(), peak_rss() is not None
+        self.staged: dict[int, Any] = {}
+        self.t0_ns = 0
+        self.waiting_since: int | None = None  # since "started" was sent, until the first run
+        self.done_at: int | None = None  # when the last "done" was sent
+        self.sample: list[Any] = []  # the trial's first few return values, until "closed"
+        self.left: list[Any] = []  # the trial's chunks, until "closed"
+        self.last: Any = None  # the trial's last record, with its results, until "closed"
+
+    def handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "start":
+            self.start(message[1])
+        elif kind == "stage":  # the trial's chunks, sent before its clock starts
+            self.stage(message[1])
+        elif kind in ("run", "run-staged"):
+            self.run(message[1] if kind == "run" else self.named(message[1]))
+        elif kind == "close":
+            self.close()
+
+    def start(self, trial: dict[str, Any]) -> None:
+        from poolscope.backends import get_backend
+        from poolscope.probe import reset_peak_rss
+
+        reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
+        self.t0_ns, cpu0 = time.perf_counter_ns(), _cpu_s()  # staging's CPU stays out
+        try:  # a kept child serves every in-process executor's trials
+            self.backend = get_backend(trial["executor"])(self.fn, trial["workers"])
+            self.backend.start()
+        except BaseException as exc:
+            self.pipe.send(_failed(exc))
+        else:
+            self.pipe.send(("started", {"t0_ns": self.t0_ns, "cpu_s": cpu0}))
+        self.waiting_since = time.perf_counter_ns()
+
+    def stage(self, chunks: list[Any]) -> None:
+        self.staged = {}  # the last trial's items go now, before this trial's clock
+        self.staged = {chunk.first: chunk for chunk in chunks}
+        if chunks:
+            from poolscope.board import prepare
+
+            prepare(chunks[0].board)  # its file on the board: made before the clock
+
+    def named(self, names: list[tuple[int, int, int]]) -> list[Any]:
+        """The staged chunks that ("run-staged") names: (staged chunk, first item, count)."""
+        staged = self.staged
+        return [staged[held] if (first, count) == (held, len(staged[held].items)) else
+                staged[held]._replace(first=first, items=staged[held].items[
+                    first - held:first - held + count])
+                for held, first, count in names]
+
+    def run(self, chunks: list[Any]) -> None:
+        from poolscope.shipping import unreadable_errors
+
+        if self.waiting_since is not None:  # the first run after start
+            self.t0_ns += time.perf_counter_ns() - self.waiting_since
+            self.waiting_since = None
+        self.left.append(chunks)
+        t_last_ns = None
+        backend = self.backend
+        try:
+            assert backend is not None, "start first"
+            for record in backend.run(chunks):
+                record = unreadable_errors(record)  # a process executor's, run here
+                if not self.sample:  # as the runner's: the first record's; sent at "closed"
+                    self.sample = record.results[:SAMPLE_VALUES]
+                self._send_record(record)
+                t_last_ns = time.perf_counter_ns()  # as the runner's: when it has it
+                self.last = record  # its results go after the trial, as in-process
+        except BaseException as exc:
+            died = _dead_workers(backend, chunks) if backend is not None else None
+            self.pipe.send(died or _failed(exc))
+        else:
+            self.pipe.send(("done", {"t0_ns": self.t0_ns, "t_last_ns": t_last_ns,
+                                     "incidents": list(getattr(backend, "incidents", [])),
+                                     "worker_info": dict(getattr(backend, "worker_info", {}))}))
+            getattr(backend, "incidents", []).clear()
+        self.done_at = time.perf_counter_ns()
+
+    def _send_record(self, record: Any) -> None:
+        """The record without its results (they stay here, as in-process), pickled without a
+        memo: an error message per failed item, each its own string, pickles twice as fast."""
+        own = record.pid == self.own_pid and self.peak_known  # its peak goes at "closed"
+        self.pipe.send(("record", record._replace(
+            results=[], process_maxrss=0 if own else record.process_maxrss)), fast=True)
+
+    def close(self) -> None:
+        from poolscope.probe import peak_rss
+
+        waited = time.perf_counter_ns() - self.done_at if self.done_at is not None else 0
+        error = None
+        try:
+            if self.backend is not None:
+                self.backend.close()
+        except BaseException as exc:
+            error = (type(exc).__name__, str(exc) or repr(exc))
+        t_end_ns = time.perf_counter_ns() - waited
+        self.backend, self.done_at = None, None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        closed = {"gil_enabled": _gil_enabled(), "error": error, "t_end_ns": t_end_ns,
+                  "cpu_s": _cpu_s(), "peak_rss": peak_rss() or 0}
+        # After the trial's readings: pickling the sample is neither its time nor its peak.
+        closed["result_sample"] = pickled_sample(self.sample)
+        self.pipe.send(("closed", closed))
+        self.sample, self.left, self.last = [], [], None  # what the trial left goes now
+        # Then the parent either starts its next trial here or stops this process (and
+        # anything the executor left running): waiting spares the trial the shutdown.
 
 
 def main(argv: list[str]) -> int:

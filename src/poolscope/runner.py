@@ -578,6 +578,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                                   f"{sum(len(c.items) for c in chunks)} items done"})
     if t_last == t0:
         t_last = t_close
+    # An isolated executor's results stay in its child, which sends a sample once it closed.
+    result_sample = result_sample or getattr(backend, "result_sample", [])
     if first_backend is not None and first_backend.started_ns is not None:
         # Timed by the child that ran it: talking to the child is not the executor's time.
         t0 = first_backend.started_ns

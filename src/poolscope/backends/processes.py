@@ -100,17 +100,27 @@ class _ProcessMixin:
     def context(self) -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context(self.start_method)
 
+    _payload: bytes | None = None
+
+    def stage(self, chunks: Sequence[Chunk]) -> None:
+        """Before the trial's clock: pickle the function for the workers' initializer (a bare
+        pool does not); a function that cannot be pickled fails in ``start``, in the trial."""
+        with contextlib.suppress(Exception):
+            self.function_payload()
+
     def function_payload(self) -> bytes:
         import pickle
 
         import cloudpickle
 
-        try:
-            return cloudpickle.dumps(self.fn)
-        except Exception as exc:
-            raise pickle.PicklingError(
-                f"the function cannot be pickled to send it to worker processes: "
-                f"{type(exc).__name__}: {exc}") from None
+        if self._payload is None:
+            try:
+                self._payload = cloudpickle.dumps(self.fn)
+            except Exception as exc:
+                raise pickle.PicklingError(
+                    f"the function cannot be pickled to send it to worker processes: "
+                    f"{type(exc).__name__}: {exc}") from None
+        return self._payload
 
     def launching(self) -> AbstractContextManager[object]:
         if self.context().get_start_method() == "fork":
