@@ -160,7 +160,11 @@ def serve() -> None:
         from poolscope.probe import peak_rss, reset_peak_rss
 
         get_backend(hello["executor"])  # the first trial's: said now, before any clock runs
+        from poolscope import native
+
+        native.limit(hello.get("native_threads"))  # before the function's imports
         fn = pickle.loads(hello["function"])
+        own_pools = native.pools()  # sent with this process's first record
     except BaseException as exc:
         pipe.send(("error", type(exc).__name__, f"under {sys.executable}: {_why(exc)}"))
         return
@@ -219,6 +223,8 @@ def serve() -> None:
                         results = None
                     if record.pid == own_pid and peak_known:  # sent at "closed" instead
                         record = record._replace(process_maxrss=0)
+                    if record.pid == own_pid and own_pools is not None:
+                        record, own_pools = record._replace(native_threads=own_pools), None
                     pipe.send(("record", record._replace(results=[]), results))
                     t_last_ns = time.perf_counter_ns()  # as the runner's: when it has it
             except BaseException as exc:
@@ -230,6 +236,10 @@ def serve() -> None:
                                     "worker_info": dict(getattr(backend, "worker_info", {}))}))
                 getattr(backend, "incidents", []).clear()
             done_at = time.perf_counter_ns()
+        elif message[0] == "preflight":  # the first items, before any trial (preflight.py)
+            from poolscope.preflight import try_items
+
+            pipe.send(("preflighted", try_items(fn, message[1])))
         elif message[0] == "close":
             waited = time.perf_counter_ns() - done_at if done_at is not None else 0
             error = None

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import native
 from ._errors import UsageError
 from .backends import get_backend
 from .environment import collect_environment, usable_cores
+from .preflight import preflight
 from .result import Result, new_run_id, transfer_sample
 from .runner import Chunksize, Plan, Repeat, TrialResult, backend_class, run_plan
 from .store import RunStore
@@ -31,7 +33,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
             progress: bool = False, scheduler: str | None = None,
             timeout: float | None = None, trial_timeout: float | None = None,
-            max_memory: int | None = None, isolate: bool = False) -> Result:
+            max_memory: int | None = None, isolate: bool = False,
+            native_threads: int | None = None) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
     ``items`` may be an iterable or a count (``range(n)``). ``workers`` defaults to the usable
@@ -43,7 +46,10 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     timed out; ``max_memory`` (bytes) stops a worker process whose peak RSS passes it (see
     ``poolscope.limits``). ``isolate`` runs the in-process executors (serial, thread, …) in a
     child process, so a function that ends its process cannot end the run (the CLI's default;
-    off here, where a function may hold what cannot leave this process).
+    off here, where a function may hold what cannot leave this process). ``native_threads``
+    caps each worker's native thread pools (BLAS, OpenMP; see ``poolscope.native``).
+    Before the trials a preflight calls ``fn`` on the first items: when each of them raises,
+    ``PreflightError`` (see ``poolscope.preflight``) and nothing runs.
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
@@ -55,7 +61,7 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
                         chunksize=chunksize, baseline=baseline, warmup=warmup,
                         max_time=max_time, reuse_pool=reuse_pool, progress=progress,
                         scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory, isolate=isolate)
+                        max_memory=max_memory, isolate=isolate, native_threads=native_threads)
 
 
 def _dask_scheduler(names: Sequence[str], scheduler: str | None) -> str | None:
@@ -109,7 +115,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                  console: Any = None, store: RunStore | None = None,
                  scheduler: str | None = None, timeout: float | None = None,
                  trial_timeout: float | None = None, max_memory: int | None = None,
-                 isolate: bool = False) -> Result:
+                 isolate: bool = False, native_threads: int | None = None) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
@@ -117,7 +123,10 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     ``store``, the run, each chunk's records and each trial are written as they arrive.
     ``scheduler``: the Dask cluster the ``dask`` executor runs on (see ``compare``); it is
     recorded as ``options["scheduler"]``, and each dask trial's workers (host, pid, clock offset
-    and uncertainty, lost or not) as ``options["worker_details"]``.
+    and uncertainty, lost or not) as ``options["worker_details"]``. A preflight on the first
+    items comes first (preflight.py: ``PreflightError``, nothing stored, when each one fails);
+    ``native_threads`` caps each worker's native pools, which are recorded as
+    ``environment["native_threads"]`` (native.py).
     """
     names = _as_names(executors)
     dask_scheduler = _dask_scheduler(names, scheduler)
@@ -126,7 +135,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     sizes = tuple(chunksize) if isinstance(chunksize, list | tuple) else chunksize
     plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat, chunksize=sizes,
                 warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool, timeout_s=timeout,
-                trial_timeout_s=trial_timeout, max_memory=max_memory, isolate=isolate)
+                trial_timeout_s=trial_timeout, max_memory=max_memory, isolate=isolate,
+                native_threads=native.validate(native_threads))
     items = list(workload.items)
     if not items:
         raise UsageError("there are no items to run")
@@ -138,19 +148,24 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                     if (facts := backend_class(name, isolate).prepare_run(workload.fn))}
     if interpreters:
         environment["interpreters"] = interpreters
+    with native.capped(plan.native_threads):  # a kept child keeps the cap it started with
+        checked = preflight(workload.fn, items, names, isolate, item_timeout=timeout)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     options: dict[str, Any] = {
         "executors": list(names), "workers": list(plan.workers), "repeat": repeat,
         "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
         "reuse_pool": reuse_pool, "timeout": timeout, "trial_timeout": trial_timeout,
         "max_memory": max_memory, "isolate": isolate,
-        "size": workload.size, "caveats": _caveats(workload, names), "findings": []}
+        "size": workload.size, "caveats": _caveats(workload, names), "findings": [],
+        "native_threads": plan.native_threads, "preflight": checked}
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
     run_id = new_run_id()
     on_chunk: list[Any] = []
     on_trial_end: list[Any] = []
     on_trial_start: list[Any] = []
+    pools = native.Collector()
+    on_chunk.append(pools.on_chunk)
     if store is not None:
         store.begin_run(run_id, started_at, workload.target, len(items), list(names),
                         environment, {k: v for k, v in options.items() if k != "caveats"})
@@ -161,6 +176,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
             from .backends.dask_ import using_scheduler
 
             stack.enter_context(using_scheduler(dask_scheduler))
+        stack.enter_context(native.capped(plan.native_threads))
         if progress:
             from .present.progress import trial_progress  # tqdm's widget in a notebook
 
@@ -184,6 +200,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
             interrupted = _explore_io_workers(workload, plan, first, trials, options, hooks)
     if details := _worker_details(trials):
         options["worker_details"] = details
+    environment["native_threads"] = pools.facts(trials, plan.native_threads)
     final = result()
     if store is not None:
         store.end_run(final)
@@ -266,11 +283,11 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                    console: Any = None, store: RunStore | None = None,
                    scheduler: str | None = None, timeout: float | None = None,
                    trial_timeout: float | None = None, max_memory: int | None = None,
-                 isolate: bool = False) -> Result:
+                 isolate: bool = False, native_threads: int | None = None) -> Result:
     """Every executor at every worker count (and chunksize) over the largest item count; then,
     with several item counts, each executor at its best configuration over the smaller counts,
     to fit how wall time grows with the number of items. ``scheduler``, ``timeout``,
-    ``trial_timeout``, ``max_memory`` and ``isolate``: see ``compare``."""
+    ``trial_timeout``, ``max_memory``, ``isolate`` and ``native_threads``: see ``compare``."""
     items = list(workload.items)
     counts = sorted(set(item_counts or [len(items)]))
     if counts[0] < 1:
@@ -284,18 +301,20 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                           repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
                           explore_io=False, progress=progress, console=console, store=store,
                           scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory, isolate=isolate)
+                        max_memory=max_memory, isolate=isolate,
+                          native_threads=native_threads)
     result.options["sweep"] = True
     result.options["item_counts"] = counts
     if len(counts) > 1 and not result.interrupted:
         from .backends.dask_ import using_scheduler
 
-        with using_scheduler(result.options.get("scheduler")):
+        with using_scheduler(result.options.get("scheduler")), native.capped(native_threads):
             result.growth = _item_count_growth(largest, result, counts, repeat, max_time,
                                                {"timeout_s": timeout,
                                                 "trial_timeout_s": trial_timeout,
                                                 "max_memory": max_memory,
-                                                "isolate": isolate})
+                                                "isolate": isolate,
+                                                "native_threads": native_threads})
     if store is not None:
         store.end_run(result)  # again: now the stored options say it was a sweep
     return result

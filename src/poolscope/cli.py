@@ -1,6 +1,7 @@
 """The ``poolscope`` command: thin typer commands over the pipeline.
 
-Exit codes: 0 ok · 1 finished but some items or executors failed (every result kept) ·
+Exit codes: 0 ok · 1 finished but some items or executors failed (every result kept), or the
+preflight found the function failing on each of its first items (nothing run, nothing stored) ·
 2 bad usage or input (one line, no traceback) · 130 interrupted (finished trials kept).
 """
 
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._errors import PoolscopeError, UsageError
+from ._errors import PoolscopeError, PreflightError, UsageError
 
 __all__ = ["app", "main"]
 
@@ -738,6 +739,8 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
+    except PreflightError as exc:  # the function runs on no item: its error, not usage
+        _fail(str(exc), EXIT_FAILED_ITEMS)
     except PoolscopeError as exc:
         _fail(str(exc), EXIT_USAGE)
     except ClickUsageError as exc:
