@@ -176,7 +176,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
             from .backends.dask_ import using_scheduler
 
             stack.enter_context(using_scheduler(dask_scheduler))
-        stack.enter_context(native.capped(plan.native_threads))
+        pools.here = stack.enter_context(native.capped(plan.native_threads))
         if progress:
             from .present.progress import trial_progress  # tqdm's widget in a notebook
 

@@ -95,12 +95,13 @@ def worker_cap() -> int | None:
 
 
 @contextlib.contextmanager
-def capped(cap: int | None) -> Iterator[None]:
+def capped(cap: int | None) -> Iterator[list[dict[str, Any]]]:
     """While a run's trials run: this process's pools capped at ``cap`` (in-process executors),
-    and the pools and children started meanwhile told to cap theirs; restored afterwards."""
+    and the pools and children started meanwhile told to cap theirs; restored afterwards.
+    Yields this process's pools as they are inside."""
     global _cap
     if cap is None:
-        yield
+        yield pools()
         return
     from threadpoolctl import threadpool_limits
 
@@ -110,7 +111,7 @@ def capped(cap: int | None) -> Iterator[None]:
         for name in ENV_VARS:  # libraries this process loads during the run
             os.environ[name] = str(cap)
         with threadpool_limits(cap):
-            yield
+            yield pools()
     finally:
         _cap = previous
         for name, value in saved.items():
@@ -140,6 +141,7 @@ class Collector:
 
     def __init__(self) -> None:
         self.by_pid: dict[int, list[dict[str, Any]]] = {}
+        self.here: list[dict[str, Any]] = []  # this process's, read inside ``capped``
 
     def on_chunk(self, index: int, record: Any) -> None:
         found = getattr(record, "native_threads", None)
@@ -150,7 +152,7 @@ class Collector:
         """For the run's environment: the cap, this process's pools ("here": where in-process
         executors run without isolation) and, per executor, the distinct pools its worker
         processes reported, how many reported, and the most threads one worker may run."""
-        here = pools()
+        here = self.here
         by_pid = {os.getpid(): here, **self.by_pid}
         executors: dict[str, dict[str, Any]] = {}
         for trial in trials:

@@ -92,8 +92,14 @@ def _here(fn: Callable[[Any], Any], items: Sequence[Any], timeout_s: float,
           kept: list[BaseException]) -> list[dict[str, Any]] | None:
     """The items in a thread of this process; None when they did not finish in time."""
     outcomes: list[dict[str, Any]] = []
-    thread = threading.Thread(target=lambda: outcomes.extend(try_items(fn, items, kept)),
-                              name="poolscope-preflight", daemon=True)
+
+    def run() -> None:
+        try:
+            outcomes.extend(try_items(fn, items, kept))
+        except _PreflightTimeout:  # given up on: no verdict
+            pass
+
+    thread = threading.Thread(target=run, name="poolscope-preflight", daemon=True)
     thread.start()
     thread.join(timeout_s)
     if not thread.is_alive():
