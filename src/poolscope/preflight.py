@@ -23,6 +23,7 @@ measurements: no record of them reaches the trials.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -94,10 +95,8 @@ def _here(fn: Callable[[Any], Any], items: Sequence[Any], timeout_s: float,
     outcomes: list[dict[str, Any]] = []
 
     def run() -> None:
-        try:
+        with contextlib.suppress(_PreflightTimeout):  # given up on: no verdict
             outcomes.extend(try_items(fn, items, kept))
-        except _PreflightTimeout:  # given up on: no verdict
-            pass
 
     thread = threading.Thread(target=run, name="poolscope-preflight", daemon=True)
     thread.start()
@@ -116,12 +115,18 @@ def _in_child(place: type[Any], fn: Callable[[Any], Any], items: Sequence[Any],
     """The items one at a time in the child (which one ended it, if one did); the child is
     kept for the run's trials. (outcomes or None on a timeout, how the child ended or None)."""
     from ._errors import PoolscopeError
+    from .shipping import unpicklable_items
 
     deadline = time.monotonic() + timeout_s
     backend = place(fn, 1)
     outcomes: list[dict[str, Any]] = []
     try:
         for item in items:
+            refused = unpicklable_items([item])  # as the trials record it: the item's error
+            if refused:
+                outcomes.append({"ok": False, "kind": "PicklingError", "message": refused[0],
+                                 "traceback": None})
+                continue
             try:
                 answer = backend.preflight([item], max(0.1, deadline - time.monotonic()))
             except PoolscopeError as exc:  # it ended its process, or could not load fn
