@@ -169,10 +169,12 @@ def preflight(fn: Callable[[Any], Any], items: Sequence[Any], names: Sequence[st
         outcomes = _here(fn, first, timeout_s, kept)
     else:
         place.begin_run()  # its child is kept for the run's trials (runner.run_plan)
+        passed = False
         try:
             outcomes, died = _in_child(place, fn, first, timeout_s)
-        finally:
-            if died or not used_by_trials or (outcomes and not any(o["ok"] for o in outcomes)):
+            passed = bool(outcomes) and outcomes[-1]["ok"]
+        finally:  # a run that stops (or trials that do not use it) leave no child behind
+            if not (passed and used_by_trials):
                 place.end_run()
     report = {"where": "child process" if place is not None else "this process",
               "items": len(outcomes or []) + bool(died), "timed_out": outcomes is None,

@@ -607,9 +607,12 @@ class ElsewhereBackend(Backend):
         stopped: the trials start a new one). A child that died raises WorkerDiedError."""
         if self._failure is not None:
             raise self._failure
+        self._busy = True  # until it answers: close() then stops it instead (Ctrl-C)
         self._send(("preflight", list(items)))
         try:
-            return list(self._expect("preflighted", timeout_s)[1])
+            answer = list(self._expect("preflighted", timeout_s)[1])
+            self._busy = False
+            return answer
         except TimeoutError:
             self._kill(clean=False)
             self._proc = None
