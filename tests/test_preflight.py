@@ -176,3 +176,15 @@ def test_user_frames_leave_poolscope_out():
     text = user_frames(kept[0])
     assert "poolscope/preflight.py" not in text and "in _inner" in text
     assert text.splitlines()[-1] == "KeyError: 5"
+
+
+async def _async_fails(x):
+    raise LookupError(f"async {x}")
+
+
+def test_an_async_function_is_awaited_and_its_frames_start_at_the_users():
+    kept: list[BaseException] = []
+    (outcome,) = try_items(_async_fails, [4], kept)
+    assert outcome["kind"] == "LookupError" and outcome["message"] == "async 4"
+    first_frame = outcome["traceback"].splitlines()[1]
+    assert "test_preflight.py" in first_frame and "in _async_fails" in first_frame  # no asyncio

@@ -39,15 +39,20 @@ PREFLIGHT_ITEMS = 3  # at most this many first items; the first that returns end
 PREFLIGHT_TIMEOUT_S = 10.0  # for all of them: past it, no verdict (the trials go on)
 MAX_FRAMES = 5
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_STDLIB_DIR = os.path.dirname(os.path.abspath(os.__file__)) + os.sep
 
 
 # --- where the function runs (this process or the child) ----------------------------------------
 
 def user_frames(exc: BaseException, limit: int = MAX_FRAMES) -> str:
-    """The last ``limit`` frames of the exception's traceback outside poolscope, and the
+    """The last ``limit`` frames of the exception's traceback outside poolscope, from the first
+    of the user's own code on (not the standard library that called it: asyncio.run), and the
     exception, formatted as Python prints them."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)]
+    first_own = next((i for i, f in enumerate(frames)
+                      if not os.path.abspath(f.filename).startswith(_STDLIB_DIR)), 0)
+    frames = frames[first_own:]
     lines = ["Traceback (most recent call last):\n"] if frames else []
     lines += traceback.format_list(frames[-limit:])
     lines += traceback.format_exception_only(type(exc), exc)
