@@ -150,3 +150,15 @@ def test_no_oversubscription_warning_when_the_threads_do_not_compute():
     summary = _summary([("serial", 1, 8, 0.1, 0.1, 0.25, 1.0),
                         ("process", 2, 8, 0.2, 0.06, 0.8, 1.8)])
     assert oversubscription_warnings(summary, _environment(4)) == []
+
+
+def test_pools_and_preflight_are_stored_with_the_run(cli):
+    result = cli("run", "cpu", "--items", "4", "--size", "20000", "-e", "process", "-w", "2",
+                 "--repeat", "1", "--quiet", "--native-threads", "1", "--store", "runs.db")
+    assert result.returncode == 0, result.stderr
+    shown = cli("show", "latest", "--store", "runs.db", "--json", "-")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    native = doc["environment"]["native_threads"]
+    assert native["cap"] == 1 and native["executors"]["process"]["workers_reported"] >= 1
+    assert doc["options"]["native_threads"] == 1 and doc["options"]["preflight"]["passed"]
