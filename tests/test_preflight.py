@@ -84,6 +84,13 @@ def test_the_issue_case_stops_within_seconds(cli, target):
     assert "items 0, 1, 2: TypeError" in result.stderr  # one line for the same failure
 
 
+def test_sweep_stops_the_same_way(cli, target):
+    result = cli("sweep", f"{target}:two", "--items", "10", "-e", "thread", "-w", "1,2",
+                 "--quiet", "--no-store")
+    assert result.returncode == 1, result.stderr
+    assert "items 0, 1, 2: TypeError: two() missing 1" in result.stderr
+
+
 @pytest.mark.parametrize(("name", "how"), [("ends", "exit code 7"), ("crashes", "SIGSEGV")])
 def test_a_function_ending_its_process_in_the_preflight_stops_the_run(cli, target, name, how):
     result = cli("run", f"{target}:{name}", "--items", "10", "-e", "thread,process", "--quiet",
