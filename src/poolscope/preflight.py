@@ -6,7 +6,9 @@ preflight calls it on the first item, then the next, up to PREFLIGHT_ITEMS, stop
 that returns, in the same kind of place the trials run it:
 
 - poolscope's own process when an executor of the run runs there (the API's default,
-  ``isolate=False``), in a thread of its own, so a hanging item cannot hang the preflight;
+  ``isolate=False``), in a thread of its own, so a hanging item cannot hang the preflight (a
+  function that only works in the main thread, e.g. one that sets a signal handler, fails
+  there as it does under the thread executors);
 - otherwise a child process (the CLI's default, ``--isolate``, and runs of process executors
   only): the isolated child that the run's in-process trials then take over (it is kept for the
   run, so the preflight adds no start-up of its own), or a ``NAME@PATH`` executor's child.
