@@ -3,11 +3,12 @@
 Before the trials, ``run_workload`` calls the function on its first item(s) where the trials
 will run (preflight.py): in poolscope's process without isolation, in the isolated child —
 which the run's in-process trials then take over — with it. This benchmark alternates whole runs
-with and without the preflight (``--rounds`` pairs; the "without" runs replace it by a no-op)
-and reports the median elapsed time of each and their difference, on the ``cpu`` workload
-(8 items of about 10 ms, serial + thread + process, 2 workers, ``--repeat`` trials each), in
-process and isolated. Then it times, from outside, the CLI on a function whose every item raises
-(``def two(a, b)``, 20 items, four executors): start to exit code 1.
+with and without the preflight (``--rounds`` pairs after one warm-up run, each pair in turn
+led by one or the other; the "without" runs replace it by a no-op) and reports the median
+elapsed time of each and their difference, on the ``cpu`` workload (8 items of about 10 ms,
+serial + thread + process, 2 workers, ``--repeat`` trials each), in process and isolated.
+Then it times, from outside, the CLI on a function whose every item raises (``def two(a, b)``,
+20 items, four executors): start to exit code 1.
 
 Run: ``python benchmarks/bench_preflight.py [--rounds N] [--repeat K]``.
 """
@@ -68,8 +69,9 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "where" else "right")
     for isolate in (False, True):
         runs: dict[bool, list[float]] = {True: [], False: []}
-        for _ in range(args.rounds):
-            for preflight in (True, False):
+        one_run(True, isolate, args.repeat)  # warm: imports and first calls are no one's cost
+        for round_ in range(args.rounds):
+            for preflight in ((True, False) if round_ % 2 else (False, True)):  # either first
                 runs[preflight].append(one_run(preflight, isolate, args.repeat))
         without, with_ = median(runs[False]), median(runs[True])
         table.add_row("isolated child" if isolate else "in process", f"{without:.3f} s",
