@@ -13,8 +13,8 @@ import poolscope
 
 
 def test_public_surface():
-    assert set(poolscope.__all__) == {"ItemsError", "PoolscopeError", "Result", "TargetError",
-                                      "UsageError", "compare", "load"}
+    assert set(poolscope.__all__) == {"ItemsError", "PoolscopeError", "PreflightError", "Result",
+                                      "TargetError", "UsageError", "compare", "load"}
     for name in poolscope.__all__:
         assert getattr(poolscope, name) is not None
 

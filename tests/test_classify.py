@@ -63,3 +63,41 @@ def test_no_baseline_is_unknown():
     summary, items = scripted_run(10 * MS, 10 * MS, 80 * MS, 40 * MS)
     summary = summary[summary["executor"] != "serial"]
     assert classify(summary, items, FAMILIES).kind == "unknown"
+
+
+# --- rule 0: native threads computing beside the item's own thread ------------------------------
+
+def _native(threads: int) -> dict:
+    pool = {"user_api": "blas", "internal_api": "openblas", "prefix": "libopenblas",
+            "num_threads": threads}
+    return {"executors": {"serial": {"pools": [pool]}}}
+
+
+def _with_process_cpu(summary, ratio: float):
+    """The serial trial's process CPU set to ``ratio`` × its wall (8 items back to back)."""
+    summary = summary.copy()
+    serial = summary["executor"] == "serial"
+    summary.loc[serial, "cpu_s"] = ratio * summary.loc[serial, "wall_s"]
+    return summary
+
+
+@pytest.mark.parametrize(("case", "args", "ratio", "threads", "kind"), [
+    # OpenBLAS on 2 threads: the item's thread computes all along, the other one beside it
+    ("BLAS on two threads", (10 * MS, 10 * MS, 80 * MS, 40 * MS), 1.9, 2, "native-threaded"),
+    # a loaded machine: the item's thread waits for its BLAS threads, which looks like I/O
+    ("waiting for its own threads", (10 * MS, 3 * MS, 80 * MS, 40 * MS), 0.6, 2,
+     "native-threaded"),
+    ("capped at one thread", (10 * MS, 10 * MS, 80 * MS, 40 * MS), 1.0, 1, "cpu-bound"),
+    ("a pool loaded, idle", (10 * MS, 1 * MS, 40 * MS, 40 * MS), 0.12, 2, "io-bound"),
+    ("no pool", (10 * MS, 10 * MS, 80 * MS, 40 * MS), 1.9, 0, "cpu-bound"),
+    ("tiny items", (20 * US, 20 * US, 200 * US, 900 * US), 1.9, 2, "overhead-bound"),
+])
+def test_native_threads_rule(case, args, ratio, threads, kind):
+    summary, items = scripted_run(*args)
+    native = _native(threads) if threads else None
+    result = classify(_with_process_cpu(summary, ratio), items, FAMILIES, native=native)
+    assert result.kind == kind, (case, result.evidence)
+    if kind == "native-threaded":
+        line = result.evidence[-1]
+        assert line.startswith(f"items used {ratio:.1f}× their wall time in CPU, ")
+        assert "native threads (OpenBLAS, 2 threads)" in line and "--native-threads 1" in line

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ItemsError, PoolscopeError, TargetError, UsageError
+from ._errors import ItemsError, PoolscopeError, PreflightError, TargetError, UsageError
 
 if TYPE_CHECKING:
     from .api import compare, load
     from .result import Result
 
-__all__ = ["ItemsError", "PoolscopeError", "Result", "TargetError", "UsageError", "compare",
-           "load"]  # and load_ipython_extension, IPython's hook for `%load_ext poolscope`
+# and load_ipython_extension, IPython's hook for `%load_ext poolscope`
+__all__ = ["ItemsError", "PoolscopeError", "PreflightError", "Result", "TargetError",
+           "UsageError", "compare", "load"]
 __version__ = "0.1.0"
 
 

@@ -200,13 +200,17 @@ def serve() -> None:
         from poolscope.backends import get_backend
 
         get_backend(hello["executor"])  # the first trial's: said now, before any clock runs
+        from poolscope import native
+
+        native.limit(hello.get("native_threads"))  # before the function's imports
         fn = pickle.loads(hello["function"])
+        own_pools = native.pools()  # sent with this process's first record
     except BaseException as exc:
         pipe.send(("error", type(exc).__name__, f"under {sys.executable}: {_why(exc)}"))
         return
     pipe.send(("ready", {"pid": os.getpid(), "gil_enabled": _gil_enabled(), "cpu_s": _cpu_s(),
                          **_interpreter()}))
-    server = _Server(pipe, fn)
+    server = _Server(pipe, fn, own_pools)
     while True:
         try:
             message = pipe.receive()
@@ -225,7 +229,7 @@ class _Server:
     that happens when the runner's trial returns, so here it happens once "closed" is sent.
     """
 
-    def __init__(self, pipe: _Pipe, fn: Any) -> None:
+    def __init__(self, pipe: _Pipe, fn: Any, own_pools: Any = None) -> None:
         from poolscope.probe import peak_rss
 
         self.pipe, self.fn = pipe, fn
@@ -241,6 +245,7 @@ class _Server:
         self.sample: list[Any] = []  # the trial's first few return values, until "closed"
         self.left: list[Any] = []  # the trial's chunks, until "closed"
         self.last: Any = None  # the trial's last record, with its results, until "closed"
+        self.own_pools = own_pools  # native thread pools: sent with this process's first record
 
     def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -252,6 +257,10 @@ class _Server:
             self.run(message[1] if kind == "run" else self.named(message[1]))
         elif kind == "close":
             self.close()
+        elif kind == "preflight":  # the first items, before any trial (preflight.py)
+            from poolscope.preflight import try_items
+
+            self.pipe.send(("preflighted", try_items(self.fn, message[1])))
 
     def start(self, trial: dict[str, Any]) -> None:
         from poolscope.backends import get_backend
@@ -315,9 +324,12 @@ class _Server:
     def _send_record(self, record: Any) -> None:
         """The record without its results (they stay here, as in-process), pickled without a
         memo: an error message per failed item, each its own string, pickles twice as fast."""
-        own = record.pid == self.own_pid and self.peak_known  # its peak goes at "closed"
+        own = record.pid == self.own_pid
+        if own and self.own_pools is not None:
+            record, self.own_pools = record._replace(native_threads=self.own_pools), None
+        peak_later = own and self.peak_known  # its peak goes at "closed"
         self.pipe.send(("record", record._replace(
-            results=[], process_maxrss=0 if own else record.process_maxrss)), fast=True)
+            results=[], process_maxrss=0 if peak_later else record.process_maxrss)), fast=True)
 
     def close(self) -> None:
         from poolscope.probe import peak_rss

@@ -4,12 +4,14 @@
     ├── UsageError                 bad input: an unknown target, executor or option (CLI exit 2)
     │   ├── TargetError            a workload target that cannot be found or called
     │   └── ItemsError             items that cannot be read or parsed
-    └── WorkerDiedError            a worker process ended while its items were running
+    ├── WorkerDiedError            a worker process ended while its items were running
+    └── PreflightError             the function failed on each of its first items (CLI exit 1)
 """
 
 from __future__ import annotations
 
-__all__ = ["ItemsError", "PoolscopeError", "TargetError", "UsageError", "WorkerDiedError"]
+__all__ = ["ItemsError", "PoolscopeError", "PreflightError", "TargetError", "UsageError",
+           "WorkerDiedError"]
 
 
 class PoolscopeError(Exception):
@@ -35,3 +37,17 @@ class WorkerDiedError(PoolscopeError):
     """
 
     item: int | None = None
+
+
+class PreflightError(PoolscopeError):
+    """The function failed on every item of the preflight, before any trial (preflight.py).
+
+    The message names each item's exception and shows the first one's traceback (the user's
+    frames). ``exception``: the original exception where it was raised in this process (else
+    None: it was raised in a child); ``traceback``: the first failure's user frames as text;
+    ``outcomes``: per preflight item, ``{"ok", "kind", "message", "traceback"}``.
+    """
+
+    exception: BaseException | None = None
+    traceback: str | None = None
+    outcomes: list[dict[str, object]] = []  # noqa: RUF012 (replaced per instance)

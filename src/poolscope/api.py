@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import native
 from ._errors import UsageError
 from .analysis.recommend import contenders, trial_failures
 from .backends import REGISTRY, get_backend
 from .environment import collect_environment, usable_cores
 from .frames import trials_frame
 from .probe import is_coroutine_function
+from .preflight import preflight
 from .result import Result, new_run_id, transfer_sample
 from .runner import Chunksize, Contention, Plan, Repeat, TrialResult, backend_class, run_plan
 from .store import RunStore
@@ -35,7 +37,8 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
             progress: bool = False, scheduler: str | None = None,
             timeout: float | None = None, trial_timeout: float | None = None,
-            max_memory: int | None = None, isolate: bool = False) -> Result:
+            max_memory: int | None = None, isolate: bool = False,
+            native_threads: int | None = None) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
     ``items`` may be an iterable or a count (``range(n)``). ``workers`` defaults to the usable
@@ -47,7 +50,10 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     timed out; ``max_memory`` (bytes) stops a worker process whose peak RSS passes it (see
     ``poolscope.limits``). ``isolate`` runs the in-process executors (serial, thread, …) in a
     child process, so a function that ends its process cannot end the run (the CLI's default;
-    off here, where a function may hold what cannot leave this process).
+    off here, where a function may hold what cannot leave this process). ``native_threads``
+    caps each worker's native thread pools (BLAS, OpenMP; see ``poolscope.native``).
+    Before the trials a preflight calls ``fn`` on the first items: when each of them raises,
+    ``PreflightError`` (see ``poolscope.preflight``) and nothing runs.
     """
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
@@ -61,7 +67,7 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
                         chunksize=chunksize, baseline=baseline, warmup=warmup,
                         max_time=max_time, reuse_pool=reuse_pool, progress=progress,
                         scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory, isolate=isolate)
+                        max_memory=max_memory, isolate=isolate, native_threads=native_threads)
 
 
 def _dask_scheduler(names: Sequence[str], scheduler: str | None) -> str | None:
@@ -115,7 +121,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                  console: Any = None, store: RunStore | None = None,
                  scheduler: str | None = None, timeout: float | None = None,
                  trial_timeout: float | None = None, max_memory: int | None = None,
-                 isolate: bool = False) -> Result:
+                 isolate: bool = False, native_threads: int | None = None) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
@@ -123,7 +129,10 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     ``store``, the run, each chunk's records and each trial are written as they arrive.
     ``scheduler``: the Dask cluster the ``dask`` executor runs on (see ``compare``); it is
     recorded as ``options["scheduler"]``, and each dask trial's workers (host, pid, clock offset
-    and uncertainty, lost or not) as ``options["worker_details"]``.
+    and uncertainty, lost or not) as ``options["worker_details"]``. A preflight on the first
+    items comes first (preflight.py: ``PreflightError``, nothing stored, when each one fails);
+    ``native_threads`` caps each worker's native pools, which are recorded as
+    ``environment["native_threads"]`` (native.py).
     """
     names = _as_names(executors)
     dask_scheduler = _dask_scheduler(names, scheduler)
@@ -132,7 +141,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     sizes = tuple(chunksize) if isinstance(chunksize, list | tuple) else chunksize
     plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat, chunksize=sizes,
                 warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool, timeout_s=timeout,
-                trial_timeout_s=trial_timeout, max_memory=max_memory, isolate=isolate)
+                trial_timeout_s=trial_timeout, max_memory=max_memory, isolate=isolate,
+                native_threads=native.validate(native_threads))
     # What the recommendation's code can say about the items and the function.
     items_range = workload.items == range(len(workload.items)) if isinstance(
         workload.items, range) else False
@@ -147,6 +157,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                     if (facts := backend_class(name, isolate).prepare_run(workload.fn))}
     if interpreters:
         environment["interpreters"] = interpreters
+    with native.capped(plan.native_threads):  # a kept child keeps the cap it started with
+        checked = preflight(workload.fn, items, names, isolate, item_timeout=timeout)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     options: dict[str, Any] = {
         "executors": list(names), "workers": list(plan.workers), "repeat": repeat,
@@ -154,13 +166,16 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         "reuse_pool": reuse_pool, "timeout": timeout, "trial_timeout": trial_timeout,
         "max_memory": max_memory, "isolate": isolate,
         "size": workload.size, "caveats": _caveats(workload, names), "findings": [],
-        "items_range": items_range, "coroutine": is_coroutine_function(workload.fn)}
+        "items_range": items_range, "coroutine": is_coroutine_function(workload.fn),
+        "native_threads": plan.native_threads, "preflight": checked}
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
     run_id = new_run_id()
     on_chunk: list[Any] = []
     on_trial_end: list[Any] = []
     on_trial_start: list[Any] = []
+    pools = native.Collector()
+    on_chunk.append(pools.on_chunk)
     if store is not None:
         store.begin_run(run_id, started_at, workload.target, len(items), list(names),
                         environment, {k: v for k, v in options.items() if k != "caveats"})
@@ -171,6 +186,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
             from .backends.dask_ import using_scheduler
 
             stack.enter_context(using_scheduler(dask_scheduler))
+        pools.here = stack.enter_context(native.capped(plan.native_threads))
         if progress:
             from .present.progress import trial_progress  # tqdm's widget in a notebook
 
@@ -194,6 +210,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
             interrupted = _explore_io_workers(workload, plan, first, trials, options, hooks)
     if details := _worker_details(trials):
         options["worker_details"] = details
+    environment["native_threads"] = pools.facts(trials, plan.native_threads)
     final = result()
     if store is not None:
         store.end_run(final)
@@ -334,11 +351,11 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                    console: Any = None, store: RunStore | None = None,
                    scheduler: str | None = None, timeout: float | None = None,
                    trial_timeout: float | None = None, max_memory: int | None = None,
-                 isolate: bool = False) -> Result:
+                 isolate: bool = False, native_threads: int | None = None) -> Result:
     """Every executor at every worker count (and chunksize) over the largest item count; then,
     with several item counts, each executor at its best configuration over the smaller counts,
     to fit how wall time grows with the number of items. ``scheduler``, ``timeout``,
-    ``trial_timeout``, ``max_memory`` and ``isolate``: see ``compare``."""
+    ``trial_timeout``, ``max_memory``, ``isolate`` and ``native_threads``: see ``compare``."""
     # A range stays one (its slices too), so the recommendation's code can say ``range(n)``.
     items = workload.items if isinstance(workload.items, range) else list(workload.items)
     counts = sorted(set(item_counts or [len(items)]))
@@ -353,18 +370,20 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
                           repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
                           explore_io=False, progress=progress, console=console, store=store,
                           scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory, isolate=isolate)
+                        max_memory=max_memory, isolate=isolate,
+                          native_threads=native_threads)
     result.options["sweep"] = True
     result.options["item_counts"] = counts
     if len(counts) > 1 and not result.interrupted:
         from .backends.dask_ import using_scheduler
 
-        with using_scheduler(result.options.get("scheduler")):
+        with using_scheduler(result.options.get("scheduler")), native.capped(native_threads):
             result.growth = _item_count_growth(largest, result, counts, repeat, max_time,
                                                {"timeout_s": timeout,
                                                 "trial_timeout_s": trial_timeout,
                                                 "max_memory": max_memory,
-                                                "isolate": isolate})
+                                                "isolate": isolate,
+                                                "native_threads": native_threads})
     if store is not None:
         store.end_run(result)  # again: now the stored options say it was a sweep
     return result

@@ -1,6 +1,7 @@
 """The ``poolscope`` command: thin typer commands over the pipeline.
 
-Exit codes: 0 ok · 1 finished but some items or executors failed (every result kept) ·
+Exit codes: 0 ok · 1 finished but some items or executors failed (every result kept), or the
+preflight found the function failing on each of its first items (nothing run, nothing stored) ·
 2 bad usage or input (one line, no traceback) · 130 interrupted (finished trials kept).
 """
 
@@ -16,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._errors import PoolscopeError, UsageError
+from ._errors import PoolscopeError, PreflightError, UsageError
 
 __all__ = ["app", "main"]
 
@@ -59,6 +60,10 @@ IsolateOpt = Annotated[bool, typer.Option(
     help="Run serial, thread and the other in-process executors in a child process, so a "
          "function that ends its process (os._exit, a segfault, the OOM killer) cannot end "
          "the run; --no-isolate runs them in poolscope's own process.")]
+NativeThreadsOpt = Annotated[int | None, typer.Option(
+    "--native-threads", metavar="N",
+    help="Cap each worker's native thread pools (BLAS, OpenMP) at N threads, through "
+         "threadpoolctl [default: the libraries' own, often one per core].")]
 ChunksizeOpt = Annotated[str, typer.Option(
     "--chunksize", help="Items per task: N, 'auto' (about four chunks per worker), or a list.")]
 JsonOpt = Annotated[str | None, typer.Option(
@@ -137,6 +142,13 @@ def _parse_size(text: str | None, option: str) -> int | None:
     if not found:
         raise UsageError(f"{option} must be a size like 512M or 2G, got {text!r}")
     return int(float(found.group(1)) * _SIZE_UNITS[found.group(2).upper()])
+
+
+def _native_threads(value: int | None) -> int | None:
+    """--native-threads, checked before anything runs."""
+    if value is not None and value < 1:
+        raise UsageError(f"--native-threads must be at least 1, got {value}")
+    return value
 
 
 def _parse_repeat(text: str) -> int | str:
@@ -275,6 +287,7 @@ def run(
     trial_timeout: TrialTimeoutOpt = None,
     max_memory: MaxMemoryOpt = None,
     isolate: IsolateOpt = True,
+    native_threads: NativeThreadsOpt = None,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Do not add a serial trial (speedups are then unknown).")] = False,
     json_path: JsonOpt = None,
@@ -308,7 +321,7 @@ def run(
                           console=Console(stderr=True), store=run_store, scheduler=scheduler,
                           timeout=timeout, trial_timeout=trial_timeout,
                           max_memory=_parse_size(max_memory, "--max-memory"),
-                          isolate=isolate)
+                          isolate=isolate, native_threads=_native_threads(native_threads))
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store)
@@ -346,6 +359,7 @@ def sweep(
     trial_timeout: TrialTimeoutOpt = None,
     max_memory: MaxMemoryOpt = None,
     isolate: IsolateOpt = True,
+    native_threads: NativeThreadsOpt = None,
     json_path: JsonOpt = None,
     csv: CsvOpt = None,
     plot: Annotated[Path | None, typer.Option(
@@ -381,7 +395,7 @@ def sweep(
                             store=run_store, scheduler=scheduler, timeout=timeout,
                             trial_timeout=trial_timeout,
                             max_memory=_parse_size(max_memory, "--max-memory"),
-                          isolate=isolate)
+                          isolate=isolate, native_threads=_native_threads(native_threads))
     _print_result(result, console, format_)
     _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:
@@ -405,6 +419,7 @@ def demo(
     trace: TraceOpt = None,
     format_: FormatOpt = "table",
     repeat: RepeatOpt = "auto",
+    native_threads: NativeThreadsOpt = None,
     json_path: JsonOpt = None,
     quiet: QuietOpt = False,
     store: StoreOpt = None,
@@ -419,6 +434,7 @@ def demo(
     jobs = usable_cores() if workers is None else workers
     if jobs < 1 or items_per_job < 1:
         raise UsageError("--workers and --items-per-job must be at least 1")
+    _native_threads(native_threads)
     _check_outputs(json_path, None, plot, report, trace, format_)
     console = _consoles(json_path, format_)
     console.print(f"Running the notebook's worker (a {size:,}-step pure-Python loop) over "
@@ -428,7 +444,8 @@ def demo(
     run_store = _open_store(store, no_store)
     result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
                           repeat=_parse_repeat(repeat), progress=_show_progress(quiet),
-                          console=Console(stderr=True), store=run_store)
+                          console=Console(stderr=True), store=run_store,
+                          native_threads=_native_threads(native_threads))
     _print_result(result, console, format_)
     console.print()
     for line in observations(result, "thread-pool", "process-pool"):
@@ -738,6 +755,8 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
+    except PreflightError as exc:  # the function runs on no item: its error, not usage
+        _fail(str(exc), EXIT_FAILED_ITEMS)
     except PoolscopeError as exc:
         _fail(str(exc), EXIT_USAGE)
     except ClickUsageError as exc:

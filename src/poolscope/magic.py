@@ -108,6 +108,7 @@ class PoolscopeMagics(Magics):
     @_as_in_run("--trial-timeout", type=float, metavar="SECONDS")
     @_as_in_run("--max-memory", metavar="SIZE")
     @_as_in_run("--scheduler", metavar="ADDRESS")
+    @_as_in_run("--native-threads", type=int, metavar="N")
     @_as_in_run("--no-baseline")
     @magic_arguments.argument(
         "--isolate", action=argparse.BooleanOptionalAction, default=False,
@@ -169,6 +170,7 @@ class PoolscopeMagics(Magics):
         from .cli import (
             _check_output,
             _check_plot,
+            _native_threads,
             _parse_chunksize,
             _parse_repeat,
             _parse_size,
@@ -184,6 +186,7 @@ class PoolscopeMagics(Magics):
 
         for name in _as_names(args.executors):
             get_backend(name)  # an unknown or unavailable executor: one line, before the cell
+        _native_threads(args.native_threads)
         _check_output(args.json, "--json")
         _check_output(args.csv, "--csv")
         _check_plot(Path(args.plot) if args.plot else None)
@@ -256,7 +259,7 @@ class PoolscopeMagics(Magics):
                 baseline=not args.no_baseline, progress=not args.quiet, store=store,
                 scheduler=args.scheduler, timeout=args.timeout,
                 trial_timeout=args.trial_timeout, max_memory=options["max_memory"],
-                isolate=args.isolate)
+                isolate=args.isolate, native_threads=args.native_threads)
         finally:
             if store is not None:
                 store.close()

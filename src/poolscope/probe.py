@@ -77,6 +77,8 @@ class ChunkRecord(NamedTuple):
     host: str = ""  # the worker's hostname
     worker: str = ""  # the worker's address, e.g. "tcp://10.0.0.5:40123"
     retried: bool = False  # the executor ran this chunk again after losing a worker
+    # The worker process's native thread pools (native.pools()), on its first record only.
+    native_threads: list[dict[str, Any]] | None = None
 
 
 def _core_reader() -> Callable[[], int]:
@@ -255,10 +257,12 @@ def split_tid(tid: Any) -> tuple[Any, Any]:
 # functions by value, so spawn and forkserver workers can run them too.
 
 _installed_fn: Callable[[Any], Any] | None = None
+_native_report: list[dict[str, Any]] | None = None  # sent with this worker's first record
 
 
-def install_function(payload: bytes) -> None:
-    """Pool initializer: unpickle the workload function once in this worker."""
+def install_function(payload: bytes, native_threads: int | None = None) -> None:
+    """Pool initializer: unpickle the workload function once in this worker; cap its native
+    thread pools at ``native_threads`` and read them (native.py)."""
     import signal
 
     import cloudpickle
@@ -266,8 +270,12 @@ def install_function(payload: bytes) -> None:
     # Ctrl-C reaches the whole process group; the parent stops the workers itself, so a worker
     # must neither die half-way through a result nor print a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    global _installed_fn
+    from . import native
+
+    global _installed_fn, _native_report
+    native.limit(native_threads)  # before the function's imports load a library
     _installed_fn = cloudpickle.loads(payload)
+    _native_report = native.pools()
 
 
 def run_installed_chunk(chunk: Chunk) -> ChunkRecord:
@@ -276,4 +284,8 @@ def run_installed_chunk(chunk: Chunk) -> ChunkRecord:
         raise RuntimeError("poolscope worker has no function installed")
     from .shipping import pack_results  # (imports this module)
 
-    return pack_results(run_chunk(_installed_fn, chunk))
+    global _native_report
+    record = run_chunk(_installed_fn, chunk)
+    if _native_report is not None:
+        record, _native_report = record._replace(native_threads=_native_report), None
+    return pack_results(record)

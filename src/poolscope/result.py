@@ -97,7 +97,8 @@ class Result:
     def _classification(self) -> Classification:
         return classify(self.summary, self.items, _families(),
                         self.transfer.bytes_per_item if self.transfer else None,
-                        self.transfer.seconds_per_item if self.transfer else None)
+                        self.transfer.seconds_per_item if self.transfer else None,
+                        self.environment.get("native_threads"))
 
     @property
     def classification(self) -> str:

@@ -193,6 +193,7 @@ class Plan:
     trial_timeout_s: float | None = None
     max_memory: int | None = None  # bytes per worker process
     isolate: bool = False  # in-process executors run in a child process (backend_class)
+    native_threads: int | None = None  # per worker (native.py; api.py applies it)
 
     def __post_init__(self) -> None:
         if not self.executors:

@@ -2,6 +2,13 @@
 
 The rules, in order (first match wins); every threshold is a named constant:
 
+0. ``native-threaded``: serial ran where a native thread pool of more than one thread is loaded
+   (BLAS, OpenMP: ``environment["native_threads"]``, see native.py), its median item takes at
+   least NATIVE_MIN_ITEM_S, and its process spent,
+   outside the items' own thread, CPU of at least NATIVE_SHARE of the items' wall time: each
+   item already computes on several cores. Its waits for those threads are not I/O (rule 1
+   would otherwise read them so), and more workers multiply the threads (oversubscription):
+   compare with ``--native-threads 1`` before adding workers.
 1. ``io-bound``: in the serial trial, items spend at least IO_OFFCPU of their wall time off the CPU.
 2. ``transfer-bound``: an argument and its result pickle to TRANSFER_BYTES or more, and pickling
    and unpickling them takes at least as long as the item's own work (the serial median wall):
@@ -20,11 +27,13 @@ With no serial trial there is no baseline: ``unknown``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .._format import duration, size
+from ..native import describe
 
 __all__ = ["Classification", "classify"]
 
@@ -34,6 +43,8 @@ TINY_ITEM_S = 100e-6
 TRANSFER_BYTES = 64 << 10
 THREAD_SCALES = 1.3
 THREAD_BUSY = 1.2
+NATIVE_SHARE = 0.15  # CPU in the serial process's other threads, as a share of item wall
+NATIVE_MIN_ITEM_S = 1e-3  # below it, poolscope's own per-chunk work could pass NATIVE_SHARE
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,8 @@ class Classification:
 
 def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str],
              transfer_bytes: float | None = None,
-             transfer_s: float | None = None) -> Classification:
+             transfer_s: float | None = None,
+             native: dict[str, Any] | None = None) -> Classification:
     serial = summary[summary["executor"] == "serial"]
     if serial.empty:
         return Classification("unknown", ["no serial trial to compare against"])
@@ -84,7 +96,11 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
             text += f", {duration(transfer_s)} to pickle and unpickle"
         evidence.append(text)
 
-    if offcpu >= IO_OFFCPU:
+    native_line = _native_threads(serial, serial_items, native)
+    if native_line:
+        evidence.append(native_line)
+        kind = "native-threaded"
+    elif offcpu >= IO_OFFCPU:
         kind = "io-bound"
     elif (transfer_bytes is not None and transfer_s is not None
           and transfer_bytes >= TRANSFER_BYTES and transfer_s >= item_wall):
@@ -98,3 +114,21 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
     else:
         kind = "cpu-bound"
     return Classification(kind, evidence)
+
+
+def _native_threads(serial: pd.DataFrame, serial_items: pd.DataFrame,
+                    native: dict[str, Any] | None) -> str | None:
+    """Rule 0's evidence sentence, or None when it does not hold."""
+    found = ((native or {}).get("executors", {}).get("serial") or {}).get("pools", [])
+    if (not any(int(p.get("num_threads") or 1) > 1 for p in found)
+            or not serial_items["wall_s"].median() >= NATIVE_MIN_ITEM_S):
+        return None
+    per_trial = serial_items.groupby("trial")[["cpu_s", "wall_s"]].sum()
+    own_cpu, item_wall = float(per_trial["cpu_s"].median()), float(per_trial["wall_s"].median())
+    process_cpu = float(serial["cpu_s"].iloc[0])
+    if not item_wall > 0 or process_cpu - own_cpu < NATIVE_SHARE * item_wall:
+        return None
+    return (f"items used {process_cpu / item_wall:.1f}× their wall time in CPU, "
+            f"{(process_cpu - own_cpu) / item_wall:.1f}× outside their own thread: native "
+            f"threads ({describe(found)}); more workers multiply them, so compare with "
+            "--native-threads 1 before adding workers")

@@ -4,6 +4,12 @@ A configuration's wall-time interval wider than WIDE_INTERVAL of its median is n
 likely cause is named from what was measured: other load on the machine (the load average when
 the run started, beyond what the run itself adds), too few items per worker for the work to even
 out, or trials so short that start-up and timer jitter dominate.
+
+Oversubscription: a configuration whose workers each run a native thread pool (BLAS, OpenMP;
+``environment["native_threads"]``, native.py) of so many threads that workers × threads passes
+the cores, when the serial trial shows those threads computing (its process used CPU outside the
+items' own thread of at least NATIVE_BUSY of its wall time; without a serial trial, on the pools
+alone). The warning gives the numbers and the ``--native-threads`` that would fit.
 """
 
 from __future__ import annotations
@@ -13,13 +19,15 @@ from typing import Any
 import pandas as pd
 
 from .._format import duration
+from ..native import describe
 
-__all__ = ["noise_warnings"]
+__all__ = ["noise_warnings", "oversubscription_warnings"]
 
 WIDE_INTERVAL = 0.10
 BUSY_LOAD = 0.5  # load average per core when the run started, from other programs
 FEW_ITEMS_PER_WORKER = 4
 SHORT_TRIAL_S = 0.05
+NATIVE_BUSY = 0.15  # as classify.NATIVE_SHARE
 
 
 def noise_warnings(summary: pd.DataFrame, environment: dict[str, Any]) -> list[str]:
@@ -46,4 +54,29 @@ def noise_warnings(summary: pd.DataFrame, environment: dict[str, Any]) -> list[s
             "; no cause found in the measurements: run again on a quieter machine")
         warnings.append(f"{row.executor} ×{row.workers}: the 95% interval of its wall time is "
                         f"{width:.0%} of the median over {row.trials} trials{cause}")
+    return warnings + oversubscription_warnings(summary, environment)
+
+
+def oversubscription_warnings(summary: pd.DataFrame, environment: dict[str, Any]) -> list[str]:
+    """Configurations whose workers × native threads per worker pass the cores."""
+    native = (environment.get("native_threads") or {}).get("executors") or {}
+    cores = int(environment.get("cpu_count") or 1)
+    serial = summary[summary["executor"] == "serial"]
+    if len(serial):  # threads other than the items' own, computing: native ones
+        row = serial.iloc[0]
+        busy = row.cpu_utilization * cores - row.cpu_parallelism
+        if not busy >= NATIVE_BUSY:
+            return []
+    warnings = []
+    for row in summary.itertuples(index=False):
+        pools = (native.get(row.executor) or {}).get("pools") or []
+        threads = max((int(p.get("num_threads") or 1) for p in pools), default=1)
+        workers = int(min(row.workers, row.items)) if row.items else int(row.workers)
+        if threads < 2 or workers * threads <= cores:
+            continue
+        fits = max(1, cores // workers)
+        warnings.append(f"oversubscription: {row.executor} ×{row.workers}: {workers} worker(s) × "
+                        f"{threads} native threads each ({describe(pools)}) = "
+                        f"{workers * threads} threads on {cores} cores; cap them with "
+                        f"--native-threads {fits} (native_threads={fits})")
     return warnings

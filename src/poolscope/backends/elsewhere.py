@@ -85,6 +85,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._errors import PoolscopeError, UsageError, WorkerDiedError
+from ..native import worker_cap
 from ..probe import Chunk, ChunkRecord
 from ._base import REGISTRY, Backend
 
@@ -554,7 +555,7 @@ class ElsewhereBackend(Backend):
                 _child_command(path, "serve"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=self._stderr, env=_child_env(), bufsize=0, process_group=0)
             self._send(("hello", {"executor": self.inner_name, "workers": workers,
-                                  "function": reference}))
+                                  "function": reference, "native_threads": worker_cap()}))
             self._ready = self._expect("ready", STARTUP_TIMEOUT_S)[1]
         except BaseException as exc:  # raised by start(), inside the trial, as its failure
             self._failure = exc
@@ -633,6 +634,24 @@ class ElsewhereBackend(Backend):
     def worker_processes(self) -> dict[int, Any]:
         """The child: the items its threads ran are on the trial's board under its pid."""
         return {self._proc.pid: _ChildExit(self._proc)} if self._proc is not None else {}
+
+    def preflight(self, items: Sequence[Any], timeout_s: float) -> list[dict[str, Any]] | None:
+        """Call the function on ``items`` in the child, before any trial (preflight.py): each
+        one's outcome, or None when the child did not answer within ``timeout_s`` (it is then
+        stopped: the trials start a new one). A child that died raises WorkerDiedError."""
+        if self._failure is not None:
+            raise self._failure
+        self._busy = True  # until it answers: close() then stops it instead (Ctrl-C)
+        self._send(("preflight", list(items)))
+        try:
+            answer = list(self._expect("preflighted", timeout_s)[1])
+            self._busy = False
+            return answer
+        except TimeoutError:
+            self._kill(clean=False)
+            self._proc = None
+            self._stderr.close()
+            return None
 
     # --- the backend protocol
     def start(self) -> None:

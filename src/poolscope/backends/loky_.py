@@ -37,6 +37,7 @@ from typing import Any
 
 from .._errors import WorkerDiedError
 from ..faults import describe_exit
+from ..native import worker_cap
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import register
 from ._futures import FuturesBackend, records_as_completed
@@ -73,7 +74,7 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
         # loky shut that one down and start a new one.
         executor = get_reusable_executor(
             max_workers=self.workers, timeout=IDLE_TIMEOUT_S, initializer=install_function,
-            initargs=(self.function_payload(),))
+            initargs=(self.function_payload(), worker_cap()))
         self.cpu_reported = _REPORTED.setdefault(executor, {})
         return executor
 

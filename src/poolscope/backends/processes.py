@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 from .._errors import WorkerDiedError
 from ..faults import describe_exit
+from ..native import worker_cap
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import Backend, register
 from ._futures import FuturesBackend
@@ -141,7 +142,7 @@ class ProcessBackend(_ProcessMixin, FuturesBackend):
     def make_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             self.workers, mp_context=self.context(),
-            initializer=install_function, initargs=(self.function_payload(),))
+            initializer=install_function, initargs=(self.function_payload(), worker_cap()))
 
     def task(self) -> Callable[[Chunk], ChunkRecord]:
         return run_installed_chunk
@@ -222,7 +223,7 @@ class ProcessPoolBackend(_ProcessMixin, Backend):
         payload = self.function_payload()
         with self.launching():  # Pool starts its workers here
             self._pool = self.context().Pool(
-                self.workers, initializer=install_function, initargs=(payload,))
+                self.workers, initializer=install_function, initargs=(payload, worker_cap()))
         self._watched = self._current_workers()
 
     def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
