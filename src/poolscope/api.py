@@ -17,8 +17,8 @@ from .analysis.recommend import contenders, trial_failures
 from .backends import REGISTRY, get_backend
 from .environment import collect_environment, usable_cores
 from .frames import trials_frame
-from .probe import is_coroutine_function
 from .preflight import preflight
+from .probe import is_coroutine_function
 from .result import Result, new_run_id, transfer_sample
 from .runner import Chunksize, Contention, Plan, Repeat, TrialResult, backend_class, run_plan
 from .store import RunStore
