@@ -196,3 +196,10 @@ def test_terminal_and_markdown_show_the_code_whole():
         assert line in text.splitlines()
     markdown = markdown_summary(result)
     assert "```python\n" + code.rstrip("\n") + "\n```" in markdown
+
+
+@pytest.mark.parametrize("name", ["run_chunk", "chunks", "chunk", "done", "result"])
+def test_a_function_named_like_the_scripts_own_names_still_runs(folder: Path, name: str):
+    (folder / "tools.py").write_text(f"def {name}(x):\n    return x + 100\n", encoding="utf-8")
+    code = snippet("thread", "thread", 2, 3, f"./tools.py:{name}", "range(8)")
+    assert run_for_results(folder, code, folder / "marks")[1] == [x + 100 for x in range(8)]
