@@ -235,6 +235,43 @@ def test_io_search_stops_when_a_step_no_longer_pays(monkeypatch):
     assert explore(100, 0.60)["io_workers_tried"] == [4]  # nothing rising: no bisection
 
 
+def test_io_search_tries_only_an_executor_asked_for(monkeypatch):
+    """No thread-family or asyncio executor asked for: no search, no finding; asyncio alone:
+    the search runs asyncio, never a thread executor the user did not ask for."""
+    searched: list[str] = []
+
+    def fake_run_plan(workload, plan, *, first_index=0, **hooks):
+        searched.extend(plan.executors)
+        return [TrialResult(first_index + r, plan.executors[0], plan.workers[0], 1, r, 0.5,
+                            0.0, 0.0, 0.0, 0, "ok", "host", ItemColumns.empty())
+                for r in range(3)], False
+
+    monkeypatch.setattr(api, "run_plan", fake_run_plan)
+    first = mock.Mock()
+    first.summary = pd.DataFrame([{"executor": "asyncio", "workers": 2, "wall_s": 0.6}])
+    for executors in (("serial",), ("serial", "process", "process-pool")):
+        options: dict = {"findings": []}
+        plan = Plan(executors=executors, workers=(2,), repeat=3)
+        assert not api._explore_io_workers(resolve_workload("io", 40), plan, first, [],
+                                           options, {})
+        assert searched == [] and options == {"findings": []}
+    options = {"findings": []}
+    plan = Plan(executors=("serial", "asyncio"), workers=(2,), repeat=3)
+    api._explore_io_workers(resolve_workload("io", 40), plan, first, [], options, {})
+    assert set(searched) == {"asyncio"} and options["io_workers_tried"]
+    assert options["findings"][0].startswith("io-bound: tried asyncio with 4")
+
+
+def test_an_io_bound_run_of_serial_alone_adds_no_executor():
+    result = run_workload(resolve_workload("io", 6, size=20), executors="serial",
+                          workers=None, repeat=3)
+    assert result.classification == "io-bound"
+    assert {t.executor for t in result.trial_results} == {"serial"}
+    assert "io_workers_tried" not in result.options
+    assert not any("io-bound: tried" in reason for reason in result.recommendation.reasons)
+    assert result.recommendation.executor == "serial"
+
+
 def test_contention_is_judged_even_when_a_fast_configuration_never_reaches_min_time(monkeypatch):
     """serial's 10 ms trials reach MAX_TRIALS before MIN_TIME_S: the others' contest still
     goes on after their own minimum."""

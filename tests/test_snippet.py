@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from poolscope.analysis.snippet import snippet
 TARGET = '''
 import asyncio
 import os
+import threading
+import time
 from pathlib import Path
 
 
@@ -26,17 +29,31 @@ def square(x):
 async def fetch(x):
     await asyncio.sleep(0.001)
     return square(x)
+
+
+def where(x):
+    """Which process and thread ran the item; slow enough that idle workers take the next."""
+    time.sleep(0.02)
+    Path(os.environ["MARKS"], f"{x}-{os.getpid()}-{threading.get_ident()}").touch()
+    return -x
 '''
 
 
 def run_script(folder: Path, code: str, marks: Path) -> set[int]:
     """Save ``code`` beside work.py, run it, and return the items that ran."""
+    return run_for_results(folder, code, marks)[0]
+
+
+def run_for_results(folder: Path, code: str, marks: Path) -> tuple[set[int], list]:
+    """Save ``code`` beside work.py, run it: (the items that ran, its ``results``)."""
     script = folder / "main.py"
-    script.write_text(code, encoding="utf-8")
+    script.write_text(code + '\nif __name__ == "__main__":\n    print(repr(results))\n',
+                      encoding="utf-8")
     done = subprocess.run([sys.executable, str(script)], cwd=folder, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "MARKS": str(marks)})
     assert done.returncode == 0, f"{code}\n--- stderr:\n{done.stderr}"
-    return {int(name.split("-")[0]) for name in os.listdir(marks)}
+    ran = {int(name.split("-")[0]) for name in os.listdir(marks)}
+    return ran, ast.literal_eval(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture
@@ -46,10 +63,13 @@ def folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("executor", "family", "chunksize"), [
+EXECUTORS = [
     ("serial", "serial", None), ("thread", "thread", 2), ("thread-pool", "thread", 2),
     ("process", "process", 3), ("process-fork", "process", 3), ("process-spawn", "process", 3),
-    ("process-pool", "process", 3), ("asyncio", "async", 1)])
+    ("process-pool", "process", 3), ("asyncio", "async", 1), ("asyncio", "async", 3)]
+
+
+@pytest.mark.parametrize(("executor", "family", "chunksize"), EXECUTORS)
 def test_the_script_runs_every_item(folder: Path, executor: str, family: str,
                                     chunksize: int | None):
     code = snippet(executor, family, 2, chunksize, "./work.py:square", "range(7)", n_items=7)
@@ -59,7 +79,26 @@ def test_the_script_runs_every_item(folder: Path, executor: str, family: str,
     assert ('if __name__ == "__main__":' in code) == (family == "process")
     if chunksize and family == "process":
         assert f"chunksize={chunksize}" in code
-    assert run_script(folder, code, folder / "marks") == set(range(7))
+    ran, results = run_for_results(folder, code, folder / "marks")
+    assert ran == set(range(7))
+    assert results == [x * x for x in range(7)]  # every item's result, in the items' order
+
+
+@pytest.mark.parametrize(("executor", "family", "chunksize"), EXECUTORS[1:])
+def test_the_script_hands_work_over_in_chunks_as_the_trial_did(folder: Path, executor: str,
+                                                                family: str, chunksize: int):
+    """Each backend submits chunks of ``chunksize`` items (runner.make_chunks); so does the
+    script: a worker runs a chunk's items one after another in one thread."""
+    code = snippet(executor, family, 2, chunksize, "./work.py:where", "range(10)", n_items=10)
+    ran, results = run_for_results(folder, code, folder / "marks")
+    assert ran == set(range(10)) and results == [-x for x in range(10)]
+    runs = {}
+    for name in os.listdir(folder / "marks"):
+        item, pid, thread = name.split("-")
+        runs[int(item)] = (pid, thread)
+    for first in range(0, 10, chunksize):  # a chunk's items all ran on one worker thread
+        chunk = range(first, min(first + chunksize, 10))
+        assert len({runs[item] for item in chunk}) == 1, (executor, runs)
 
 
 def test_a_file_whose_name_is_no_identifier_is_imported_by_name(folder: Path):
@@ -78,15 +117,21 @@ def test_spawned_workers_really_ran_the_items(folder: Path):
 
 
 def test_asyncio_awaits_a_coroutine_function_under_a_semaphore(folder: Path):
-    code = snippet("asyncio", "async", 3, 1, "work.py:fetch", "range(5)", coroutine=True)
+    code = snippet("asyncio", "async", 3, 2, "work.py:fetch", "range(5)", coroutine=True)
     assert "asyncio.Semaphore(3)" in code and "await fetch(item)" in code
-    assert run_script(folder, code, folder / "marks") == set(range(5))
+    ran, results = run_for_results(folder, code, folder / "marks")
+    assert ran == set(range(5)) and results == [x * x for x in range(5)]
 
 
-def test_a_coroutine_function_in_processes_gets_an_event_loop_per_item(folder: Path):
-    code = snippet("process-pool", "process", 2, 2, "work.py:fetch", "range(4)",
-                   coroutine=True)
-    assert run_script(folder, code, folder / "marks") == set(range(4))
+@pytest.mark.parametrize(("executor", "family"), [
+    ("serial", "serial"), ("thread", "thread"), ("thread-pool", "thread"),
+    ("process-pool", "process"), ("process-spawn", "process")])
+def test_a_coroutine_function_elsewhere_gets_an_event_loop_per_chunk(folder: Path,
+                                                                     executor: str, family: str):
+    code = snippet(executor, family, 2, 2, "work.py:fetch", "range(5)", coroutine=True)
+    assert "asyncio.Runner()" in code and "asyncio.run(" not in code
+    ran, results = run_for_results(folder, code, folder / "marks")
+    assert ran == set(range(5)) and results == [x * x for x in range(5)]
 
 
 def test_a_module_target_is_imported_and_a_builtin_keeps_its_size(folder: Path):
@@ -151,3 +196,10 @@ def test_terminal_and_markdown_show_the_code_whole():
         assert line in text.splitlines()
     markdown = markdown_summary(result)
     assert "```python\n" + code.rstrip("\n") + "\n```" in markdown
+
+
+@pytest.mark.parametrize("name", ["run_chunk", "chunks", "chunk", "done", "result"])
+def test_a_function_named_like_the_scripts_own_names_still_runs(folder: Path, name: str):
+    (folder / "tools.py").write_text(f"def {name}(x):\n    return x + 100\n", encoding="utf-8")
+    code = snippet("thread", "thread", 2, 3, f"./tools.py:{name}", "range(8)")
+    assert run_for_results(folder, code, folder / "marks")[1] == [x + 100 for x in range(8)]

@@ -256,10 +256,12 @@ def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
     doubling would pass the item count, try the item count itself (more threads than items
     would only idle). When a step stops paying right after one that paid (the curve was still
     rising), bisect between the two, down to steps of a quarter (or 2). The verdict then
-    chooses among every count tried, fewer workers first (analysis/decide.py).
+    chooses among every count tried, fewer workers first (analysis/decide.py). Only an
+    executor the user asked for is searched: with no thread or asyncio one, no search.
     """
-    threads = [n for n in plan.executors
-               if get_backend(n).family in ("thread", "async")] or ["thread"]
+    threads = [n for n in plan.executors if get_backend(n).family in ("thread", "async")]
+    if not threads:
+        return False
     name = threads[0]
     base = plan.workers[0]
     summary = first.summary

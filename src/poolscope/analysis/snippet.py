@@ -12,6 +12,13 @@ function). It writes the standard-library call (``concurrent.futures`` / ``multi
 - anything else (a function of a notebook or of ``__main__``): a named placeholder.
 
 Items are the run's own when they were ``range(n)``; otherwise a placeholder to fill in.
+
+The script hands work over as the trial did, so that it pays what was measured: every backend
+submits chunks of ``chunksize`` items (runner.make_chunks). ``Pool.map``,
+``ProcessPoolExecutor.map`` and loky's ``map`` do that with ``chunksize=``; for the others
+(``ThreadPoolExecutor``, ``InterpreterPoolExecutor``, dask, asyncio) and for coroutine
+functions (one event loop per chunk, as probe.run_chunk runs them) the script cuts the items
+into chunks itself, maps a ``run_chunk`` helper over them and joins the results in order.
 """
 
 from __future__ import annotations
@@ -23,7 +30,11 @@ __all__ = ["snippet"]
 
 # Names the generated code binds itself: an imported function must not take one of them.
 _TAKEN = {"asyncio", "multiprocessing", "partial", "items", "results", "pool", "main", "one",
-          "limit", "call", "fn", "importlib", "cluster", "client"}
+          "limit", "fn", "importlib", "cluster", "client", "context", "run_chunk", "chunks",
+          "chunk", "item", "done", "runner"}
+# Executors whose own map hands items over one at a time: the script hands them chunks.
+_CHUNKED_BY_SCRIPT = {"thread", "interpreter", "dask", "asyncio"}
+_FLATTEN = "results = [result for chunk in done for result in chunk]  # the items' order"
 _START_METHODS = {"process-fork": "fork", "process-spawn": "spawn",
                   "process-forkserver": "forkserver"}
 
@@ -37,29 +48,45 @@ def snippet(executor: str, family: str, workers: int, chunksize: int | None, tar
     only says, in that placeholder's comment, how many poolscope ran.
     """
     name, _, python = executor.partition("@")
-    body = _pool_lines(name, workers, chunksize, coroutine)
+    chunked = name in _CHUNKED_BY_SCRIPT or (coroutine and name != "serial")
+    body = _pool_lines(name, workers, chunksize, coroutine, chunked)
     if body is None:
         return None
     head, fn_lines, call, notes = _function(target, size)
     items_line, items_head = _items(target, items, n_items, size)
-    head = sorted({*head, *items_head, *body[0]})
-    wrapper: list[str] = []
-    if coroutine and name != "asyncio":  # as poolscope ran it: an event loop per item
-        head = sorted({*head, "import asyncio"})
-        wrapper = ["", "", "def call(item):", f"    return asyncio.run({call}(item))"]
-        call = "call"
+    runner_head, runner = _chunk_runner(name, coroutine) if chunked else (set(), [])
+    head = sorted({*head, *items_head, *body[0], *runner_head})
     chunk = f", chunksize {chunksize}" if chunksize else ""
     lines = [f"# poolscope's recommendation: {name} ×{workers}{chunk}"]
     if python:
         lines.append(f"# measured under {python}: run this script with it")
-    lines += [*(f"# {note}" for note in notes), *_imports(head), *fn_lines, *wrapper, ""]
+    lines += [*(f"# {note}" for note in notes), *_imports(head), *fn_lines,
+              *(line.replace("{fn}", call) for line in runner), *([""] if runner else []), ""]
     code = [line.replace("{fn}", call) for line in [items_line, *body[1]]]
-    if family == "process" or name == "dask":  # workers import this script: guard the work
+    if chunked:
+        code[1:1] = [f"chunks = [items[i:i + {chunksize or 1}] for i in range(0, len(items), "
+                     f"{chunksize or 1})]"]
+        code.append(_FLATTEN)
+    if family == "process" or name in ("dask", "interpreter"):  # workers import this script
         lines += ["", 'if __name__ == "__main__":', *(f"    {line}" if line else ""
                                                       for line in code)]
     else:
         lines += code
     return "\n".join(lines).strip("\n").replace("\n\n\n\n", "\n\n\n") + "\n"
+
+
+def _chunk_runner(name: str, coroutine: bool) -> tuple[set[str], list[str]]:
+    """(imports, lines) of ``run_chunk``: one chunk's items in turn, calling ``{fn}``."""
+    if coroutine and name == "asyncio":  # on the script's own event loop
+        return set(), ["", "", "async def run_chunk(chunk):  # its items in turn, as measured",
+                       "    return [await {fn}(item) for item in chunk]"]
+    if coroutine:
+        return {"import asyncio"}, [
+            "", "", "def run_chunk(chunk):  # an event loop per chunk, as measured",
+            "    with asyncio.Runner() as runner:",
+            "        return [runner.run({fn}(item)) for item in chunk]"]
+    return set(), ["", "", "def run_chunk(chunk):  # its items in turn, as measured",
+                   "    return [{fn}(item) for item in chunk]"]
 
 
 def _imports(head: list[str]) -> list[str]:
@@ -83,21 +110,23 @@ def _imports(head: list[str]) -> list[str]:
 _STDLIB = {"asyncio", "concurrent", "functools", "importlib", "multiprocessing"}
 
 
-def _pool_lines(name: str, workers: int, chunksize: int | None, coroutine: bool
-                ) -> tuple[set[str], list[str]] | None:
-    """(imports, lines) of the pool code, calling ``{fn}``; None for an unknown executor."""
-    chunks = f", chunksize={chunksize}" if chunksize else ""
+def _pool_lines(name: str, workers: int, chunksize: int | None, coroutine: bool,
+                chunked: bool) -> tuple[set[str], list[str]] | None:
+    """(imports, lines) of the pool code; None for an unknown executor. It maps ``{fn}`` over
+    ``items`` into ``results``, or, ``chunked``, ``run_chunk`` over ``chunks`` into ``done``
+    (a chunk per task: Pool.map's ``chunksize=1``)."""
+    call, over, out = ("run_chunk", "chunks", "done") if chunked else ("{fn}", "items", "results")
+    chunks = ", chunksize=1" if chunked else f", chunksize={chunksize}" if chunksize else ""
     if name == "serial":
-        return set(), ["results = [{fn}(item) for item in items]"]
+        return _serial_lines(coroutine)
     if name == "thread":
         return ({"from concurrent.futures import ThreadPoolExecutor"}, [
-            "# ThreadPoolExecutor hands items over one at a time (chunks are for processes)",
             f"with ThreadPoolExecutor(max_workers={workers}) as pool:",
-            "    results = list(pool.map({fn}, items))"])
+            f"    {out} = list(pool.map({call}, {over}))"])
     if name == "thread-pool":
         return ({"from multiprocessing.pool import ThreadPool"}, [
             f"with ThreadPool({workers}) as pool:",
-            f"    results = pool.map({{fn}}, items{chunks})"])
+            f"    {out} = pool.map({call}, {over}{chunks})"])
     if name == "process" or name in _START_METHODS:
         method = _START_METHODS.get(name)
         return ({"from concurrent.futures import ProcessPoolExecutor",
@@ -105,36 +134,46 @@ def _pool_lines(name: str, workers: int, chunksize: int | None, coroutine: bool
             *([f'context = multiprocessing.get_context("{method}")'] if method else []),
             f"with ProcessPoolExecutor(max_workers={workers}"
             + (", mp_context=context" if method else "") + ") as pool:",
-            f"    results = list(pool.map({{fn}}, items{chunks}))"])
+            f"    {out} = list(pool.map({call}, {over}{'' if chunked else chunks}))"])
     if name == "process-pool":
         return ({"import multiprocessing"}, [
             f"with multiprocessing.Pool({workers}) as pool:",
-            f"    results = pool.map({{fn}}, items{chunks})"])
+            f"    {out} = pool.map({call}, {over}{chunks})"])
     if name == "loky":
         return ({"from loky import get_reusable_executor"}, [
             f"pool = get_reusable_executor(max_workers={workers})",
-            f"results = list(pool.map({{fn}}, items{chunks}))"])
+            f"{out} = list(pool.map({call}, {over}{'' if chunked else chunks}))"])
     if name == "interpreter":
         return ({"from concurrent.futures import InterpreterPoolExecutor  # Python 3.14+"}, [
             f"with InterpreterPoolExecutor(max_workers={workers}) as pool:",
-            "    results = list(pool.map({fn}, items))"])
+            f"    {out} = list(pool.map({call}, {over}))"])
     if name == "dask":
         return ({"from dask.distributed import Client, LocalCluster"}, [
             "# or Client(\"tcp://host:8786\") for a cluster of your own",
             f"with LocalCluster(n_workers={workers}, threads_per_worker=1) as cluster, "
             "Client(cluster) as client:",
-            "    results = client.gather(client.map({fn}, items))"])
+            f"    {out} = client.gather(client.map({call}, {over}))"])
     if name == "asyncio":
         return _asyncio_lines(workers, coroutine)
     return None
 
 
+def _serial_lines(coroutine: bool) -> tuple[set[str], list[str]]:
+    if not coroutine:
+        return set(), ["results = [{fn}(item) for item in items]"]
+    return {"import asyncio"}, [
+        "with asyncio.Runner() as runner:  # one event loop for the items",
+        "    results = [runner.run({fn}(item)) for item in items]"]
+
+
 def _asyncio_lines(workers: int, coroutine: bool) -> tuple[set[str], list[str]]:
+    """At most ``workers`` chunks at once, each ``run_chunk``: awaited on the loop for a
+    coroutine function, in the loop's threads (as asyncio.to_thread runs it) for a plain one."""
     if coroutine:
-        head, call, setup = {"import asyncio"}, "await {fn}(item)", []
-    else:  # a plain function runs in the loop's threads, as asyncio.to_thread runs it
+        head, call, setup = {"import asyncio"}, "await run_chunk(chunk)", []
+    else:
         head = {"import asyncio", "from concurrent.futures import ThreadPoolExecutor"}
-        call = "await asyncio.to_thread({fn}, item)"
+        call = "await asyncio.to_thread(run_chunk, chunk)"
         setup = ["    asyncio.get_running_loop().set_default_executor("
                  f"ThreadPoolExecutor({workers}))"]
     return head, [
@@ -142,16 +181,16 @@ def _asyncio_lines(workers: int, coroutine: bool) -> tuple[set[str], list[str]]:
         "",
         "async def main():",
         *setup,
-        f"    limit = asyncio.Semaphore({workers})  # at most {workers} items at once",
+        f"    limit = asyncio.Semaphore({workers})  # at most {workers} chunks at once",
         "",
-        "    async def one(item):",
+        "    async def one(chunk):",
         "        async with limit:",
         f"            return {call}",
         "",
-        "    return await asyncio.gather(*(one(item) for item in items))",
+        "    return await asyncio.gather(*(one(chunk) for chunk in chunks))",
         "",
         "",
-        "results = asyncio.run(main())"]
+        "done = asyncio.run(main())"]
 
 
 def _function(target: str, size: int | None) -> tuple[set[str], list[str], str, list[str]]:
