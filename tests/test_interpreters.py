@@ -103,11 +103,14 @@ def test_interpreter_says_why_it_is_unavailable_before_313():
             get_backend("interpreter")
 
 
-def test_interpreter_family_is_weighed_after_processes():
-    from poolscope.analysis.recommend import FAMILY_COST, UNKNOWN_FAMILY_COST
+def test_interpreter_family_is_weighed_before_processes_and_other_interpreters():
+    # design.md's simplicity order: one process with a GIL per interpreter is simpler than
+    # worker processes; another interpreter (NAME@PATH) comes after both.
+    from poolscope.analysis.decide import FAMILY_RANK, UNKNOWN_FAMILY_RANK
 
     assert REGISTRY["interpreter"].family == "interpreter"
-    assert FAMILY_COST["process"] < FAMILY_COST["interpreter"] < UNKNOWN_FAMILY_COST
+    assert FAMILY_RANK["thread"] < FAMILY_RANK["interpreter"] < FAMILY_RANK["process"]
+    assert FAMILY_RANK["process"] < UNKNOWN_FAMILY_RANK
 
 
 def _closure():

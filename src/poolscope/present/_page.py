@@ -41,6 +41,9 @@ main.ps { display: block; padding: 4px 18px 24px; }
 .ps .note { color: #555; font-size: 12.5px; } .ps .warn { color: #8a4b00; }
 .ps ul { margin: 4px 0 4px 18px; padding: 0; }
 .ps .wide { overflow-x: auto; }
+/* Long values (native thread pools, an interpreter's facts) wrap instead of widening the page. */
+.ps table.environment td:last-child { white-space: normal; overflow-wrap: anywhere;
+  max-width: 70em; }
 .ps .scale { font-size: 13px; margin: 8px 0 0 60px; }
 .ps .scale span { display: inline-block; width: 240px; height: 10px; vertical-align: middle; }
 </style>"""
