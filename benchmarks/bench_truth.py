@@ -48,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 WORKLOADS_FILE = HERE / "truth_workloads.py"
 MARGIN = 1.10  # a recommendation within 10% of the best bare time is right
 IO_THREADS = (8, 32)  # more threads tried bare for the kinds that wait
-UNCHUNKED = ("serial", "thread", "asyncio")  # their bare runs take no chunksize
+UNCHUNKED = ("serial",)  # its bare run takes no chunksize
 # The table is wider than a terminal: a file or CI log gets all of it.
 wide = Console(highlight=False, width=None if sys.stdout.isatty() else 170)
 
@@ -100,16 +100,31 @@ class Config:
 # --- the bare harness: no poolscope code from here to the end of `time_bare` -----------------
 
 
-async def _gather_in_threads(fn: Fn, items: Sequence[Any], workers: int) -> list[Any]:
+def _in_chunks(fn: Fn, items: Sequence[Any], chunksize: int | None) -> tuple[Fn, list[Any]]:
+    """With a chunksize, the work handed over a chunk at a time, as poolscope's trials and its
+    code to paste do (``run_chunk``); without one, item by item, as a user's first try would."""
+    if not chunksize:
+        return fn, list(items)
+    return (lambda chunk: [fn(item) for item in chunk],
+            [items[i:i + chunksize] for i in range(0, len(items), chunksize)])
+
+
+def _flat(results: list[Any], chunksize: int | None) -> list[Any]:
+    return [r for chunk in results for r in chunk] if chunksize else results
+
+
+async def _gather_in_threads(fn: Fn, items: Sequence[Any], workers: int,
+                             chunksize: int | None) -> list[Any]:
     """asyncio with a plain function: to_thread, at most ``workers`` at once."""
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers))
     limit = asyncio.Semaphore(workers)
+    task, work = _in_chunks(fn, items, chunksize)
 
-    async def one(item: Any) -> Any:
+    async def one(piece: Any) -> Any:
         async with limit:
-            return await asyncio.to_thread(fn, item)
+            return await asyncio.to_thread(task, piece)
 
-    return await asyncio.gather(*(one(item) for item in items))
+    return _flat(await asyncio.gather(*(one(piece) for piece in work)), chunksize)
 
 
 BARE = ("serial", "thread", "thread-pool", "process", "process-fork", "process-spawn",
@@ -123,9 +138,10 @@ def bare_map(config: Config, fn: Fn, items: Sequence[Any]) -> list[Any]:
     name, workers, chunksize = config.executor, config.workers, config.chunksize
     if name == "serial":
         return [fn(item) for item in items]
-    if name == "thread":  # ThreadPoolExecutor.map ignores chunksize
+    if name == "thread":  # ThreadPoolExecutor.map ignores chunksize: chunks by hand
+        task, work = _in_chunks(fn, items, chunksize)
         with ThreadPoolExecutor(workers) as threads:
-            return list(threads.map(fn, items))
+            return _flat(list(threads.map(task, work)), chunksize)
     if name == "thread-pool":
         with ThreadPool(workers) as pool:  # leaving the block terminates the pool
             return pool.map(fn, items, chunksize)
@@ -138,7 +154,7 @@ def bare_map(config: Config, fn: Fn, items: Sequence[Any]) -> list[Any]:
         with ProcessPoolExecutor(workers, mp_context=context) as processes:
             return list(processes.map(fn, items, chunksize=chunksize or 1))
     if name == "asyncio":
-        return asyncio.run(_gather_in_threads(fn, items, workers))
+        return asyncio.run(_gather_in_threads(fn, items, workers, chunksize))
     if name == "loky":  # fresh per run, as the pasted script's reusable pool is on its run
         import loky
 
