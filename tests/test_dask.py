@@ -396,3 +396,17 @@ def test_a_cluster_left_without_workers_fails_the_trial(external_cluster, monkey
     assert error["kind"] == "WorkerDiedError"
     assert error["message"].startswith("the Dask cluster has had no workers for 2 s")
     assert all(p.wait(timeout=10) == -signal.SIGKILL for p in external_cluster.workers.values())
+
+
+def test_a_local_cluster_leaves_this_process_environment_as_it_was():
+    """distributed's nannies set OMP_NUM_THREADS=1 and the like in the environment of the
+    process that starts them: every child poolscope started afterwards (an isolated child, a
+    process pool) would inherit them and run its BLAS on one thread."""
+    import poolscope
+    from poolscope.native import ENV_VARS
+
+    before = {name: os.environ.get(name) for name in ENV_VARS}
+    result = poolscope.compare(abs, range(4), executors=["dask"], workers=1, repeat=1,
+                               baseline=False)
+    assert result.trials["status"].eq("ok").all()
+    assert {name: os.environ.get(name) for name in ENV_VARS} == before

@@ -155,6 +155,18 @@ def normalize_address(text: str) -> str:
     return address
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Undo what a local cluster changed in this process's environment: distributed's nannies
+    set their workers' pre-spawn settings (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, …) in it, and
+    every child poolscope starts later — an isolated child, a process pool — would inherit them
+    and run its native thread pools on one thread."""
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
 def _reachable(address: str) -> None:
     """Raise OSError when nothing accepts a TCP connection at a ``tcp://HOST:PORT`` address."""
     protocol, _, rest = address.partition("://")
@@ -279,6 +291,7 @@ class DaskBackend(Backend):
         self._lock = threading.Lock()
         self._own_boot = _boot_id()
         self._watching_nannies = False  # attached to _nanny_deaths (a local cluster of ours)
+        self._environ: dict[str, str] | None = None  # os.environ before our cluster started
 
     # --- start and stop ------------------------------------------------------------------------
     def start(self) -> None:
@@ -293,6 +306,7 @@ class DaskBackend(Backend):
 
             _nanny_deaths.attach()
             self._watching_nannies = True
+            self._environ = dict(os.environ)  # the nannies' pre-spawn settings leak into it
             with _unguarded_main_hidden():  # spawned workers must not re-run a user's script
                 self._cluster = distributed.LocalCluster(
                     n_workers=self.workers, threads_per_worker=1, processes=True,
@@ -301,6 +315,7 @@ class DaskBackend(Backend):
                     # without this it takes 8787, or warns when something else has it
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.CRITICAL, preload=[__name__])
+            _restore_environ(self._environ)
             address = self._cluster.scheduler_address
         try:
             if self._cluster is None:
@@ -336,6 +351,9 @@ class DaskBackend(Backend):
                 if self._watching_nannies:
                     self._watching_nannies = False
                     _nanny_deaths.detach()
+                if self._environ is not None:
+                    _restore_environ(self._environ)
+                    self._environ = None
 
     # --- cluster facts ---------------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
