@@ -25,7 +25,9 @@ def test_a_worker_process_has_one_file_and_a_slot_per_thread():
             t.start()
             t.join(timeout=10)
         in_a_worker_process(shared.path, fake_pid)  # attached, running nothing yet
-        assert sorted(os.listdir(shared.path)) == sorted(["stop", str(fake_pid)])
+        names = sorted(os.listdir(shared.path))
+        assert len(names) == 2 and "stop" in names  # one file for the process ...
+        assert [board._pid_of(name) for name in names if name != "stop"] == [fake_pid]
         running = [r for r in shared.running() if r.pid == fake_pid]
         assert sorted(r.item for r in running) == [IDLE, 4, 7]
         assert len({r.tid for r in running}) == 3
@@ -73,3 +75,19 @@ def test_slots_of_ended_threads_are_taken_again_when_all_are_used(monkeypatch):
         mark[0] = 9
         assert sorted((r.tid, r.item) for r in shared.running() if r.pid == fake_pid) == \
             sorted([(threading.get_native_id(), 9), (2, IDLE)])
+
+
+def test_each_interpreter_of_a_process_has_a_file_of_its_own(monkeypatch):
+    """Subinterpreters import the board anew (their own slot counter and lock): sharing one
+    file, two of them handed out the same slot, and a dead process's board named the item of
+    the thread that wrote last, not the one that ended it (1 trial in 300 under 3.13)."""
+    fake_pid = os.getpid() + 100_002
+    with Board() as shared:
+        in_a_worker_process(shared.path, fake_pid, 2)  # the first interpreter's thread
+        board._processes.clear()  # the second interpreter: a module of its own ...
+        monkeypatch.setattr(board, "_file_name", lambda pid: f"{pid}-2nd")  # ... and file
+        in_a_worker_process(shared.path, fake_pid, 3)
+        assert len([n for n in os.listdir(shared.path) if board._pid_of(n) == fake_pid]) == 2
+        assert sorted(r.item for r in shared.busy() if r.pid == fake_pid) == [2, 3]
+        shared.forget()  # both files of the process that is gone
+        assert shared.running() == []

@@ -29,6 +29,7 @@ import contextlib
 import mmap
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from array import array
@@ -108,10 +109,16 @@ class Board:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.path, str(pid)))
+                for name in self._names_of(pid):
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(self.path, name))
             except OSError:
                 pass
+
+    def _names_of(self, pid: int) -> list[str]:
+        with contextlib.suppress(OSError):
+            return [name for name in os.listdir(self.path) if _pid_of(name) == pid]
+        return []
 
     def close(self) -> None:
         _OWN.pop(self.path, None)
@@ -128,7 +135,8 @@ class Board:
         found = []
         with contextlib.suppress(OSError), os.scandir(self.path) as entries:
             for entry in entries:
-                if not entry.name.isdigit():
+                pid = _pid_of(entry.name)
+                if pid is None:
                     continue
                 try:
                     with open(entry.path, "rb") as f:
@@ -136,7 +144,7 @@ class Board:
                 except OSError:
                     continue
                 slots = array("q", data[:len(data) - len(data) % (_SIZE * _SLOT)])
-                found.extend(Running(int(entry.name), slots[k], slots[k + 1])
+                found.extend(Running(pid, slots[k], slots[k + 1])
                              for k in range(0, len(slots), _SLOT) if slots[k])
         return found
 
@@ -214,12 +222,26 @@ def _process_file(path: str, pid: int) -> _ProcessFile | None:
     with _processes_lock:
         found = _processes.get((path, pid))
         if found is None:
-            slots = _map(os.path.join(path, str(pid)), _SLOT * SLOTS)
+            slots = _map(os.path.join(path, _file_name(pid)), _SLOT * SLOTS)
             stop = _map(os.path.join(path, "stop"), 0)
             if slots is None or stop is None:
                 return None
             found = _processes[path, pid] = _ProcessFile(slots, stop)
         return found
+
+
+def _file_name(pid: int) -> str:
+    """This interpreter's file for process ``pid``: "PID-TOKEN". Subinterpreters of one process
+    each import this module anew, with their own slot counter and lock, so one file per
+    interpreter: in a shared file two of them handed out the same slot, and a dead process's
+    board named the item of the thread that wrote last, not the one that ended it."""
+    return f"{pid}-{id(sys.modules):x}"  # sys.modules: one per interpreter, while it lives
+
+
+def _pid_of(name: str) -> int | None:
+    """The process a board file belongs to (None: not a worker's file)."""
+    pid, _, token = name.partition("-")
+    return int(pid) if pid.isdigit() and token else None
 
 
 def _map(path: str, create: int) -> memoryview | None:
