@@ -410,3 +410,23 @@ def test_a_local_cluster_leaves_this_process_environment_as_it_was():
                                baseline=False)
     assert result.trials["status"].eq("ok").all()
     assert {name: os.environ.get(name) for name in ENV_VARS} == before
+
+
+def test_dask_workers_report_their_native_thread_pools():
+    """Each worker process tells its BLAS and OpenMP pools once per run, read after its first
+    chunk (when the function has loaded them), as process pools' workers do."""
+    import poolscope
+
+    def matmul(item):
+        import numpy as np
+
+        a = np.ones((50, 50))
+        return float((a @ a)[0, 0]) + item
+
+    result = poolscope.compare(matmul, range(8), executors=["dask"], workers=2, repeat=2,
+                               baseline=False)
+    assert result.trials["status"].eq("ok").all()
+    entry = result.environment["native_threads"]["executors"]["dask"]
+    assert 1 <= entry["workers_reported"] <= 2
+    assert "blas" in {pool["user_api"] for pool in entry["pools"]}
+    assert entry["threads_per_worker"] >= 1

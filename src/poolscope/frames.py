@@ -1,7 +1,8 @@
 """Tidy pandas frames built from trial records.
 
 ``items_frame``: one row per item and trial (the design's item record columns plus ``lane``, the
-worker a row ran on, numbered per trial in order of first use). ``trials_frame``: one row per
+worker a row ran on, numbered per trial in order of first use, and ``span``: how many items were
+timed together with it, 1 when timed alone; probe.py). ``trials_frame``: one row per
 trial, with the per-trial sums the metrics need. ``melted_frame``: the notebook's long view
 (``variable`` = job, ``value`` = time, ``type`` = executor), normalised per type.
 """
@@ -24,7 +25,7 @@ __all__ = ["MergedBars", "concurrency", "concurrency_binned", "fraction", "items
 STATUS_NAMES = ["ok", "error"]
 ITEM_COLUMNS = ["trial", "executor", "workers", "repeat", "item", "start_s", "end_s", "wall_s",
                 "cpu_s", "pid", "tid", "host", "core", "lane", "status", "error", "worker",
-                "retried"]
+                "retried", "span"]
 
 
 def lane_numbers(pid: np.ndarray, tid: np.ndarray, start_ns: np.ndarray,
@@ -97,6 +98,7 @@ def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
             "error": error,
             "worker": pd.Categorical.from_codes(address_of[cols.worker], categories=addresses),
             "retried": cols.retried,
+            "span": cols.span,
         }))
     if not parts:
         return pd.DataFrame(columns=ITEM_COLUMNS)

@@ -64,6 +64,9 @@ class ItemColumns:
     # chunk was run again after the executor lost a worker (dask).
     worker: np.ndarray = field(default_factory=lambda: np.empty(0, np.int16))  # int16
     retried: np.ndarray = field(default_factory=lambda: np.empty(0, np.bool_))  # bool
+    # How many items were timed together with this one (probe.py's spans): 1 when timed alone;
+    # above 1, its start, end and CPU are its span's spread evenly over the span's items.
+    span: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))  # int32
 
     def __post_init__(self) -> None:
         n = len(self.item)
@@ -71,6 +74,8 @@ class ItemColumns:
             self.worker = np.full(n, -1, np.int16)
         if len(self.retried) != n:
             self.retried = np.zeros(n, np.bool_)
+        if len(self.span) != n:
+            self.span = np.ones(n, np.int32)
 
     @staticmethod
     def worker_addresses(records: Sequence[ChunkRecord]) -> list[str]:
@@ -83,9 +88,12 @@ class ItemColumns:
 
     @classmethod
     def from_chunks(cls, records: Sequence[ChunkRecord], t0_ns: int) -> ItemColumns:
+        spread = [_spread_spans(r) for r in records]
+
         def cat(name: str, dtype: str) -> np.ndarray:
-            parts = [np.frombuffer(getattr(r, name), dtype=getattr(r, name).typecode)
-                     for r in records]
+            parts = [s[name] if name in s else np.frombuffer(getattr(r, name),
+                                                              getattr(r, name).typecode)
+                     for r, s in zip(records, spread, strict=True)]
             return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
 
         lengths = [len(r.start_ns) for r in records]
@@ -97,8 +105,9 @@ class ItemColumns:
             item=item,
             start_ns=cat("start_ns", "int64") - t0_ns,
             end_ns=cat("end_ns", "int64") - t0_ns,
-            cpu_ns=(np.concatenate([np.diff(np.frombuffer(r.cpu_marks_ns, np.int64))
-                                    for r in records]) if records else np.empty(0, np.int64)),
+            cpu_ns=(np.concatenate([np.diff(s.get("cpu_marks_ns", np.frombuffer(
+                r.cpu_marks_ns, np.int64))) for r, s in zip(records, spread, strict=True)])
+                    if records else np.empty(0, np.int64)),
             core=cat("core", "int16"),
             status=cat("status", "int8"),
             pid=np.repeat(np.array([r.pid for r in records], np.int32), lengths),
@@ -106,6 +115,9 @@ class ItemColumns:
             worker=np.repeat(np.array([codes.get(r.worker, -1) for r in records], np.int16),
                              lengths),
             retried=np.repeat(np.array([r.retried for r in records], np.bool_), lengths),
+            span=(np.concatenate([s.get("span", np.ones(n, np.int32))
+                                  for s, n in zip(spread, lengths, strict=True)])
+                  if records else np.empty(0, np.int32)),
         )
         if len(item) > 1 and (np.diff(item) < 0).any():  # chunks arrive in completion order
             columns = columns.take(np.argsort(item, kind="stable"))
@@ -121,6 +133,32 @@ class ItemColumns:
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.__dataclass_fields__)
+
+
+def _spread_spans(record: ChunkRecord) -> dict[str, np.ndarray]:
+    """A record's arrays with each span's items filled in (probe.py times items too short to
+    time alone in spans, and fills only a span's edges): its wall and CPU are spread evenly over
+    its items, which all take its core. Empty when the record has no spans."""
+    if not record.spans:
+        return {}
+    pairs = np.frombuffer(record.spans, np.int64).reshape(-1, 2)
+    first, count = pairs[:, 0], pairs[:, 1]
+    at = np.repeat(first, count)  # per spanned item: its span's first offset
+    k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)  # place in span
+    n = np.repeat(count, count)
+    start, end, marks, core = (np.frombuffer(values, values.typecode).copy() for values in (
+        record.start_ns, record.end_ns, record.cpu_marks_ns, record.core))
+    began, ended = start[first], end[first + count - 1]
+    cpu0, cpu1 = marks[first], marks[first + count]
+    wall = np.repeat(ended - began, count)
+    cpu = np.repeat(cpu1 - cpu0, count)
+    start[at + k] = np.repeat(began, count) + wall * k // n
+    end[at + k] = np.repeat(began, count) + wall * (k + 1) // n
+    marks[at + k + 1] = np.repeat(cpu0, count) + cpu * (k + 1) // n
+    core[at + k] = np.repeat(core[first], count)
+    span = np.ones(len(start), np.int32)
+    span[at + k] = n
+    return {"start_ns": start, "end_ns": end, "cpu_marks_ns": marks, "core": core, "span": span}
 
 
 @dataclass

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "store_path"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_STORE = Path(".poolscope") / "poolscope.db"
 BUSY_TIMEOUT_S = 30.0
 RETRIES = 20
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     cpu_marks_ns BLOB NOT NULL, core BLOB NOT NULL, status BLOB NOT NULL,
     errors TEXT NOT NULL, process_cpu_s REAL NOT NULL, process_maxrss INTEGER NOT NULL,
     host TEXT NOT NULL DEFAULT '', worker TEXT NOT NULL DEFAULT '',
-    retried INTEGER NOT NULL DEFAULT 0,
+    retried INTEGER NOT NULL DEFAULT 0, spans BLOB,
     PRIMARY KEY (run_id, trial, first));
 """
 
@@ -77,6 +77,8 @@ _MIGRATIONS: dict[int, str] = {
        "ALTER TABLE chunks ADD COLUMN host TEXT NOT NULL DEFAULT '';"
        "ALTER TABLE chunks ADD COLUMN worker TEXT NOT NULL DEFAULT '';"
        "ALTER TABLE chunks ADD COLUMN retried INTEGER NOT NULL DEFAULT 0;",
+    # 2 -> 3: which items of a chunk were timed together in spans (probe.py), NULL when none.
+    3: "ALTER TABLE chunks ADD COLUMN spans BLOB;",
 }
 
 T = TypeVar("T")
@@ -214,11 +216,12 @@ class RunStore:
         self._write(
             "INSERT OR IGNORE INTO chunks (run_id, trial, first, pid, tid, start_ns, end_ns, "
             "cpu_marks_ns, core, status, errors, process_cpu_s, process_maxrss, host, worker, "
-            "retried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "retried, spans) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, trial, record.first, record.pid, record.tid, record.start_ns.tobytes(),
              record.end_ns.tobytes(), record.cpu_marks_ns.tobytes(), record.core.tobytes(),
              record.status.tobytes(), json.dumps(record.errors), record.process_cpu_s,
-             record.process_maxrss, record.host, record.worker, int(record.retried)))
+             record.process_maxrss, record.host, record.worker, int(record.retried),
+             record.spans.tobytes() if record.spans else None))
 
     def end_trial(self, run_id: str, trial: TrialResult) -> None:
         self._write(
@@ -335,9 +338,9 @@ class RunStore:
 
     def _chunks(self, run_id: str, trial: int) -> Iterator[ChunkRecord]:
         for (first, pid, tid, start, end, marks, core, status, errors, cpu, maxrss, host,
-             worker, retried) in self.db.execute(
+             worker, retried, spans) in self.db.execute(
                 "SELECT first, pid, tid, start_ns, end_ns, cpu_marks_ns, core, status, errors, "
-                "process_cpu_s, process_maxrss, host, worker, retried FROM chunks "
+                "process_cpu_s, process_maxrss, host, worker, retried, spans FROM chunks "
                 "WHERE run_id = ? AND trial = ? ORDER BY first", (run_id, trial)):
             yield ChunkRecord(
                 first=first, start_ns=_array("q", start), end_ns=_array("q", end),
@@ -345,7 +348,8 @@ class RunStore:
                 status=_array("b", status),
                 errors=[tuple(e) for e in json.loads(errors)],  # type: ignore[misc]
                 pid=pid, tid=tid, process_cpu_s=cpu, process_maxrss=maxrss, results=[],
-                host=host, worker=worker, retried=bool(retried))
+                host=host, worker=worker, retried=bool(retried),
+                spans=_array("q", spans) if spans else None)
 
 
 def _array(typecode: str, data: bytes) -> array:

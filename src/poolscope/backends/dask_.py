@@ -201,6 +201,9 @@ def using_scheduler(address: str | None) -> Iterator[None]:
 
 _functions: dict[str, Callable[[Any], Any]] = {}
 _functions_lock = threading.Lock()
+# The runs (their board paths, one per run) this worker process has told its native thread
+# pools: once per run, with its first chunk, after the function loaded its libraries.
+_pools_told: set[str] = set()
 
 
 def _boot_id() -> str | None:
@@ -243,7 +246,18 @@ def _dask_task(payload: bytes, digest: str, chunk: Chunk) -> ChunkRecord:
 
             fn = _functions[digest] = cloudpickle.loads(payload)
     record = run_chunk(fn, chunk)
-    return record._replace(host=HOST, worker=get_worker().address)
+    pools = None
+    with _functions_lock:
+        tell = chunk.board not in _pools_told
+        if tell:
+            if len(_pools_told) > 64:
+                _pools_told.clear()
+            _pools_told.add(chunk.board)
+    if tell:
+        from .. import native
+
+        pools = native.pools()
+    return record._replace(host=HOST, worker=get_worker().address, native_threads=pools)
 
 
 # --- client side -------------------------------------------------------------------------------
