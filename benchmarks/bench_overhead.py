@@ -48,6 +48,7 @@ from rich.table import Table
 from _common import Check, console, machine_line, median, print_checks
 from poolscope import runner
 from poolscope.backends import get_backend
+from poolscope.board import Board
 from poolscope.runner import auto_chunksize
 from poolscope.workloads import resolve_workload
 
@@ -93,13 +94,14 @@ BARE: dict[str, Callable[[Fn, Sequence[Any], int, int], float]] = {
 
 
 def poolscope_trial(executor: str, fn: Fn, items: Sequence[Any], workers: int,
-                    chunksize: int) -> tuple[float, float, float]:
+                    chunksize: int, board: Any) -> tuple[float, float, float]:
     """One poolscope trial: run_trial's wall_s, perf_counter around making chunks + run_trial,
-    and the trial's wall not covered by any item (per the records: serial's own bookkeeping)."""
+    and the trial's wall not covered by any item (per the records: serial's own bookkeeping).
+    ``board``: one for all of an executor's trials, as a run has."""
     backend = get_backend(executor)
     t0 = time.perf_counter()
     chunks = runner.make_chunks(items, chunksize)
-    trial = runner.run_trial(0, backend, fn, workers, chunks)
+    trial = runner.run_trial(0, backend, fn, workers, chunks, board=board)
     outer = time.perf_counter() - t0
     if trial.status != "ok" or len(trial.items) != len(items):
         raise RuntimeError(f"{executor}: trial {trial.status}, {len(trial.items)} items, "
@@ -165,18 +167,19 @@ def measure(executor: str, fn: Fn, items: Sequence[Any], workers: int, pairs: in
         len(items), effective)
     bare = BARE[executor]
     result = Pairs(executor, effective, chunksize)
-    bare(fn, items, effective, chunksize)  # warm-up pair, not recorded
-    poolscope_trial(executor, fn, items, effective, chunksize)
-    for i in range(pairs):
-        for which in (("bare", "poolscope") if i % 2 == 0 else ("poolscope", "bare")):
-            if which == "bare":
-                result.bare.append(bare(fn, items, effective, chunksize))
-            else:
-                wall, outer, outside = poolscope_trial(executor, fn, items, effective,
-                                                       chunksize)
-                result.outside.append(outside / wall)
-                result.poolscope.append(wall)
-                result.outer.append(outer)
+    with Board() as board:
+        bare(fn, items, effective, chunksize)  # warm-up pair, not recorded
+        poolscope_trial(executor, fn, items, effective, chunksize, board)
+        for i in range(pairs):
+            for which in (("bare", "poolscope") if i % 2 == 0 else ("poolscope", "bare")):
+                if which == "bare":
+                    result.bare.append(bare(fn, items, effective, chunksize))
+                else:
+                    wall, outer, outside = poolscope_trial(executor, fn, items, effective,
+                                                           chunksize, board)
+                    result.outside.append(outside / wall)
+                    result.poolscope.append(wall)
+                    result.outer.append(outer)
     return result
 
 
@@ -278,8 +281,6 @@ def components(fn: Fn, items: Sequence[Any], workers: int, rounds: int, size: in
     that loaded only the workload; the others from this one (see --cli-parent)."""
     import resource
 
-    from poolscope.board import Board
-
     chunksize = auto_chunksize(len(items), workers)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10
     with Board() as board:
@@ -327,11 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="with --components: load what the CLI has loaded first")
     args = parser.parse_args(argv)
     if args.components:
-        if args.cli_parent:  # what the CLI's process has loaded when its trials run
-            import pandas  # noqa: F401
-
+        if args.cli_parent:  # what the CLI's process has loaded when its trials run (pandas
+            # and the pictures come after them: api.py)
             import poolscope.api
-            import poolscope.cli  # noqa: F401
+            import poolscope.cli
+            import poolscope.present.progress  # noqa: F401
+            from poolscope import native
+
+            native.pools()  # as api.run_workload reads its own pools (threadpoolctl loaded)
         workload = resolve_workload("cpu", args.items, args.size)
         console.print(f"[bold]bench_overhead --components[/bold]: {machine_line()}")
         console.print(f"workload cpu, size {args.size:,}, {args.items} items, "

@@ -256,3 +256,20 @@ def test_trace_and_report_from_run_and_export_perfetto(cli, tmp_path):
     for args, message in ((["--trace", "t.txt"], "--trace"), (["--report", "r.png"], "--report")):
         bad = cli("run", "cpu", *SMALL, *args)
         assert bad.returncode == 2 and message in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_process_trials_fork_a_parent_without_pandas(cli, tmp_path):
+    """The CLI loads pandas, the analysis and the pictures only once the trials are done: a
+    fork worker of a process trial is a copy of poolscope's process, and one with pandas in it
+    is 100 MiB more to copy (+8 ms start-up and +6 ms teardown a trial, docs/benchmarks.md §1)
+    than a user's script pays. The function tells, from inside each fork worker."""
+    (tmp_path / "lean.py").write_text(
+        "import sys\n\n"
+        "def work(x):\n"
+        "    if 'pandas' in sys.modules:\n"
+        "        raise RuntimeError('forked from a parent that had loaded pandas')\n"
+        "    return x\n", encoding="utf-8")
+    result = cli("run", "lean.py:work", "--items", "8", "-e", "process-fork,process-pool",
+                 "--repeat", "3", "--no-store", "--quiet")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert "forked from a parent" not in result.stdout

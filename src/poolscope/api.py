@@ -9,20 +9,21 @@ import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import native
 from ._errors import UsageError
-from .analysis.recommend import contenders, trial_failures
+from .analysis.decide import TrialRow, contenders, trial_failures
 from .backends import REGISTRY, get_backend
 from .environment import collect_environment, usable_cores
-from .frames import trials_frame
 from .preflight import preflight
 from .probe import is_coroutine_function
-from .result import Result, new_run_id, transfer_sample
 from .runner import Chunksize, Contention, Plan, Repeat, TrialResult, backend_class, run_plan
-from .store import RunStore
+from .store import RunStore, new_run_id
 from .workloads import Workload
+
+if TYPE_CHECKING:  # imported when a run ends: pandas makes a process worth 100 MiB more to fork
+    from .result import Result
 
 __all__ = ["DEFAULT_EXECUTORS", "compare", "default_sweep_workers", "load", "run_workload",
            "sweep_workload"]
@@ -198,6 +199,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         trials, interrupted = run_plan(workload, plan, contention=_contention(()), **hooks)
 
         def result() -> Result:
+            from .result import Result, transfer_sample
+
             sample = next((t.result_sample for t in trials if t.result_sample), [])
             return Result(run_id=run_id, target=workload.target, n_items=len(items),
                           trial_results=trials, environment=environment, options=options,
@@ -239,7 +242,7 @@ def _contention(prior: Sequence[TrialResult], until: float | None = None) -> Con
         if until is not None and time.monotonic() > until:
             return ()
         every = [*prior, *new]
-        return contenders(trials_frame(every), trial_failures(every), families)
+        return contenders([TrialRow.of(t) for t in every], trial_failures(every), families)
 
     return in_contention
 

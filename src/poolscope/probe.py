@@ -334,9 +334,10 @@ _installed_fn: Callable[[Any], Any] | None = None
 _native_report: list[dict[str, Any]] | None = None  # sent with this worker's first record
 
 
-def install_function(payload: bytes, native_threads: int | None = None) -> None:
+def install_function(payload: bytes, native_threads: int | None = None,
+                     report_pools: bool = True) -> None:
     """Pool initializer: unpickle the workload function once in this worker; cap its native
-    thread pools at ``native_threads`` and read them (native.py)."""
+    thread pools at ``native_threads`` and, with ``report_pools``, read them (native.py)."""
     import signal
 
     import cloudpickle
@@ -349,7 +350,7 @@ def install_function(payload: bytes, native_threads: int | None = None) -> None:
     global _installed_fn, _native_report
     native.limit(native_threads)  # before the function's imports load a library
     _installed_fn = cloudpickle.loads(payload)
-    _native_report = native.pools()
+    _native_report = native.pools() if report_pools else None
 
 
 def run_installed_chunk(chunk: Chunk) -> ChunkRecord:

@@ -8,10 +8,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ from .analysis.scaling import (
 from .analysis.snippet import snippet
 from .backends import REGISTRY
 from .runner import TrialResult
+from .store import new_run_id
 
 __all__ = ["SCHEMA", "Result", "new_run_id"]
 
@@ -44,11 +43,6 @@ SCHEMA = "poolscope/1"
 def _families() -> dict[str, str]:
     """Each registered executor's family: serial, thread or process."""
     return {name: cls.family for name, cls in REGISTRY.items()}
-
-
-def new_run_id() -> str:
-    """Sortable and unique: UTC time then random hex, e.g. 20261125T221503-3fa9c2."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 @dataclass

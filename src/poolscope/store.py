@@ -20,8 +20,10 @@ import os
 import socket
 import sqlite3
 import time
+import uuid
 from array import array
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from .result import Result
     from .runner import TrialResult
 
-__all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "store_path"]
+__all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "new_run_id", "store_path"]
 
 SCHEMA_VERSION = 3
 DEFAULT_STORE = Path(".poolscope") / "poolscope.db"
@@ -82,6 +84,11 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 T = TypeVar("T")
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time then random hex, e.g. 20261125T221503-3fa9c2."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
 
 
 def store_path(option: str | Path | None) -> Path:

@@ -16,6 +16,9 @@ every configuration. Those deterministic failures are the function's, not an exe
 candidate did the same work in each trial (the same items succeeded, the same raised), so trial
 walls compare like with like and are what the rule is applied to. A configuration with a
 failure the others do not share (it broke, or an item failed only sometimes) is no candidate.
+
+No pandas here: the runner asks this rule between trials (``contenders``), and a process that
+has loaded pandas is a large one to fork for the next process trial (docs/benchmarks.md §1).
 """
 
 from __future__ import annotations
@@ -23,15 +26,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from .stats import Comparison, compare_samples
 
-__all__ = ["EQUIVALENT", "Arm", "Decision", "LeftOut", "candidate_arms", "decide",
-           "failure_set", "simplicity"]
+__all__ = ["EQUIVALENT", "Arm", "Decision", "LeftOut", "TrialRow", "candidate_arms",
+           "contenders", "decide", "failure_set", "simplicity", "trial_failures", "trial_rows"]
 
 EQUIVALENT = 0.10
 FAMILY_RANK = {"serial": 0, "thread": 1, "async": 2, "interpreter": 3, "process": 4,
@@ -54,6 +56,38 @@ def simplicity(executor: str, workers: int, families: Mapping[str, str]) -> tupl
 def failure_set(errors: Iterable[Mapping[str, Any]]) -> frozenset[Failure]:
     """A trial's failures as (item, kind) pairs, from TrialResult.errors."""
     return frozenset((e.get("item"), str(e.get("kind"))) for e in errors)
+
+
+def trial_failures(trials: Iterable[Any]) -> dict[int, frozenset[Failure]]:
+    """Each trial's failures by its index, from TrialResult-like objects (index, errors)."""
+    return {t.index: failure_set(t.errors) for t in trials}
+
+
+class TrialRow(NamedTuple):
+    """What the rule reads of a trial: frames.trials_frame's columns of that name."""
+
+    trial: int
+    executor: str
+    workers: int
+    chunksize: int
+    status: str
+    wall_s: float
+    errors: int  # items that failed
+    items: int  # items recorded
+
+    @classmethod
+    def of(cls, trial: Any) -> TrialRow:
+        """From a runner.TrialResult."""
+        return cls(trial.index, trial.executor, trial.workers, trial.chunksize, trial.status,
+                   trial.wall_s, int((trial.items.status != 0).sum()), len(trial.items))
+
+
+def trial_rows(trials: Any) -> list[TrialRow]:
+    """TrialRows of a trials frame (frames.trials_frame), or of TrialResults."""
+    if hasattr(trials, "itertuples"):
+        return [TrialRow(*row) for row in trials[list(TrialRow._fields)].itertuples(
+            index=False, name=None)]
+    return [row if isinstance(row, TrialRow) else TrialRow.of(row) for row in trials]
 
 
 @dataclass(frozen=True)
@@ -85,30 +119,33 @@ class LeftOut:
         return sorted({kind for _, kind in self.failures})
 
 
-def candidate_arms(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failure]] | None,
+def candidate_arms(trials: Any, failures: Mapping[int, frozenset[Failure]] | None,
                    families: Mapping[str, str], label: Labeller | None = None
                    ) -> tuple[list[Arm], LeftOut]:
     """The configurations the rule may choose from, and the deterministic failures left out.
 
-    ``trials``: frames.trials_frame's columns (trial, executor, workers, chunksize, status,
-    wall_s, errors). ``failures``: each trial's failure_set by trial index; without it a
-    configuration with any error is no candidate. ``label(executor, workers, chunksize)``
-    names a configuration in sentences.
+    ``trials``: a trials frame (frames.trials_frame), TrialResults or TrialRows.
+    ``failures``: each trial's failure_set by trial index; without it a configuration with any
+    error is no candidate. ``label(executor, workers, chunksize)`` names a configuration in
+    sentences.
     """
     name: Labeller = label or (lambda e, w, c: f"{e} ×{w}")
-    expected = int(trials["items"].max()) if len(trials) else 0
+    rows = trial_rows(trials)
+    expected = max((row.items for row in rows), default=0)
+    groups: dict[Key, list[TrialRow]] = {}
+    for row in rows:
+        groups.setdefault((str(row.executor), int(row.workers), int(row.chunksize)),
+                          []).append(row)
     sets: dict[Key, list[frozenset[Failure]]] = {}
     broken: set[Key] = set()
     walls: dict[Key, np.ndarray] = {}
-    for (executor, workers, chunksize), group in trials.groupby(
-            ["executor", "workers", "chunksize"], sort=False):
-        key = (str(executor), int(workers), int(chunksize))
-        counted = group[group["status"].isin(COUNTED)]
-        if counted.empty:
+    for key, group in groups.items():
+        counted = [row for row in group if row.status in COUNTED]
+        if not counted:
             continue
-        walls[key] = counted["wall_s"].to_numpy(dtype=float)
+        walls[key] = np.array([row.wall_s for row in counted], dtype=float)
         sets[key] = _failure_sets(counted, failures, expected)
-        if group["status"].eq("failed").any():
+        if any(row.status == "failed" for row in group):
             broken.add(key)
     shared = frozenset.intersection(*[s for per in sets.values() for s in per]) \
         if sets else frozenset()
@@ -121,17 +158,26 @@ def candidate_arms(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failur
     return arms, LeftOut(shared)
 
 
-def _failure_sets(counted: pd.DataFrame, failures: Mapping[int, frozenset[Failure]] | None,
+def _failure_sets(counted: Sequence[TrialRow], failures: Mapping[int, frozenset[Failure]] | None,
                   expected: int) -> list[frozenset[Failure]]:
     """Each counted trial's failures; a trial that recorded fewer items than others did not do
     the same work, and without per-trial failures any error is an executor's own."""
     if failures is None:
-        sets = [frozenset() if n == 0 else frozenset({(None, "error")})
-                for n in counted["errors"]]
+        sets = [frozenset() if row.errors == 0 else frozenset({(None, "error")})
+                for row in counted]
     else:
-        sets = [failures.get(int(t), frozenset()) for t in counted["trial"]]
-    return [s | {(None, "missing items")} if n < expected else s
-            for s, n in zip(sets, counted["items"], strict=True)]
+        sets = [failures.get(int(row.trial), frozenset()) for row in counted]
+    return [s | {(None, "missing items")} if row.items < expected else s
+            for s, row in zip(sets, counted, strict=True)]
+
+
+def contenders(trials: Any, failures: Mapping[int, frozenset[Failure]] | None,
+               families: Mapping[str, str]) -> frozenset[Key]:
+    """The configurations still in contention (none once decided): what the runner's
+    ``contention`` hook returns, by the same rule as recommend(). ``trials``: as
+    candidate_arms takes them."""
+    arms, _ = candidate_arms(trials, failures, families)
+    return decide(arms).contenders
 
 
 @dataclass(frozen=True)

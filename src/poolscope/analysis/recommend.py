@@ -10,9 +10,8 @@ out, and said so). A recommendation other than serial carries its comparison wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,8 +26,9 @@ from .decide import (
     Labeller,
     LeftOut,
     candidate_arms,
+    contenders,
     decide,
-    failure_set,
+    trial_failures,
 )
 from .stats import Comparison, compare_samples
 
@@ -75,19 +75,6 @@ def _labeller(trials: pd.DataFrame) -> Labeller:
         return f"{text} chunks of {int(chunksize)}" if several else text
 
     return label
-
-
-def trial_failures(trials: Iterable[Any]) -> dict[int, frozenset[Failure]]:
-    """Each trial's failures by its index, from TrialResult-like objects (index, errors)."""
-    return {t.index: failure_set(t.errors) for t in trials}
-
-
-def contenders(trials: pd.DataFrame, failures: Mapping[int, frozenset[Failure]] | None,
-               families: Mapping[str, str]) -> frozenset[Key]:
-    """The configurations still in contention (none once decided): what the runner's
-    ``contention`` hook returns, by the same rule as recommend()."""
-    arms, _ = candidate_arms(trials, failures, families)
-    return decide(arms).contenders
 
 
 def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,

@@ -37,7 +37,6 @@ from typing import Any
 
 from .._errors import WorkerDiedError
 from ..faults import describe_exit
-from ..native import worker_cap
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import register
 from ._futures import FuturesBackend, records_as_completed
@@ -74,7 +73,7 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
         # loky shut that one down and start a new one.
         executor = get_reusable_executor(
             max_workers=self.workers, timeout=IDLE_TIMEOUT_S, initializer=install_function,
-            initargs=(self.function_payload(), worker_cap()))
+            initargs=self.initargs())
         self.cpu_reported = _REPORTED.setdefault(executor, {})
         return executor
 

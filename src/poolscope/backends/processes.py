@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from .._errors import WorkerDiedError
 from ..faults import describe_exit
-from ..native import worker_cap
+from ..native import first_report, preload, worker_cap
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import Backend, register
 from ._futures import FuturesBackend
@@ -103,11 +103,21 @@ class _ProcessMixin:
 
     _payload: bytes | None = None
 
+    _report_pools = True  # a pool started again after a worker died reads them again
+
     def stage(self, chunks: Sequence[Chunk]) -> None:
         """Before the trial's clock: pickle the function for the workers' initializer (a bare
-        pool does not); a function that cannot be pickled fails in ``start``, in the trial."""
+        pool does not; a function that cannot be pickled fails in ``start``, in the trial),
+        and settle what the workers' reading of their native pools costs (native.py)."""
         with contextlib.suppress(Exception):
             self.function_payload()
+        self._report_pools = first_report(chunks[0].board if chunks else "", self.name)
+        if self._report_pools:
+            preload()
+
+    def initargs(self) -> tuple[Any, ...]:
+        """``install_function``'s arguments for this trial's workers."""
+        return self.function_payload(), worker_cap(), self._report_pools
 
     def function_payload(self) -> bytes:
         import pickle
@@ -142,7 +152,7 @@ class ProcessBackend(_ProcessMixin, FuturesBackend):
     def make_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             self.workers, mp_context=self.context(),
-            initializer=install_function, initargs=(self.function_payload(), worker_cap()))
+            initializer=install_function, initargs=self.initargs())
 
     def task(self) -> Callable[[Chunk], ChunkRecord]:
         return run_installed_chunk
@@ -220,10 +230,10 @@ class ProcessPoolBackend(_ProcessMixin, Backend):
         return None
 
     def start(self) -> None:
-        payload = self.function_payload()
+        initargs = self.initargs()
         with self.launching():  # Pool starts its workers here
             self._pool = self.context().Pool(
-                self.workers, initializer=install_function, initargs=(payload, worker_cap()))
+                self.workers, initializer=install_function, initargs=initargs)
         self._watched = self._current_workers()
 
     def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
