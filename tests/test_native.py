@@ -89,6 +89,26 @@ def test_pools_are_reported_and_capped_per_worker(cli, tmp_path, matmul):
 
 
 @needs_threaded_blas
+def test_pools_loaded_by_the_function_itself_are_seen(cli, tmp_path):
+    """A function that imports numpy only when it runs: the isolated child (serial, thread)
+    and spawned process workers (which import nothing of their parent's) read their pools
+    after it ran, not when they started."""
+    (tmp_path / "lazy.py").write_text(
+        "def matmul(x):\n"
+        "    import numpy as np\n\n"
+        "    a = np.random.default_rng(x).random((400, 400))\n"
+        "    return float((a @ a)[0, 0])\n", encoding="utf-8")
+    result = cli("run", "lazy.py:matmul", "--items", "12", "-e", "thread,process-spawn", "-w",
+                 "2", "--repeat", "3", "--quiet", "--no-store", "--json", "out.json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    native = doc["environment"]["native_threads"]
+    for name in ("serial", "thread", "process-spawn"):
+        assert "blas" in {p["user_api"] for p in native["executors"][name]["pools"]}, name
+    assert doc["classification"] == "native-threaded"
+
+
+@needs_threaded_blas
 def test_api_caps_in_process_executors(matmul):
     import importlib.util
 

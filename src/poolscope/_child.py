@@ -245,7 +245,8 @@ class _Server:
         self.sample: list[Any] = []  # the trial's first few return values, until "closed"
         self.left: list[Any] = []  # the trial's chunks, until "closed"
         self.last: Any = None  # the trial's last record, with its results, until "closed"
-        self.own_pools = own_pools  # native thread pools: sent with this process's first record
+        self.own_pools = own_pools  # native thread pools: sent with this process's next record
+        self.pools_told: list[Any] = []  # the pools a record has carried so far
 
     def handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -267,6 +268,12 @@ class _Server:
         from poolscope.probe import reset_peak_rss
 
         reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
+        if not self.pools_told:  # the function may load its libraries when it first runs (the
+            # preflight, or an earlier trial, did): read again, before the clock, until found
+            from poolscope import native
+
+            found = native.pools()
+            self.own_pools = found if found else self.own_pools
         self.t0_ns, cpu0 = time.perf_counter_ns(), _cpu_s()  # staging's CPU stays out
         try:  # a kept child serves every in-process executor's trials
             self.backend = get_backend(trial["executor"])(self.fn, trial["workers"])
@@ -327,6 +334,7 @@ class _Server:
         own = record.pid == self.own_pid
         if own and self.own_pools is not None:
             record, self.own_pools = record._replace(native_threads=self.own_pools), None
+            self.pools_told = record.native_threads
         peak_later = own and self.peak_known  # its peak goes at "closed"
         self.pipe.send(("record", record._replace(
             results=[], process_maxrss=0 if peak_later else record.process_maxrss)), fast=True)

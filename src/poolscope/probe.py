@@ -331,7 +331,7 @@ def split_tid(tid: Any) -> tuple[Any, Any]:
 # functions by value, so spawn and forkserver workers can run them too.
 
 _installed_fn: Callable[[Any], Any] | None = None
-_native_report: list[dict[str, Any]] | None = None  # sent with this worker's first record
+_native_report = False  # whether this worker's first record is to carry its native pools
 
 
 def install_function(payload: bytes, native_threads: int | None = None,
@@ -350,7 +350,7 @@ def install_function(payload: bytes, native_threads: int | None = None,
     global _installed_fn, _native_report
     native.limit(native_threads)  # before the function's imports load a library
     _installed_fn = cloudpickle.loads(payload)
-    _native_report = native.pools() if report_pools else None
+    _native_report = report_pools  # read after the first chunk: the function may load them
 
 
 def run_installed_chunk(chunk: Chunk) -> ChunkRecord:
@@ -361,6 +361,8 @@ def run_installed_chunk(chunk: Chunk) -> ChunkRecord:
 
     global _native_report
     record = run_chunk(_installed_fn, chunk)
-    if _native_report is not None:
-        record, _native_report = record._replace(native_threads=_native_report), None
+    if _native_report:
+        from . import native
+
+        record, _native_report = record._replace(native_threads=native.pools()), False
     return pack_results(record)
