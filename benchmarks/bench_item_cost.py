@@ -52,15 +52,15 @@ def time_bare(fn: Fn, items: Sequence[Any]) -> int:
 
 def time_probe(fn: Fn, items: Sequence[Any], alone: bool = False) -> int:
     """``run_chunk``'s time; ``alone``: every item timed by itself (no spans)."""
-    chosen = probe.span_length
+    chosen = probe.SPAN_CHECK_BELOW_NS
     if alone:
-        probe.span_length = lambda item_ns: 1  # type: ignore[assignment]
+        probe.SPAN_CHECK_BELOW_NS = 0  # no item is short enough to look for spans
     try:
         t0 = time.perf_counter_ns()
         record = probe.run_chunk(fn, Chunk(0, items))
         elapsed = time.perf_counter_ns() - t0
     finally:
-        probe.span_length = chosen  # type: ignore[assignment]
+        probe.SPAN_CHECK_BELOW_NS = chosen
     if len(record.start_ns) != len(items) or record.errors:
         raise RuntimeError(f"probe recorded {len(record.start_ns)} items, errors {record.errors}")
     return elapsed

@@ -28,6 +28,7 @@ reading cost) are what they always were.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import resource
 import socket
@@ -156,16 +157,20 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
     results: list[Any] = [None] * n
     first = chunk.first
     spans = array("q")
-    span = 1  # how many items the next reading of the clocks covers
+    check_below = SPAN_CHECK_BELOW_NS  # items shorter than this may need spans
     offset = 0
     cpu_marks[0] = thread_cpu()
     while offset < n:
-        if span == 1:
+        span = 1
+        # Items timed alone, as long as they are long enough: the common case, one comparison
+        # more than the loop needs anyway.
+        resume = offset
+        for offset, item in enumerate(itertools.islice(items, resume, None), resume):
             mark[0] = first + offset
             cores[offset] = core_of()
             starts[offset] = began = perf()
             try:
-                results[offset] = fn(items[offset])
+                results[offset] = fn(item)
             except (Exception, SystemExit, ItemTimeout) as exc:
                 ends[offset] = ended = perf()
                 status[offset] = STATUS_ERROR
@@ -173,27 +178,31 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
             else:
                 ends[offset] = ended = perf()
             cpu_marks[offset + 1] = thread_cpu()
-            offset += 1
-            if ended - began < SPAN_CHECK_BELOW_NS:
+            if ended - began < check_below:
+                check_below = min(check_below, alone_at_least_ns())
                 span = span_length(ended - began)
-            continue
-        last = min(n, offset + span)
-        cores[offset] = core_of()
-        starts[offset] = began = perf()
-        for index, item in enumerate(items[offset:last], offset):
-            mark[0] = first + index
-            try:
-                results[index] = fn(item)
-            except (Exception, SystemExit, ItemTimeout) as exc:
-                status[index] = STATUS_ERROR
-                errors.append((first + index, *_failure(exc)))
-        ends[last - 1] = ended = perf()
-        cpu_marks[last] = thread_cpu()
-        if last - offset > 1:
-            spans.append(offset)
-            spans.append(last - offset)
-        span = span_length((ended - began) // (last - offset))
-        offset = last
+                if span > 1:
+                    break
+        offset += 1
+        # Spans, while the items stay short.
+        while span > 1 and offset < n:
+            last = min(n, offset + span)
+            cores[offset] = core_of()
+            starts[offset] = began = perf()
+            for index, item in enumerate(items[offset:last], offset):
+                mark[0] = first + index
+                try:
+                    results[index] = fn(item)
+                except (Exception, SystemExit, ItemTimeout) as exc:
+                    status[index] = STATUS_ERROR
+                    errors.append((first + index, *_failure(exc)))
+            ends[last - 1] = ended = perf()
+            cpu_marks[last] = thread_cpu()
+            if last - offset > 1:
+                spans.append(offset)
+                spans.append(last - offset)
+            span = span_length((ended - began) // (last - offset))
+            offset = last
     mark[0] = IDLE
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return ChunkRecord(
@@ -239,6 +248,11 @@ def reading_cost_ns() -> int:
             tries.append((perf() - began) // 16)
         _reading_ns.append(max(1, min(tries)))
     return _reading_ns[0]
+
+
+def alone_at_least_ns() -> int:
+    """Items at least this long are timed alone (span_length 1)."""
+    return int(reading_cost_ns() / PER_ITEM_SHARE)
 
 
 def span_length(item_ns: int) -> int:
