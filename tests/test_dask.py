@@ -427,6 +427,7 @@ def test_dask_workers_report_their_native_thread_pools():
                                baseline=False)
     assert result.trials["status"].eq("ok").all()
     entry = result.environment["native_threads"]["executors"]["dask"]
-    assert 1 <= entry["workers_reported"] <= 2
+    # A local cluster per trial: 2 worker processes a trial, each telling once, 2 trials.
+    assert 1 <= entry["workers_reported"] <= 4
     assert "blas" in {pool["user_api"] for pool in entry["pools"]}
     assert entry["threads_per_worker"] >= 1
