@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -273,3 +274,42 @@ def test_process_trials_fork_a_parent_without_pandas(cli, tmp_path):
                  "--repeat", "3", "--no-store", "--quiet")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     assert "forked from a parent" not in result.stdout
+
+
+def test_module_targets_import_from_pythonpath_and_the_working_directory(tmp_path):
+    """Through the ``poolscope`` script, as a user runs it (its sys.path starts with the
+    environment's bin, not the working directory): a module on PYTHONPATH, and one beside the
+    user, import in poolscope, in the isolated child (serial, thread) and in spawned workers."""
+    script = Path(sys.executable).parent / "poolscope"
+    if not script.exists():
+        pytest.skip("no poolscope script beside this interpreter (not installed with pip)")
+    source = "def crunch(x):\n    return x * 2\n"
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "workmod.py").write_text(source, encoding="utf-8")
+    (tmp_path / "beside.py").write_text(source, encoding="utf-8")
+    for target, pythonpath in (("workmod:crunch", str(tmp_path / "pkg")), ("beside:crunch", "")):
+        env = {**os.environ, "PYTHONPATH": pythonpath, "NO_COLOR": "1"}
+        done = subprocess.run([str(script), "run", target, "--items", "4", "-e",
+                               "thread,process-spawn", "-r", "1", "--no-store", "--quiet"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, f"{target}: {done.stderr}"
+        assert "recommendation" in done.stdout
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_an_output_that_cannot_be_written_is_one_line_after_the_run(cli, tmp_path):
+    """--json to a full disk: the other outputs and "stored as run" still come, then one line
+    and exit 2; the run is in the store. show --json and export -o say it the same way."""
+    done = cli("run", "cpu", "--items", "2", "--size", "1000", "-e", "thread", "-r", "1",
+               "--json", "/dev/full", "--csv", "items.csv", "--store", "s.db")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "poolscope: error: cannot write the JSON to /dev/full: No space left on device"]
+    assert "items written to items.csv" in done.stdout and "stored as run" in done.stdout
+    assert (tmp_path / "items.csv").stat().st_size > 0
+    for args, what in ((("show", "latest", "--json", "/dev/full"), "JSON"),
+                       (("export", "latest", "--format", "csv", "-o", "/dev/full"), "csv")):
+        again = cli(*args, "--store", "s.db")
+        assert again.returncode == 2, again.stderr
+        assert again.stderr.strip().splitlines() == [
+            f"poolscope: error: cannot write the {what} to /dev/full: No space left on device"]

@@ -229,6 +229,14 @@ def _consoles(json_path: str | None, format_: str = "table") -> Console:
     return Console(stderr=True) if json_path == "-" or format_ == "markdown" else Console()
 
 
+def _write(what: str, path: Any, write: Any) -> None:
+    """``write(path)``, with a file that cannot be written said in one line (exit 2)."""
+    try:
+        write(path)
+    except OSError as exc:  # a full disk, a read-only file, a directory in the way
+        raise UsageError(f"cannot write the {what} to {path}: {exc.strerror or exc}") from None
+
+
 def _write_json(document: Any, json_path: str) -> None:
     """A JSON document to ``json_path``, or to stdout for ``-``."""
     import json
@@ -237,28 +245,38 @@ def _write_json(document: Any, json_path: str) -> None:
     if json_path == "-":
         sys.stdout.write(text)
     else:
-        Path(json_path).write_text(text, encoding="utf-8")
+        _write("JSON", json_path, lambda path: Path(path).write_text(text, encoding="utf-8"))
 
 
 def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Path | None,
                    plot: Path | None, report: Path | None = None,
-                   trace: Path | None = None) -> None:
+                   trace: Path | None = None) -> list[str]:
+    """Write each output asked for; one that cannot be written does not stop the others (nor
+    the run's last lines). Returns why each failed."""
+    failed: list[str] = []
+
+    def attempt(what: str, path: Any, write: Any, done: str | None) -> None:
+        try:
+            _write(what, path, write)
+        except PoolscopeError as exc:
+            failed.append(str(exc))
+        else:
+            if done:
+                console.print(done)
+
     if json_path:
-        result.write_json(json_path)
-        if json_path != "-":
-            console.print(f"JSON written to {json_path}")
+        attempt("JSON", json_path, result.write_json,
+                f"JSON written to {json_path}" if json_path != "-" else None)
     if csv:
-        result.write_csv(csv)
-        console.print(f"items written to {csv}")
+        attempt("items CSV", csv, result.write_csv, f"items written to {csv}")
     if plot:
-        result.plot(plot)
-        console.print(f"plot written to {plot}")
+        attempt("plot", plot, result.plot, f"plot written to {plot}")
     if report:
-        result.report(report)
-        console.print(f"report written to {report}")
+        attempt("report", report, result.report, f"report written to {report}")
     if trace:
-        result.to_perfetto(trace)
-        console.print(f"trace written to {trace} (open it in ui.perfetto.dev)")
+        attempt("trace", trace, result.to_perfetto,
+                f"trace written to {trace} (open it in ui.perfetto.dev)")
+    return failed
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -323,17 +341,22 @@ def run(
                           max_memory=_parse_size(max_memory, "--max-memory"),
                           isolate=isolate, native_threads=_native_threads(native_threads))
     _print_result(result, console, format_)
-    _write_outputs(result, console, json_path, csv, plot, report, trace)
-    _finish(result, console, run_store)
+    unwritten = _write_outputs(result, console, json_path, csv, plot, report, trace)
+    _finish(result, console, run_store, unwritten)
 
 
-def _finish(result: Any, console: Console, store: Any = None) -> None:
+def _finish(result: Any, console: Console, store: Any = None,
+            unwritten: list[str] | None = None) -> None:
+    """The run's last lines and its exit code; an output that could not be written is a usage
+    error (exit 2), said after them: the run itself is stored."""
     if store is not None:
         console.print(f"stored as run {result.run_id} in {store.path} "
                       f"(poolscope show {result.run_id})", style="dim")
     if result.interrupted:
         done = sum(t.status != "interrupted" for t in result.trial_results)
         console.print(f"interrupted: kept {done} finished trial(s)", style="yellow")
+    if unwritten:
+        raise UsageError("; ".join(unwritten))
     raise typer.Exit(result.exit_code)
 
 
@@ -397,11 +420,15 @@ def sweep(
                             max_memory=_parse_size(max_memory, "--max-memory"),
                           isolate=isolate, native_threads=_native_threads(native_threads))
     _print_result(result, console, format_)
-    _write_outputs(result, console, json_path, csv, None, report, trace)
+    unwritten = _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:
-        result.plot_scaling(plot)
-        console.print(f"scaling plot written to {plot}")
-    _finish(result, console, run_store)
+        try:
+            _write("scaling plot", plot, result.plot_scaling)
+        except PoolscopeError as exc:
+            unwritten.append(str(exc))
+        else:
+            console.print(f"scaling plot written to {plot}")
+    _finish(result, console, run_store, unwritten)
 
 
 @app.command()
@@ -451,8 +478,8 @@ def demo(
     for line in observations(result, "thread-pool", "process-pool"):
         console.print(line)
     console.print()
-    _write_outputs(result, console, json_path, None, plot, report, trace)
-    _finish(result, console, run_store)
+    unwritten = _write_outputs(result, console, json_path, None, plot, report, trace)
+    _finish(result, console, run_store, unwritten)
 
 
 @app.command()
@@ -522,7 +549,7 @@ def show(
         console.print(f"run {result.run_id}, started {result.started_at}")
     _print_result(result, console, format_)
     if json_path:
-        result.write_json(json_path)
+        _write("JSON", json_path, result.write_json)
 
 
 @app.command(name="compare")
@@ -598,14 +625,9 @@ def export(
     target = output or Path(f"{result.run_id}.{suffix}")
     if target.exists() and output is None:
         raise UsageError(f"{target} exists: name the file with --output")
-    if format_ == "csv":
-        result.write_csv(target)
-    elif format_ == "parquet":
-        result.items.to_parquet(target, index=False)
-    elif format_ == "perfetto":
-        result.to_perfetto(target)
-    else:
-        result.write_json(target)
+    writers = {"csv": result.write_csv, "perfetto": result.to_perfetto,
+               "parquet": lambda path: result.items.to_parquet(path, index=False)}
+    _write(format_, target, writers.get(format_, result.write_json))
     Console().print(f"{format_} written to {target}")
 
 

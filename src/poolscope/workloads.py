@@ -12,6 +12,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -169,6 +170,15 @@ def resolve_workload(target: str, items: int | Sequence[Any] | None = None,
     return Workload(fn=fn, items=made, target=target)
 
 
+def _working_directory_importable() -> None:
+    """A module beside the user is a target, as for ``python -m`` and ``python -c``: the
+    ``poolscope`` script's own directory (the environment's bin) is what its sys.path starts
+    with instead. What is on sys.path is forwarded to the isolated child and to workers."""
+    cwd = os.getcwd()
+    if not any(os.path.realpath(entry or cwd) == os.path.realpath(cwd) for entry in sys.path):
+        sys.path.insert(0, cwd)
+
+
 def resolve_function(target: str) -> Callable[..., Any]:
     """Import ``pkg.module:function`` or load ``path/file.py:function``."""
     module_part, sep, attr_path = target.rpartition(":")
@@ -180,6 +190,7 @@ def resolve_function(target: str) -> Callable[..., Any]:
     if module_part.endswith(".py") or "/" in module_part or "\\" in module_part:
         module = _load_file_module(Path(module_part))
     else:
+        _working_directory_importable()
         try:
             module = importlib.import_module(module_part)
         except ImportError as exc:

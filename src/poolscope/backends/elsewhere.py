@@ -198,19 +198,25 @@ def isolated_root(package: Path) -> str:
 
 
 def _forwarded_path() -> list[str]:
-    """This process's own source directories: sys.path before the interpreter's library.
+    """This process's own source directories: sys.path without the interpreter's own.
 
     That is the script's directory or the working directory, PYTHONPATH, and what was put in
     front at run time (pytest's test directories, a notebook's ``sys.path.insert(0, ...)``) —
-    but never this interpreter's site-packages, whose compiled modules would not load there.
+    but never this interpreter's library and site-packages (nor the user's), whose compiled
+    modules would not load there. Entries under the interpreter are skipped, not an end: the
+    ``poolscope`` script's directory (the environment's bin) comes before PYTHONPATH.
     """
+    import site
+
     prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
                                                sys.base_exec_prefix)}
+    with contextlib.suppress(Exception):
+        prefixes.add(os.path.realpath(site.getusersitepackages()))
     forwarded = []
     for entry in sys.path:
         real = os.path.realpath(entry or os.getcwd())
         if any(real == p or real.startswith(p + os.sep) for p in prefixes):
-            break
+            continue
         if os.path.isdir(real) and real not in forwarded:
             forwarded.append(real)
     return forwarded
