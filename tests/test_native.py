@@ -82,9 +82,11 @@ def test_pools_are_reported_and_capped_per_worker(cli, tmp_path, matmul):
         assert native["executors"][name]["threads_per_worker"] == 1, name
     assert not any(w.startswith("oversubscription") for w in capped["warnings"])
     # Without the cap OpenBLAS's threads compute beside the item's own thread; with it, no one
-    # does (a loaded machine stretches the wall, so the share outside, not CPU/wall > 1).
+    # does (a loaded machine stretches the wall, so the share outside, not CPU/wall > 1). What
+    # is left outside is the trial's bookkeeping between items: 2.5-9% of these 50 ms trials.
     assert _outside_own_thread(free) > 0.15, free["summary"]
-    assert _outside_own_thread(capped) < 0.08, capped["summary"]
+    assert _outside_own_thread(capped) < min(0.12, _outside_own_thread(free) / 2), (
+        capped["summary"], free["summary"])
     assert capped["classification"] != "native-threaded"
 
 
