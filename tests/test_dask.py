@@ -8,14 +8,20 @@ a session of its own, torn down after each test with every wait bounded.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import http.server
 import json
 import os
+import pickle
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -242,6 +248,112 @@ def test_unreachable_scheduler_fails_the_trial_quickly(monkeypatch):
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in t.errors[0]["message"]
 
 
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_server() -> Iterator[str]:
+    """A local HTTP server (``python -m http.server``'s) on a free port, in a thread."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def closed_port() -> str:
+    """An address on 127.0.0.1 where nothing listens (a port just let go)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("peer", ["http", "closed"])
+def test_a_scheduler_address_without_a_scheduler_fails_quickly_through_the_cli(tmp_path, peer):
+    """Issue 13 (9): an HTTP server as --scheduler kept the run waiting for minutes, or failed
+    with "MemoryError: Unable to allocate 3.07 EiB". It fails the dask trial in one line within
+    GREETING_TIMEOUT_S, as a closed port does, and exits 1; nothing is left running."""
+    with contextlib.ExitStack() as stack:
+        if peer == "http":
+            address = stack.enter_context(http_server())
+            expected = (f"dask failed: PoolscopeError: {address} is not a Dask scheduler (it "
+                        "accepted the connection but sent nothing within 5 s, where a Dask "
+                        "scheduler greets at once)")
+        else:
+            address = closed_port()
+            expected = (f"dask failed: PoolscopeError: cannot reach the Dask scheduler at "
+                        f"{address}: [Errno 111] Connection refused")
+        began = time.monotonic()
+        done = cli("run", "tiny", "--items", "4", "-e", "dask", "--scheduler", address,
+                   "--repeat", "1", "--quiet", "--no-store", cwd=tmp_path, timeout=60)
+        took = time.monotonic() - began
+    assert done.returncode == 1, done.stderr
+    assert expected in " ".join(done.stdout.split())
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "MemoryError" not in done.stdout + done.stderr
+    assert took < 30  # it waited for minutes
+    assert session_members(done.pid) == []
+
+
+def test_a_peer_that_greets_otherwise_is_not_a_scheduler():
+    """What distributed would have read as frame lengths ("HTTP/1.0" is 3.07 EiB) is named."""
+    from poolscope import PoolscopeError
+    from poolscope.backends.dask_ import _check_scheduler
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+        def greet() -> None:
+            peer, _ = server.accept()
+            with peer:
+                peer.sendall(b"HTTP/1.0 400 Bad request\r\n\r\n")
+
+        thread = threading.Thread(target=greet)
+        thread.start()
+        try:
+            with pytest.raises(PoolscopeError, match=re.escape(
+                    f"{address} is not a Dask scheduler (it greeted with "
+                    "b'HTTP/1.0 400 Bad', which is not a Dask handshake)")):
+                _check_scheduler(address)
+        finally:
+            thread.join(timeout=10)
+
+
+def test_a_file_target_reaches_a_worker_without_the_file_by_value(tmp_path):
+    """A file target goes by its module name, which a worker on another host cannot import:
+    for an external cluster the task also carries its code, which such a worker loads."""
+    import cloudpickle
+
+    from poolscope.backends.dask_ import _file_targets_by_value
+    from poolscope.workloads import resolve_workload
+
+    script = tmp_path / "remote_work.py"
+    script.write_text("def helper(x):\n    return x + 1\n\n"
+                      "def crunch(x):\n    return helper(x) * 2\n")
+    fn = resolve_workload(f"{script}:crunch", 3).fn
+    payload = cloudpickle.dumps(fn)
+    by_value = _file_targets_by_value(fn, payload)
+    assert by_value and by_value != payload
+    assert _file_targets_by_value(abs, cloudpickle.dumps(abs)) == b""
+    script.unlink()  # the worker's host has no such file
+    code = ("import sys, pickle; from poolscope.backends.dask_ import _load_function; "
+            "payload, by_value = pickle.load(sys.stdin.buffer); "
+            "print(_load_function(payload, by_value)(3)); "
+            "print(_load_function(payload, b''))")
+    args = pickle.dumps((payload, by_value))
+    done = subprocess.run([sys.executable, "-c", code], input=args, capture_output=True,
+                          timeout=60)
+    assert done.stdout.decode().splitlines()[0] == "8"
+    assert b"ModuleNotFoundError: No module named 'poolscope_user_" in done.stderr
+
+
 # --- a local cluster per trial -------------------------------------------------------------------
 
 
@@ -312,6 +424,21 @@ def test_external_scheduler_and_two_workers(external_cluster, tmp_path):
     # The cluster is not ours to stop: it is still there for the next client.
     assert all(p.poll() is None for p in external_cluster.procs)
     assert len(external_cluster.client.scheduler_info()["workers"]) == 2
+
+
+def test_a_file_target_whose_results_refer_to_it_on_an_external_cluster(external_cluster,
+                                                                        tmp_path):
+    """Issue 13 (7) under dask: the workers import the file by its module name, so results
+    that refer to its functions and classes come back (the task carries its code as well)."""
+    (tmp_path / "work.py").write_text(
+        "import functools\n\n\ndef helper(x):\n    return x\n\n\nclass Box:\n"
+        "    def __init__(self, x):\n        self.x = x\n\n\n"
+        "def crunch(x):\n    return helper, functools.partial(helper, x), Box(x)\n")
+    done = cli("run", "work.py:crunch", "--items", "6", "-e", "dask", "-w", "2", "--repeat",
+               "1", "--no-store", "--no-baseline", "--json", "-", "--scheduler",
+               external_cluster.address, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["errors"] == []
 
 
 @pytest.mark.slow

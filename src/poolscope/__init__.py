@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ItemsError, PoolscopeError, PreflightError, TargetError, UsageError
+from ._filetargets import install as _install_file_targets
 
 if TYPE_CHECKING:
     from .api import compare, load
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 __all__ = ["ItemsError", "PoolscopeError", "PreflightError", "Result", "TargetError",
            "UsageError", "compare", "load"]
 __version__ = "0.1.0"
+
+# Every process that imports poolscope (workers, the isolated child) can then import a
+# path/to/file.py:function target under the parent's module name, as pickle by reference needs.
+_install_file_targets()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -332,7 +332,7 @@ def _caveats(workload: Workload, names: Sequence[str]) -> list[str]:
     notes = []
     module = getattr(workload.fn, "__module__", None) or getattr(
         getattr(workload.fn, "func", None), "__module__", None)
-    not_importable = module in ("__main__", None) or module.startswith("poolscope_user_")
+    not_importable = module in ("__main__", None)  # a file target's workers import it by name
     if not_importable and any(n in ("process-spawn", "process-forkserver") for n in names):
         notes.append("the function is not importable, so spawn and forkserver workers "
                      "receive it by value (cloudpickle); plain multiprocessing would fail")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
-import importlib.util
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ItemsError, TargetError, UsageError
+from ._filetargets import module_name
 
 __all__ = [
     "BUILTIN_WORKLOADS",
@@ -210,29 +210,20 @@ def resolve_function(target: str) -> Callable[..., Any]:
 
 
 def _load_file_module(path: Path) -> Any:
+    """Import the file under its module name (``_filetargets``): the name every worker and the
+    isolated child import it under too, so its functions and classes, and results that refer
+    to them, pickle by reference in either direction."""
     if not path.is_file():
         raise TargetError(f"no such file: {path}")
-    # A synthetic module name that no worker can import, registered with cloudpickle so its
-    # functions travel by value to spawn and forkserver workers.
-    name = f"poolscope_user_{abs(hash(str(path.resolve())))}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise TargetError(f"cannot load {path} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    name = module_name(path)
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        del sys.modules[name]
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:  # not a .py file: no loader takes it
+            raise TargetError(f"cannot load {path} as a Python module") from None
         raise TargetError(f"running {path} raised {type(exc).__name__}: {exc}") from None
-    try:  # imported here: another interpreter's child (NAME@PATH) may run without it
-        import cloudpickle
-    except ImportError:
-        return module
-    cloudpickle.register_pickle_by_value(module)
-    return module
+    except Exception as exc:
+        raise TargetError(f"running {path} raised {type(exc).__name__}: {exc}") from None
 
 
 def load_items_file(path: str | Path) -> list[Any]:

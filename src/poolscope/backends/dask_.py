@@ -9,11 +9,13 @@ Where the trial runs::
       processes, 1 thread each, on 127.0.0.1,     address) whose threads add up to `workers`; the
       no dashboard; close(): stop it              cluster is left running by close()
 
-Each chunk is one task, ``_dask_task(payload, digest, chunk)`` with the key
+Each chunk is one task, ``_dask_task(payload, digest, chunk, by_value)`` with the key
 ``poolscope-<run token>-<first item>``: the worker unpickles the function once (cloudpickle bytes,
-cached by digest), runs the probe over the chunk and stamps the record with its hostname and
-address. The client yields records as their futures finish and releases each future at once (a
-worker dying later must not make the scheduler recompute a chunk already received).
+cached by digest; a ``path/to/file.py:function`` target by its module name, or from ``by_value``,
+its code itself, on an external cluster's worker that does not have the file), runs the probe
+over the chunk and stamps the record with its hostname and address. The client yields records
+as their futures finish and releases each future at once (a worker dying later must not make the
+scheduler recompute a chunk already received).
 
 Clocks. ``perf_counter_ns`` is system-wide only within one host (one boot). At start, and for any
 worker first seen mid-run, the client takes ``CLOCK_ROUNDS`` round trips to every worker
@@ -70,6 +72,8 @@ import queue
 import re
 import signal
 import socket
+import struct
+import sys
 import threading
 import time
 import uuid
@@ -80,6 +84,7 @@ from importlib.util import find_spec
 from typing import Any
 
 from .._errors import PoolscopeError, UsageError, WorkerDiedError
+from .._filetargets import PREFIX as FILE_TARGET_PREFIX
 from ..probe import HOST, Chunk, ChunkRecord, run_chunk
 from ._base import Backend, register
 
@@ -92,6 +97,10 @@ SETTLE_S = 0.2  # how long to let the scheduler's verdicts on other tasks arrive
 POLL_S = 0.5  # how often a waiting client checks that the cluster still has workers
 NO_WORKERS_TIMEOUT_S = 60.0  # a cluster with no workers this long fails the trial
 CONNECT_TIMEOUT_S = 30.0
+GREETING_TIMEOUT_S = 5.0  # an external scheduler must accept a connection and greet within it
+_HEADER = struct.Struct("QQ")  # a TCP message's bytes and its frame count (distributed's "Q")
+_MAX_FRAMES = 1024  # a handshake is one or two frames of a few hundred bytes
+_MAX_GREETING = 1 << 20
 WAIT_FOR_WORKERS_S = 30.0  # an external cluster must offer `workers` threads within this
 CLOSE_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 30.0  # one round trip to the scheduler or the workers
@@ -167,14 +176,50 @@ def _restore_environ(saved: dict[str, str]) -> None:
             os.environ[name] = value
 
 
-def _reachable(address: str) -> None:
-    """Raise OSError when nothing accepts a TCP connection at a ``tcp://HOST:PORT`` address."""
+def _check_scheduler(address: str) -> None:
+    """Within ``GREETING_TIMEOUT_S``: OSError when nothing accepts a TCP connection at
+    ``address``, PoolscopeError when what does is not a Dask scheduler.
+
+    distributed's own handshake has no deadline, and it takes the first bytes a peer sends for
+    frame lengths: a local HTTP server (which waits for a request) kept a Client waiting for
+    minutes, or its reply's "HTTP/1.0" asked for 3.07 EiB (MemoryError). A scheduler writes its
+    handshake as soon as it accepts a connection, so its first frame header is read here first.
+    """
     protocol, _, rest = address.partition("://")
     if protocol not in ("tcp", "tls"):
         return  # another transport: let distributed try it
     host, _, port = rest.rpartition(":")
-    with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
-        pass
+    deadline = time.monotonic() + GREETING_TIMEOUT_S
+    with socket.create_connection((host.strip("[]"), int(port)),
+                                  timeout=GREETING_TIMEOUT_S) as sock:
+        # tls: the handshake is inside TLS, which the client speaks first; nothing to read
+        why = _greeting_problem(sock, deadline) if protocol == "tcp" else None
+    if why:
+        raise PoolscopeError(f"{address} is not a Dask scheduler ({why})")
+
+
+def _greeting_problem(sock: socket.socket, deadline: float) -> str | None:
+    """Why the peer's first bytes are not a Dask handshake's frame header, or None when they
+    are: the bytes that follow (8), then the frame count (8), then each frame's length (8)."""
+    head = b""
+    while len(head) < _HEADER.size:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return (f"it accepted the connection but sent nothing within "
+                    f"{GREETING_TIMEOUT_S:g} s, where a Dask scheduler greets at once"
+                    if not head else f"it sent only {head!r} within {GREETING_TIMEOUT_S:g} s")
+        sock.settimeout(left)
+        try:
+            data = sock.recv(_HEADER.size - len(head))
+        except TimeoutError:
+            continue
+        if not data:
+            return "it closed the connection" + (f" after {head!r}" if head else "")
+        head += data
+    size, frames = _HEADER.unpack(head)
+    if 1 <= frames <= _MAX_FRAMES and 8 * (1 + frames) <= size <= _MAX_GREETING:
+        return None
+    return f"it greeted with {head!r}, which is not a Dask handshake"
 
 
 def scheduler_address() -> str | None:
@@ -233,7 +278,20 @@ def dask_setup(worker: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _dask_task(payload: bytes, digest: str, chunk: Chunk) -> ChunkRecord:
+def _load_function(payload: bytes, by_value: bytes) -> Callable[[Any], Any]:
+    """The function from its payload; from ``by_value`` when it names a file target whose file
+    this worker does not have (a remote host), where the client sent one."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.loads(payload)
+    except ImportError as exc:
+        if not by_value or not (exc.name or "").startswith(FILE_TARGET_PREFIX):
+            raise
+    return cloudpickle.loads(by_value)
+
+
+def _dask_task(payload: bytes, digest: str, chunk: Chunk, by_value: bytes = b"") -> ChunkRecord:
     """The task of one chunk, in a dask worker thread."""
     from distributed import get_worker
 
@@ -242,9 +300,7 @@ def _dask_task(payload: bytes, digest: str, chunk: Chunk) -> ChunkRecord:
         with _functions_lock:
             if len(_functions) > 8:  # a long-lived worker serves many runs: keep a few
                 _functions.clear()
-            import cloudpickle
-
-            fn = _functions[digest] = cloudpickle.loads(payload)
+            fn = _functions[digest] = _load_function(payload, by_value)
     record = run_chunk(fn, chunk)
     pools = None
     with _functions_lock:
@@ -261,6 +317,27 @@ def _dask_task(payload: bytes, digest: str, chunk: Chunk) -> ChunkRecord:
 
 
 # --- client side -------------------------------------------------------------------------------
+
+
+def _file_targets_by_value(fn: Callable[[Any], Any], payload: bytes) -> bytes:
+    """``fn`` pickled with the file targets it refers to by value (their code itself), for
+    workers that cannot import them by name; b"" when its payload names none. By name is the
+    rule (results that refer to the file's functions and classes then come back by reference)."""
+    import cloudpickle
+
+    names = [n for n in list(sys.modules) if n.startswith(FILE_TARGET_PREFIX)]
+    named = [sys.modules[n] for n in names if n.encode() in payload]
+    if not named:
+        return b""
+    already = cloudpickle.list_registry_pickle_by_value()
+    added = [module for module in named if module.__name__ not in already]
+    for module in added:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return cloudpickle.dumps(fn)
+    finally:
+        for module in added:
+            cloudpickle.unregister_pickle_by_value(module)
 
 
 def _items_text(firsts: Sequence[tuple[int, int]]) -> str:
@@ -298,6 +375,7 @@ class DaskBackend(Backend):
         self._client: Any = None
         self._allowed: list[str] | None = None  # an external cluster's workers we run on
         self._payload = b""
+        self._by_value = b""  # the function with its file target's code, for remote workers
         self._digest = ""
         self._keys: dict[str, tuple[int, int]] = {}  # task key -> (first, last) item
         self._futures: list[Any] = []  # this trial's tasks
@@ -315,6 +393,8 @@ class DaskBackend(Backend):
         self._payload = cloudpickle.dumps(self.fn)
         self._digest = hashlib.sha256(self._payload).hexdigest()
         address = self.scheduler
+        if address is not None:  # its workers may be on hosts without the user's file
+            self._by_value = _file_targets_by_value(self.fn, self._payload)
         if address is None:
             from .processes import _unguarded_main_hidden
 
@@ -333,7 +413,8 @@ class DaskBackend(Backend):
             address = self._cluster.scheduler_address
         try:
             if self._cluster is None:
-                _reachable(address)  # else a failed Client leaves its IO loop thread running
+                # else a failed Client leaves its IO loop thread running, or never returns
+                _check_scheduler(address)
             self._client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S,
                                               set_as_default=False)
         except OSError as exc:
@@ -475,8 +556,8 @@ class DaskBackend(Backend):
         submitted: dict[int, int] = {}  # first item -> perf_counter_ns when submitted
         for chunk, key in zip(chunks, self._keys, strict=True):
             submitted[chunk.first] = time.perf_counter_ns()  # the task cannot start before
-            future = client.submit(_dask_task, self._payload, self._digest, chunk, key=key,
-                                   pure=False, **restrict)
+            future = client.submit(_dask_task, self._payload, self._digest, chunk,
+                                   self._by_value, key=key, pure=False, **restrict)
             future.add_done_callback(done.put)
             futures.append(future)
         self._futures = futures
