@@ -18,11 +18,18 @@ import pandas as pd
 from .probe import STATUS_ERROR
 from .runner import TrialResult
 
-__all__ = ["MergedBars", "concurrency", "concurrency_binned", "fraction", "items_frame",
-           "lane_labels", "lane_numbers", "melted_frame", "merge_bars", "representative_trials",
-           "trials_frame", "worker_names"]
+__all__ = ["UNFINISHED_KINDS", "MergedBars", "concurrency", "concurrency_binned", "finished",
+           "fraction", "items_frame", "lane_labels", "lane_numbers", "melted_frame",
+           "merge_bars", "representative_trials", "trials_frame", "unfinished_rows",
+           "worker_names"]
 
 STATUS_NAMES = ["ok", "error"]
+# The error kinds of items that did not finish: stopped by --timeout, --trial-timeout or
+# --max-memory (limits.py), or lost with the worker that died under them (faults.py). A stopped
+# item's CPU reading is 0 (unknown) and its start is when the watch first saw it, so such items
+# are no evidence of how the function uses the CPU. An item whose function raised did run: its
+# readings are real, and it counts.
+UNFINISHED_KINDS = frozenset({"Timeout", "MemoryLimit", "WorkerDiedError"})
 ITEM_COLUMNS = ["trial", "executor", "workers", "repeat", "item", "start_s", "end_s", "wall_s",
                 "cpu_s", "pid", "tid", "host", "core", "lane", "status", "error", "worker",
                 "retried", "span"]
@@ -70,7 +77,8 @@ def items_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
                 continue
             # An item a dead worker took with it has an error but no row.
             row = int(np.searchsorted(cols.item, e["item"]))
-            if row < n and cols.item[row] == e["item"]:
+            # The last error, unless one says the item did not finish (unfinished_rows).
+            if row < n and cols.item[row] == e["item"] and not _unfinished(error.iat[row]):
                 error.iat[row] = f"{e['kind']}: {e['message']}"
         host_of = np.array([hosts.index(w.get("host") or t.host) for w in t.worker_info]
                            + [hosts.index(t.host)], np.int32)  # code -1 picks the last
@@ -110,30 +118,64 @@ def trials_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
 
     ``parallelism`` (Σ item wall / trial wall) counts items in progress at once, waiting for the
     GIL included; ``cpu_parallelism`` (Σ item CPU / trial wall) counts items computing at once.
+    Each item's CPU counts at most its wall time: one thread cannot compute longer than it ran,
+    and what a reading holds beyond that is the probe's own work between items (sub-µs items).
+    Items that did not finish (``finished``) are in progress but their CPU is unknown: they
+    stay out of the CPU sums and the off-CPU fraction (NaN when no item finished), and
+    ``unfinished`` counts them. ``startup_s`` is never negative: no item starts before its
+    trial, yet a stopped item the watch had not seen yet carries the watch's own start, which
+    comes just before the trial's clock.
     """
     rows = []
     for t in trials:
         cols = t.items
-        item_wall = float((cols.end_ns - cols.start_ns).sum()) / 1e9
-        item_cpu = float(cols.cpu_ns.sum()) / 1e9
+        done = finished(t)
+        wall_ns = np.clip(cols.end_ns - cols.start_ns, 0, None)
+        cpu_ns = np.minimum(np.clip(cols.cpu_ns, 0, None), wall_ns)[done]
+        item_wall = float(wall_ns.sum()) / 1e9
+        item_cpu = float(cpu_ns.sum()) / 1e9
+        known_wall = float(wall_ns[done].sum()) / 1e9
         rows.append({
             "trial": t.index, "executor": t.executor, "workers": t.workers,
             "chunksize": t.chunksize, "repeat": t.repeat, "wall_s": t.wall_s, "cpu_s": t.cpu_s,
-            "startup_s": t.startup_s, "teardown_s": t.teardown_s, "peak_rss": t.peak_rss,
-            "status": t.status, "items": len(cols), "errors": int((cols.status != 0).sum()),
+            "startup_s": max(0.0, t.startup_s), "teardown_s": t.teardown_s,
+            "peak_rss": t.peak_rss, "status": t.status, "items": len(cols),
+            "errors": int((cols.status != 0).sum()), "unfinished": int((~done).sum()),
             "item_wall_s": item_wall, "item_cpu_s": item_cpu,
             "parallelism": item_wall / t.wall_s if t.wall_s > 0 else np.nan,
             "cpu_parallelism": item_cpu / t.wall_s if t.wall_s > 0 else np.nan,
-            # Clipped at 0: an item's CPU reading also holds the probe's few hundred ns.
-            "offcpu_fraction": max(0.0, 1 - item_cpu / item_wall) if item_wall > 0 else np.nan,
+            "offcpu_fraction": 1 - item_cpu / known_wall if known_wall > 0 else np.nan,
             "cores_used": int(np.unique(cols.core[cols.core >= 0]).size),
             "workers_seen": int(np.unique((cols.pid.astype(np.int64) << 32)
                                           ^ cols.tid.astype(np.int64)).size),
         })
     return pd.DataFrame(rows, columns=[
         "trial", "executor", "workers", "chunksize", "repeat", "wall_s", "cpu_s", "startup_s",
-        "teardown_s", "peak_rss", "status", "items", "errors", "item_wall_s", "item_cpu_s",
-        "parallelism", "cpu_parallelism", "offcpu_fraction", "cores_used", "workers_seen"])
+        "teardown_s", "peak_rss", "status", "items", "errors", "unfinished", "item_wall_s",
+        "item_cpu_s", "parallelism", "cpu_parallelism", "offcpu_fraction", "cores_used",
+        "workers_seen"])
+
+
+def finished(trial: TrialResult) -> np.ndarray:
+    """Per row of ``trial.items``: False for an item that did not finish (UNFINISHED_KINDS)."""
+    cols = trial.items
+    gone = [int(e["item"]) for e in trial.errors
+            if e.get("item") is not None and str(e.get("kind")) in UNFINISHED_KINDS]
+    if not gone:
+        return np.ones(len(cols), bool)
+    return ~((cols.status == STATUS_ERROR) & np.isin(cols.item, gone))
+
+
+def unfinished_rows(items: pd.DataFrame) -> pd.Series:
+    """Per row of an items frame: True for an item that did not finish (UNFINISHED_KINDS),
+    read from its ``error`` ("Kind: message")."""
+    if "error" not in items or not len(items):
+        return pd.Series(False, index=items.index, dtype=bool)
+    return items["error"].map(_unfinished).astype(bool)
+
+
+def _unfinished(error: object) -> bool:
+    return isinstance(error, str) and error.partition(":")[0] in UNFINISHED_KINDS
 
 
 def representative_trials(trials: Sequence[TrialResult]) -> list[TrialResult]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -264,12 +265,7 @@ class RunStore:
         """A run id, a unique prefix of one, 'latest' or 'latest~N'."""
         ref = ref.strip()
         if ref == "latest" or ref.startswith("latest~"):
-            back = 0
-            if ref != "latest":
-                try:
-                    back = int(ref.removeprefix("latest~"))
-                except ValueError:
-                    raise UsageError(f"bad run reference {ref!r}: use latest~N") from None
+            back = _runs_back(ref)
             row = self.db.execute("SELECT run_id FROM runs ORDER BY rowid "
                                   "DESC LIMIT 1 OFFSET ?", (back,)).fetchone()
             if row is None:
@@ -357,6 +353,18 @@ class RunStore:
                 pid=pid, tid=tid, process_cpu_s=cpu, process_maxrss=maxrss, results=[],
                 host=host, worker=worker, retried=bool(retried),
                 spans=_array("q", spans) if spans else None)
+
+
+def _runs_back(ref: str) -> int:
+    """N of 'latest~N' (0 for 'latest'): digits only — int() would take '-1', which SQLite's
+    OFFSET then ignores ('latest~-1' read as 'latest'), and '+1', ' 1' or '1_0' too."""
+    if ref == "latest":
+        return 0
+    back = ref.removeprefix("latest~")
+    if not re.fullmatch(r"[0-9]+", back):
+        raise UsageError(f"bad run reference {ref!r}: use latest~N, with N a whole number "
+                         "of 0 or more (latest~1 is the run before the latest)")
+    return int(back)
 
 
 def _array(typecode: str, data: bytes) -> array:

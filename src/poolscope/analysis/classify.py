@@ -21,7 +21,11 @@ The rules, in order (first match wins); every threshold is a named constant:
 5. ``mixed``: off-CPU between MIXED_OFFCPU and IO_OFFCPU.
 6. ``cpu-bound``: otherwise — the items hold the GIL.
 
-With no serial trial there is no baseline: ``unknown``.
+With no serial trial there is no baseline: ``unknown``. Serial items that did not finish (timed
+out, stopped for memory, lost with their worker: frames.UNFINISHED_KINDS) are left out of the
+evidence, as their CPU is unknown — a CPU spin stopped by ``--timeout`` would otherwise read as
+all off-CPU, io-bound — and the evidence says how many; with fewer than MIN_FINISHED serial
+items left that finished, the classification is ``unknown`` too.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .._format import duration, size
+from ..frames import unfinished_rows
 from ..native import describe
 
 __all__ = ["Classification", "classify"]
@@ -45,6 +50,7 @@ THREAD_SCALES = 1.3
 THREAD_BUSY = 1.2
 NATIVE_SHARE = 0.15  # CPU in the serial process's other threads, as a share of item wall
 NATIVE_MIN_ITEM_S = 1e-3  # below it, poolscope's own per-chunk work could pass NATIVE_SHARE
+MIN_FINISHED = 3  # serial items that finished, needed when others did not
 
 
 @dataclass(frozen=True)
@@ -61,10 +67,16 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
     if serial.empty:
         return Classification("unknown", ["no serial trial to compare against"])
     offcpu = float(serial["offcpu_fraction"].iloc[0])
+    left_out = _left_out(items[items["executor"] == "serial"])
+    if left_out.cannot_tell or np.isnan(offcpu):
+        return Classification("unknown", [left_out.sentence or "no serial trial measured an "
+                                          "item: each failed, or none of its items finished"])
     serial_items = items[(items["executor"] == "serial") & (items["status"] == "ok")]
     item_wall = float(serial_items["wall_s"].median()) if len(serial_items) else np.nan
     evidence = [f"serial items spend {offcpu:.0%} of their time off the CPU",
                 f"median item takes {duration(item_wall)}"]
+    if left_out.sentence:
+        evidence.append(left_out.sentence)
     spanned = serial_items["span"] > 1 if "span" in serial_items else pd.Series(dtype=bool)
     if spanned.any():  # probe.py: too short to time one by one
         evidence.append(f"{spanned.mean():.0%} of them timed in spans of a median "
@@ -119,6 +131,34 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
     else:
         kind = "cpu-bound"
     return Classification(kind, evidence)
+
+
+@dataclass(frozen=True)
+class _LeftOut:
+    """The serial item runs that did not finish, out of all of them."""
+
+    unfinished: int
+    total: int
+
+    @property
+    def cannot_tell(self) -> bool:
+        return self.unfinished > 0 and self.total - self.unfinished < MIN_FINISHED
+
+    @property
+    def sentence(self) -> str:
+        if not self.unfinished:
+            return ""
+        done = self.total - self.unfinished
+        text = (f"{self.unfinished} of {self.total} serial item runs did not finish (stopped "
+                "by a limit or lost with their worker) and are left out: their CPU time is "
+                "unknown")
+        if self.cannot_tell:
+            text += f"; {done} finished, too few to tell (at least {MIN_FINISHED} needed)"
+        return text
+
+
+def _left_out(serial_rows: pd.DataFrame) -> _LeftOut:
+    return _LeftOut(int(unfinished_rows(serial_rows).sum()), len(serial_rows))
 
 
 def _native_threads(serial: pd.DataFrame, serial_items: pd.DataFrame,

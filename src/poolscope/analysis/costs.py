@@ -13,7 +13,9 @@ The parts, in seconds of that trial's wall time, add up to it exactly (``COST_PA
 - idle: workers with nothing to run while others still worked (ramp-up, the tail, lanes unused);
 - teardown: the last result to the pool closed;
 - unexplained: what is left. Zero unless items overlapped more than the lanes allow (then it is
-  negative and says so), or the clocks disagree.
+  negative and says so), the clocks disagree, or items did not finish: an item stopped by a
+  limit or lost with its worker (frames.UNFINISHED_KINDS) has no known CPU time, so its wall
+  time is neither compute nor waiting, and lands here.
 
 Per-item readings are worker-seconds; a configuration has ``lanes = min(workers, items)``
 workers running side by side, so each worker-time sum becomes wall time divided by the lanes.
@@ -28,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..frames import unfinished_rows
+
 __all__ = ["COST_COLUMNS", "COST_PARTS", "cost_model", "trial_costs"]
 
 # The parts that add up to ``wall_s``, in order, with what each is.
@@ -41,7 +45,8 @@ COST_PARTS: dict[str, str] = {
     "waiting_s": "the items' wall time off the CPU: the GIL, I/O, sleeps",
     "idle_s": "workers with nothing to run while others worked: ramp-up, the tail, unused lanes",
     "teardown_s": "the last result to the pool closed",
-    "unexplained_s": "the rest; negative when items overlapped more than the lanes allow",
+    "unexplained_s": "the rest: items that did not finish (CPU unknown); negative when items "
+                     "overlapped more than the lanes allow",
 }
 COST_COLUMNS = ["executor", "workers", "chunksize", "trial", "lanes", "wall_s",
                 *COST_PARTS, "cpu_beyond_wall_s", "compute_vs_serial",
@@ -54,7 +59,7 @@ def trial_costs(wall_s: float, startup_s: float, teardown_s: float, workers: int
     """One trial's wall time split into ``COST_PARTS`` (they add up to ``wall_s``).
 
     ``items`` holds the trial's item rows: ``lane``, ``start_s``, ``end_s``, ``cpu_s`` (seconds
-    since the trial's start, as in ``Result.items``).
+    since the trial's start, as in ``Result.items``), and ``error`` where some failed.
     """
     n = len(items)
     lanes = max(1, min(int(workers), n))
@@ -66,7 +71,8 @@ def trial_costs(wall_s: float, startup_s: float, teardown_s: float, workers: int
         start = items["start_s"].to_numpy(np.float64)
         end = items["end_s"].to_numpy(np.float64)
         wall = np.clip(end - start, 0.0, None)
-        cpu = np.clip(items["cpu_s"].to_numpy(np.float64), 0.0, None)
+        known = ~unfinished_rows(items).to_numpy(bool)  # the others' CPU is unknown
+        cpu = np.clip(items["cpu_s"].to_numpy(np.float64), 0.0, None) * known
         on_cpu = np.minimum(cpu, wall)
         span = float(end.max() - start.min())  # first item's start to last item's end
         per_lane = pd.DataFrame({"lane": items["lane"].to_numpy(), "start": start, "end": end,
@@ -79,7 +85,7 @@ def trial_costs(wall_s: float, startup_s: float, teardown_s: float, workers: int
         transfer = min(max(transfer_s_per_item, 0.0) * n / lanes, handoff)
         parts.update(
             compute_s=float(on_cpu.sum()) / lanes,
-            waiting_s=float((wall - on_cpu).sum()) / lanes,
+            waiting_s=float((wall - on_cpu)[known].sum()) / lanes,
             transfer_s=transfer, dispatch_s=handoff - transfer,
             idle_s=max(0.0, span - (float(wall.sum()) + gaps) / lanes))
         parts["cpu_beyond_wall_s"] = float((cpu - on_cpu).sum()) / lanes
@@ -101,6 +107,7 @@ def cost_model(trials: pd.DataFrame, items: pd.DataFrame, families: dict[str, st
             ["executor", "workers", "chunksize"], sort=False):
         median = group.sort_values("wall_s", kind="stable").iloc[(len(group) - 1) // 2]
         own = items.iloc[by_trial.get(median["trial"], [])]
+        done = own[~unfinished_rows(own)]  # per-item readings: of the items that finished
         moves = families.get(str(executor).split("@")[0]) == "process"
         moved_s = _or_nan(transfer_s) if moves else 0.0
         parts = trial_costs(float(median["wall_s"]), float(median["startup_s"]),
@@ -115,9 +122,9 @@ def cost_model(trials: pd.DataFrame, items: pd.DataFrame, families: dict[str, st
             * parts["lanes"] / n,
             "transfer_bytes_per_item": _or_nan(transfer_bytes) if moves else 0.0,
             "transfer_s_per_item": moved_s,
-            "compute_cpu_s_per_item": float(own["cpu_s"].median()) if len(own) else np.nan,
-            "compute_wall_s_per_item": float(own["wall_s"].median()) if len(own) else np.nan,
-            "_item_cpu": float(own["cpu_s"].sum()), "_items": len(own),
+            "compute_cpu_s_per_item": float(done["cpu_s"].median()) if len(done) else np.nan,
+            "compute_wall_s_per_item": float(done["wall_s"].median()) if len(done) else np.nan,
+            "_item_cpu": float(done["cpu_s"].sum()), "_items": len(done),
         })
     table = pd.DataFrame(rows)
     table["compute_vs_serial"] = _against_serial(table)

@@ -9,6 +9,11 @@
 - CPU parallelism: Σ item CPU / trial wall (how many were computing at once: the GIL shows here)
 - off-CPU fraction: 1 − Σ item CPU / Σ item wall (waiting for the GIL, I/O or sleep)
 - start-up: pool creation to the first item's start; teardown: last result to pool closed
+
+Per trial (frames.trials_frame) an item's CPU counts at most its wall, so CPU parallelism never
+passes parallelism; items that did not finish (timed out, stopped, lost with their worker) count
+in parallelism but not in the CPU sums or the off-CPU fraction (their CPU is unknown); start-up
+is at least 0.
 """
 
 from __future__ import annotations
