@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import threading
+import types
 from concurrent.futures.process import BrokenProcessPool
 
 import pandas as pd
@@ -23,6 +25,7 @@ import pytest
 import fault_workloads as faults
 import poolscope
 from poolscope.backends import REGISTRY
+from poolscope.faults import dead_worker_errors
 from poolscope.probe import Chunk
 from poolscope.runner import Plan, run_plan
 from poolscope.workloads import Workload
@@ -218,3 +221,38 @@ def test_a_bystander_thread_item_runs_again_alone_and_only_the_culprit_is_named(
     assert trial.status == "partial" and trial.restarts == 2
     assert [(e["item"], e["kind"]) for e in trial.errors] == [(3, "WorkerDiedError")]
     assert trial.items.item.tolist() == [0, 1, 2, 4, 5]
+
+
+# --- which worker went first, when every one ended by a signal ---------------------------------
+
+class _Ended:
+    def __init__(self, exitcode: int) -> None:
+        self.exitcode = exitcode
+
+
+class _Board:
+    def __init__(self, running: dict[int, int]) -> None:
+        self.lanes = [types.SimpleNamespace(pid=pid, tid=1, item=item)
+                      for pid, item in running.items()]
+
+    def busy(self):
+        return self.lanes
+
+
+@pytest.mark.parametrize(("codes", "cleanup", "named", "shared"), [
+    # ProcessPoolExecutor terminates the rest: the SIGKILL'd one (the OOM killer) went first
+    ({10: -9, 11: -15}, signal.SIGTERM, [(10, 3)], False),
+    # loky kills the rest: the SIGTERM'd one went first
+    ({10: -15, 11: -9}, signal.SIGKILL, [(10, 3)], False),
+    # the function sent itself SIGTERM under ProcessPoolExecutor: both ended alike, both suspects
+    ({10: -15, 11: -15}, signal.SIGTERM, [(10, 3), (11, 4)], True),
+    # one busy worker killed, no matter how: it is the one
+    ({10: -9}, None, [(10, 3)], False),
+])
+def test_the_worker_that_went_first_is_named_or_its_peers_run_again(codes, cleanup, named,
+                                                                     shared):
+    errors = dead_worker_errors({pid: _Ended(code) for pid, code in codes.items()},
+                                       _Board({10: 3, 11: 4}), cleanup=cleanup)
+    assert [(int(e["message"].split("pid ")[1].split(")")[0]), e["item"]) for e in errors] \
+        == named
+    assert all(e["shared"] is shared for e in errors)

@@ -4,6 +4,7 @@ with its peak memory (faults.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -136,6 +137,36 @@ def test_a_worker_over_max_memory_is_stopped_and_the_trial_goes_on(name):
     assert re.match(r"item 3 \(worker pid \d+\) was stopped \(SIGTERM[^)]*\): its worker's peak "
                     r"RSS reached [\d.]+ MiB, over --max-memory 400.0 MiB", t.errors[0]["message"])
     assert left_behind() == []
+
+
+def test_cli_max_memory_stops_an_isolated_thread_whose_other_thread_is_idle(cli, tmp_path):
+    """The isolated child runs both threads; the watch once read the memory of an idle one's
+    lane only, and the item holding 1 GiB finished as "ok"."""
+    (tmp_path / "grow.py").write_text(
+        "import time\n\ndef work(x):\n"
+        "    if x == 1:\n"
+        "        held = [bytearray(64 << 20) for _ in range(16)]\n"
+        "        time.sleep(5)\n"
+        "        return len(held)\n"
+        "    return x\n")
+    done = cli("run", "grow.py:work", "--items", "4", "-e", "thread", "-w", "2", "-r", "1",
+               "--max-memory", "500M", "--no-baseline", "--no-store", "--json", "-", timeout=90)
+    assert done.returncode == 1, done.stderr
+    errors = json.loads(done.stdout)["errors"]
+    assert [(e["item"], e["kind"]) for e in errors] == [(1, "MemoryLimit")], errors
+
+
+def test_cli_max_memory_holds_for_trials_shorter_than_the_watch_reads(cli):
+    """Memory is read every 0.1 s: a shorter trial over the limit is a MemoryLimit error of its
+    trial afterwards, not an "ok" run."""
+    done = cli("run", "tiny", "--items", "3", "-e", "serial,process", "-r", "1",
+               "--max-memory", "2M", "--no-store", "--json", "-", timeout=90)
+    assert done.returncode == 1, done.stderr
+    errors = json.loads(done.stdout)["errors"]
+    assert {e["executor"] for e in errors} == {"serial", "process"}, errors
+    assert all(e["kind"] == "MemoryLimit" and e["item"] is None and re.match(
+        r"worker pid \d+'s peak RSS reached [\d.]+ MiB, over --max-memory 2.0 MiB; the trial "
+        r"ended before", e["message"]) for e in errors), errors
 
 
 def test_a_worker_killed_as_by_the_oom_killer_is_reported_with_its_peak_memory():

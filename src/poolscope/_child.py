@@ -39,14 +39,43 @@ PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged process
 _CLOUDPICKLE_USERS = "the executors that send the function to their own workers"
 
 
+_saved_stderr_fd: int | None = None  # a private copy of stderr, for _restore_stdio
+
+
 def _take_stdio() -> tuple[int, int]:
     """Keep stdin and stdout for the protocol; the workload's prints go to stderr instead."""
+    global _saved_stderr_fd
     read_fd, write_fd = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
+    _saved_stderr_fd = os.dup(2)
     return read_fd, write_fd
+
+
+def _restore_stdio() -> None:
+    """A usable ``sys.stdout`` and ``sys.stderr`` again where the function closed them (or set
+    them to None): the child's own flushes must not fail (a traceback per trial), and the next
+    trial's prints still reach stderr. Each new stream writes to its own copy of stderr's file
+    descriptor, never over fds 1 and 2, which the function may have closed and reused."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not getattr(stream, "closed", False):
+            continue
+        if _saved_stderr_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            setattr(sys, name, open(os.dup(_saved_stderr_fd), "w", buffering=1,  # noqa: SIM115
+                                    encoding="utf-8", errors="backslashreplace"))
+
+
+def _flush_stdio() -> None:
+    """Flush what the function printed; a stream it replaced may still fail: not our error."""
+    _restore_stdio()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _gil_enabled() -> bool:
@@ -158,7 +187,8 @@ def _dead_workers(backend: Any, chunks: Any) -> tuple[str, str, str, int | None]
     from poolscope.board import Board
     from poolscope.faults import dead_worker_errors
 
-    errors = dead_worker_errors(processes, Board.at(chunks[0].board))
+    errors = dead_worker_errors(processes, Board.at(chunks[0].board),
+                                cleanup=getattr(backend, "cleanup_signal", None))
     if not errors:
         return None
     message = "; ".join(e["message"] for e in errors)
@@ -190,7 +220,20 @@ def _failed(exc: BaseException) -> tuple[str, str, str]:
     return ("failed", type(exc).__name__, str(exc) or repr(exc))
 
 
+def _bind_to_parent() -> None:
+    """Die with the parent, even a SIGKILL'd one (lifetime.py). Ignore SIGINT as process
+    workers do: the parent stops this process itself, so a SIGINT here is the function's own."""
+    import signal
+
+    from poolscope.lifetime import die_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.environ.get("POOLSCOPE_PARENT_PID", "")
+    die_with_parent(int(parent) if parent.isdigit() else None)
+
+
 def serve() -> None:
+    _bind_to_parent()
     pipe = _Pipe(*_take_stdio())
     try:
         _, hello = pipe.receive()
@@ -267,6 +310,7 @@ class _Server:
         from poolscope.backends import get_backend
         from poolscope.probe import reset_peak_rss
 
+        _restore_stdio()  # the last trial's function may have closed them
         reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
         if not self.pools_told:  # the function may load its libraries when it first runs (the
             # preflight, or an earlier trial, did): read again, before the clock, until found
@@ -351,8 +395,7 @@ class _Server:
             error = (type(exc).__name__, str(exc) or repr(exc))
         t_end_ns = time.perf_counter_ns() - waited
         self.backend, self.done_at = None, None
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush_stdio()
         closed = {"gil_enabled": _gil_enabled(), "error": error, "t_end_ns": t_end_ns,
                   "cpu_s": _cpu_s(), "peak_rss": peak_rss() or 0}
         # After the trial's readings: pickling the sample is neither its time nor its peak.

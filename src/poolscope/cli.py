@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok · 1 finished but some items or executors failed (every result kept), or the
 preflight found the function failing on each of its first items (nothing run, nothing stored) ·
-2 bad usage or input (one line, no traceback) · 130 interrupted (finished trials kept).
+2 bad usage or input (one line, no traceback) · 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by
+SIGHUP (finished trials kept, the run marked interrupted).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ._errors import PoolscopeError, PreflightError, UsageError
 
 __all__ = ["app", "main"]
 
-EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_USAGE = 0, 1, 2
 
 # Recent typer vendors its own click: take click's exception classes from typer's, by name.
 _CLICK_ERRORS = {cls.__name__: cls for cls in typer.BadParameter.__mro__}
@@ -217,10 +218,45 @@ def _print_result(result: Any, console: Console, format_: str) -> None:
         from .present.terminal import markdown_summary
 
         # Plain text on stdout, unwrapped, so it pastes as it is.
-        sys.stdout.write(markdown_summary(result))
-        sys.stdout.flush()
+        _stdout().write(markdown_summary(result))
+        _stdout().flush()
     else:
         console.print(result)
+
+
+_document_out: Any = None  # the real stdout while _reserve_stdout holds it
+
+
+def _reserve_stdout(json_path: str | None, format_: str) -> None:
+    """With --json - (or --format markdown) stdout carries one document, so while the function
+    runs, file descriptor 1 is stderr: nothing it prints, here or in worker processes (which
+    inherit it), gets into the document, which goes to the real stdout (``_stdout``)."""
+    global _document_out
+    if json_path != "-" and format_ != "markdown":
+        return
+    try:
+        if sys.stdout.fileno() != 1:
+            return
+    except (AttributeError, OSError, ValueError):  # captured, or replaced: nothing to guard
+        return
+    sys.stdout.flush()
+    _document_out = open(os.dup(1), "w", encoding="utf-8")  # noqa: SIM115 (_release_stdout)
+    os.dup2(2, 1)
+
+
+def _release_stdout() -> None:
+    global _document_out
+    if _document_out is not None:
+        _document_out.flush()
+        sys.stdout.flush()
+        os.dup2(_document_out.fileno(), 1)
+        _document_out.close()
+        _document_out = None
+
+
+def _stdout() -> Any:
+    """Where a document for stdout goes."""
+    return _document_out if _document_out is not None else sys.stdout
 
 
 def _consoles(json_path: str | None, format_: str = "table") -> Console:
@@ -243,7 +279,8 @@ def _write_json(document: Any, json_path: str) -> None:
 
     text = json.dumps(document, indent=2, default=str) + "\n"
     if json_path == "-":
-        sys.stdout.write(text)
+        _stdout().write(text)
+        _stdout().flush()
     else:
         _write("JSON", json_path, lambda path: Path(path).write_text(text, encoding="utf-8"))
 
@@ -265,7 +302,8 @@ def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Pa
                 console.print(done)
 
     if json_path:
-        attempt("JSON", json_path, result.write_json,
+        attempt("JSON", json_path,
+                lambda path: result.write_json(_stdout() if path == "-" else path),
                 f"JSON written to {json_path}" if json_path != "-" else None)
     if csv:
         attempt("items CSV", csv, result.write_csv, f"items written to {csv}")
@@ -331,6 +369,7 @@ def run(
     source = load_items_file(items_from) if items_from is not None else items
     workload = resolve_workload(target, source, size)
     console = _consoles(json_path, format_)
+    _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
     result = run_workload(workload, executors=executors, workers=_parse_workers(workers),
                           repeat=_parse_repeat(repeat), chunksize=_parse_chunksize(chunksize),
@@ -353,11 +392,13 @@ def _finish(result: Any, console: Console, store: Any = None,
         console.print(f"stored as run {result.run_id} in {store.path} "
                       f"(poolscope show {result.run_id})", style="dim")
     if result.interrupted:
+        from ._interrupt import exit_code, stopped_by
+
         done = sum(t.status != "interrupted" for t in result.trial_results)
-        console.print(f"interrupted: kept {done} finished trial(s)", style="yellow")
+        console.print(f"{stopped_by()}: kept {done} finished trial(s)", style="yellow")
     if unwritten:
         raise UsageError("; ".join(unwritten))
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(exit_code() if result.interrupted else result.exit_code)
 
 
 @app.command()
@@ -410,6 +451,7 @@ def sweep(
         max(counts) if counts else None)
     workload = resolve_workload(target, source, size)
     console = _consoles(json_path, format_)
+    _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
     result = sweep_workload(workload, executors=executors, workers=_parse_workers(workers),
                             chunksize=_parse_chunksize(chunksize), item_counts=counts,
@@ -768,8 +810,50 @@ def _describe_python(python: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every error becomes one line and a documented exit code."""
-    from ._interrupt import install_sigint_handler
+    """Entry point: every error becomes one line and a documented exit code; threads the
+    function left running do not keep poolscope from ending (``_leave_stray_threads``)."""
+    try:
+        try:
+            _main(argv)
+        finally:
+            _release_stdout()
+    except SystemExit as exc:
+        if argv is None:  # the program itself, not a caller's process (tests call main(argv))
+            _leave_stray_threads(exc.code if isinstance(exc.code, int) else EXIT_FAILED_ITEMS
+                                 if exc.code else EXIT_OK)
+        raise
+
+
+def _leave_stray_threads(code: int) -> None:
+    """With --no-isolate the function runs in this process, and Python's exit waits for every
+    non-daemon thread it started: forever for a server loop. They get the teardown's grace
+    period; then poolscope ends without them (exit handlers run, the exit code kept)."""
+    import threading
+    import time
+
+    from .lifetime import TEARDOWN_GRACE_S
+
+    deadline = time.monotonic() + TEARDOWN_GRACE_S
+    stray = [t for t in threading.enumerate()
+             if not t.daemon and t is not threading.main_thread()]
+    for thread in stray:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in stray if t.is_alive()]
+    if not left:
+        return
+    import atexit
+
+    print(f"poolscope: the function left {len(left)} non-daemon thread(s) running "
+          f"({', '.join(left[:3])}{', …' if len(left) > 3 else ''}); ended without them",
+          file=sys.stderr)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> None:
+    from ._interrupt import exit_code, install_sigint_handler, stopped_by
 
     install_sigint_handler()
     try:
@@ -791,10 +875,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(message + hint, EXIT_USAGE)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        _fail("interrupted", EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        _fail("interrupted", EXIT_INTERRUPTED)
+    except (typer.Abort, KeyboardInterrupt):
+        _fail(stopped_by(), exit_code())
     except BrokenPipeError:
         sys.exit(EXIT_OK)
     sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -59,7 +59,8 @@ def likely_cause(exitcode: int) -> str:
 
 def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
                        spared: set[int] = frozenset(),  # type: ignore[assignment]
-                       peak_rss: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
+                       peak_rss: Mapping[int, int] | None = None,
+                       cleanup: int | None = None) -> list[dict[str, Any]]:
     """One error per worker that died on its own, naming the item it was running (one per
     item when several of its threads were running one: ``"shared"`` is then true).
 
@@ -68,7 +69,11 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
     breaks stops its other workers with SIGTERM or SIGKILL, so workers ended that way count
     only when none died otherwise and none was stopped on purpose (the OOM killer, or
     ``kill``, can end several). ``peak_rss``: each worker's peak RSS when last read, told for
-    workers killed by SIGKILL (the OOM killer's signal).
+    workers killed by SIGKILL (the OOM killer's signal). ``cleanup``: the signal this pool
+    stops its other workers with, when known; a busy worker ended by the other one is then the
+    culprit. When several busy workers ended alike (a function that sent itself SIGTERM, under a
+    pool that stops the rest with SIGTERM), which one went first cannot be told: each of their
+    items is ``"shared"`` too, to run again alone.
     """
     deadline = time.monotonic() + SETTLE_S
     while True:
@@ -81,12 +86,9 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
     running: dict[int, list[int]] = {}  # pid -> the items its threads were running
     for lane in board.busy() if board is not None else []:
         running.setdefault(lane.pid, []).append(lane.item)
+    alike = False  # several busy workers ended alike: which one went first is unknown
     if not culprits and not spared:
-        # Killed from outside, and loky kills the rest of a broken pool with SIGKILL too: the
-        # ones that were running an item, if any, were the ones killed.
-        killed = {pid: code for pid, code in ended.items() if code == -signal.SIGKILL}
-        busy = {pid: code for pid, code in killed.items() if pid in running}
-        culprits = busy or killed or ended
+        culprits, alike = _ended_by_signal(ended, running, cleanup)
     errors = []
     for pid, code in sorted(culprits.items()):
         items = sorted(running.get(pid, [])) or [None]
@@ -102,5 +104,24 @@ def dead_worker_errors(processes: Mapping[int, Any], board: Board | None,
                 "item": item, "kind": "WorkerDiedError",
                 "message": f"{where}: {describe_exit(code)} — {likely_cause(code)}{memory}",
                 # several threads of one process were running items: which one ended it?
-                "shared": len(items) > 1})
+                "shared": len(items) > 1 or alike})
     return errors
+
+
+def _ended_by_signal(ended: dict[int, int], running: Mapping[int, list[int]],
+                     cleanup: int | None) -> tuple[dict[int, int], bool]:
+    """When every ended worker went by SIGTERM or SIGKILL — the pool's own clean-up, the OOM
+    killer, ``kill``, or the function signalling itself: the culprits, and whether they are
+    only suspects (several busy workers ended alike)."""
+    busy = {pid: code for pid, code in ended.items() if pid in running}
+    if cleanup is not None:  # the pool's own signal went to the rest: the other one is first
+        own = {pid: code for pid, code in busy.items() if code != -cleanup}
+        if len(own) == 1:
+            return own, False
+    if len(busy) == 1:
+        return busy, False
+    if busy:
+        return busy, True
+    # Nobody was running an item: killed from outside, say so for each
+    killed = {pid: code for pid, code in ended.items() if code == -signal.SIGKILL}
+    return killed or ended, False

@@ -39,7 +39,7 @@ from ._format import size
 from .board import IDLE, Board, Running
 from .probe import STATUS_ERROR, ChunkRecord, ItemTimeout, peak_rss
 
-__all__ = ["GRACE_S", "LimitWatch"]
+__all__ = ["GRACE_S", "LimitWatch", "memory_overruns"]
 
 GRACE_S = 1.0  # between SIGTERM and SIGKILL for a worker process that does not stop
 MEMORY_POLL_S = 0.1
@@ -62,7 +62,8 @@ class LimitWatch:
         # ... and their records, from when the item was first seen to when it was stopped, so
         # the stuck item stays in the trial's items and its timeline (as failed, CPU unknown)
         self.records: list[ChunkRecord] = []
-        self.stopped: set[int] = set()  # worker pids stopped on purpose
+        self.stopped: set[int] = set()  # worker pids stopped on purpose (since a new pool)
+        self.ever_stopped: set[int] = set()  # ... in the whole trial
         self.timed_out: set[int] = set()  # their items, not to be run again
         self.trial_expired = False
         self._seen: dict[tuple[int, int], tuple[int, int]] = {}  # lane -> (item, first seen)
@@ -140,7 +141,11 @@ class LimitWatch:
     def _read_memory(self, lanes: list[Running]) -> None:
         """Each worker process's peak RSS; stop one that passed --max-memory."""
         own = os.getpid()
-        for pid, running in {r.pid: r for r in lanes if r.pid != own}.items():
+        # One lane per process, a busy one where there is one: an isolated thread trial's
+        # threads all live in its child, and an idle thread must not hide a busy one.
+        by_pid = {r.pid: r for r in lanes if r.pid != own}
+        by_pid.update({r.pid: r for r in lanes if r.pid != own and r.item != IDLE})
+        for pid, running in by_pid.items():
             peak = peak_rss(pid)
             if peak is None:
                 continue
@@ -161,6 +166,7 @@ class LimitWatch:
         if running.pid in self.stopped:
             return
         self.stopped.add(running.pid)
+        self.ever_stopped.add(running.pid)
         since = self._seen.get((running.pid, running.tid), (None, self._began))[1]
         how = _terminate(running.pid)
         self.records.append(_stopped_record(running, since, time.perf_counter_ns()))
@@ -221,3 +227,17 @@ def _ended(process: psutil.Process, within_s: float) -> bool:
         time.sleep(0.01)
     return True
 
+
+
+def memory_overruns(peaks: dict[int, int], max_memory: int | None,
+                    stopped: set[int]) -> list[dict[str, Any]]:
+    """Worker processes whose peak RSS passed --max-memory but were not stopped: the watch
+    reads memory every MEMORY_POLL_S, and a trial can end before its first read. The errors
+    say so (no item is named: the peak is the process's)."""
+    if max_memory is None:
+        return []
+    return [{"item": None, "kind": "MemoryLimit",
+             "message": f"worker pid {pid}'s peak RSS reached {size(peak)}, over --max-memory "
+                        f"{size(max_memory)}; the trial ended before the limit's watch (every "
+                        f"{MEMORY_POLL_S:g} s) could stop it"}
+            for pid, peak in sorted(peaks.items()) if peak > max_memory and pid not in stopped]

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._errors import PreflightError
+from ._interrupt import is_users_interrupt
 
 __all__ = ["PREFLIGHT_ITEMS", "PREFLIGHT_TIMEOUT_S", "preflight", "try_items", "user_frames"]
 
@@ -79,7 +80,10 @@ def try_items(fn: Callable[[Any], Any], items: Sequence[Any],
     for item in items:
         try:
             _call(fn, item)
-        except (Exception, SystemExit) as exc:  # an item's SystemExit is that item's failure
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:  # the item's failure,
+            # unless it is the user's own Ctrl-C
+            if isinstance(exc, KeyboardInterrupt) and is_users_interrupt():
+                raise
             outcomes.append({"ok": False, "kind": type(exc).__name__, "message": str(exc),
                              "traceback": user_frames(exc)})
             if keep is not None:

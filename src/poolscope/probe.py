@@ -171,7 +171,7 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
             starts[offset] = began = perf()
             try:
                 results[offset] = fn(item)
-            except (Exception, SystemExit, ItemTimeout) as exc:
+            except ITEM_FAILURES as exc:
                 ends[offset] = ended = perf()
                 status[offset] = STATUS_ERROR
                 errors.append((first + offset, *_failure(exc)))
@@ -193,7 +193,7 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
                 mark[0] = first + index
                 try:
                     results[index] = fn(item)
-                except (Exception, SystemExit, ItemTimeout) as exc:
+                except ITEM_FAILURES as exc:
                     status[index] = STATUS_ERROR
                     errors.append((first + index, *_failure(exc)))
             ends[last - 1] = ended = perf()
@@ -264,8 +264,19 @@ def span_length(item_ns: int) -> int:
     return min(MAX_SPAN, -(-cost // max(1, int(item_ns * PER_SPAN_SHARE))))
 
 
+# What an item may raise and still be only that item's failure: a KeyboardInterrupt too, unless
+# it is the user's Ctrl-C (then _failure raises it again).
+ITEM_FAILURES = (Exception, SystemExit, ItemTimeout, KeyboardInterrupt)
+
+
 def _failure(exc: BaseException) -> tuple[str, str]:
-    """(kind, message) of an item's failure."""
+    """(kind, message) of an item's failure; the user's own Ctrl-C is raised again."""
+    if isinstance(exc, KeyboardInterrupt):
+        from ._interrupt import is_users_interrupt
+
+        if is_users_interrupt():
+            raise exc
+        return "KeyboardInterrupt", "the function raised KeyboardInterrupt (not a Ctrl-C)"
     if isinstance(exc, SystemExit):  # the item's failure: it must not end the worker (or us)
         return "SystemExit", f"the function called sys.exit({exc.code!r})"
     if isinstance(exc, ItemTimeout):  # raised into this thread by the parent's limits.py
@@ -349,17 +360,22 @@ _native_report = False  # whether this worker's first record is to carry its nat
 
 
 def install_function(payload: bytes, native_threads: int | None = None,
-                     report_pools: bool = True) -> None:
+                     report_pools: bool = True, parent_pid: int | None = None) -> None:
     """Pool initializer: unpickle the workload function once in this worker; cap its native
-    thread pools at ``native_threads`` and, with ``report_pools``, read them (native.py)."""
+    thread pools at ``native_threads`` and, with ``report_pools``, read them (native.py).
+    The worker dies with ``parent_pid`` and leads its own process group (lifetime.py)."""
     import signal
 
     import cloudpickle
 
-    # Ctrl-C reaches the whole process group; the parent stops the workers itself, so a worker
-    # must neither die half-way through a result nor print a KeyboardInterrupt traceback.
+    # The parent stops the workers itself, so a worker must neither die half-way through a
+    # result nor print a KeyboardInterrupt traceback (nor take a function's own SIGINT for one).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from . import native
+    from . import lifetime, native
+
+    if parent_pid is not None:
+        lifetime.watch_parent(parent_pid)
+    lifetime.lead_own_group()
 
     global _installed_fn, _native_report
     native.limit(native_threads)  # before the function's imports load a library

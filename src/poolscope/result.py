@@ -227,9 +227,13 @@ class Result:
             **sweep,
         }
 
-    def write_json(self, path: str | Path) -> None:
+    def write_json(self, path: str | Path | Any) -> None:
+        """To a file, to stdout for "-", or to an open text stream."""
         text = json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n"
-        if str(path) == "-":
+        if hasattr(path, "write"):
+            path.write(text)
+            path.flush()
+        elif str(path) == "-":
             import sys
 
             sys.stdout.write(text)

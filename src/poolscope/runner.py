@@ -22,7 +22,7 @@ from ._errors import UsageError
 from .backends import Backend, get_backend
 from .board import Board
 from .faults import dead_worker_errors
-from .limits import LimitWatch
+from .limits import LimitWatch, memory_overruns
 from .probe import HOST, Chunk, ChunkRecord, peak_rss, reset_peak_rss
 from .shipping import unpicklable_items, unreadable_errors
 from .workloads import Workload
@@ -256,8 +256,9 @@ class Plan:
                 raise UsageError(f"chunksize must be 'auto' or at least 1, got {size!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise UsageError(f"warmup must be zero or more, got {self.warmup!r}")
-        if not self.max_time_s > 0:
-            raise UsageError(f"max time must be more than 0 seconds, got {self.max_time_s!r}")
+        if not 0 < self.max_time_s < math.inf:
+            raise UsageError(f"max time must be more than 0 seconds (and finite), got "
+                             f"{self.max_time_s!r}")
         for option, value in (("timeout", self.timeout_s),
                               ("trial timeout", self.trial_timeout_s)):
             if value is not None and not (isinstance(value, int | float)
@@ -544,7 +545,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
             except Exception as exc:  # the executor broke: keep what finished
                 stopped = watch.stopped.copy()
                 died = dead_worker_errors(backend.worker_processes(), board, stopped,
-                                          watch.peak_rss)
+                                          watch.peak_rss, backend.cleanup_signal)
                 for error in died:
                     suspects.pop(error["item"], None)  # it failed again, alone: this error
                 held = [e for e in died if e.pop("shared")]
@@ -628,6 +629,9 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
     worker_cpu, worker_rss = _worker_usage(records, backend)
+    for error in memory_overruns(_worker_peaks(records, backend, watch.peak_rss), max_memory,
+                                 watch.ever_stopped):
+        errors.append({"executor": backend_cls.name, **error})
     if reused and status == "ok":
         worker_cpu += _idle_workers_cpu(backend)
     # A child reaped in this trial brings its whole CPU, start-up before t0 included: take the
@@ -729,6 +733,19 @@ def _idle_workers_cpu(backend: Backend) -> float:
             backend.cpu_reported[pid] = times.user + times.system
             used += times.user + times.system
     return used
+
+
+def _worker_peaks(records: Iterable[ChunkRecord], backend: Backend,
+                  read: dict[int, int]) -> dict[int, int]:
+    """Each worker process's peak RSS: from its records, its close, and the limits' reads."""
+    if backend.in_process:
+        return {}
+    peaks = dict(read)
+    for r in records:
+        peaks[r.pid] = max(peaks.get(r.pid, 0), r.process_maxrss)
+    for pid, peak in backend.closing_rss.items():
+        peaks[pid] = max(peaks.get(pid, 0), peak)
+    return peaks
 
 
 def _worker_usage(records: Iterable[ChunkRecord], backend: Backend) -> tuple[float, int]:

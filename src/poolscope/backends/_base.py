@@ -43,6 +43,9 @@ class Backend(ABC):
     # Whether this process's own CPU and peak memory during the trial are the executor's: not
     # where poolscope only talks to a child that runs the executor (backends/elsewhere.py).
     counts_own_usage: ClassVar[bool] = True
+    # The signal a broken pool of this executor stops its other workers with (faults.py tells
+    # the worker that died first by another one), None when it stops none itself.
+    cleanup_signal: ClassVar[int | None] = None
     # Where the executor runs in a child process (backends/elsewhere.py), the child's clock
     # readings (perf_counter_ns) of when it began the trial, sent its last record and closed:
     # the trial is timed from them, so talking to the child is not part of the executor's time.

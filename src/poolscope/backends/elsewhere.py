@@ -228,6 +228,7 @@ def _child_env() -> dict[str, str]:
     root = _source_root()
     env["PYTHONPATH"] = os.pathsep.join(
         [root, *(p for p in _forwarded_path() if p != root)])
+    env["POOLSCOPE_PARENT_PID"] = str(os.getpid())  # the child dies with it (lifetime.py)
     return env
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import signal
 import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
@@ -37,6 +38,7 @@ from typing import Any
 
 from .._errors import WorkerDiedError
 from ..faults import describe_exit
+from ..lifetime import end_pool
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import register
 from ._futures import FuturesBackend, records_as_completed
@@ -56,6 +58,7 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
     summary = "loky's reusable process pool (the one under joblib): fork + exec workers"
     family = "process"
     in_process = False
+    cleanup_signal = signal.SIGKILL  # a broken loky executor kills the rest
 
     _finished = False
     _launched: dict[int, Any] = {}  # noqa: RUF012 (replaced, never changed in place)
@@ -112,10 +115,16 @@ class LokyBackend(_ProcessMixin, FuturesBackend):
         return {**self._launched, **(getattr(self._executor, "_processes", None) or {})}
 
     def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            # After a dead worker or an interrupt, waiting for busy workers could take forever.
-            executor.shutdown(wait=True, kill_workers=not self._finished)  # type: ignore[call-arg]
+        """Shut the executor down with a deadline (lifetime.end_pool)."""
+        executor = self._executor
+        if executor is None:
+            return
+        processes = self.worker_processes()
+        self._executor = None
+        # After a dead worker or an interrupt, waiting for busy workers could take forever.
+        kill = not self._finished
+        end_pool(processes, lambda: executor.shutdown(  # type: ignore[call-arg]
+            wait=True, kill_workers=kill), self.incidents)
 
 
 def _dead_worker(workers: dict[int, Any], exc: BaseException) -> str:

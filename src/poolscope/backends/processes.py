@@ -16,6 +16,7 @@ import importlib.util
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 from .._errors import WorkerDiedError
 from ..faults import describe_exit
+from ..lifetime import end_pool
 from ..native import first_report, preload, worker_cap
 from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
 from ._base import Backend, register
@@ -117,7 +119,7 @@ class _ProcessMixin:
 
     def initargs(self) -> tuple[Any, ...]:
         """``install_function``'s arguments for this trial's workers."""
-        return self.function_payload(), worker_cap(), self._report_pools
+        return self.function_payload(), worker_cap(), self._report_pools, os.getpid()
 
     def function_payload(self) -> bytes:
         import pickle
@@ -148,6 +150,7 @@ class ProcessBackend(_ProcessMixin, FuturesBackend):
     summary = "concurrent.futures.ProcessPoolExecutor with the platform's default start method"
     family = "process"
     in_process = False
+    cleanup_signal = signal.SIGTERM  # a broken ProcessPoolExecutor terminates the rest
 
     def make_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -166,6 +169,15 @@ class ProcessBackend(_ProcessMixin, FuturesBackend):
             # finds it closed, and multiprocessing then calls the exit code 255.
             manager.join(timeout=BROKEN_POOL_JOIN_S)
         return dict(getattr(executor, "_processes", None) or {})
+
+    def close(self) -> None:
+        """Shut the pool down with a deadline (lifetime.end_pool)."""
+        executor = self._executor
+        if executor is not None:
+            processes = self.worker_processes()
+            self._executor = None
+            end_pool(processes, lambda: executor.shutdown(wait=True, cancel_futures=True),
+                     self.incidents)
 
 
 @register
@@ -253,10 +265,18 @@ class ProcessPoolBackend(_ProcessMixin, Backend):
         self._finished = True
 
     def close(self) -> None:
-        if self._pool is not None:
+        """Shut the pool down with a deadline (lifetime.end_pool)."""
+        pool = self._pool
+        if pool is None:
+            return
+        processes = self.worker_processes()
+        self._pool = None
+
+        def shutdown() -> None:
             if self._finished:
-                self._pool.close()
+                pool.close()
             else:  # a dead worker or an interrupt: waiting for the pool would wait forever
-                self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+                pool.terminate()
+            pool.join()
+
+        end_pool(processes, shutdown, self.incidents)
