@@ -31,7 +31,7 @@ For every case:
    integrity_check`` and holds the run.
 
 Each CLI run costs 2–6 s (a stray thread under a process executor ~5 s more: the pool's teardown
-waits its grace period); ``EXAMPLES`` per entry keeps the file at about three minutes on two
+waits its grace period); ``EXAMPLES`` per entry keeps the file at about 2.5 minutes on two
 cores. Each entry draws from a fixed seed of its own (the same cases on every run), and failing
 examples are not shrunk (each costs seconds): the example is reported as drawn, with the command
 line that reproduces it. ``POOLSCOPE_FUZZ_EXAMPLES=N`` and ``POOLSCOPE_FUZZ_RANDOM=1`` (fresh
@@ -66,7 +66,7 @@ pytestmark = pytest.mark.slow
 
 DEADLINE_S = 60.0  # one CLI run; the slowest legitimate case takes about 10 s
 LINGER_S = 10.0  # for the session's processes to finish exiting after the CLI has
-EXAMPLES = int(os.environ.get("POOLSCOPE_FUZZ_EXAMPLES", "4"))  # per menu entry
+EXAMPLES = int(os.environ.get("POOLSCOPE_FUZZ_EXAMPLES", "3"))  # per menu entry
 RANDOM = os.environ.get("POOLSCOPE_FUZZ_RANDOM") == "1"
 
 IN_PROCESS = ("serial", "thread")  # isolated in a child process: the CLI's default
