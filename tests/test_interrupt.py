@@ -6,6 +6,7 @@ saying what was kept, exit 130); a second one exits at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -44,12 +46,17 @@ def wait_for_trials(db: Path, count: int, timeout: float = 120.0) -> None:
     raise AssertionError(f"no {count} trials stored within {timeout} s")
 
 
-def group_gone(pgid: int, timeout: float = 15.0) -> bool:
+def session_gone(sid: int, timeout: float = 15.0) -> bool:
+    """Whether every process of the CLI's session has ended: workers lead process groups of
+    their own (lifetime.py), but stay in the session the CLI was started in."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        left = []
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(process.pid) == sid and process.status() != psutil.STATUS_ZOMBIE:
+                    left.append(process.pid)
+        if not left:
             return True
         time.sleep(0.1)
     return False
@@ -75,7 +82,7 @@ def test_first_sigint_stops_cleanly_and_keeps_what_finished(tmp_path):
         stored = con.execute("SELECT COUNT(*) FROM trials WHERE status != 'interrupted'"
                              ).fetchone()[0]
     assert status == "interrupted" and stored == finished
-    assert group_gone(proc.pid), "a worker outlived the interrupted run"
+    assert session_gone(proc.pid), "a worker outlived the interrupted run"
     shown = subprocess.run([sys.executable, "-m", "poolscope", "show", "latest"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "serial ×1" in shown.stdout
@@ -97,4 +104,4 @@ def test_second_sigint_exits_at_once(tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in err
     assert waited < 10
-    assert group_gone(proc.pid), "a worker outlived the run"
+    assert session_gone(proc.pid), "a worker outlived the run"
