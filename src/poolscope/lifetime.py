@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["KILL_GRACE_S", "TEARDOWN_GRACE_S", "die_with_parent", "end_pool", "kill_groups",
-           "lead_own_group", "stop_workers", "watch_parent"]
+           "lead_own_group", "pid_alive", "stop_workers", "watch_parent"]
 
 TEARDOWN_GRACE_S = 3.0  # after a pool's shutdown, before its workers are stopped
 KILL_GRACE_S = 1.0  # between SIGTERM and SIGKILL
@@ -48,7 +48,7 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if parent_pid is not None and os.getppid() != parent_pid and not _alive(parent_pid):
+    if parent_pid is not None and os.getppid() != parent_pid and not pid_alive(parent_pid):
         os._exit(1)  # the parent went before we asked: nobody waits for this process
 
 
@@ -74,7 +74,7 @@ def watch_parent(parent_pid: int) -> None:
         if fd is not None:
             select.select([fd], [], [])
         else:
-            while _alive(parent_pid):
+            while pid_alive(parent_pid):
                 time.sleep(WATCH_POLL_S)
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -87,7 +87,8 @@ def lead_own_group() -> None:
         os.setpgid(0, 0)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -111,7 +112,7 @@ def _wait_ended(processes: Mapping[int, Any], deadline: float) -> list[int]:
         except (ValueError, AttributeError):  # closed, or not a multiprocessing process
             polled.append(pid)
     while True:
-        polled = [pid for pid in polled if _alive(pid)]
+        polled = [pid for pid in polled if pid_alive(pid)]
         left = deadline - time.monotonic()
         if not (by_sentinel or polled) or left <= 0:
             break

@@ -628,9 +628,11 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
         t_last = min(t_last, t_end)
     own_cpu1, children_cpu1 = usage()
     items = ItemColumns.from_chunks(records, t0)
-    worker_cpu, worker_rss = _worker_usage(records, backend)
-    for error in memory_overruns(_worker_peaks(records, backend, watch.peak_rss), max_memory,
-                                 watch.ever_stopped):
+    worker_cpu, peaks = _worker_usage(records, backend)
+    worker_rss = sum(peaks.values())
+    read = watch.peak_rss  # the limits' reads: a peak no record had yet
+    for error in memory_overruns({pid: max(peaks.get(pid, 0), read.get(pid, 0))
+                                  for pid in {*peaks, *read}}, max_memory, watch.ever_stopped):
         errors.append({"executor": backend_cls.name, **error})
     if reused and status == "ok":
         worker_cpu += _idle_workers_cpu(backend)
@@ -735,28 +737,16 @@ def _idle_workers_cpu(backend: Backend) -> float:
     return used
 
 
-def _worker_peaks(records: Iterable[ChunkRecord], backend: Backend,
-                  read: dict[int, int]) -> dict[int, int]:
-    """Each worker process's peak RSS: from its records, its close, and the limits' reads."""
-    if backend.in_process:
-        return {}
-    peaks = dict(read)
-    for r in records:
-        peaks[r.pid] = max(peaks.get(r.pid, 0), r.process_maxrss)
-    for pid, peak in backend.closing_rss.items():
-        peaks[pid] = max(peaks.get(pid, 0), peak)
-    return peaks
-
-
-def _worker_usage(records: Iterable[ChunkRecord], backend: Backend) -> tuple[float, int]:
-    """CPU used in this trial and peak RSS, as reported by worker processes.
+def _worker_usage(records: Iterable[ChunkRecord],
+                  backend: Backend) -> tuple[float, dict[int, int]]:
+    """CPU used in this trial, and each worker process's peak RSS, as they reported them.
 
     Workers report their process's CPU so far with each chunk, and a child that ran the trial
     its own at close (``closing_cpu``, ``closing_rss``); ``cpu_reported`` holds each pid's
     reading at the end of earlier trials, so a reused pool's CPU is counted once.
     """
     if backend.in_process:
-        return 0.0, 0
+        return 0.0, {}
     cpu: dict[int, float] = {}
     rss: dict[int, int] = {}
     for r in records:
@@ -769,4 +759,4 @@ def _worker_usage(records: Iterable[ChunkRecord], backend: Backend) -> tuple[flo
     reported = backend.cpu_reported
     used = math.fsum(max(0.0, total - reported.get(pid, 0.0)) for pid, total in cpu.items())
     reported.update(cpu)
-    return used, sum(rss.values())
+    return used, rss

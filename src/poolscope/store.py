@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import UsageError
+from .lifetime import pid_alive
 from .probe import ChunkRecord
 
 if TYPE_CHECKING:
@@ -377,10 +378,4 @@ def _writer_alive(pid: int, host: str) -> bool:
     """Whether the process that wrote a 'running' run may still be writing it."""
     if host != socket.gethostname():
         return True  # cannot tell from here
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
