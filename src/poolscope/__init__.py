@@ -20,11 +20,12 @@ from ._filetargets import install as _install_file_targets
 
 if TYPE_CHECKING:
     from .api import compare, load
+    from .automap import map
     from .result import Result
 
 # and load_ipython_extension, IPython's hook for `%load_ext poolscope`
 __all__ = ["ItemsError", "PoolscopeError", "PreflightError", "Result", "TargetError",
-           "UsageError", "compare", "load"]
+           "UsageError", "compare", "load", "map"]
 __version__ = "0.1.0"
 
 # Every process that imports poolscope (workers, the isolated child) can then import a
@@ -48,6 +49,10 @@ def __getattr__(name: str) -> Any:
         from .api import load
 
         return load
+    if name == "map":
+        from .automap import map
+
+        return map
     if name == "Result":
         from .result import Result
 

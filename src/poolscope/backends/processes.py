@@ -250,6 +250,7 @@ class ProcessPoolBackend(_ProcessMixin, Backend):
 
     def run(self, chunks: Sequence[Chunk]) -> Iterator[ChunkRecord]:
         assert self._pool is not None, "start() first"
+        self._finished = False  # a kept pool's earlier run finished; this one has not yet
         results = self._pool.imap_unordered(run_installed_chunk, chunks)
         for _ in range(len(chunks)):
             while True:

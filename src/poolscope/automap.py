@@ -1,0 +1,369 @@
+"""``poolscope.map``: the real work, run on the configuration the work itself shows best.
+
+``list(map(fn, items))``'s results, in item order, but the first items are the calibration: they
+run in batches under each candidate configuration (serial, a thread pool, a process pool), with
+the runner, the probe and the backends that ``compare`` uses, and the verdict's own rule
+(analysis/decide.py) picks the configuration from them; the rest run on it. Calibration items are
+real work: their results are kept and returned in place, so no item is computed twice.
+
+How it decides:
+
+- Serial goes first, one item, then a batch sized to take about ``BATCH_S``. When the items run
+  out in serial calibration, or the known remaining work is shorter than starting a pool
+  (``SHORT_WORK_S``), everything runs serially and no pool is ever started.
+- Then rounds: each candidate (serial included) runs one batch per round on a pool started once
+  and kept; a batch's time per item is one sample. After ``MIN_ROUNDS`` rounds the rule decides
+  (a more complex configuration only when shown faster than every simpler one); while it is
+  undecided, rounds go on for the configurations in contention, within ``budget`` seconds of
+  calibration and at most ``MAX_CALIBRATION_SHARE`` of a known item count. Undecided then, it
+  takes the simplest configuration not shown slower (``MapDecision.inconclusive``).
+- The rest runs on the chosen pool in windows of items (bounded memory for any iterator).
+
+An item's exception is raised when its result is reached, as ``Executor.map`` does: ``map``
+returns the results only if every item succeeded, and raises the first failed item's exception
+otherwise (its other results are lost, as with ``list(map(...))``). Ctrl-C stops the workers and
+raises KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._errors import UsageError
+from .analysis.decide import Arm, Decision, decide, simplicity
+from .backends import Backend, get_backend
+from .board import Board
+from .environment import usable_cores
+from .probe import ChunkRecord
+from .runner import auto_chunksize, backend_class, make_chunks, run_trial
+
+__all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "map"]
+
+DEFAULT_CANDIDATES = ("serial", "thread", "process-pool")
+BATCH_S = 0.02  # serial time a calibration batch aims at: well above a batch's fixed costs
+MAX_BATCH = 10_000  # items in one calibration batch
+MIN_ROUNDS = 3  # batches per candidate before the rule is asked: an interval needs 3 samples
+MAX_ROUNDS = 10
+DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
+MAX_CALIBRATION_SHARE = 0.5  # of a known item count, at most, in calibration
+SHORT_WORK_S = 0.05  # known remaining work below this runs serially: a pool costs as much
+WINDOW_S = 0.5  # the rest runs in windows of about this much serial work
+
+
+class ItemFailed(Exception):
+    """An item failed in a way that left no exception object to raise (its worker process
+    died, or its exception could not be pickled back): the kind and message as recorded."""
+
+    def __init__(self, item: int, kind: str, message: str) -> None:
+        super().__init__(f"item {item}: {kind}: {message}")
+        self.item, self.kind, self.message = item, kind, message
+
+
+class _Raised:
+    """An item's exception, carried as its result (the probe sees a success: the exception is
+    the caller's to raise, in item order)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Capture:
+    """The function as map calls it: ``star`` unpacks each item as arguments; an exception
+    becomes the item's result (see _Raised). Picklable when the function is."""
+
+    def __init__(self, fn: Callable[..., Any], star: bool) -> None:
+        self.fn, self.star = fn, star
+
+    def __call__(self, item: Any) -> Any:
+        try:
+            if not self.star:
+                return self.fn(item)
+            if isinstance(item, dict):
+                return self.fn(**item)
+            return self.fn(*item)
+        except (Exception, SystemExit) as exc:
+            return _Raised(exc)
+
+
+@dataclass
+class MapDecision:
+    """What ``map`` chose and why; ``calibration`` holds each candidate's per-item times (s)."""
+
+    executor: str
+    workers: int
+    how: str  # "faster", "equivalent", "only", "inconclusive", "short work"
+    reason: str
+    calibration: dict[str, list[float]] = field(default_factory=dict)
+    calibration_items: int = 0
+    items: int = 0
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.how == "inconclusive"
+
+
+@dataclass
+class _Candidate:
+    name: str
+    workers: int
+    cls: type[Backend]
+    backend: Backend | None = None
+    per_item_s: list[float] = field(default_factory=list)
+    broken: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.name, self.workers, 0)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name == "serial" else f"{self.name} ×{self.workers}"
+
+
+class _AutoMap:
+    """One call of ``map``: its items, its results, its pools."""
+
+    def __init__(self, fn: Callable[..., Any], items: Iterable[Any], executors: Sequence[str],
+                 max_workers: int | None, star: bool, budget_s: float) -> None:
+        self.call = _Capture(fn, star)
+        self.source: Iterator[Any] = iter(items)
+        self.known = len(items) if isinstance(items, Sequence) else None
+        self.ahead: list[Any] = []  # items read ahead of take(), to know a short iterator's end
+        self.taken = 0
+        self.results: list[Any] = []
+        self.budget_s = budget_s
+        self.board = Board()
+        self.trials = 0
+        cores = usable_cores()
+        self.candidates = []
+        for name in executors:
+            cls = backend_class(name)
+            if cls.family == "serial":
+                workers = 1
+            elif max_workers is not None:
+                workers = max_workers
+            else:  # ThreadPoolExecutor's default for threads; one process per core
+                workers = min(32, cores + 4) if cls.family == "thread" else cores
+            self.candidates.append(_Candidate(name, cls.effective_workers(workers), cls))
+
+    # --- items and results -------------------------------------------------------------------
+    def take(self, n: int) -> list[Any]:
+        batch, self.ahead = self.ahead[:n], self.ahead[n:]
+        batch += itertools.islice(self.source, n - len(batch))
+        self.taken += len(batch)
+        return batch
+
+    def remaining(self, up_to: int) -> int | None:
+        """How many items are left, when that is known or when at most ``up_to`` are (read
+        ahead, bounded); None when more than ``up_to`` are left of an iterator."""
+        if self.known is not None:
+            return self.known - self.taken
+        self.ahead += itertools.islice(self.source, up_to + 1 - len(self.ahead))
+        return len(self.ahead) if len(self.ahead) <= up_to else None
+
+    def _collect(self, _trial: int, record: ChunkRecord) -> None:
+        values = record.results
+        for offset, value in enumerate(values):
+            self.results[record.first + offset] = value
+        for item, kind, message in record.errors:
+            if not isinstance(self.results[item], _Raised):
+                self.results[item] = _Raised(ItemFailed(item, kind, message))
+
+    def run_batch(self, candidate: _Candidate, batch: list[Any]) -> float:
+        """Run ``batch`` (the next items) on the candidate; its wall time per item. Items lost
+        with a broken pool run serially here, and the candidate is out."""
+        first = len(self.results)
+        self.results.extend([_MISSING] * len(batch))
+        chunks = [chunk._replace(first=chunk.first + first) for chunk in
+                  make_chunks(batch, auto_chunksize(len(batch), candidate.workers))]
+        if candidate.backend is None and candidate.cls.family != "serial":
+            candidate.backend = candidate.cls(self.call, candidate.workers)
+            candidate.backend.start()
+        trial = run_trial(self.trials, candidate.cls, self.call, candidate.workers, chunks,
+                          on_chunk=self._collect, backend=candidate.backend, board=self.board)
+        self.trials += 1
+        if trial.status == "interrupted":
+            raise KeyboardInterrupt
+        if trial.status == "failed" or trial.restarts:  # run_trial closed the kept pool
+            candidate.backend = None
+        for error in trial.errors:  # items that ended a worker: reported, not run again
+            item = error.get("item")
+            if item is not None and first <= item < len(self.results) and (
+                    self.results[item] is _MISSING):
+                self.results[item] = _Raised(ItemFailed(item, str(error.get("kind")),
+                                                        str(error.get("message"))))
+        if trial.status == "failed":  # the rest of the batch finishes here; the pool is out
+            candidate.broken = "; ".join(str(e.get("message")) for e in trial.errors[:2])
+            for i in range(first, first + len(batch)):
+                if self.results[i] is _MISSING:
+                    self.results[i] = self.call(batch[i - first])
+        return trial.wall_s / max(1, len(batch))
+
+    # --- deciding ----------------------------------------------------------------------------
+    def decide(self) -> tuple[_Candidate, MapDecision]:
+        serial = next((c for c in self.candidates if c.cls.family == "serial"), None)
+        probe = serial or self.candidates[0]
+        began = time.monotonic()
+        size, per_item = 1, 0.0
+        while True:  # serial batches that grow until one takes about BATCH_S / 2
+            batch = self.take(size)
+            if not batch:
+                return probe, self._only(probe, "short work",
+                                         "every item ran in the first, serial batches")
+            per_item = self.run_batch(probe, batch)
+            probe.per_item_s.append(per_item)
+            if per_item * len(batch) >= BATCH_S / 2 or size >= MAX_BATCH:
+                break
+            size = min(MAX_BATCH, size * (8 if per_item * size < BATCH_S / 50 else 2))
+        probe.per_item_s = [per_item]  # the smaller batches' fixed costs are not the items'
+        size = max(1, min(MAX_BATCH, int(BATCH_S / max(per_item, 1e-9))))
+        left = self.remaining(min(1_000_000, int(SHORT_WORK_S / max(per_item, 1e-9)) + 1))
+        if left is not None and left * per_item < SHORT_WORK_S:
+            return probe, self._only(probe, "short work",
+                                     f"the remaining work, about {left * per_item * 1e3:.0f} "
+                                     "ms serially, is shorter than starting a pool")
+        if len(self.candidates) == 1:
+            return probe, self._only(probe, "only", "the only candidate")
+        decision: Decision | None = None
+        for _ in range(MAX_ROUNDS):
+            active = [c for c in self.candidates if c.broken is None and (
+                decision is None or c.key in decision.contenders)]
+            for candidate in active:  # enough items to keep every worker busy
+                batch = self.take(max(size, 4 * candidate.workers))
+                if not batch:
+                    return self._settle(decision, "the items ran out during calibration")
+                candidate.per_item_s.append(self.run_batch(candidate, batch))
+            if min(len(c.per_item_s) for c in active) < MIN_ROUNDS:
+                continue
+            decision = decide(self._arms())
+            spent = time.monotonic() - began
+            over = self.known is not None and self.taken >= self.known * MAX_CALIBRATION_SHARE
+            if not decision.contenders or spent > self.budget_s or over:
+                break
+        return self._settle(decision, None)
+
+    def _arms(self) -> list[Arm]:
+        families = {c.name: c.cls.family for c in self.candidates}
+        return [Arm(c.key, c.label, np.array(c.per_item_s), simplicity(c.name, c.workers,
+                                                                        families))
+                for c in self.candidates if c.broken is None and c.per_item_s]
+
+    def _settle(self, decision: Decision | None, ended: str | None) -> tuple[_Candidate,
+                                                                              MapDecision]:
+        decision = decision or decide(self._arms())
+        if decision.chosen is None:
+            fallback = next(c for c in self.candidates if c.broken is None or
+                            c.cls.family == "serial")
+            return fallback, self._only(fallback, "only", "every other candidate broke")
+        chosen = next(c for c in self.candidates if c.key == decision.chosen.key)
+        fastest = decision.fastest
+        times = {c.label: list(c.per_item_s) for c in self.candidates if c.per_item_s}
+        if ended:
+            reason = ended
+        elif decision.how == "faster":
+            reason = f"{chosen.label} was shown faster than every simpler candidate"
+        elif decision.how == "equivalent":
+            reason = (f"{chosen.label} was shown within 10% of the fastest "
+                      f"({fastest.label if fastest else '?'}) and is simpler")
+        elif decision.how == "inconclusive":
+            reason = ("calibration ended undecided: the simplest candidate not shown slower "
+                      f"than the fastest ({fastest.label if fastest else '?'})")
+        else:
+            reason = "the only candidate that did not break"
+        broken = [f"{c.label} broke: {c.broken}" for c in self.candidates if c.broken]
+        return chosen, MapDecision(chosen.name, chosen.workers, decision.how,
+                                   "; ".join([reason, *broken]), times, self.taken)
+
+    def _only(self, candidate: _Candidate, how: str, reason: str) -> MapDecision:
+        return MapDecision(candidate.name, candidate.workers, how, reason,
+                           {candidate.label: list(candidate.per_item_s)}, self.taken)
+
+    # --- the rest ----------------------------------------------------------------------------
+    def run(self) -> tuple[list[Any], MapDecision]:
+        try:
+            chosen, decision = self.decide()
+            per_item = np.median(chosen.per_item_s) if chosen.per_item_s else 0.0
+            window = max(256, chosen.workers * 64,
+                         min(100_000, int(WINDOW_S / max(float(per_item), 1e-7))))
+            while True:
+                batch = self.take(window)
+                if not batch:
+                    break
+                if chosen.broken is not None or chosen.cls.family == "serial":
+                    # Serially, the probe's records would cost more than short items do: the
+                    # rest runs as a bare loop (not recorded item by item).
+                    self.results += builtins.map(self.call, batch)
+                    continue
+                self.run_batch(chosen, batch)
+        finally:
+            self.close()
+        decision.items = self.taken
+        return self.results, decision
+
+    def close(self) -> None:
+        for candidate in self.candidates:
+            if candidate.backend is not None:
+                try:
+                    candidate.backend.close()
+                finally:
+                    candidate.backend = None
+        self.board.close()
+
+
+_MISSING = object()
+
+
+def map(fn: Callable[..., Any], items: Iterable[Any], *,
+        executors: Sequence[str] | str | None = None, max_workers: int | None = None,
+        star: bool = False, budget: float = DEFAULT_BUDGET_S,
+        decision: list[MapDecision] | None = None) -> list[Any]:
+    """``list(map(fn, items))`` (``itertools.starmap`` with ``star=True``: a list or tuple item
+    is positional arguments, a dict keywords), run on the configuration poolscope picks while
+    doing the work (see the module's docstring). ``executors``: the candidates (default serial,
+    thread, process-pool); ``max_workers``: workers of every pool (default: ThreadPoolExecutor's
+    for threads, the usable cores for processes); ``budget``: calibration's seconds, at most;
+    ``decision``: a list that gets the MapDecision appended.
+    """
+    names = _candidates(executors)
+    if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
+        raise UsageError(f"max_workers must be a whole number of at least 1, got "
+                         f"{max_workers!r}")
+    if not (isinstance(budget, int | float) and 0 < budget < math.inf):
+        raise UsageError(f"budget must be a number of seconds more than 0, got {budget!r}")
+    results, chosen = _AutoMap(fn, items, names, max_workers, star, float(budget)).run()
+    if decision is not None:
+        decision.append(chosen)
+    for value in results:
+        if isinstance(value, _Raised):
+            raise value.exc
+    return results
+
+
+def _candidates(executors: Sequence[str] | str | None) -> tuple[str, ...]:
+    if executors is None:
+        names: tuple[str, ...] = DEFAULT_CANDIDATES
+    elif isinstance(executors, str):
+        names = tuple(e.strip() for e in executors.split(",") if e.strip())
+    else:
+        names = tuple(executors)
+    if not names:
+        raise UsageError("give at least one candidate executor")
+    for name in names:
+        cls = get_backend(name)  # a UsageError for unknown or unavailable ones
+        if cls.family not in ("serial", "thread", "process") or cls.name == "dask":
+            kind = "a cluster" if cls.name == "dask" else cls.family
+            raise UsageError(f"poolscope.map runs serial, thread and process executors on "
+                             f"this machine; {name} is {kind}")
+    if len(set(names)) != len(names):
+        raise UsageError("an executor is listed twice")
+    return names

@@ -1,0 +1,120 @@
+"""poolscope.map: list(map(fn, items))'s results, whatever configuration it picks."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import poolscope
+from poolscope import UsageError
+from poolscope.automap import ItemFailed, MapDecision
+
+CANDIDATES = ["serial", "thread", "process-pool"]
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def picky(x: int) -> int:
+    if x % 7 == 3:
+        raise ValueError(f"no {x}")
+    return x
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def logged(item: tuple[int, str]) -> int:
+    """Appends its item to a file (one line per call, from any process)."""
+    number, path = item
+    with open(path, "a") as log:
+        log.write(f"{number}\n")
+    time.sleep(0.002)
+    return number
+
+
+def exits_on_5(x: int) -> int:
+    if x == 5:
+        os._exit(3)
+    time.sleep(0.001)
+    return x
+
+
+@pytest.mark.parametrize("executors", [[name] for name in CANDIDATES] + [CANDIDATES])
+def test_results_are_maps_in_item_order(executors):
+    items = list(range(3000))
+    decision: list[MapDecision] = []
+    assert poolscope.map(square, items, executors=executors, decision=decision) == \
+        list(map(square, items))
+    assert decision[0].executor in executors and decision[0].items == len(items)
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_an_items_exception_is_raised_as_itself(name):
+    with pytest.raises(ValueError, match="no 3"):  # the first item that failed
+        poolscope.map(picky, range(200), executors=[name])
+
+
+def test_star_unpacks_lists_and_dicts():
+    items = [(1, 2), [3], {"a": 4, "b": 5}]
+    assert poolscope.map(add, items, star=True, executors=["serial", "thread"]) == [3, 3, 9]
+
+
+def test_a_generator_is_consumed_and_mapped_in_order():
+    def numbers():
+        yield from range(300_000)
+
+    assert poolscope.map(square, numbers()) == [x * x for x in range(300_000)]
+
+
+def test_no_item_is_computed_twice(tmp_path):
+    """Calibration items are the real work: every item is called exactly once, whichever
+    candidates ran it, in processes too."""
+    log = tmp_path / "calls.log"
+    items = [(i, str(log)) for i in range(400)]
+    decision: list[MapDecision] = []
+    assert poolscope.map(logged, items, decision=decision) == list(range(400))
+    calls = sorted(int(line) for line in log.read_text().split())
+    assert calls == list(range(400)), decision
+    assert decision[0].calibration_items > 0 and len(decision[0].calibration) == 3
+
+
+def test_short_work_runs_serially_without_starting_a_pool():
+    before = set(psutil.Process().children(recursive=True))
+    decision: list[MapDecision] = []
+    assert poolscope.map(square, range(50), decision=decision) == [x * x for x in range(50)]
+    assert decision[0].executor == "serial" and decision[0].how == "short work"
+    assert set(psutil.Process().children(recursive=True)) <= before
+
+
+def test_a_worker_that_dies_fails_its_item_and_the_rest_finish(tmp_path):
+    with pytest.raises(ItemFailed) as failed:
+        poolscope.map(exits_on_5, range(40), executors=["process-pool"], max_workers=2)
+    assert failed.value.item == 5 and "exit" in failed.value.message.lower()
+    deadline = time.monotonic() + 10
+    while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.Process().children(recursive=True)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"max_workers": 0}, "max_workers"),
+    ({"executors": ["dask"]}, "serial, thread and process"),
+    ({"executors": []}, "at least one"),
+    ({"executors": ["serial", "serial"]}, "twice"),
+    ({"budget": 0}, "budget"),
+])
+def test_bad_options_are_one_usage_error(options, message):
+    with pytest.raises(UsageError, match=message):
+        poolscope.map(square, range(3), **options)
+
+
+def test_public_name():
+    assert "map" in poolscope.__all__ and callable(poolscope.map)
+    assert Path(poolscope.map.__code__.co_filename).name == "automap.py"
