@@ -21,10 +21,11 @@ from ._filetargets import install as _install_file_targets
 if TYPE_CHECKING:
     from .api import compare, load
     from .automap import map
+    from .executor import Executor
     from .result import Result
 
 # and load_ipython_extension, IPython's hook for `%load_ext poolscope`
-__all__ = ["ItemsError", "PoolscopeError", "PreflightError", "Result", "TargetError",
+__all__ = ["Executor", "ItemsError", "PoolscopeError", "PreflightError", "Result", "TargetError",
            "UsageError", "compare", "load", "map"]
 __version__ = "0.1.0"
 
@@ -53,6 +54,10 @@ def __getattr__(name: str) -> Any:
         from .automap import map
 
         return map
+    if name == "Executor":
+        from .executor import Executor
+
+        return Executor
     if name == "Result":
         from .result import Result
 

@@ -45,7 +45,7 @@ from .environment import usable_cores
 from .probe import ChunkRecord
 from .runner import auto_chunksize, backend_class, make_chunks, run_trial
 
-__all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "map"]
+__all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "Raised", "map", "map_stream"]
 
 DEFAULT_CANDIDATES = ("serial", "thread", "process-pool")
 BATCH_S = 0.02  # serial time a calibration batch aims at: well above a batch's fixed costs
@@ -67,7 +67,7 @@ class ItemFailed(Exception):
         self.item, self.kind, self.message = item, kind, message
 
 
-class _Raised:
+class Raised:
     """An item's exception, carried as its result (the probe sees a success: the exception is
     the caller's to raise, in item order)."""
 
@@ -79,7 +79,7 @@ class _Raised:
 
 class _Capture:
     """The function as map calls it: ``star`` unpacks each item as arguments; an exception
-    becomes the item's result (see _Raised). Picklable when the function is."""
+    becomes the item's result (see Raised). Picklable when the function is."""
 
     def __init__(self, fn: Callable[..., Any], star: bool) -> None:
         self.fn, self.star = fn, star
@@ -92,7 +92,7 @@ class _Capture:
                 return self.fn(**item)
             return self.fn(*item)
         except (Exception, SystemExit) as exc:
-            return _Raised(exc)
+            return Raised(exc)
 
 
 @dataclass
@@ -134,13 +134,24 @@ class _AutoMap:
     """One call of ``map``: its items, its results, its pools."""
 
     def __init__(self, fn: Callable[..., Any], items: Iterable[Any], executors: Sequence[str],
-                 max_workers: int | None, star: bool, budget_s: float) -> None:
+                 max_workers: int | None, star: bool, budget_s: float,
+                 sink: Callable[[list[Any]], None], chunksize: int | None = None,
+                 on_decision: Callable[[MapDecision], None] | None = None) -> None:
         self.call = _Capture(fn, star)
         self.source: Iterator[Any] = iter(items)
         self.known = len(items) if isinstance(items, Sequence) else None
         self.ahead: list[Any] = []  # items read ahead of take(), to know a short iterator's end
         self.taken = 0
-        self.results: list[Any] = []
+        # Results not yet handed to the sink, the first of them item ``handed``'s: a finished
+        # prefix goes as soon as it is complete, so memory holds about one batch of results.
+        self.pending: list[Any] = []
+        self.handed = 0
+        self.sink = sink
+        self.stopping = False  # set from any thread: no batch starts after it
+        self.finished = False  # every item mapped
+        self.chunksize = chunksize
+        self.on_decision = on_decision
+        self.decision: MapDecision | None = None
         self.budget_s = budget_s
         self.board = Board()
         self.trials = 0
@@ -172,25 +183,42 @@ class _AutoMap:
         return len(self.ahead) if len(self.ahead) <= up_to else None
 
     def _collect(self, _trial: int, record: ChunkRecord) -> None:
-        values = record.results
-        for offset, value in enumerate(values):
-            self.results[record.first + offset] = value
+        start = record.first - self.handed
+        self.pending[start:start + len(record.results)] = record.results
         for item, kind, message in record.errors:
-            if not isinstance(self.results[item], _Raised):
-                self.results[item] = _Raised(ItemFailed(item, kind, message))
+            if not isinstance(self.pending[item - self.handed], Raised):
+                self.pending[item - self.handed] = Raised(ItemFailed(item, kind, message))
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the sink the finished results that lead the pending ones."""
+        done = 0
+        for value in self.pending:
+            if value is _MISSING:
+                break
+            done += 1
+        if done:
+            ready = self.pending[:done]
+            del self.pending[:done]
+            self.handed += done
+            self.sink(ready)
 
     def run_batch(self, candidate: _Candidate, batch: list[Any]) -> float:
         """Run ``batch`` (the next items) on the candidate; its wall time per item. Items lost
         with a broken pool run serially here, and the candidate is out."""
-        first = len(self.results)
-        self.results.extend([_MISSING] * len(batch))
+        if self.stopping:
+            raise _Stopped
+        first = self.handed + len(self.pending)
+        self.pending.extend([_MISSING] * len(batch))
+        chunksize = self.chunksize or auto_chunksize(len(batch), candidate.workers)
         chunks = [chunk._replace(first=chunk.first + first) for chunk in
-                  make_chunks(batch, auto_chunksize(len(batch), candidate.workers))]
+                  make_chunks(batch, chunksize)]
         if candidate.backend is None and candidate.cls.family != "serial":
             candidate.backend = candidate.cls(self.call, candidate.workers)
             candidate.backend.start()
         trial = run_trial(self.trials, candidate.cls, self.call, candidate.workers, chunks,
-                          on_chunk=self._collect, backend=candidate.backend, board=self.board)
+                          on_chunk=self._collect, backend=candidate.backend, board=self.board,
+                          sample_results=False)
         self.trials += 1
         if trial.status == "interrupted":
             raise KeyboardInterrupt
@@ -198,15 +226,16 @@ class _AutoMap:
             candidate.backend = None
         for error in trial.errors:  # items that ended a worker: reported, not run again
             item = error.get("item")
-            if item is not None and first <= item < len(self.results) and (
-                    self.results[item] is _MISSING):
-                self.results[item] = _Raised(ItemFailed(item, str(error.get("kind")),
-                                                        str(error.get("message"))))
+            if item is not None and first <= item < self.handed + len(self.pending) and (
+                    self.pending[item - self.handed] is _MISSING):
+                self.pending[item - self.handed] = Raised(ItemFailed(
+                    item, str(error.get("kind")), str(error.get("message"))))
         if trial.status == "failed":  # the rest of the batch finishes here; the pool is out
             candidate.broken = "; ".join(str(e.get("message")) for e in trial.errors[:2])
             for i in range(first, first + len(batch)):
-                if self.results[i] is _MISSING:
-                    self.results[i] = self.call(batch[i - first])
+                if self.pending[i - self.handed] is _MISSING:
+                    self.pending[i - self.handed] = self.call(batch[i - first])
+        self._hand_over()
         return trial.wall_s / max(1, len(batch))
 
     # --- deciding ----------------------------------------------------------------------------
@@ -289,26 +318,35 @@ class _AutoMap:
                            {candidate.label: list(candidate.per_item_s)}, self.taken)
 
     # --- the rest ----------------------------------------------------------------------------
-    def run(self) -> tuple[list[Any], MapDecision]:
+    def run(self) -> MapDecision | None:
+        """Map every item, handing results to the sink in order; the decision (None when
+        stopped before one was made)."""
         try:
-            chosen, decision = self.decide()
+            chosen, self.decision = self.decide()
+            if self.on_decision:
+                self.on_decision(self.decision)
             per_item = np.median(chosen.per_item_s) if chosen.per_item_s else 0.0
             window = max(256, chosen.workers * 64,
                          min(100_000, int(WINDOW_S / max(float(per_item), 1e-7))))
-            while True:
+            while not self.stopping:
                 batch = self.take(window)
                 if not batch:
+                    self.finished = True
                     break
                 if chosen.broken is not None or chosen.cls.family == "serial":
                     # Serially, the probe's records would cost more than short items do: the
                     # rest runs as a bare loop (not recorded item by item).
-                    self.results += builtins.map(self.call, batch)
+                    self.handed += len(batch)
+                    self.sink(list(builtins.map(self.call, batch)))
                     continue
                 self.run_batch(chosen, batch)
+        except _Stopped:
+            pass
         finally:
             self.close()
-        decision.items = self.taken
-        return self.results, decision
+        if self.decision is not None:
+            self.decision.items = self.taken
+        return self.decision
 
     def close(self) -> None:
         for candidate in self.candidates:
@@ -323,6 +361,10 @@ class _AutoMap:
 _MISSING = object()
 
 
+class _Stopped(Exception):
+    """``stopping`` was set: no more batches."""
+
+
 def map(fn: Callable[..., Any], items: Iterable[Any], *,
         executors: Sequence[str] | str | None = None, max_workers: int | None = None,
         star: bool = False, budget: float = DEFAULT_BUDGET_S,
@@ -334,19 +376,49 @@ def map(fn: Callable[..., Any], items: Iterable[Any], *,
     for threads, the usable cores for processes); ``budget``: calibration's seconds, at most;
     ``decision``: a list that gets the MapDecision appended.
     """
+    names = _check_options(executors, max_workers, budget)
+    results: list[Any] = []
+    failed: list[Raised] = []
+
+    def keep(values: list[Any]) -> None:
+        results.extend(values)
+        if Raised in builtins.map(type, values):  # as list(map(...)): stop at a failure
+            failed.append(next(v for v in values if type(v) is Raised))
+            automap.stopping = True
+
+    automap = _AutoMap(fn, items, names, max_workers, star, float(budget), keep)
+    chosen = automap.run()
+    if decision is not None and chosen is not None:
+        decision.append(chosen)
+    if failed:
+        raise failed[0].exc
+    return results
+
+
+def map_stream(fn: Callable[..., Any], items: Iterable[Any], sink: Callable[[list[Any]], None],
+               *, executors: Sequence[str] | str | None = None, max_workers: int | None = None,
+               star: bool = False, budget: float = DEFAULT_BUDGET_S,
+               chunksize: int | None = None) -> MapDecision | None:
+    """``map``'s work with every result handed to ``sink`` in item order, a list at a time, as
+    soon as it and those before it are done: a failed item's result is a ``Raised`` (its
+    exception in ``.exc``), and the rest still run. Bounded memory for any iterator. Returns
+    the decision."""
+    names = _check_options(executors, max_workers, budget, chunksize)
+    return _AutoMap(fn, items, names, max_workers, star, float(budget), sink,
+                    chunksize).run()
+
+
+def _check_options(executors: Sequence[str] | str | None, max_workers: int | None,
+                   budget: float, chunksize: int | None = None) -> tuple[str, ...]:
     names = _candidates(executors)
     if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
         raise UsageError(f"max_workers must be a whole number of at least 1, got "
                          f"{max_workers!r}")
+    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+        raise UsageError(f"chunksize must be a whole number of at least 1, got {chunksize!r}")
     if not (isinstance(budget, int | float) and 0 < budget < math.inf):
         raise UsageError(f"budget must be a number of seconds more than 0, got {budget!r}")
-    results, chosen = _AutoMap(fn, items, names, max_workers, star, float(budget)).run()
-    if decision is not None:
-        decision.append(chosen)
-    for value in results:
-        if isinstance(value, _Raised):
-            raise value.exc
-    return results
+    return names
 
 
 def _candidates(executors: Sequence[str] | str | None) -> tuple[str, ...]:

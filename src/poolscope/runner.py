@@ -468,7 +468,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
               trial_timeout_s: float | None = None,
               max_memory: int | None = None,
               refused: dict[int, str] | None = None,
-              board: Board | None = None) -> TrialResult:
+              board: Board | None = None,
+              sample_results: bool = True) -> TrialResult:
     """Run one trial; a broken executor or Ctrl-C becomes a trial status, not lost data.
 
     ``backend``, when given, is a pool already started and kept across trials (``reuse_pool``):
@@ -478,7 +479,9 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     worker process) are enforced by limits.py: a worker process stopped for a timeout or its
     memory breaks its pool, and the trial goes on with the items that had not reported on a new
     pool. ``refused``: items left out of ``chunks`` (they cannot be pickled), with why.
-    ``board``: the run's (board.py); a trial without one makes its own.
+    ``board``: the run's (board.py); a trial without one makes its own. ``sample_results``
+    False keeps no result in the trial (poolscope.map hands each one over as it comes, and
+    keeps no reference to it).
     """
     usage = tree_usage or _tree_usage
     records: list[ChunkRecord] = []
@@ -530,7 +533,7 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
                 for record in backend.run(pending):
                     t_last = clock()
                     record = unreadable_errors(record)
-                    if not result_sample:
+                    if sample_results and not result_sample:
                         result_sample = record.results[:8]
                     keep(record)
                     suspects.pop(record.first, None)  # one that ran alone and came back
@@ -619,7 +622,8 @@ def run_trial(index: int, backend_cls: type[Backend], fn: Callable[[Any], Any], 
     if t_last == t0:
         t_last = t_close
     # An isolated executor's results stay in its child, which sends a sample once it closed.
-    result_sample = result_sample or getattr(backend, "result_sample", [])
+    if sample_results:
+        result_sample = result_sample or getattr(backend, "result_sample", [])
     if first_backend is not None and first_backend.started_ns is not None:
         # Timed by the child that ran it: talking to the child is not the executor's time.
         t0 = first_backend.started_ns

@@ -1,0 +1,247 @@
+"""poolscope.Executor keeps the concurrent.futures.Executor contract: the checks CPython's own
+executor tests make (test_concurrent_futures: executor.py, test_shutdown.py), in our words, plus
+what it adds (the decision that map makes and submit follows)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import os
+import threading
+import time
+import weakref
+
+import pytest
+
+import poolscope
+from poolscope import UsageError
+
+CANDIDATES = ["serial", "thread", "process-pool"]
+WAIT_S = 30  # every wait below ends by then
+
+
+def multiply(x: int, y: int) -> int:
+    return x * y
+
+
+def echo_arguments(*args, **kwargs):
+    return args, kwargs
+
+
+def sleep_then_return(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def log_item(item: tuple[int, str]) -> int:
+    number, path = item
+    with open(path, "a") as log:
+        log.write(f"{number}\n")
+    return number
+
+
+def where_it_ran(_: object) -> tuple[int, str]:
+    return os.getpid(), threading.current_thread().name
+
+
+class Thing:
+    def method(self) -> None:
+        pass
+
+
+def make_thing(_: int) -> Thing:
+    return Thing()
+
+
+@pytest.fixture
+def executor():
+    with poolscope.Executor(max_workers=2) as pool:
+        yield pool
+
+
+def test_it_is_a_concurrent_futures_executor(executor):
+    assert isinstance(executor, concurrent.futures.Executor)
+    assert "Executor" in poolscope.__all__
+
+
+def test_submit_returns_a_future_of_the_result(executor):
+    future = executor.submit(pow, 2, 8)
+    assert isinstance(future, concurrent.futures.Future)
+    assert future.result(timeout=WAIT_S) == 256
+
+
+def test_submit_passes_keywords_even_ones_named_like_its_own(executor):
+    assert executor.submit(multiply, 2, y=8).result(timeout=WAIT_S) == 16
+    assert executor.submit(echo_arguments, 1, self=2, fn=3).result(timeout=WAIT_S) == \
+        ((1,), {"self": 2, "fn": 3})
+    with pytest.raises(TypeError):
+        executor.submit(fn=echo_arguments, arg=1)
+    with pytest.raises(TypeError):
+        executor.submit(arg=1)
+
+
+def test_a_submitted_calls_exception_is_its_futures(executor):
+    future = executor.submit(divmod, 1, 0)
+    with pytest.raises(ZeroDivisionError):
+        future.result(timeout=WAIT_S)
+    assert isinstance(future.exception(timeout=WAIT_S), ZeroDivisionError)
+
+
+@pytest.mark.parametrize("chunksize", [1, 3])
+def test_map_zips_its_iterables_like_map(executor, chunksize):
+    assert list(executor.map(pow, range(10), range(10), chunksize=chunksize)) == \
+        list(map(pow, range(10), range(10)))
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_map_on_each_candidate_is_maps_result(name):
+    items = list(range(2000))
+    with poolscope.Executor(executors=[name], max_workers=2) as pool:
+        assert list(pool.map(multiply, items, items)) == [x * x for x in items]
+        assert pool.decision is not None and pool.decision.executor == name
+
+
+def test_map_raises_an_items_exception_when_its_result_is_reached(executor):
+    results = executor.map(divmod, [1, 1, 1, 1], [2, 3, 0, 5])
+    assert next(results) == (0, 1)
+    assert next(results) == (0, 1)
+    with pytest.raises(ZeroDivisionError):
+        next(results)
+
+
+def test_map_timeout_counts_from_the_call(executor):
+    got = []
+    began = time.monotonic()
+    with pytest.raises(concurrent.futures.TimeoutError):
+        for value in executor.map(sleep_then_return, [0, 0, 4], timeout=1.5):
+            got.append(value)
+    assert got == [0, 0]
+    assert time.monotonic() - began < 3.5  # raised at the timeout, not once the item ended
+
+
+def test_map_starts_the_work_without_being_read(tmp_path):
+    log = tmp_path / "calls.log"
+    with poolscope.Executor(max_workers=2) as pool:
+        results = pool.map(log_item, [(i, str(log)) for i in range(50)])
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and (
+                not log.exists() or len(log.read_text().split()) < 50):
+            time.sleep(0.05)
+        assert sorted(int(n) for n in log.read_text().split()) == list(range(50))
+        assert list(results) == list(range(50))
+
+
+def test_shutdown_right_after_a_map_that_is_never_read():
+    pool = poolscope.Executor(max_workers=2)
+    pool.map(str, [2] * 3)
+    pool.shutdown()
+    assert pool._maps == set()
+
+
+def test_a_submitted_calls_objects_are_not_kept(executor):
+    thing = Thing()
+    collected = threading.Event()
+    _ = weakref.ref(thing, lambda _: collected.set())
+    executor.submit(thing.method)  # the future is dropped on purpose
+    del thing
+    assert collected.wait(WAIT_S), "the executor kept a reference to the call's object"
+
+
+def test_map_keeps_no_reference_to_a_result_once_read(executor):
+    for thing in executor.map(make_thing, range(10)):
+        reference = weakref.ref(thing)
+        del thing
+        gc.collect()
+        assert reference() is None
+
+
+@pytest.mark.parametrize("workers", [0, -1])
+def test_max_workers_below_one_is_a_value_error(workers):
+    with pytest.raises(ValueError, match="max_workers must be greater than 0"):
+        poolscope.Executor(max_workers=workers)
+
+
+def test_bad_options_are_a_usage_error():
+    with pytest.raises(UsageError, match="twice"):
+        poolscope.Executor(executors=["thread", "thread"])
+
+
+def test_nothing_is_scheduled_after_shutdown():
+    pool = poolscope.Executor()
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.submit(pow, 2, 8)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.map(abs, [1])
+
+
+def test_the_context_manager_waits_for_the_work():
+    with poolscope.Executor(max_workers=2) as pool:
+        future = pool.submit(sleep_then_return, 0.2)
+        results = pool.map(sleep_then_return, [0.01] * 20)
+    assert future.done() and future.result() == 0.2
+    assert list(results) == [0.01] * 20
+    with pytest.raises(RuntimeError):
+        pool.submit(pow, 2, 8)
+
+
+def test_shutdown_without_waiting_returns_at_once_and_the_work_still_finishes():
+    pool = poolscope.Executor(max_workers=2)
+    results = pool.map(sleep_then_return, [0.05] * 30)
+    future = pool.submit(sleep_then_return, 0.5)
+    began = time.monotonic()
+    pool.shutdown(wait=False)
+    assert time.monotonic() - began < 0.4
+    assert future.result(timeout=WAIT_S) == 0.5
+    assert list(results) == [0.05] * 30
+    pool.shutdown(wait=True)
+
+
+def test_shutdown_cancel_futures_cancels_what_has_not_started():
+    pool = poolscope.Executor(max_workers=1)
+    futures = [pool.submit(sleep_then_return, 0.2) for _ in range(6)]
+    results = pool.map(sleep_then_return, [0.05] * 400)
+    time.sleep(0.1)
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert futures[0].result() == 0.2
+    assert any(f.cancelled() for f in futures[1:])
+    assert all(f.done() for f in futures)
+    read = []
+    with pytest.raises(concurrent.futures.CancelledError):
+        for value in results:  # what finished before the cancel, then CancelledError
+            read.append(value)
+    assert read == [0.05] * len(read) and len(read) < 400
+
+
+def test_submit_before_any_map_runs_in_a_thread_of_this_process(executor):
+    pid, thread = executor.submit(where_it_ran, None).result(timeout=WAIT_S)
+    assert pid == os.getpid() and thread.startswith("poolscope-submit")
+    assert executor.decision is None
+
+
+def test_submit_follows_the_decision_of_the_latest_map():
+    with poolscope.Executor(executors=["process-pool"], max_workers=2) as pool:
+        assert list(pool.map(abs, range(-5, 5))) == list(map(abs, range(-5, 5)))
+        assert pool.decision.executor == "process-pool"
+        pid, _ = pool.submit(where_it_ran, None).result(timeout=WAIT_S)
+        assert pid != os.getpid()
+
+
+def test_an_unread_map_reads_a_bounded_window_ahead_of_its_reader():
+    read = []
+
+    def numbers():
+        for i in range(1_000_000):
+            read.append(i)
+            yield i
+
+    with poolscope.Executor(executors=["serial"]) as pool:
+        results = pool.map(abs, numbers())
+        assert next(results) == 0
+        deadline, seen = time.monotonic() + WAIT_S, -1
+        while len(read) != seen and time.monotonic() < deadline:  # until the work waits
+            seen = len(read)
+            time.sleep(0.3)
+        assert len(read) < 400_000, "the work ran ahead of an idle reader without bound"
+        assert sum(results) == sum(range(1, 1_000_000))
+    assert len(read) == 1_000_000
