@@ -11,9 +11,18 @@ import pytest
 
 import poolscope
 from poolscope import UsageError
-from poolscope.automap import ItemFailed, MapDecision
+from poolscope.automap import ItemFailed, MapDecision, Raised, map_stream
+from poolscope.store import RunStore
 
 CANDIDATES = ["serial", "thread", "process-pool"]
+
+
+@pytest.fixture(autouse=True)
+def store(tmp_path, monkeypatch):
+    """The default store of every call here: a file of the test's own."""
+    path = tmp_path / "runs.db"
+    monkeypatch.setenv("POOLSCOPE_STORE", str(path))
+    return path
 
 
 def square(x: int) -> int:
@@ -118,3 +127,43 @@ def test_bad_options_are_one_usage_error(options, message):
 def test_public_name():
     assert "map" in poolscope.__all__ and callable(poolscope.map)
     assert Path(poolscope.map.__code__.co_filename).name == "automap.py"
+
+
+# --- the run in the history ----------------------------------------------------------------
+def test_each_call_is_a_run_with_every_items_record(store):
+    decision: list[MapDecision] = []
+    assert poolscope.map(square, range(60_000), executors=["serial", "thread"],
+                         decision=decision) == [x * x for x in range(60_000)]
+    run = poolscope.load("latest", store=store)
+    assert run.target == "test_automap:square" and run.n_items == 60_000
+    assert sorted(run.items["item"]) == list(range(60_000))  # calibration and rest alike
+    chosen = run.options["map"]
+    assert (chosen["executor"], chosen["workers"]) == (decision[0].executor,
+                                                        decision[0].workers)
+    assert set(chosen["calibration"]) == {"serial", f"thread ×{decision[0].workers}"} or \
+        chosen["how"] == "short work"
+    with RunStore(store) as runs:
+        listed = runs.history()
+    assert listed[0]["best"] == f"{decision[0].executor} ×{decision[0].workers}"
+    shown = "".join(str(part) for part in __import__("poolscope.present.terminal",
+                                                     fromlist=["x"]).render_result(run))
+    assert "decision:" in shown and str(decision[0].how) in shown
+
+
+def test_a_serial_rests_failures_are_in_its_record(store):
+    outcomes: list = []
+    map_stream(picky, range(50_000), outcomes.extend, executors=["serial"])
+    assert [type(v) is Raised for v in outcomes] == [x % 7 == 3 for x in range(50_000)]
+    run = poolscope.load("latest", store=store)
+    failed = run.items.loc[run.items["status"] != "ok", "item"]
+    assert sorted(failed) == [x for x in range(50_000) if x % 7 == 3]
+
+
+def test_store_false_records_nothing(store):
+    assert poolscope.map(square, range(10), store=False) == [x * x for x in range(10)]
+    assert not store.exists()
+
+
+def test_a_store_that_cannot_be_written_warns_and_the_work_goes_on(tmp_path):
+    with pytest.warns(RuntimeWarning, match="not recording"):
+        assert poolscope.map(square, range(10), store=tmp_path) == [x * x for x in range(10)]

@@ -53,6 +53,14 @@ def make_thing(_: int) -> Thing:
     return Thing()
 
 
+@pytest.fixture(autouse=True)
+def store(tmp_path, monkeypatch):
+    """The default store of every map here: a file of the test's own."""
+    path = tmp_path / "runs.db"
+    monkeypatch.setenv("POOLSCOPE_STORE", str(path))
+    return path
+
+
 @pytest.fixture
 def executor():
     with poolscope.Executor(max_workers=2) as pool:
@@ -245,3 +253,15 @@ def test_an_unread_map_reads_a_bounded_window_ahead_of_its_reader():
         assert len(read) < 400_000, "the work ran ahead of an idle reader without bound"
         assert sum(results) == sum(range(1, 1_000_000))
     assert len(read) == 1_000_000
+
+
+def test_each_map_is_a_run_in_the_history(store):
+    with poolscope.Executor(executors=["serial", "thread"]) as pool:
+        assert list(pool.map(abs, range(-100, 100))) == [abs(x) for x in range(-100, 100)]
+        assert sum(pool.map(multiply, range(5000), range(5000))) == sum(
+            x * x for x in range(5000))
+    first, second = poolscope.load("latest~1", store=store), poolscope.load("latest",
+                                                                            store=store)
+    assert (first.target, first.n_items) == ("builtins:abs", 200)
+    assert (second.target, second.n_items) == ("test_executor:multiply", 5000)
+    assert second.options["map"]["executor"] == pool.decisions[-1].executor

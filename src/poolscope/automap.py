@@ -42,7 +42,8 @@ from .analysis.decide import Arm, Decision, decide, simplicity
 from .backends import Backend, get_backend
 from .board import Board
 from .environment import usable_cores
-from .probe import ChunkRecord
+from .map_record import MapRecord, StoreOption, open_record
+from .probe import ChunkRecord, _failure
 from .runner import auto_chunksize, backend_class, make_chunks, run_trial
 
 __all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "Raised", "map", "map_stream"]
@@ -136,9 +137,14 @@ class _AutoMap:
     def __init__(self, fn: Callable[..., Any], items: Iterable[Any], executors: Sequence[str],
                  max_workers: int | None, star: bool, budget_s: float,
                  sink: Callable[[list[Any]], None], chunksize: int | None = None,
-                 on_decision: Callable[[MapDecision], None] | None = None) -> None:
+                 on_decision: Callable[[MapDecision], None] | None = None,
+                 record: MapRecord | None = None) -> None:
         self.call = _Capture(fn, star)
+        self.record = record
+        self.serial_trial: int | None = None  # the serial rest's trial, once it began
         self.source: Iterator[Any] = iter(items)
+        # A sequence is sliced (a range's slice is a range: no list of its items is built).
+        self.sequence = items if isinstance(items, Sequence) else None
         self.known = len(items) if isinstance(items, Sequence) else None
         self.ahead: list[Any] = []  # items read ahead of take(), to know a short iterator's end
         self.taken = 0
@@ -168,7 +174,11 @@ class _AutoMap:
             self.candidates.append(_Candidate(name, cls.effective_workers(workers), cls))
 
     # --- items and results -------------------------------------------------------------------
-    def take(self, n: int) -> list[Any]:
+    def take(self, n: int) -> Sequence[Any]:
+        if self.sequence is not None:
+            batch = self.sequence[self.taken:self.taken + n]
+            self.taken += len(batch)
+            return batch
         batch, self.ahead = self.ahead[:n], self.ahead[n:]
         batch += itertools.islice(self.source, n - len(batch))
         self.taken += len(batch)
@@ -183,6 +193,11 @@ class _AutoMap:
         return len(self.ahead) if len(self.ahead) <= up_to else None
 
     def _collect(self, _trial: int, record: ChunkRecord) -> None:
+        if self.record is not None:  # an exception the function raised is its item's failure
+            failed = [(record.first + offset, *_failure(value.exc))
+                      for offset, value in enumerate(record.results) if type(value) is Raised
+                      ] if Raised in builtins.map(type, record.results) else []
+            self.record.chunk(record, failed)
         start = record.first - self.handed
         self.pending[start:start + len(record.results)] = record.results
         for item, kind, message in record.errors:
@@ -203,7 +218,7 @@ class _AutoMap:
             self.handed += done
             self.sink(ready)
 
-    def run_batch(self, candidate: _Candidate, batch: list[Any]) -> float:
+    def run_batch(self, candidate: _Candidate, batch: Sequence[Any]) -> float:
         """Run ``batch`` (the next items) on the candidate; its wall time per item. Items lost
         with a broken pool run serially here, and the candidate is out."""
         if self.stopping:
@@ -220,6 +235,8 @@ class _AutoMap:
                           on_chunk=self._collect, backend=candidate.backend, board=self.board,
                           sample_results=False)
         self.trials += 1
+        if self.record is not None:
+            self.record.trial(trial)
         if trial.status == "interrupted":
             raise KeyboardInterrupt
         if trial.status == "failed" or trial.restarts:  # run_trial closed the kept pool
@@ -299,6 +316,10 @@ class _AutoMap:
         times = {c.label: list(c.per_item_s) for c in self.candidates if c.per_item_s}
         if ended:
             reason = ended
+        elif decision.how == "faster" and chosen.key == min(
+                self._arms(), key=lambda arm: arm.rank).key:
+            reason = (f"{chosen.label}, the simplest, was the fastest, and every other "
+                      "candidate was shown slower")
         elif decision.how == "faster":
             reason = f"{chosen.label} was shown faster than every simpler candidate"
         elif decision.how == "equivalent":
@@ -321,6 +342,7 @@ class _AutoMap:
     def run(self) -> MapDecision | None:
         """Map every item, handing results to the sink in order; the decision (None when
         stopped before one was made)."""
+        interrupted = False
         try:
             chosen, self.decision = self.decide()
             if self.on_decision:
@@ -334,19 +356,51 @@ class _AutoMap:
                     self.finished = True
                     break
                 if chosen.broken is not None or chosen.cls.family == "serial":
-                    # Serially, the probe's records would cost more than short items do: the
-                    # rest runs as a bare loop (not recorded item by item).
-                    self.handed += len(batch)
-                    self.sink(list(builtins.map(self.call, batch)))
+                    self.run_here(batch)
                     continue
                 self.run_batch(chosen, batch)
         except _Stopped:
             pass
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             self.close()
-        if self.decision is not None:
-            self.decision.items = self.taken
+            if self.decision is not None:
+                self.decision.items = self.taken
+            if self.record is not None:
+                self.record.end(self.decision, self.taken, interrupted)
         return self.decision
+
+    def run_here(self, batch: Sequence[Any]) -> None:
+        """The serial rest: a bare loop over the window, as ``list(map(fn, batch))`` runs it
+        (the probe's per-item readings would cost short items more than they cost), recorded
+        as one span."""
+        first = self.handed
+        if self.serial_trial is None:
+            self.serial_trial, self.trials = self.trials, self.trials + 1
+        began, cpu_began = time.perf_counter_ns(), time.thread_time_ns()
+        values: list[Any] = []
+        failed: list[tuple[int, str, str]] = []
+        if self.call.star:
+            values = [self.call(item) for item in batch]
+            failed = [(first + i, *_failure(v.exc)) for i, v in enumerate(values)
+                      if type(v) is Raised]
+        else:
+            rest = iter(batch)
+            while True:
+                try:  # C's loop; what it appended before an exception stays
+                    values.extend(builtins.map(self.call.fn, rest))
+                    break
+                except (Exception, SystemExit) as exc:
+                    failed.append((first + len(values), *_failure(exc)))
+                    values.append(Raised(exc))
+        ended, cpu_ended = time.perf_counter_ns(), time.thread_time_ns()
+        self.handed += len(batch)
+        if self.record is not None:
+            self.record.serial_window(self.serial_trial, first, len(batch), began, ended,
+                                      cpu_began, cpu_ended, failed)
+        self.sink(values)
 
     def close(self) -> None:
         for candidate in self.candidates:
@@ -367,14 +421,16 @@ class _Stopped(Exception):
 
 def map(fn: Callable[..., Any], items: Iterable[Any], *,
         executors: Sequence[str] | str | None = None, max_workers: int | None = None,
-        star: bool = False, budget: float = DEFAULT_BUDGET_S,
+        star: bool = False, budget: float = DEFAULT_BUDGET_S, store: StoreOption = True,
         decision: list[MapDecision] | None = None) -> list[Any]:
     """``list(map(fn, items))`` (``itertools.starmap`` with ``star=True``: a list or tuple item
     is positional arguments, a dict keywords), run on the configuration poolscope picks while
     doing the work (see the module's docstring). ``executors``: the candidates (default serial,
     thread, process-pool); ``max_workers``: workers of every pool (default: ThreadPoolExecutor's
     for threads, the usable cores for processes); ``budget``: calibration's seconds, at most;
-    ``decision``: a list that gets the MapDecision appended.
+    ``store``: where the run is recorded (True: the default store, $POOLSCOPE_STORE or
+    .poolscope/poolscope.db; a path; False: not recorded); ``decision``: a list that gets the
+    MapDecision appended.
     """
     names = _check_options(executors, max_workers, budget)
     results: list[Any] = []
@@ -386,7 +442,9 @@ def map(fn: Callable[..., Any], items: Iterable[Any], *,
             failed.append(next(v for v in values if type(v) is Raised))
             automap.stopping = True
 
-    automap = _AutoMap(fn, items, names, max_workers, star, float(budget), keep)
+    automap = _AutoMap(fn, items, names, max_workers, star, float(budget), keep,
+                       record=open_record(store, fn, list(names), _options(
+                           names, max_workers, star, budget, None)))
     chosen = automap.run()
     if decision is not None and chosen is not None:
         decision.append(chosen)
@@ -398,14 +456,23 @@ def map(fn: Callable[..., Any], items: Iterable[Any], *,
 def map_stream(fn: Callable[..., Any], items: Iterable[Any], sink: Callable[[list[Any]], None],
                *, executors: Sequence[str] | str | None = None, max_workers: int | None = None,
                star: bool = False, budget: float = DEFAULT_BUDGET_S,
-               chunksize: int | None = None) -> MapDecision | None:
+               chunksize: int | None = None, store: StoreOption = True) -> MapDecision | None:
     """``map``'s work with every result handed to ``sink`` in item order, a list at a time, as
     soon as it and those before it are done: a failed item's result is a ``Raised`` (its
     exception in ``.exc``), and the rest still run. Bounded memory for any iterator. Returns
-    the decision."""
+    the decision. ``store`` as ``map``'s."""
     names = _check_options(executors, max_workers, budget, chunksize)
+    record = open_record(store, fn, list(names),
+                         _options(names, max_workers, star, budget, chunksize))
     return _AutoMap(fn, items, names, max_workers, star, float(budget), sink,
-                    chunksize).run()
+                    chunksize, record=record).run()
+
+
+def _options(names: Sequence[str], max_workers: int | None, star: bool, budget: float,
+             chunksize: int | None) -> dict[str, Any]:
+    """The call's options, as its stored run keeps them."""
+    return {"executors": list(names), "max_workers": max_workers, "star": star,
+            "budget": budget, "chunksize": chunksize}
 
 
 def _check_options(executors: Sequence[str] | str | None, max_workers: int | None,

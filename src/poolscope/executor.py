@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .automap import DEFAULT_BUDGET_S, MapDecision, Raised, _AutoMap, _check_options
+from .automap import DEFAULT_BUDGET_S, MapDecision, Raised, _AutoMap, _check_options, _options
 from .environment import usable_cores
+from .map_record import StoreOption, open_record
 
 __all__ = ["Executor"]
 
@@ -34,17 +35,19 @@ class Executor(concurrent.futures.Executor):
 
     ``max_workers``: workers of every pool (default: ThreadPoolExecutor's for threads, one
     process per usable core); ``executors``: the candidates (default serial, thread,
-    process-pool); ``budget``: each map's calibration seconds, at most.
+    process-pool); ``budget``: each map's calibration seconds, at most; ``store``: where each
+    map is recorded as a run (see ``poolscope.map``).
     """
 
     def __init__(self, max_workers: int | None = None, *,
                  executors: Sequence[str] | str | None = None,
-                 budget: float = DEFAULT_BUDGET_S) -> None:
+                 budget: float = DEFAULT_BUDGET_S, store: StoreOption = True) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")  # as the standard pools say
         self._names = _check_options(executors, max_workers, budget)
         self._max_workers = max_workers
         self._budget = float(budget)
+        self._store = store
         self._lock = threading.Lock()
         self._shutdown = False
         self._maps: set[_MapRun] = set()
@@ -141,9 +144,12 @@ class _MapRun:
         self.changed = threading.Condition()
         self.done = False
         self.error: BaseException | None = None
-        self.automap = _AutoMap(fn, items, executor._names, executor._max_workers, star,
+        names = executor._names
+        record = open_record(executor._store, fn, list(names), _options(
+            names, executor._max_workers, star, executor._budget, chunksize))
+        self.automap = _AutoMap(fn, items, names, executor._max_workers, star,
                                 executor._budget, self._take, chunksize,
-                                on_decision=executor._decided)
+                                on_decision=executor._decided, record=record)
         self.thread = threading.Thread(target=self._work, name="poolscope-map", daemon=True)
 
     def start(self) -> None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import UsageError
 from .lifetime import pid_alive
-from .probe import ChunkRecord
+from .probe import STATUS_ERROR, ChunkRecord
 
 if TYPE_CHECKING:
     from .result import Result
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "new_run_id", "store_path"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_STORE = Path(".poolscope") / "poolscope.db"
 BUSY_TIMEOUT_S = 30.0
 RETRIES = 20
@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     cpu_marks_ns BLOB NOT NULL, core BLOB NOT NULL, status BLOB NOT NULL,
     errors TEXT NOT NULL, process_cpu_s REAL NOT NULL, process_maxrss INTEGER NOT NULL,
     host TEXT NOT NULL DEFAULT '', worker TEXT NOT NULL DEFAULT '',
-    retried INTEGER NOT NULL DEFAULT 0, spans BLOB,
+    retried INTEGER NOT NULL DEFAULT 0, spans BLOB, span_items INTEGER,
     PRIMARY KEY (run_id, trial, first));
 """
 
@@ -83,6 +83,9 @@ _MIGRATIONS: dict[int, str] = {
        "ALTER TABLE chunks ADD COLUMN retried INTEGER NOT NULL DEFAULT 0;",
     # 2 -> 3: which items of a chunk were timed together in spans (probe.py), NULL when none.
     3: "ALTER TABLE chunks ADD COLUMN spans BLOB;",
+    # 3 -> 4: a chunk that is one span of N items (poolscope.map's serial rest, timed as a bare
+    # loop) keeps its clock readings once, not N times: span_items is N, NULL otherwise.
+    4: "ALTER TABLE chunks ADD COLUMN span_items INTEGER;",
 }
 
 T = TypeVar("T")
@@ -232,6 +235,18 @@ class RunStore:
              record.process_maxrss, record.host, record.worker, int(record.retried),
              record.spans.tobytes() if record.spans else None))
 
+    def add_span_chunk(self, run_id: str, trial: int, record: ChunkRecord, count: int) -> None:
+        """A chunk of ``count`` items timed as one span: ``record`` holds the span's readings
+        once (arrays of one item, two CPU marks); its errors name the failed items."""
+        self._write(
+            "INSERT OR IGNORE INTO chunks (run_id, trial, first, pid, tid, start_ns, end_ns, "
+            "cpu_marks_ns, core, status, errors, process_cpu_s, process_maxrss, host, worker, "
+            "retried, span_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, trial, record.first, record.pid, record.tid, record.start_ns.tobytes(),
+             record.end_ns.tobytes(), record.cpu_marks_ns.tobytes(), record.core.tobytes(),
+             record.status.tobytes(), json.dumps(record.errors), record.process_cpu_s,
+             record.process_maxrss, record.host, record.worker, 0, count))
+
     def end_trial(self, run_id: str, trial: TrialResult) -> None:
         self._write(
             "INSERT OR REPLACE INTO trials (run_id, trial, executor, workers, chunksize, repeat, "
@@ -260,6 +275,16 @@ class RunStore:
              json.dumps(result.options, default=str), transfer, growth,
              # again: executors add what they learn during the trials (other interpreters)
              json.dumps(result.environment, default=str), result.run_id))
+
+    def finish_map_run(self, run_id: str, n_items: int, best: str | None,
+                       options: dict[str, Any], interrupted: bool) -> None:
+        """End a ``poolscope.map`` run (map_record.py): its item count is known only now."""
+        self._write(
+            "UPDATE runs SET status = ?, finished_at = ?, n_items = ?, best = ?, options = ? "
+            "WHERE run_id = ?",
+            ("interrupted" if interrupted else "complete",
+             datetime.now(UTC).isoformat(timespec="seconds"), n_items, best,
+             json.dumps(options, default=str), run_id))
 
     # --- reading -----------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -342,11 +367,11 @@ class RunStore:
 
     def _chunks(self, run_id: str, trial: int) -> Iterator[ChunkRecord]:
         for (first, pid, tid, start, end, marks, core, status, errors, cpu, maxrss, host,
-             worker, retried, spans) in self.db.execute(
+             worker, retried, spans, span_items) in self.db.execute(
                 "SELECT first, pid, tid, start_ns, end_ns, cpu_marks_ns, core, status, errors, "
-                "process_cpu_s, process_maxrss, host, worker, retried, spans FROM chunks "
-                "WHERE run_id = ? AND trial = ? ORDER BY first", (run_id, trial)):
-            yield ChunkRecord(
+                "process_cpu_s, process_maxrss, host, worker, retried, spans, span_items "
+                "FROM chunks WHERE run_id = ? AND trial = ? ORDER BY first", (run_id, trial)):
+            record = ChunkRecord(
                 first=first, start_ns=_array("q", start), end_ns=_array("q", end),
                 cpu_marks_ns=_array("q", marks), core=_array("i", core),
                 status=_array("b", status),
@@ -354,6 +379,7 @@ class RunStore:
                 pid=pid, tid=tid, process_cpu_s=cpu, process_maxrss=maxrss, results=[],
                 host=host, worker=worker, retried=bool(retried),
                 spans=_array("q", spans) if spans else None)
+            yield _spread(record, span_items) if span_items else record
 
 
 def _runs_back(ref: str) -> int:
@@ -366,6 +392,21 @@ def _runs_back(ref: str) -> int:
         raise UsageError(f"bad run reference {ref!r}: use latest~N, with N a whole number "
                          "of 0 or more (latest~1 is the run before the latest)")
     return int(back)
+
+
+def _spread(record: ChunkRecord, count: int) -> ChunkRecord:
+    """A one-span chunk (add_span_chunk) as the probe would have sent it: ``count`` items, the
+    first with the span's start, the last with its end, one span over all of them."""
+    starts, ends = array("q", bytes(8 * count)), array("q", bytes(8 * count))
+    marks = array("q", bytes(8 * (count + 1)))
+    starts[0], ends[-1] = record.start_ns[0], record.end_ns[0]
+    marks[0], marks[-1] = record.cpu_marks_ns[0], record.cpu_marks_ns[-1]
+    status = array("b", bytes(count))
+    for item, _, _ in record.errors:
+        status[item - record.first] = STATUS_ERROR
+    return record._replace(start_ns=starts, end_ns=ends, cpu_marks_ns=marks,
+                           core=array("i", record.core[:1]) * count, status=status,
+                           spans=array("q", [0, count]) if count > 1 else None)
 
 
 def _array(typecode: str, data: bytes) -> array:

@@ -66,6 +66,9 @@ def _in_process(name: str) -> bool:
 
 
 def render_result(result: Result) -> Iterator[Any]:
+    if result.options.get("kind") == "map":
+        yield from map_view(result)
+        return
     yield summary_table(result)
     if result.options.get("sweep"):
         yield from scaling_view(result)
@@ -114,6 +117,52 @@ def render_result(result: Result) -> Iterator[Any]:
     if peak:
         yield Text(f"peak RSS, summed over the processes of the largest trial: {size(peak)}",
                    style="dim")
+
+
+def map_view(result: Result) -> Iterator[Any]:
+    """A ``poolscope.map`` run: what it tried, what it chose and why, where its items ran.
+    Its batches differ in size, so the summary of equal trials (and a recommendation drawn
+    from it) does not apply: each configuration's time per item does."""
+    decision = result.options.get("map") or {}
+    calibration = decision.get("calibration", {})
+    table = Table(title=f"poolscope.map {result.target} · {result.n_items} items · "
+                        f"{result.cores} cores", title_justify="left", header_style="bold",
+                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    for header in ("executor × workers", "batches", "items", "wall", "per item",
+                   "calibration"):
+        table.add_column(header, justify="left" if header.startswith("executor") else "right",
+                         no_wrap=True)
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for trial in result.trial_results:
+        groups.setdefault((trial.executor, trial.workers), []).append(trial)
+    chosen = (decision.get("executor"), decision.get("workers"))
+    for (executor, workers), trials in groups.items():
+        label = executor if executor == "serial" else f"{executor} ×{workers}"
+        items = sum(len(t.items) for t in trials)
+        wall = sum(t.wall_s for t in trials)
+        samples = sorted(calibration.get(label, []))
+        table.add_row(f"{executor} ×{workers}", str(len(trials)), f"{items:,}", duration(wall),
+                      duration(wall / items) if items else "",
+                      duration(samples[len(samples) // 2]) + f" ({len(samples)})"
+                      if samples else "",
+                      style="bold green" if (executor, workers) == chosen else None)
+    table.caption = ("calibration: the median, over its calibration batches (how many), of "
+                     "a batch's wall ÷ its items — what the decision compared")
+    table.caption_justify = "left"
+    yield table
+    if decision:
+        yield Text.assemble(("decision: ", "bold"), (
+            f"{decision['executor']} ×{decision['workers']}", "bold green"),
+            f" ({decision['how']}): {decision['reason']}")
+        yield Text(f"  {decision.get('calibration_items', 0):,} of {result.n_items:,} items "
+                   "ran in calibration (their results kept)", style="dim")
+    elif result.interrupted:
+        yield Text("interrupted before a decision", style="yellow")
+    item_errors = [e for e in result.errors if e["item"] is not None]
+    if item_errors:
+        e = item_errors[0]
+        yield Text(f"{len(item_errors)} item(s) failed; first: item {e['item']} under "
+                   f"{e['executor']}: {e['kind']}: {e['message']}", style="red")
 
 
 def code_view(result: Result) -> Iterator[Any]:
