@@ -167,3 +167,21 @@ def test_store_false_records_nothing(store):
 def test_a_store_that_cannot_be_written_warns_and_the_work_goes_on(tmp_path):
     with pytest.warns(RuntimeWarning, match="not recording"):
         assert poolscope.map(square, range(10), store=tmp_path) == [x * x for x in range(10)]
+
+
+def phased(x: int) -> int:
+    """1 ms of waiting for the first 2,000 items, then 10 ms: the items' cost drifts 10×."""
+    time.sleep(0.001 if x < 2000 else 0.01)
+    return x
+
+
+def test_a_drift_in_the_items_cost_makes_the_decision_again(store):
+    decision: list[MapDecision] = []
+    assert poolscope.map(phased, range(3600), decision=decision) == list(range(3600))
+    revisits = decision[0].revisits
+    assert 1 <= len(revisits) <= 3, decision
+    first = revisits[0]
+    assert first["at_item"] >= 1000 and first["per_item_now_s"] > 4 * first[
+        "per_item_before_s"]
+    assert poolscope.load("latest", store=store).options["map"]["revisits"][0]["at_item"] == \
+        first["at_item"]

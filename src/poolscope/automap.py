@@ -56,7 +56,10 @@ MAX_ROUNDS = 10
 DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
 MAX_CALIBRATION_SHARE = 0.5  # of a known item count, at most, in calibration
 SHORT_WORK_S = 0.05  # known remaining work below this runs serially: a pool costs as much
-WINDOW_S = 0.5  # the rest runs in windows of about this much serial work
+WINDOW_S = 0.25  # the rest runs in windows of about this long, each sized by the one before
+DRIFT = 4.0  # a window's time per item this many times the first window's, or 1/DRIFT of it,
+DRIFTED_WINDOWS = 2  # in this many windows in a row, is a drift: the decision is made again
+MAX_REVISITS = 3
 
 
 class ItemFailed(Exception):
@@ -107,6 +110,9 @@ class MapDecision:
     calibration: dict[str, list[float]] = field(default_factory=dict)
     calibration_items: int = 0
     items: int = 0
+    # Each time the items' cost drifted after a decision and it was made again: at which item,
+    # the time per item before and then, and the new decision's executor, workers, how, reason.
+    revisits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def inconclusive(self) -> bool:
@@ -280,6 +286,16 @@ class _AutoMap:
                                      "ms serially, is shorter than starting a pool")
         if len(self.candidates) == 1:
             return probe, self._only(probe, "only", "the only candidate")
+        for candidate in self.candidates:  # a pool's first batch warms it: not a sample
+            if candidate.cls.family != "serial":
+                batch = self.take(2 * candidate.workers)
+                if not batch:
+                    return self._settle(None, "the items ran out during calibration")
+                self.run_batch(candidate, batch)
+        return self._rounds(size, began)
+
+    def _rounds(self, size: int, began: float) -> tuple[_Candidate, MapDecision]:
+        """Calibration rounds, from the candidates' samples so far, until the rule decides."""
         decision: Decision | None = None
         for _ in range(MAX_ROUNDS):
             active = [c for c in self.candidates if c.broken is None and (
@@ -345,20 +361,29 @@ class _AutoMap:
         interrupted = False
         try:
             chosen, self.decision = self.decide()
-            if self.on_decision:
-                self.on_decision(self.decision)
-            per_item = np.median(chosen.per_item_s) if chosen.per_item_s else 0.0
-            window = max(256, chosen.workers * 64,
-                         min(100_000, int(WINDOW_S / max(float(per_item), 1e-7))))
+            self._decided(chosen)
+            window = _window(self._per_item(chosen), chosen.workers)
+            reference: float | None = None  # the first window's time per item
+            drifted = 0
             while not self.stopping:
                 batch = self.take(window)
                 if not batch:
                     self.finished = True
                     break
                 if chosen.broken is not None or chosen.cls.family == "serial":
-                    self.run_here(batch)
+                    per_item = self.run_here(batch)
+                else:
+                    per_item = self.run_batch(chosen, batch)
+                window = _window(per_item, chosen.workers)  # each as long as WINDOW_S
+                if reference is None:
+                    reference = per_item
                     continue
-                self.run_batch(chosen, batch)
+                far = not reference / DRIFT <= per_item <= reference * DRIFT
+                drifted = drifted + 1 if far else 0
+                if drifted >= DRIFTED_WINDOWS and len(self.decision.revisits) < MAX_REVISITS:
+                    chosen = self._revisit(chosen, reference, per_item)
+                    window = _window(self._per_item(chosen), chosen.workers)
+                    reference, drifted = None, 0
         except _Stopped:
             pass
         except KeyboardInterrupt:
@@ -372,7 +397,43 @@ class _AutoMap:
                 self.record.end(self.decision, self.taken, interrupted)
         return self.decision
 
-    def run_here(self, batch: Sequence[Any]) -> None:
+    @staticmethod
+    def _per_item(chosen: _Candidate) -> float:
+        return float(np.median(chosen.per_item_s)) if chosen.per_item_s else 0.0
+
+    def _decided(self, chosen: _Candidate) -> None:
+        """The other candidates' pools close: they are started again if a revisit needs them."""
+        for candidate in self.candidates:
+            if candidate is not chosen and candidate.backend is not None:
+                backend, candidate.backend = candidate.backend, None
+                backend.close()
+        if self.on_decision and self.decision is not None:
+            self.on_decision(self.decision)
+
+    def _revisit(self, chosen: _Candidate, before: float, now: float) -> _Candidate:
+        """The items' cost drifted: calibrate again from fresh samples, then go on with the
+        new decision (recorded in the first decision's ``revisits``)."""
+        assert self.decision is not None
+        first = self.handed + len(self.pending)
+        for candidate in self.candidates:
+            candidate.per_item_s = []
+        size = max(1, min(MAX_BATCH, int(BATCH_S / max(now, 1e-9))))
+        for candidate in self.candidates:  # warm what the decision closed
+            if candidate.backend is None and candidate.cls.family != "serial" and (
+                    candidate.broken is None):
+                batch = self.take(2 * candidate.workers)
+                if batch:
+                    self.run_batch(candidate, batch)
+        new_chosen, new = self._rounds(size, time.monotonic())
+        self.decision.revisits.append({
+            "at_item": first, "per_item_before_s": before, "per_item_now_s": now,
+            "executor": new.executor, "workers": new.workers, "how": new.how,
+            "reason": new.reason, "calibration": new.calibration})
+        self.decision.executor, self.decision.workers = new.executor, new.workers
+        self._decided(new_chosen)
+        return new_chosen
+
+    def run_here(self, batch: Sequence[Any]) -> float:
         """The serial rest: a bare loop over the window, as ``list(map(fn, batch))`` runs it
         (the probe's per-item readings would cost short items more than they cost), recorded
         as one span."""
@@ -401,6 +462,7 @@ class _AutoMap:
             self.record.serial_window(self.serial_trial, first, len(batch), began, ended,
                                       cpu_began, cpu_ended, failed)
         self.sink(values)
+        return (ended - began) / 1e9 / max(1, len(batch))
 
     def close(self) -> None:
         for candidate in self.candidates:
@@ -413,6 +475,12 @@ class _AutoMap:
 
 
 _MISSING = object()
+
+
+def _window(per_item_s: float, workers: int) -> int:
+    """Items in the next window of the rest: about WINDOW_S of work at the latest time per
+    item, enough to keep the workers busy, and bounded (memory)."""
+    return max(4 * workers, min(100_000, int(WINDOW_S / max(per_item_s, 1e-8))))
 
 
 class _Stopped(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._errors import PoolscopeError, PreflightError, UsageError
+from ._errors import ItemsError, PoolscopeError, PreflightError, UsageError
 
 __all__ = ["app", "main"]
 
@@ -471,6 +472,300 @@ def sweep(
         else:
             console.print(f"scaling plot written to {plot}")
     _finish(result, console, run_store, unwritten)
+
+
+@app.command(name="map")
+def map_command(
+    target: Annotated[str, typer.Argument(
+        help="A built-in workload (see `poolscope workloads`), package.module:function or "
+             "path/to/file.py:function.")],
+    items_from: Annotated[Path, typer.Option(
+        "--items-from", help="Read items from a file, one JSON value per line ('-' for stdin), "
+                             "a line at a time as they are needed.")],
+    out: Annotated[str, typer.Option(
+        "--out", help="Write the results as JSON lines in item order, one per item: "
+                      '{"item": i, "result": ...} or {"item": i, "error": {"kind": ..., '
+                      '"message": ...}}; \'-\' for stdout.')] = "-",
+    size: Annotated[int | None, typer.Option(
+        "--size", help="The built-in workload's size knob (see `poolscope workloads`).")] = None,
+    executors: Annotated[str, typer.Option(
+        "--executors", "-e", help="Comma-separated candidate executors: serial, thread and "
+                                  "process ones (see `poolscope executors`).")
+    ] = "serial,thread,process-pool",
+    max_workers: Annotated[int | None, typer.Option(
+        "--max-workers", help="Workers per pool [default: ThreadPoolExecutor's for threads, "
+                              "the usable cores for processes].")] = None,
+    star: Annotated[bool, typer.Option(
+        "--star", help="Each item is the function's arguments: a JSON list positional, an "
+                       "object keywords (itertools.starmap).")] = False,
+    budget: Annotated[float, typer.Option(
+        "--budget", help="Seconds of calibration, at most (whole batches: it may pass it a "
+                         "little).")] = 1.0,
+    chunksize: Annotated[int | None, typer.Option(
+        "--chunksize", help="Items per task on a pool [default: about four chunks per worker "
+                            "in each batch].")] = None,
+    quiet: QuietOpt = False,
+    store: StoreOpt = None,
+    no_store: NoStoreOpt = False,
+) -> None:
+    """Map TARGET over the items, as list(map(...)) does, on the executor the first items show
+    fastest; the results stream out as JSON lines, in item order."""
+    from .workloads import resolve_workload
+
+    if max_workers is not None and max_workers < 1:
+        raise UsageError(f"--max-workers must be at least 1, got {max_workers}")
+    if chunksize is not None and chunksize < 1:
+        raise UsageError(f"--chunksize must be at least 1, got {chunksize}")
+    if not (0 < budget < float("inf")):
+        raise UsageError(f"--budget must be a number of seconds more than 0, got {budget:g}")
+    _check_output(out, "--out")
+    _check_not_the_items(out, items_from)
+    items = _JsonLinesItems(items_from, star)  # opened now: a missing file is exit 2 at once
+    try:
+        progress = _map_progress(quiet, out)
+        # With --out -, stdout carries only the results: what the target prints, as it is
+        # imported or as it runs (here or in workers), goes to stderr.
+        _reserve_stdout(out, "table")
+        fn = resolve_workload(target, items, size).fn
+        console = _consoles(out)
+        results = _ResultLines(out, progress)
+        recording: dict[str, Any] = {}  # map_stream's own default unless asked: the history
+        if no_store or store is not None:
+            recording["store"] = False if no_store else store
+        _run_map(fn, items, results, console, progress, executors=executors,
+                 max_workers=max_workers, star=star, budget=budget, chunksize=chunksize,
+                 **recording)
+    finally:
+        items.close()
+
+
+def _run_map(fn: Any, items: _JsonLinesItems, results: _ResultLines, console: Console,
+             progress: Any, **options: Any) -> None:
+    """``map``'s run and last lines: its exit code, 1 when an item failed; an error while
+    writing a result is said as it is (a full disk: exit 2; a closed pipe: exit 0)."""
+    from ._interrupt import exit_code, stopped_by
+    from .automap import map_stream
+
+    try:
+        if progress is not None:
+            progress.start()
+        try:
+            decision = map_stream(fn, iter(items), results, **options)
+            results.finish()
+        finally:
+            if progress is not None:
+                progress.stop()
+            results.close()
+    except KeyboardInterrupt:
+        console.print(f"{stopped_by()}: kept the results of the first {results.done:,} "
+                      f"item(s)", style="yellow")
+        raise typer.Exit(exit_code()) from None
+    except Exception:
+        if results.error is None:  # the function's items, the options: said by _main
+            raise
+        if isinstance(results.error, BrokenPipeError):  # `| head`: the reader has enough
+            raise typer.Exit(EXIT_OK) from None  # as _main means (click would exit 1)
+        raise UsageError(f"cannot write the results to {results.out}: "
+                         f"{results.error.strerror or results.error}") from None
+    if results.out != "-":
+        console.print(f"results written to {results.out}")
+    _print_decision(decision, console, results)
+    raise typer.Exit(EXIT_FAILED_ITEMS if results.failed else EXIT_OK)
+
+
+def _check_not_the_items(out: str, items_from: Path) -> None:
+    """--out would empty the file the items are still being read from."""
+    if out == "-" or str(items_from) == "-":
+        return
+    try:
+        same = os.path.samefile(out, items_from)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return
+    if same:
+        raise UsageError(f"--out {out} is the --items-from file: write the results elsewhere")
+
+
+class _JsonLinesItems:
+    """``map``'s --items-from: one JSON value per line (blank lines skipped), read a line at a
+    time as the items are taken, so a file of any length is never in memory at once. The file
+    is opened at once; a line that is not JSON stops the run when it is reached (ItemsError,
+    with the file and line number)."""
+
+    def __init__(self, path: Path, star: bool) -> None:
+        self.star = star
+        self.name = "<stdin>" if str(path) == "-" else str(path)
+        self.file: Any
+        if str(path) == "-":
+            self.file = getattr(sys.stdin, "buffer", sys.stdin)
+            self.owned = False
+            return
+        try:
+            self.file = open(path, "rb")  # noqa: SIM115 (closed by close())
+        except FileNotFoundError:
+            raise ItemsError(f"items file not found: {path}") from None
+        except IsADirectoryError:
+            raise ItemsError(f"items file is a directory: {path}") from None
+        except PermissionError:
+            raise ItemsError(f"items file is not readable: {path}") from None
+        except OSError as exc:
+            raise ItemsError(f"cannot read items file {path}: {exc.strerror}") from None
+        self.owned = True
+
+    def __iter__(self) -> Any:
+        import json
+
+        number = 0
+        try:
+            for number, raw in enumerate(self.file, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    item = json.loads(raw if isinstance(raw, str) else raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise ItemsError(f"{self.name}:{number}: not UTF-8 text") from None
+                except json.JSONDecodeError as exc:
+                    raise ItemsError(
+                        f"{self.name}:{number}: not a JSON value ({exc.msg})") from None
+                if self.star and not isinstance(item, list | dict):
+                    text = raw if isinstance(raw, str) else raw.decode("utf-8")
+                    raise ItemsError(f"{self.name}:{number}: --star takes a JSON list "
+                                     f"(arguments) or object (keywords), got "
+                                     f"{text.strip()[:40]}")
+                yield item
+        except OSError as exc:
+            raise ItemsError(f"cannot read items file {self.name} after line {number}: "
+                             f"{exc.strerror or exc}") from None
+
+    def close(self) -> None:
+        if self.owned:
+            self.file.close()
+
+
+class _ResultLines:
+    """``map``'s sink: each list of results it is handed, as JSON lines written and flushed at
+    once (bounded memory; what finished stays written whatever comes next). The file is opened
+    with the first results: a run that stops before any (a bad option) leaves no file."""
+
+    def __init__(self, out: str, progress: Any = None) -> None:
+        self.out = out
+        self.stream: Any = None
+        self.done = self.failed = 0
+        self.error: OSError | None = None  # why writing failed, when it did
+        self.progress = progress
+
+    def __call__(self, values: list[Any]) -> None:
+        lines = []
+        for value in values:
+            line, failed = _result_line(self.done + len(lines), value)
+            lines.append(line)
+            self.failed += failed
+        try:
+            stream = self._stream()
+            stream.write("".join(lines))
+            stream.flush()
+        except OSError as exc:
+            self.error = exc
+            if isinstance(exc, BrokenPipeError) and self.stream is not None:
+                # The reader left: what is still buffered goes nowhere, without an error at exit.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+                os.close(devnull)
+            raise
+        self.done += len(values)
+        if self.progress is not None:
+            self.progress.update(self.progress.task_ids[0], refresh=True,
+                                 description=f"{self.done:,} items done, {self.failed:,} "
+                                             "failed")
+
+    def _stream(self) -> Any:
+        if self.stream is None:
+            self.stream = _stdout() if self.out == "-" else open(  # noqa: SIM115 (close())
+                self.out, "w", encoding="utf-8")
+        return self.stream
+
+    def finish(self) -> None:
+        """Every item done: the results flushed (an empty file for no items)."""
+        try:
+            self._stream().flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def close(self) -> None:
+        if self.stream is None or self.out == "-":
+            return
+        try:
+            self.stream.close()
+        except OSError as exc:
+            if self.error is None:  # else already said: the first error is the one
+                self.error = exc
+                raise
+
+
+def _result_line(item: int, value: Any) -> tuple[str, bool]:
+    """One result as a JSON line, and whether the item failed. A value JSON cannot hold (an
+    object, bytes, NaN) is written as its repr, marked ``"repr": true``."""
+    import json
+
+    from .automap import ItemFailed, Raised
+
+    if isinstance(value, Raised):
+        exc = value.exc
+        if isinstance(exc, ItemFailed):
+            kind, message = exc.kind, exc.message
+        elif isinstance(exc, SystemExit):
+            kind, message = "SystemExit", f"the function called sys.exit({exc.code!r})"
+        else:
+            kind, message = type(exc).__name__, _safe_text(str, exc)
+        return json.dumps({"item": item, "error": {"kind": kind, "message": message}}) + "\n", True
+    try:
+        return json.dumps({"item": item, "result": value}, allow_nan=False) + "\n", False
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps({"item": item, "result": _safe_text(repr, value),
+                           "repr": True}) + "\n", False
+
+
+def _safe_text(convert: Any, value: Any) -> str:
+    try:
+        return str(convert(value))
+    except Exception as exc:  # a __str__ or __repr__ that raises
+        return f"<{type(value).__name__} object: {convert.__name__}() raised " \
+               f"{type(exc).__name__}>"
+
+
+def _map_progress(quiet: bool, out: str) -> Any:
+    """A line on stderr counting the results, on a terminal (not when the results go to the
+    same terminal); no refresh thread, as the runs' bar (present/progress.py)."""
+    if not _show_progress(quiet) or (out == "-" and sys.stdout.isatty()):
+        return None
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), TimeElapsedColumn(),
+                        console=Console(stderr=True), auto_refresh=False, transient=True,
+                        redirect_stdout=False, redirect_stderr=False)
+    progress.add_task("calibrating", total=None)
+    return progress
+
+
+def _print_decision(decision: Any, console: Console, results: _ResultLines) -> None:
+    """What map chose, each candidate's calibration, and the counts."""
+    from ._format import duration
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, highlight=False)
+
+    if decision is not None:
+        label = (decision.executor if decision.executor == "serial"
+                 else f"{decision.executor} ×{decision.workers}")
+        say(f"decision: {label} ({decision.how}): {decision.reason}")
+        say(f"calibration: {decision.calibration_items:,} of {results.done:,} items")
+        width = max((len(name) for name in decision.calibration), default=0)
+        for name, times in decision.calibration.items():
+            if times:
+                batches = f"{len(times)} batch{'es' if len(times) != 1 else ''}"
+                say(f"  {name:<{width}}  {duration(statistics.median(times)):>9} per item "
+                    f"(median of {batches})")
+    say(f"{results.done:,} items, {results.failed:,} failed")
 
 
 @app.command()
