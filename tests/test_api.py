@@ -13,8 +13,9 @@ import poolscope
 
 
 def test_public_surface():
-    assert set(poolscope.__all__) == {"ItemsError", "PoolscopeError", "PreflightError", "Result",
-                                      "TargetError", "UsageError", "compare", "load"}
+    assert set(poolscope.__all__) == {"Executor", "ItemsError", "PoolscopeError",
+                                      "PreflightError", "Result", "TargetError", "UsageError",
+                                      "compare", "load", "map"}
     for name in poolscope.__all__:
         assert getattr(poolscope, name) is not None
 

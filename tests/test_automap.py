@@ -91,7 +91,7 @@ def test_no_item_is_computed_twice(tmp_path):
     assert poolscope.map(logged, items, decision=decision) == list(range(400))
     calls = sorted(int(line) for line in log.read_text().split())
     assert calls == list(range(400)), decision
-    assert decision[0].calibration_items > 0 and len(decision[0].calibration) == 3
+    assert decision[0].calibration_items > 0 and len(decision[0].calibration) >= 3
 
 
 def test_short_work_runs_serially_without_starting_a_pool():
@@ -170,18 +170,25 @@ def test_a_store_that_cannot_be_written_warns_and_the_work_goes_on(tmp_path):
 
 
 def phased(x: int) -> int:
-    """1 ms of waiting for the first 2,000 items, then 10 ms: the items' cost drifts 10×."""
-    time.sleep(0.001 if x < 2000 else 0.01)
+    """0.5 ms of computing for the first 3,000 items, then 4 ms of waiting: the items' cost
+    drifts 8×, and from work threads cannot share to work they can."""
+    if x < 3000:
+        end = time.thread_time() + 0.0005
+        while time.thread_time() < end:
+            pass
+    else:
+        time.sleep(0.004)
     return x
 
 
 def test_a_drift_in_the_items_cost_makes_the_decision_again(store):
     decision: list[MapDecision] = []
-    assert poolscope.map(phased, range(3600), decision=decision) == list(range(3600))
+    assert poolscope.map(phased, range(4600), decision=decision) == list(range(4600))
     revisits = decision[0].revisits
     assert 1 <= len(revisits) <= 3, decision
     first = revisits[0]
-    assert first["at_item"] >= 1000 and first["per_item_now_s"] > 4 * first[
+    assert first["at_item"] >= 3000 and first["per_item_now_s"] > 4 * first[
         "per_item_before_s"]
+    assert revisits[-1]["executor"] == "thread" == decision[0].executor, decision
     assert poolscope.load("latest", store=store).options["map"]["revisits"][0]["at_item"] == \
         first["at_item"]

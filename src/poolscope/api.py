@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import native
 from ._errors import UsageError
-from .analysis.decide import TrialRow, contenders, trial_failures
+from .analysis.decide import IO_WORKER_GAIN, MAX_IO_WORKERS, TrialRow, contenders, trial_failures
 from .backends import REGISTRY, get_backend
 from .environment import collect_environment, usable_cores
 from .preflight import preflight
@@ -110,8 +110,6 @@ def _as_workers(workers: int | Sequence[int] | None) -> tuple[int, ...]:
     return values
 
 
-IO_WORKER_GAIN = 1.10  # more workers must cut the wall time by 10% to count as paying off
-MAX_IO_WORKERS = 256
 
 
 def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT_EXECUTORS,

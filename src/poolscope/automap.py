@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import UsageError
-from .analysis.decide import Arm, Decision, decide, simplicity
+from .analysis.decide import IO_WORKER_GAIN, MAX_IO_WORKERS, Arm, Decision, decide, simplicity
 from .backends import Backend, get_backend
 from .board import Board
 from .environment import usable_cores
@@ -51,12 +51,17 @@ __all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "Raised", "map", "
 DEFAULT_CANDIDATES = ("serial", "thread", "process-pool")
 BATCH_S = 0.02  # serial time a calibration batch aims at: well above a batch's fixed costs
 MAX_BATCH = 10_000  # items in one calibration batch
+MAX_AHEAD = 100_000  # items of an iterator read ahead, at most, to tell whether the work is short
 MIN_ROUNDS = 3  # batches per candidate before the rule is asked: an interval needs 3 samples
+# A candidate whose batches all took this many times another's (by the batches each ran) is out
+CLEARLY_SLOWER = {1: 5.0, 2: 2.0}
 MAX_ROUNDS = 10
 DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
 MAX_CALIBRATION_SHARE = 0.5  # of a known item count, at most, in calibration
 SHORT_WORK_S = 0.05  # known remaining work below this runs serially: a pool costs as much
+PIECE_S = 0.005  # a serial loop hands its results over in pieces of about this long, at most
 WINDOW_S = 0.25  # the rest runs in windows of about this long, each sized by the one before
+SCALING = 0.5  # threads at this share of a linear speed-up or more are tried twice as many
 DRIFT = 4.0  # a window's time per item this many times the first window's, or 1/DRIFT of it,
 DRIFTED_WINDOWS = 2  # in this many windows in a row, is a drift: the decision is made again
 MAX_REVISITS = 3
@@ -127,6 +132,11 @@ class _Candidate:
     backend: Backend | None = None
     per_item_s: list[float] = field(default_factory=list)
     broken: str | None = None
+    slower: str | None = None  # out of calibration: clearly slower than another candidate
+
+    @property
+    def out(self) -> bool:
+        return self.broken is not None or self.slower is not None
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -161,6 +171,8 @@ class _AutoMap:
         self.sink = sink
         self.stopping = False  # set from any thread: no batch starts after it
         self.finished = False  # every item mapped
+        self.first_failure: Raised | None = None  # the first item's failure handed over
+        self.stop_at_failure = False  # then set stopping
         self.chunksize = chunksize
         self.on_decision = on_decision
         self.decision: MapDecision | None = None
@@ -222,13 +234,22 @@ class _AutoMap:
             ready = self.pending[:done]
             del self.pending[:done]
             self.handed += done
+            if self.first_failure is None and Raised in builtins.map(type, ready):
+                self._failed(next(v for v in ready if type(v) is Raised))
             self.sink(ready)
+
+    def _failed(self, failure: Raised) -> None:
+        self.first_failure = failure
+        if self.stop_at_failure:
+            self.stopping = True
 
     def run_batch(self, candidate: _Candidate, batch: Sequence[Any]) -> float:
         """Run ``batch`` (the next items) on the candidate; its wall time per item. Items lost
         with a broken pool run serially here, and the candidate is out."""
         if self.stopping:
             raise _Stopped
+        if candidate.cls.family == "serial":
+            return self.run_here(batch, rest=False)
         first = self.handed + len(self.pending)
         self.pending.extend([_MISSING] * len(batch))
         chunksize = self.chunksize or auto_chunksize(len(batch), candidate.workers)
@@ -279,7 +300,7 @@ class _AutoMap:
             size = min(MAX_BATCH, size * (8 if per_item * size < BATCH_S / 50 else 2))
         probe.per_item_s = [per_item]  # the smaller batches' fixed costs are not the items'
         size = max(1, min(MAX_BATCH, int(BATCH_S / max(per_item, 1e-9))))
-        left = self.remaining(min(1_000_000, int(SHORT_WORK_S / max(per_item, 1e-9)) + 1))
+        left = self.remaining(min(MAX_AHEAD, int(SHORT_WORK_S / max(per_item, 1e-9)) + 1))
         if left is not None and left * per_item < SHORT_WORK_S:
             return probe, self._only(probe, "short work",
                                      f"the remaining work, about {left * per_item * 1e3:.0f} "
@@ -288,41 +309,130 @@ class _AutoMap:
             return probe, self._only(probe, "only", "the only candidate")
         for candidate in self.candidates:  # a pool's first batch warms it: not a sample
             if candidate.cls.family != "serial":
-                batch = self.take(2 * candidate.workers)
+                batch = self.take(candidate.workers)
                 if not batch:
                     return self._settle(None, "the items ran out during calibration")
                 self.run_batch(candidate, batch)
-        return self._rounds(size, began)
+        chosen, decision = self._rounds(size, began)
+        return self._more_threads(chosen, decision, size, began)
 
-    def _rounds(self, size: int, began: float) -> tuple[_Candidate, MapDecision]:
-        """Calibration rounds, from the candidates' samples so far, until the rule decides."""
+    def _more_threads(self, chosen: _Candidate, decision: MapDecision, size: int,
+                      began: float) -> tuple[_Candidate, MapDecision]:
+        """Threads that scale with their number wait more than they compute (I/O, sleeps, C
+        code without the GIL): as ``run`` explores an io-bound workload, the count doubles
+        while a doubling pays off (cuts the time per item by IO_WORKER_GAIN, median of two
+        batches each of the same size), within the calibration's budget."""
+        serial = next((c for c in self.candidates if c.cls.family == "serial"), None)
+        if (chosen.cls.family != "thread" or serial is None or not serial.per_item_s
+                or decision.how not in ("faster", "only")):
+            return chosen, decision
+        speedup = float(np.median(serial.per_item_s) / np.median(chosen.per_item_s))
+        if speedup < SCALING * chosen.workers:
+            return chosen, decision
+        tried = [f"{chosen.label} ran {speedup:.1f}× serial's speed"]
+        while chosen.workers * 2 <= MAX_IO_WORKERS and not self._spent(began):
+            more = _Candidate(chosen.name, chosen.workers * 2, chosen.cls)
+            left = self.remaining(8 * more.workers)
+            if left is not None and left < 8 * more.workers:
+                break
+            self.candidates.append(more)
+            batch_size = max(size, 2 * more.workers)
+            if not self._warm(more):
+                break
+            walls: dict[int, list[float]] = {chosen.workers: [], more.workers: []}
+            for _ in range(2):
+                for candidate in (chosen, more):
+                    batch = self.take(batch_size)
+                    if not batch:
+                        break
+                    per_item = self.run_batch(candidate, batch)
+                    candidate.per_item_s.append(per_item)
+                    walls[candidate.workers].append(per_item)
+            if min(len(w) for w in walls.values()) < 2:
+                break
+            pays = float(np.median(walls[more.workers])) * IO_WORKER_GAIN <= float(
+                np.median(walls[chosen.workers]))
+            tried.append(f"{more.label} {'cut' if pays else 'did not cut'} the time per item "
+                         f"by {IO_WORKER_GAIN - 1:.0%}")
+            if not pays:
+                break
+            chosen = more
+        if len(tried) == 1:
+            return chosen, decision
+        decision.executor, decision.workers = chosen.name, chosen.workers
+        decision.reason += "; then, as threads scaled: " + ", ".join(tried)
+        decision.calibration = {c.label: list(c.per_item_s) for c in self.candidates
+                                if c.per_item_s}
+        decision.calibration_items = self.taken
+        return chosen, decision
+
+    def _warm(self, candidate: _Candidate) -> bool:
+        """A pool's first batch, an item per worker: it starts the pool, not a sample."""
+        batch = self.take(candidate.workers)
+        if batch:
+            self.run_batch(candidate, batch)
+        return bool(batch)
+
+    def _rounds(self, size: int, began: float, among: list[_Candidate] | None = None
+                ) -> tuple[_Candidate, MapDecision]:
+        """Calibration rounds, from the candidates' samples so far, until the rule decides
+        (between those ``among``, when given)."""
         decision: Decision | None = None
+        pool = among or self.candidates
+        for candidate in pool:
+            candidate.slower = None
         for _ in range(MAX_ROUNDS):
-            active = [c for c in self.candidates if c.broken is None and (
+            active = [c for c in pool if not c.out and (
                 decision is None or c.key in decision.contenders)]
-            for candidate in active:  # enough items to keep every worker busy
-                batch = self.take(max(size, 4 * candidate.workers))
+            for candidate in active:  # at least an item for every worker
+                batch = self.take(max(size, candidate.workers))
                 if not batch:
-                    return self._settle(decision, "the items ran out during calibration")
+                    return self._settle(decision, "the items ran out during calibration",
+                                        pool)
                 candidate.per_item_s.append(self.run_batch(candidate, batch))
+            active = self._prune(active)
+            if len(active) == 1:
+                decision = decide(self._arms(pool))
+                break
             if min(len(c.per_item_s) for c in active) < MIN_ROUNDS:
                 continue
-            decision = decide(self._arms())
-            spent = time.monotonic() - began
-            over = self.known is not None and self.taken >= self.known * MAX_CALIBRATION_SHARE
-            if not decision.contenders or spent > self.budget_s or over:
+            decision = decide(self._arms(pool))
+            if not decision.contenders or self._spent(began):
                 break
-        return self._settle(decision, None)
+        return self._settle(decision, None, pool)
 
-    def _arms(self) -> list[Arm]:
+    def _spent(self, began: float) -> bool:
+        """Calibration has had its budget, or its share of a known item count."""
+        over = self.known is not None and self.taken >= self.known * MAX_CALIBRATION_SHARE
+        return over or time.monotonic() - began > self.budget_s
+
+    @staticmethod
+    def _prune(active: list[_Candidate]) -> list[_Candidate]:
+        """Take out of calibration a candidate whose every batch took more than
+        ``CLEARLY_SLOWER[n]`` times per item the slowest of another's (n: the batches each has
+        run): more rounds would not make it the choice, and they cost the most on the slowest
+        candidate."""
+        rounds = min(len(c.per_item_s) for c in active)
+        factor = CLEARLY_SLOWER.get(rounds, CLEARLY_SLOWER[max(CLEARLY_SLOWER)]) if rounds else 0
+        if len(active) < 2 or not factor:
+            return active
+        best = min(active, key=lambda c: max(c.per_item_s))
+        for candidate in active:
+            if min(candidate.per_item_s) > factor * max(best.per_item_s):
+                candidate.slower = (
+                    f"{candidate.label} was clearly slower: each of its {rounds} batch(es) "
+                    f"took more than {factor:g}× the time per item of {best.label}'s slowest")
+        return [c for c in active if c.slower is None]
+
+    def _arms(self, among: list[_Candidate] | None = None) -> list[Arm]:
         families = {c.name: c.cls.family for c in self.candidates}
         return [Arm(c.key, c.label, np.array(c.per_item_s), simplicity(c.name, c.workers,
                                                                         families))
-                for c in self.candidates if c.broken is None and c.per_item_s]
+                for c in among or self.candidates if not c.out and c.per_item_s]
 
-    def _settle(self, decision: Decision | None, ended: str | None) -> tuple[_Candidate,
-                                                                              MapDecision]:
-        decision = decision or decide(self._arms())
+    def _settle(self, decision: Decision | None, ended: str | None,
+                among: list[_Candidate] | None = None) -> tuple[_Candidate, MapDecision]:
+        decision = decision or decide(self._arms(among))
         if decision.chosen is None:
             fallback = next(c for c in self.candidates if c.broken is None or
                             c.cls.family == "serial")
@@ -332,8 +442,9 @@ class _AutoMap:
         times = {c.label: list(c.per_item_s) for c in self.candidates if c.per_item_s}
         if ended:
             reason = ended
-        elif decision.how == "faster" and chosen.key == min(
-                self._arms(), key=lambda arm: arm.rank).key:
+        elif decision.how == "faster" and chosen is min(
+                (c for c in among or self.candidates if c.per_item_s and c.broken is None),
+                key=lambda c: simplicity(c.name, c.workers, {c.name: c.cls.family})):
             reason = (f"{chosen.label}, the simplest, was the fastest, and every other "
                       "candidate was shown slower")
         elif decision.how == "faster":
@@ -344,9 +455,12 @@ class _AutoMap:
         elif decision.how == "inconclusive":
             reason = ("calibration ended undecided: the simplest candidate not shown slower "
                       f"than the fastest ({fastest.label if fastest else '?'})")
+        elif any(c.slower for c in self.candidates):
+            reason = f"{chosen.label} was the fastest"
         else:
             reason = "the only candidate that did not break"
         broken = [f"{c.label} broke: {c.broken}" for c in self.candidates if c.broken]
+        broken += [c.slower for c in self.candidates if c.slower]
         return chosen, MapDecision(chosen.name, chosen.workers, decision.how,
                                    "; ".join([reason, *broken]), times, self.taken)
 
@@ -421,7 +535,7 @@ class _AutoMap:
         for candidate in self.candidates:  # warm what the decision closed
             if candidate.backend is None and candidate.cls.family != "serial" and (
                     candidate.broken is None):
-                batch = self.take(2 * candidate.workers)
+                batch = self.take(candidate.workers)
                 if batch:
                     self.run_batch(candidate, batch)
         new_chosen, new = self._rounds(size, time.monotonic())
@@ -433,36 +547,61 @@ class _AutoMap:
         self._decided(new_chosen)
         return new_chosen
 
-    def run_here(self, batch: Sequence[Any]) -> float:
-        """The serial rest: a bare loop over the window, as ``list(map(fn, batch))`` runs it
-        (the probe's per-item readings would cost short items more than they cost), recorded
-        as one span."""
+    def run_here(self, batch: Sequence[Any], rest: bool = True) -> float:
+        """Serially, in this thread: a bare loop over the batch, as ``list(map(fn, batch))``
+        runs it — the time serial really costs (the probe's per-item readings would cost short
+        items more than they cost) — recorded as one span; its time per item. The serial
+        rest's windows are one trial, a calibration batch (``rest`` False) is one of its own.
+        Results go to the sink in pieces that double while they take under PIECE_S, so a
+        reader gets each long item's result when it is done."""
         first = self.handed
-        if self.serial_trial is None:
-            self.serial_trial, self.trials = self.trials, self.trials + 1
-        began, cpu_began = time.perf_counter_ns(), time.thread_time_ns()
-        values: list[Any] = []
-        failed: list[tuple[int, str, str]] = []
-        if self.call.star:
-            values = [self.call(item) for item in batch]
-            failed = [(first + i, *_failure(v.exc)) for i, v in enumerate(values)
-                      if type(v) is Raised]
+        if not rest:
+            trial, self.trials = self.trials, self.trials + 1
         else:
-            rest = iter(batch)
-            while True:
-                try:  # C's loop; what it appended before an exception stays
-                    values.extend(builtins.map(self.call.fn, rest))
-                    break
-                except (Exception, SystemExit) as exc:
-                    failed.append((first + len(values), *_failure(exc)))
-                    values.append(Raised(exc))
+            if self.serial_trial is None:
+                self.serial_trial, self.trials = self.trials, self.trials + 1
+            trial = self.serial_trial
+        source = iter(batch)
+        failed: list[tuple[int, str, str]] = []
+        piece, done = 1, 0
+        began, cpu_began = time.perf_counter_ns(), time.thread_time_ns()
+        while done < len(batch):
+            piece_began = time.perf_counter_ns()
+            values = self._bare(source, min(piece, len(batch) - done), first + done, failed)
+            done += len(values)
+            self.handed += len(values)
+            if failed and self.first_failure is None:
+                self._failed(values[failed[0][0] - first - done + len(values)])
+            self.sink(values)
+            del values  # the reader's now, and only the reader's
+            if self.stopping:
+                break
+            if time.perf_counter_ns() - piece_began < PIECE_S * 1e9:
+                piece *= 2
         ended, cpu_ended = time.perf_counter_ns(), time.thread_time_ns()
-        self.handed += len(batch)
         if self.record is not None:
-            self.record.serial_window(self.serial_trial, first, len(batch), began, ended,
-                                      cpu_began, cpu_ended, failed)
-        self.sink(values)
-        return (ended - began) / 1e9 / max(1, len(batch))
+            self.record.serial_window(trial, first, done, began, ended, cpu_began,
+                                      cpu_ended, failed)
+        return (ended - began) / 1e9 / max(1, done)
+
+    def _bare(self, source: Iterator[Any], count: int, first: int,
+              failed: list[tuple[int, str, str]]) -> list[Any]:
+        """``count`` items of ``source`` through the function, in C's loop where it can; a
+        failure is the item's Raised, and is added to ``failed``."""
+        if self.call.star:
+            values = [self.call(item) for item in itertools.islice(source, count)]
+            failed += [(first + i, *_failure(v.exc)) for i, v in enumerate(values)
+                       if type(v) is Raised]
+            return values
+        values = []
+        while len(values) < count:
+            try:  # what the loop appended before an exception stays
+                values.extend(builtins.map(self.call.fn,
+                                           itertools.islice(source, count - len(values))))
+            except (Exception, SystemExit) as exc:
+                failed.append((first + len(values), *_failure(exc)))
+                values.append(Raised(exc))
+        return values
 
     def close(self) -> None:
         for candidate in self.candidates:
@@ -502,36 +641,32 @@ def map(fn: Callable[..., Any], items: Iterable[Any], *,
     """
     names = _check_options(executors, max_workers, budget)
     results: list[Any] = []
-    failed: list[Raised] = []
 
-    def keep(values: list[Any]) -> None:
-        results.extend(values)
-        if Raised in builtins.map(type, values):  # as list(map(...)): stop at a failure
-            failed.append(next(v for v in values if type(v) is Raised))
-            automap.stopping = True
-
-    automap = _AutoMap(fn, items, names, max_workers, star, float(budget), keep,
+    automap = _AutoMap(fn, items, names, max_workers, star, float(budget), results.extend,
                        record=open_record(store, fn, list(names), _options(
                            names, max_workers, star, budget, None)))
+    automap.stop_at_failure = True  # as list(map(...)): no item after a failure starts
     chosen = automap.run()
     if decision is not None and chosen is not None:
         decision.append(chosen)
-    if failed:
-        raise failed[0].exc
+    if automap.first_failure is not None:
+        raise automap.first_failure.exc
     return results
 
 
 def map_stream(fn: Callable[..., Any], items: Iterable[Any], sink: Callable[[list[Any]], None],
                *, executors: Sequence[str] | str | None = None, max_workers: int | None = None,
                star: bool = False, budget: float = DEFAULT_BUDGET_S,
-               chunksize: int | None = None, store: StoreOption = True) -> MapDecision | None:
+               chunksize: int | None = None, store: StoreOption = True,
+               target: str | None = None) -> MapDecision | None:
     """``map``'s work with every result handed to ``sink`` in item order, a list at a time, as
     soon as it and those before it are done: a failed item's result is a ``Raised`` (its
     exception in ``.exc``), and the rest still run. Bounded memory for any iterator. Returns
-    the decision. ``store`` as ``map``'s."""
+    the decision. ``store`` as ``map``'s; ``target``: the name the run is stored under
+    (default: the function's module:qualname)."""
     names = _check_options(executors, max_workers, budget, chunksize)
     record = open_record(store, fn, list(names),
-                         _options(names, max_workers, star, budget, chunksize))
+                         _options(names, max_workers, star, budget, chunksize), target)
     return _AutoMap(fn, items, names, max_workers, star, float(budget), sink,
                     chunksize, record=record).run()
 

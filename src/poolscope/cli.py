@@ -526,7 +526,8 @@ def map_command(
         # With --out -, stdout carries only the results: what the target prints, as it is
         # imported or as it runs (here or in workers), goes to stderr.
         _reserve_stdout(out, "table")
-        fn = resolve_workload(target, items, size).fn
+        workload = resolve_workload(target, items, size)
+        fn = workload.fn
         console = _consoles(out)
         results = _ResultLines(out, progress)
         recording: dict[str, Any] = {}  # map_stream's own default unless asked: the history
@@ -534,7 +535,7 @@ def map_command(
             recording["store"] = False if no_store else store
         _run_map(fn, items, results, console, progress, executors=executors,
                  max_workers=max_workers, star=star, budget=budget, chunksize=chunksize,
-                 **recording)
+                 target=workload.target, **recording)
     finally:
         items.close()
 

@@ -124,9 +124,10 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             self._shutdown = True
             maps, pools = list(self._maps), list(self._pools.values())
-        if cancel_futures:
-            for run in maps:
+        for run in maps:
+            if cancel_futures:
                 run.cancel()
+            run.unbounded()  # no reader may come: the work must not wait for one
         for pool in pools:
             pool.shutdown(wait=wait, cancel_futures=cancel_futures)
         if wait:
@@ -143,6 +144,7 @@ class _MapRun:
         self.ready: collections.deque[Any] = collections.deque()
         self.changed = threading.Condition()
         self.done = False
+        self.bounded = True  # the work waits while MAX_READY results are unread
         self.error: BaseException | None = None
         names = executor._names
         record = open_record(executor._store, fn, list(names), _options(
@@ -158,6 +160,11 @@ class _MapRun:
     def join(self) -> None:
         self.thread.join()
 
+    def unbounded(self) -> None:
+        with self.changed:
+            self.bounded = False
+            self.changed.notify_all()
+
     def cancel(self) -> None:
         with self.changed:
             self.automap.stopping = True
@@ -167,7 +174,7 @@ class _MapRun:
         with self.changed:
             self.ready.extend(values)
             self.changed.notify_all()
-            while len(self.ready) > MAX_READY and not self.automap.stopping:
+            while len(self.ready) > MAX_READY and self.bounded and not self.automap.stopping:
                 self.changed.wait()  # the reader is behind: bounded memory
 
     def _work(self) -> None:

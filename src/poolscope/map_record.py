@@ -49,14 +49,14 @@ def target_name(fn: Callable[..., Any]) -> str:
 
 
 def open_record(store: StoreOption, fn: Callable[..., Any], candidates: list[str],
-                options: dict[str, Any]) -> MapRecord | None:
+                options: dict[str, Any], target: str | None = None) -> MapRecord | None:
     """The run's record in ``store`` (True: the default store, a path: that file); None when
     not recording, or when the store cannot be opened (a warning says why)."""
     if store is False or store is None:
         return None
     path = store_path(None if store is True else store)
     try:
-        return MapRecord(RunStore(path), target_name(fn), candidates, options)
+        return MapRecord(RunStore(path), target or target_name(fn), candidates, options)
     except Exception as exc:  # the work matters more than its record
         warnings.warn(f"poolscope.map: not recording this run: {exc}", RuntimeWarning,
                       stacklevel=4)
@@ -72,8 +72,7 @@ class MapRecord:
         self.run_id = new_run_id()
         self.options = {"kind": "map", **options}
         self.held: list[ChunkRecord] = []  # this batch's records, written once it ended
-        self.serial_trial: TrialResult | None = None
-        self.serial_t0 = 0
+        self.serial_trials: dict[int, TrialResult] = {}  # bare loops, by trial index
         self.broken = False
         self.lock = threading.Lock()
         store.begin_run(self.run_id, datetime.now(UTC).isoformat(timespec="seconds"), target,
@@ -123,10 +122,11 @@ class MapRecord:
     def serial_window(self, trial_index: int, first: int, count: int, began_ns: int,
                       ended_ns: int, cpu_began_ns: int, cpu_ended_ns: int,
                       failed: list[tuple[int, str, str]]) -> None:
-        """A window of the serial rest: its items as one span (the clocks read around it)."""
-        if self.serial_trial is None:
-            self.serial_t0 = began_ns
-            self.serial_trial = TrialResult(
+        """A bare serial loop over ``count`` items (a calibration batch, or a window of the
+        serial rest, whose windows are one trial): one span, the clocks read around it."""
+        trial = self.serial_trials.get(trial_index)
+        if trial is None:
+            trial = self.serial_trials[trial_index] = TrialResult(
                 index=trial_index, executor="serial", workers=1, chunksize=count, repeat=0,
                 wall_s=0.0, cpu_s=0.0, startup_s=0.0, teardown_s=0.0, peak_rss=0, status="ok",
                 host=HOST, items=ItemColumns.from_chunks([], began_ns), t0_ns=began_ns)
@@ -137,8 +137,7 @@ class MapRecord:
             status=array("b", [0]), errors=failed, pid=os.getpid(),
             tid=threading.get_native_id(), process_cpu_s=usage.ru_utime + usage.ru_stime,
             process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT, results=[])
-        trial = self.serial_trial
-        trial.wall_s = (ended_ns - self.serial_t0) / 1e9
+        trial.wall_s = (ended_ns - trial.t0_ns) / 1e9
         trial.cpu_s += (cpu_ended_ns - cpu_began_ns) / 1e9
         if failed:
             trial.status = "partial"
@@ -149,8 +148,8 @@ class MapRecord:
     # --- the end -----------------------------------------------------------------------------
     def end(self, decision: MapDecision | None, items: int, interrupted: bool) -> None:
         def write() -> None:
-            if self.serial_trial is not None:
-                self.store.end_trial(self.run_id, self.serial_trial)
+            for trial in self.serial_trials.values():
+                self.store.end_trial(self.run_id, trial)
             best = f"{decision.executor} ×{decision.workers}" if decision else None
             self.options["map"] = dataclasses.asdict(decision) if decision else None
             self.store.finish_map_run(self.run_id, items, best, self.options, interrupted)

@@ -32,10 +32,15 @@ import numpy as np
 
 from .stats import Comparison, compare_samples
 
-__all__ = ["EQUIVALENT", "Arm", "Decision", "LeftOut", "TrialRow", "candidate_arms",
-           "contenders", "decide", "failure_set", "simplicity", "trial_failures", "trial_rows"]
+__all__ = ["EQUIVALENT", "IO_WORKER_GAIN", "MAX_IO_WORKERS", "Arm", "Decision", "LeftOut",
+           "TrialRow", "candidate_arms", "contenders", "decide", "failure_set", "simplicity",
+           "trial_failures", "trial_rows"]
 
 EQUIVALENT = 0.10
+# Exploring more workers for items that wait (run's io exploration, poolscope.map's threads):
+# twice the workers count as paying off when they cut the time by this factor.
+IO_WORKER_GAIN = 1.10
+MAX_IO_WORKERS = 256
 FAMILY_RANK = {"serial": 0, "thread": 1, "async": 2, "interpreter": 3, "process": 4,
                "cluster": 5}
 UNKNOWN_FAMILY_RANK = 6  # another interpreter (NAME@PATH), or an executor this does not know
