@@ -49,8 +49,10 @@ from .runner import auto_chunksize, backend_class, make_chunks, run_trial
 __all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "Raised", "map", "map_stream"]
 
 DEFAULT_CANDIDATES = ("serial", "thread", "process-pool")
-BATCH_S = 0.02  # serial time a calibration batch aims at: well above a batch's fixed costs
-MAX_BATCH = 10_000  # items in one calibration batch
+BATCH_S = 0.02  # serial time a calibration batch aims at, at least: above its fixed costs
+MAX_BATCH_S = 0.1  # and at most: for work of BATCH_SHARE⁻¹ × this or more
+BATCH_SHARE = 0.015
+MAX_BATCH = 1_000_000  # items in one calibration batch
 MAX_AHEAD = 100_000  # items of an iterator read ahead, at most, to tell whether the work is short
 MIN_ROUNDS = 3  # batches per candidate before the rule is asked: an interval needs 3 samples
 # A candidate whose batches all took this many times another's (by the batches each ran) is out
@@ -177,6 +179,8 @@ class _AutoMap:
         self.on_decision = on_decision
         self.decision: MapDecision | None = None
         self.budget_s = budget_s
+        self.unit_s = 0.0  # serial's time per item, before a candidate has its own
+        self.batch_s = BATCH_S  # the time a calibration batch aims at
         self.board = Board()
         self.trials = 0
         cores = usable_cores()
@@ -299,12 +303,15 @@ class _AutoMap:
                 break
             size = min(MAX_BATCH, size * (8 if per_item * size < BATCH_S / 50 else 2))
         probe.per_item_s = [per_item]  # the smaller batches' fixed costs are not the items'
-        size = max(1, min(MAX_BATCH, int(BATCH_S / max(per_item, 1e-9))))
         left = self.remaining(min(MAX_AHEAD, int(SHORT_WORK_S / max(per_item, 1e-9)) + 1))
         if left is not None and left * per_item < SHORT_WORK_S:
             return probe, self._only(probe, "short work",
                                      f"the remaining work, about {left * per_item * 1e3:.0f} "
                                      "ms serially, is shorter than starting a pool")
+        # Longer work affords longer batches, whose samples are less noisy: a share of it.
+        work_s = (left if left is not None else MAX_AHEAD) * per_item
+        batch_s = min(MAX_BATCH_S, max(BATCH_S, BATCH_SHARE * work_s))
+        self.unit_s, self.batch_s = per_item, batch_s
         if len(self.candidates) == 1:
             return probe, self._only(probe, "only", "the only candidate")
         for candidate in self.candidates:  # a pool's first batch warms it: not a sample
@@ -313,10 +320,17 @@ class _AutoMap:
                 if not batch:
                     return self._settle(None, "the items ran out during calibration")
                 self.run_batch(candidate, batch)
-        chosen, decision = self._rounds(size, began)
-        return self._more_threads(chosen, decision, size, began)
+        chosen, decision = self._rounds(began)
+        return self._more_threads(chosen, decision, began)
 
-    def _more_threads(self, chosen: _Candidate, decision: MapDecision, size: int,
+    def _batch_size(self, candidate: _Candidate) -> int:
+        """Items for about ``batch_s`` of the candidate's time (serial's per item until it
+        has a sample), an item per worker at least."""
+        per_item = float(np.median(candidate.per_item_s)) if candidate.per_item_s else (
+            self.unit_s)
+        return max(candidate.workers, min(MAX_BATCH, int(self.batch_s / max(per_item, 1e-9))))
+
+    def _more_threads(self, chosen: _Candidate, decision: MapDecision,
                       began: float) -> tuple[_Candidate, MapDecision]:
         """Threads that scale with their number wait more than they compute (I/O, sleeps, C
         code without the GIL): as ``run`` explores an io-bound workload, the count doubles
@@ -336,7 +350,7 @@ class _AutoMap:
             if left is not None and left < 8 * more.workers:
                 break
             self.candidates.append(more)
-            batch_size = max(size, 2 * more.workers)
+            batch_size = max(2 * more.workers, self._batch_size(chosen))
             if not self._warm(more):
                 break
             walls: dict[int, list[float]] = {chosen.workers: [], more.workers: []}
@@ -373,7 +387,7 @@ class _AutoMap:
             self.run_batch(candidate, batch)
         return bool(batch)
 
-    def _rounds(self, size: int, began: float, among: list[_Candidate] | None = None
+    def _rounds(self, began: float, among: list[_Candidate] | None = None
                 ) -> tuple[_Candidate, MapDecision]:
         """Calibration rounds, from the candidates' samples so far, until the rule decides
         (between those ``among``, when given)."""
@@ -385,7 +399,7 @@ class _AutoMap:
             active = [c for c in pool if not c.out and (
                 decision is None or c.key in decision.contenders)]
             for candidate in active:  # at least an item for every worker
-                batch = self.take(max(size, candidate.workers))
+                batch = self.take(self._batch_size(candidate))
                 if not batch:
                     return self._settle(decision, "the items ran out during calibration",
                                         pool)
@@ -531,14 +545,14 @@ class _AutoMap:
         first = self.handed + len(self.pending)
         for candidate in self.candidates:
             candidate.per_item_s = []
-        size = max(1, min(MAX_BATCH, int(BATCH_S / max(now, 1e-9))))
+        self.unit_s, self.batch_s = now, BATCH_S
         for candidate in self.candidates:  # warm what the decision closed
             if candidate.backend is None and candidate.cls.family != "serial" and (
                     candidate.broken is None):
                 batch = self.take(candidate.workers)
                 if batch:
                     self.run_batch(candidate, batch)
-        new_chosen, new = self._rounds(size, time.monotonic())
+        new_chosen, new = self._rounds(time.monotonic())
         self.decision.revisits.append({
             "at_item": first, "per_item_before_s": before, "per_item_now_s": now,
             "executor": new.executor, "workers": new.workers, "how": new.how,
