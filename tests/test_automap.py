@@ -192,3 +192,24 @@ def test_a_drift_in_the_items_cost_makes_the_decision_again(store):
     assert revisits[-1]["executor"] == "thread" == decision[0].executor, decision
     assert poolscope.load("latest", store=store).options["map"]["revisits"][0]["at_item"] == \
         first["at_item"]
+
+
+async def fetch(x: int) -> int:
+    import asyncio
+
+    await asyncio.sleep(0.002)
+    if x == 77:
+        raise ValueError("no 77")
+    return 2 * x
+
+
+def test_an_async_function_is_awaited_on_the_asyncio_candidate():
+    decision: list[MapDecision] = []
+    assert poolscope.map(fetch, range(70), decision=decision) == [2 * x for x in range(70)]
+    assert (decision[0].executor, decision[0].workers) == ("asyncio", 64)
+    with pytest.raises(ValueError, match="no 77"):
+        poolscope.map(fetch, range(100))
+    with poolscope.Executor() as pool:
+        assert list(pool.map(fetch, range(5))) == [0, 2, 4, 6, 8]
+    with pytest.raises(UsageError, match="asyncio candidate only"):
+        poolscope.map(fetch, range(3), executors=["thread"])

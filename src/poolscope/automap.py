@@ -43,7 +43,7 @@ from .backends import Backend, get_backend
 from .board import Board
 from .environment import usable_cores
 from .map_record import MapRecord, StoreOption, open_record
-from .probe import ChunkRecord, _failure
+from .probe import ChunkRecord, _failure, is_coroutine_function
 from .runner import auto_chunksize, backend_class, make_chunks, run_trial
 
 __all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "Raised", "map", "map_stream"]
@@ -52,7 +52,8 @@ DEFAULT_CANDIDATES = ("serial", "thread", "process-pool")
 BATCH_S = 0.02  # serial time a calibration batch aims at, at least: above its fixed costs
 MAX_BATCH_S = 0.1  # and at most: for work of BATCH_SHARE⁻¹ × this or more
 BATCH_SHARE = 0.015
-MAX_BATCH = 1_000_000  # items in one calibration batch
+MAX_BATCH = 200_000  # items in one calibration batch (memory: items, results and their pickles)
+ASYNC_TASKS = 64  # coroutines awaited at once by the asyncio candidate, by default
 MAX_AHEAD = 100_000  # items of an iterator read ahead, at most, to tell whether the work is short
 MIN_ROUNDS = 3  # batches per candidate before the rule is asked: an interval needs 3 samples
 # A candidate whose batches all took this many times another's (by the batches each ran) is out
@@ -106,6 +107,30 @@ class _Capture:
             return Raised(exc)
 
 
+class _AsyncCapture(_Capture):
+    """_Capture for an ``async def`` function: awaited by the asyncio candidate."""
+
+    async def __call__(self, item: Any) -> Any:  # type: ignore[override]
+        try:
+            if not self.star:
+                return await self.fn(item)
+            if isinstance(item, dict):
+                return await self.fn(**item)
+            return await self.fn(*item)
+        except (Exception, SystemExit) as exc:
+            return Raised(exc)
+
+
+def _call_here(call: _Capture, item: Any) -> Any:
+    """One item in this thread, whatever the function's kind (a broken pool's leftovers)."""
+    value = call(item)
+    if isinstance(call, _AsyncCapture):
+        import asyncio
+
+        value = asyncio.run(value)
+    return value
+
+
 @dataclass
 class MapDecision:
     """What ``map`` chose and why; ``calibration`` holds each candidate's per-item times (s)."""
@@ -157,7 +182,7 @@ class _AutoMap:
                  sink: Callable[[list[Any]], None], chunksize: int | None = None,
                  on_decision: Callable[[MapDecision], None] | None = None,
                  record: MapRecord | None = None) -> None:
-        self.call = _Capture(fn, star)
+        self.call = (_AsyncCapture if is_coroutine_function(fn) else _Capture)(fn, star)
         self.record = record
         self.serial_trial: int | None = None  # the serial rest's trial, once it began
         self.source: Iterator[Any] = iter(items)
@@ -192,7 +217,8 @@ class _AutoMap:
             elif max_workers is not None:
                 workers = max_workers
             else:  # ThreadPoolExecutor's default for threads; one process per core
-                workers = min(32, cores + 4) if cls.family == "thread" else cores
+                workers = {"thread": min(32, cores + 4), "async": ASYNC_TASKS}.get(
+                    cls.family, cores)
             self.candidates.append(_Candidate(name, cls.effective_workers(workers), cls))
 
     # --- items and results -------------------------------------------------------------------
@@ -282,7 +308,7 @@ class _AutoMap:
             candidate.broken = "; ".join(str(e.get("message")) for e in trial.errors[:2])
             for i in range(first, first + len(batch)):
                 if self.pending[i - self.handed] is _MISSING:
-                    self.pending[i - self.handed] = self.call(batch[i - first])
+                    self.pending[i - self.handed] = _call_here(self.call, batch[i - first])
         self._hand_over()
         return trial.wall_s / max(1, len(batch))
 
@@ -653,7 +679,7 @@ def map(fn: Callable[..., Any], items: Iterable[Any], *,
     .poolscope/poolscope.db; a path; False: not recorded); ``decision``: a list that gets the
     MapDecision appended.
     """
-    names = _check_options(executors, max_workers, budget)
+    names = _check_options(executors, max_workers, budget, fn=fn)
     results: list[Any] = []
 
     automap = _AutoMap(fn, items, names, max_workers, star, float(budget), results.extend,
@@ -678,7 +704,7 @@ def map_stream(fn: Callable[..., Any], items: Iterable[Any], sink: Callable[[lis
     exception in ``.exc``), and the rest still run. Bounded memory for any iterator. Returns
     the decision. ``store`` as ``map``'s; ``target``: the name the run is stored under
     (default: the function's module:qualname)."""
-    names = _check_options(executors, max_workers, budget, chunksize)
+    names = _check_options(executors, max_workers, budget, chunksize, fn=fn)
     record = open_record(store, fn, list(names),
                          _options(names, max_workers, star, budget, chunksize), target)
     return _AutoMap(fn, items, names, max_workers, star, float(budget), sink,
@@ -693,8 +719,9 @@ def _options(names: Sequence[str], max_workers: int | None, star: bool, budget: 
 
 
 def _check_options(executors: Sequence[str] | str | None, max_workers: int | None,
-                   budget: float, chunksize: int | None = None) -> tuple[str, ...]:
-    names = _candidates(executors)
+                   budget: float, chunksize: int | None = None,
+                   fn: Callable[..., Any] | None = None) -> tuple[str, ...]:
+    names = _candidates(executors, fn is not None and is_coroutine_function(fn))
     if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
         raise UsageError(f"max_workers must be a whole number of at least 1, got "
                          f"{max_workers!r}")
@@ -705,13 +732,15 @@ def _check_options(executors: Sequence[str] | str | None, max_workers: int | Non
     return names
 
 
-def _candidates(executors: Sequence[str] | str | None) -> tuple[str, ...]:
-    if executors is None:
-        names: tuple[str, ...] = DEFAULT_CANDIDATES
-    elif isinstance(executors, str):
-        names = tuple(e.strip() for e in executors.split(",") if e.strip())
-    else:
-        names = tuple(executors)
+def _candidates(executors: Sequence[str] | str | None, coroutine: bool = False
+                ) -> tuple[str, ...]:
+    if coroutine:  # its calls make coroutines: only an event loop runs them
+        if executors is not None and _names(executors) != ("asyncio",):
+            raise UsageError("an async def function runs on the asyncio candidate only "
+                             "(executors=['asyncio'], the default for it)")
+        get_backend("asyncio")
+        return ("asyncio",)
+    names = _names(executors)
     if not names:
         raise UsageError("give at least one candidate executor")
     for name in names:
@@ -722,4 +751,14 @@ def _candidates(executors: Sequence[str] | str | None) -> tuple[str, ...]:
                              f"this machine; {name} is {kind}")
     if len(set(names)) != len(names):
         raise UsageError("an executor is listed twice")
+    return names
+
+
+def _names(executors: Sequence[str] | str | None) -> tuple[str, ...]:
+    if executors is None:
+        names: tuple[str, ...] = DEFAULT_CANDIDATES
+    elif isinstance(executors, str):
+        names = tuple(e.strip() for e in executors.split(",") if e.strip())
+    else:
+        names = tuple(executors)
     return names

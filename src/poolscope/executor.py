@@ -23,6 +23,7 @@ from typing import Any
 from .automap import DEFAULT_BUDGET_S, MapDecision, Raised, _AutoMap, _check_options, _options
 from .environment import usable_cores
 from .map_record import StoreOption, open_record
+from .probe import is_coroutine_function
 
 __all__ = ["Executor"]
 
@@ -45,6 +46,7 @@ class Executor(concurrent.futures.Executor):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")  # as the standard pools say
         self._names = _check_options(executors, max_workers, budget)
+        self._executors = executors
         self._max_workers = max_workers
         self._budget = float(budget)
         self._store = store
@@ -146,7 +148,8 @@ class _MapRun:
         self.done = False
         self.bounded = True  # the work waits while MAX_READY results are unread
         self.error: BaseException | None = None
-        names = executor._names
+        names = (_check_options(executor._executors, executor._max_workers, executor._budget,
+                                fn=fn) if is_coroutine_function(fn) else executor._names)
         record = open_record(executor._store, fn, list(names), _options(
             names, executor._max_workers, star, executor._budget, chunksize))
         self.automap = _AutoMap(fn, items, names, executor._max_workers, star,
