@@ -131,7 +131,7 @@ class MapRecord:
                 wall_s=0.0, cpu_s=0.0, startup_s=0.0, teardown_s=0.0, peak_rss=0, status="ok",
                 host=HOST, items=ItemColumns.from_chunks([], began_ns), t0_ns=began_ns)
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        record = ChunkRecord(  # the span's readings once: the store spreads them (add_span_chunk)
+        record = ChunkRecord(  # the span's readings once: the store spreads them (add_chunk)
             first=first, start_ns=array("q", [began_ns]), end_ns=array("q", [ended_ns]),
             cpu_marks_ns=array("q", [cpu_began_ns, cpu_ended_ns]), core=array("i", [-1]),
             status=array("b", [0]), errors=failed, pid=os.getpid(),
@@ -143,7 +143,7 @@ class MapRecord:
             trial.status = "partial"
             trial.errors.extend({"executor": "serial", "item": i, "kind": k, "message": m}
                                 for i, k, m in failed)
-        self._guard(lambda: self.store.add_span_chunk(self.run_id, trial.index, record, count))
+        self._guard(lambda: self.store.add_chunk(self.run_id, trial.index, record, count))
 
     # --- the end -----------------------------------------------------------------------------
     def end(self, decision: MapDecision | None, items: int, interrupted: bool) -> None:

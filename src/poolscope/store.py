@@ -222,30 +222,23 @@ class RunStore:
              json.dumps(environment), json.dumps(options, default=str), os.getpid(),
              socket.gethostname()))
 
-    def add_chunk(self, run_id: str, trial: int, record: ChunkRecord) -> None:
+    def add_chunk(self, run_id: str, trial: int, record: ChunkRecord,
+                  span_items: int | None = None) -> None:
+        """A chunk's records. ``span_items``: the chunk is that many items timed as one span,
+        and ``record`` holds the span's readings once (arrays of one item, two CPU marks; its
+        errors name the failed items), as poolscope.map's bare serial loops record them."""
         if trial < 0:  # warm-up trials are not kept
             return
         self._write(
             "INSERT OR IGNORE INTO chunks (run_id, trial, first, pid, tid, start_ns, end_ns, "
             "cpu_marks_ns, core, status, errors, process_cpu_s, process_maxrss, host, worker, "
-            "retried, spans) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "retried, spans, span_items) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, trial, record.first, record.pid, record.tid, record.start_ns.tobytes(),
              record.end_ns.tobytes(), record.cpu_marks_ns.tobytes(), record.core.tobytes(),
              record.status.tobytes(), json.dumps(record.errors), record.process_cpu_s,
              record.process_maxrss, record.host, record.worker, int(record.retried),
-             record.spans.tobytes() if record.spans else None))
-
-    def add_span_chunk(self, run_id: str, trial: int, record: ChunkRecord, count: int) -> None:
-        """A chunk of ``count`` items timed as one span: ``record`` holds the span's readings
-        once (arrays of one item, two CPU marks); its errors name the failed items."""
-        self._write(
-            "INSERT OR IGNORE INTO chunks (run_id, trial, first, pid, tid, start_ns, end_ns, "
-            "cpu_marks_ns, core, status, errors, process_cpu_s, process_maxrss, host, worker, "
-            "retried, span_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, trial, record.first, record.pid, record.tid, record.start_ns.tobytes(),
-             record.end_ns.tobytes(), record.cpu_marks_ns.tobytes(), record.core.tobytes(),
-             record.status.tobytes(), json.dumps(record.errors), record.process_cpu_s,
-             record.process_maxrss, record.host, record.worker, 0, count))
+             record.spans.tobytes() if record.spans else None, span_items))
 
     def end_trial(self, run_id: str, trial: TrialResult) -> None:
         self._write(
@@ -395,8 +388,8 @@ def _runs_back(ref: str) -> int:
 
 
 def _spread(record: ChunkRecord, count: int) -> ChunkRecord:
-    """A one-span chunk (add_span_chunk) as the probe would have sent it: ``count`` items, the
-    first with the span's start, the last with its end, one span over all of them."""
+    """A one-span chunk (add_chunk's span_items) as the probe would have sent it: ``count``
+    items, the first with the span's start, the last with its end, one span over them all."""
     starts, ends = array("q", bytes(8 * count)), array("q", bytes(8 * count))
     marks = array("q", bytes(8 * (count + 1)))
     starts[0], ends[-1] = record.start_ns[0], record.end_ns[0]
