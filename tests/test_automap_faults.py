@@ -75,11 +75,14 @@ def test_a_million_item_iterator_is_mapped_in_bounded_memory(tmp_path):
             return x >> 1
 
         if __name__ == "__main__":
+            poolscope.map(halve, range(10), store=False)  # its modules: not the items' memory
             before = psutil.Process().memory_info().rss
-            results = poolscope.map(halve, (i for i in range(1_000_000)))
+            decision = []
+            results = poolscope.map(halve, (i for i in range(1_000_000)), decision=decision)
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             right = results == [i >> 1 for i in range(1_000_000)]
-            print(json.dumps({"right": right, "growth": peak - before}))
+            print(json.dumps({"right": right, "growth": peak - before,
+                              "decision": repr(decision)}))
     """)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
