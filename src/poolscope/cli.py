@@ -600,16 +600,10 @@ class _JsonLinesItems:
             self.file = getattr(sys.stdin, "buffer", sys.stdin)
             self.owned = False
             return
-        try:
+        from .workloads import items_file_errors
+
+        with items_file_errors(path):
             self.file = open(path, "rb")  # noqa: SIM115 (closed by close())
-        except FileNotFoundError:
-            raise ItemsError(f"items file not found: {path}") from None
-        except IsADirectoryError:
-            raise ItemsError(f"items file is a directory: {path}") from None
-        except PermissionError:
-            raise ItemsError(f"items file is not readable: {path}") from None
-        except OSError as exc:
-            raise ItemsError(f"cannot read items file {path}: {exc.strerror}") from None
         self.owned = True
 
     def __iter__(self) -> Any:

@@ -7,6 +7,7 @@ overhead, argument transfer); user workloads are named ``package.module:function
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -14,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,21 +227,29 @@ def _load_file_module(path: Path) -> Any:
         raise TargetError(f"running {path} raised {type(exc).__name__}: {exc}") from None
 
 
-def load_items_file(path: str | Path) -> list[Any]:
-    """Read one JSON value per line; blank lines are skipped."""
-    path = Path(path)
+@contextlib.contextmanager
+def items_file_errors(path: str | Path) -> Iterator[None]:
+    """Opening or reading an items file: an OSError becomes one ItemsError line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        yield
     except FileNotFoundError:
         raise ItemsError(f"items file not found: {path}") from None
     except IsADirectoryError:
         raise ItemsError(f"items file is a directory: {path}") from None
     except PermissionError:
         raise ItemsError(f"items file is not readable: {path}") from None
-    except UnicodeDecodeError:
-        raise ItemsError(f"items file is not UTF-8 text: {path}") from None
     except OSError as exc:
         raise ItemsError(f"cannot read items file {path}: {exc.strerror}") from None
+
+
+def load_items_file(path: str | Path) -> list[Any]:
+    """Read one JSON value per line; blank lines are skipped."""
+    path = Path(path)
+    with items_file_errors(path):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ItemsError(f"items file is not UTF-8 text: {path}") from None
     items = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
