@@ -19,7 +19,6 @@ import dataclasses
 import os
 import resource
 import threading
-import time
 import warnings
 from array import array
 from collections.abc import Callable
@@ -157,7 +156,3 @@ class MapRecord:
         self._guard(write)
         self.store.close()
 
-
-def now_ns() -> tuple[int, int]:
-    """The wall and thread-CPU clocks, as the probe reads them."""
-    return time.perf_counter_ns(), time.thread_time_ns()
