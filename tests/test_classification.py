@@ -29,7 +29,8 @@ def test_cpu_is_cpu_bound_and_gets_processes():
 
 
 def test_json_holds_the_gil_and_gets_processes():
-    result = run("json", 16, 20_000)
+    # 32 items: with 16, a noisy 2-core machine left process ×2's gain (~1.5×) unproven
+    result = run("json", 32, 20_000)
     assert result.classification == "cpu-bound", result.classification_evidence
     assert family(result) == "process"
 
