@@ -40,11 +40,14 @@ def add(a: int, b: int = 0) -> int:
 
 
 def logged(item: tuple[int, str]) -> int:
-    """Appends its item to a file (one line per call, from any process)."""
+    """Appends its item to a file (one line per call, from any process), then computes ~2 ms
+    (work that keeps a core busy: a process pool could win it, so calibration runs one)."""
     number, path = item
     with open(path, "a") as log:
         log.write(f"{number}\n")
-    time.sleep(0.002)
+    deadline = time.thread_time() + 0.002
+    while time.thread_time() < deadline:
+        pass
     return number
 
 

@@ -38,7 +38,15 @@ from typing import Any
 import numpy as np
 
 from ._errors import UsageError
-from .analysis.decide import IO_WORKER_GAIN, MAX_IO_WORKERS, Arm, Decision, decide, simplicity
+from .analysis.decide import (
+    EQUIVALENT,
+    IO_WORKER_GAIN,
+    MAX_IO_WORKERS,
+    Arm,
+    Decision,
+    decide,
+    simplicity,
+)
 from .backends import Backend, get_backend
 from .board import Board
 from .environment import usable_cores
@@ -58,6 +66,10 @@ MAX_AHEAD = 100_000  # items of an iterator read ahead, at most, to tell whether
 MIN_ROUNDS = 3  # batches per candidate before the rule is asked: an interval needs 3 samples
 # A candidate whose batches all took this many times another's (by the batches each ran) is out
 CLEARLY_SLOWER = {1: 5.0, 2: 2.0}
+LAST_ROUND_FACTOR = 1.25  # with too few items left for two more rounds: _last_round
+BOUND_MARGIN = 0.8  # a candidate's best possible, this much slower than another's worst: out
+MAX_START_THREADS = 64  # threads for items that wait, before _more_threads doubles them
+QUICK_START_FAMILIES = ("serial", "thread", "async")  # started in microseconds: no warm batch
 MAX_ROUNDS = 10
 DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
 MAX_CALIBRATION_SHARE = 0.5  # of a known item count, at most, in calibration
@@ -208,7 +220,11 @@ class _AutoMap:
         self.batch_s = BATCH_S  # the time a calibration batch aims at
         self.board = Board()
         self.trials = 0
-        cores = usable_cores()
+        cores = self.cores = usable_cores()
+        # Cores a serial calibration batch kept busy (the process's CPU time over its wall):
+        # under 1 for items that wait, 1 for items that compute, more for native threads.
+        self.busy: float | None = None
+        self.sized_threads = max_workers is None  # threads sized from ``busy`` once known
         self.candidates = []
         for name in executors:
             cls = backend_class(name)
@@ -340,12 +356,7 @@ class _AutoMap:
         self.unit_s, self.batch_s = per_item, batch_s
         if len(self.candidates) == 1:
             return probe, self._only(probe, "only", "the only candidate")
-        for candidate in self.candidates:  # a pool's first batch warms it: not a sample
-            if candidate.cls.family != "serial":
-                batch = self.take(candidate.workers)
-                if not batch:
-                    return self._settle(None, "the items ran out during calibration")
-                self.run_batch(candidate, batch)
+        self._size_threads(left)
         chosen, decision = self._rounds(began)
         return self._more_threads(chosen, decision, began)
 
@@ -355,6 +366,83 @@ class _AutoMap:
         per_item = float(np.median(candidate.per_item_s)) if candidate.per_item_s else (
             self.unit_s)
         return max(candidate.workers, min(MAX_BATCH, int(self.batch_s / max(per_item, 1e-9))))
+
+    def _size_threads(self, left: int | None) -> None:
+        """Threads (unless max_workers says how many): as many as the items can keep busy. An
+        item that keeps b cores busy (``busy``: under 1 when it waits) lets about cores / b of
+        them overlap: the cores for items that compute, more for items that wait (at most
+        MAX_START_THREADS, and no more than the items left); ``_more_threads`` goes on from
+        there."""
+        if not self.sized_threads or self.busy is None:
+            return
+        workers = max(self.cores, min(MAX_START_THREADS, round(self._overlap())))
+        if left is not None:
+            workers = max(1, min(workers, left))
+        for candidate in self.candidates:
+            if candidate.cls.family == "thread" and candidate.backend is None:
+                candidate.workers = candidate.cls.effective_workers(workers)
+
+    def _overlap(self) -> float:
+        """How many items can run at once before the cores are the limit (cores / busy)."""
+        busy = self.busy if self.busy is not None else 1.0
+        return self.cores / max(busy, 1 / MAX_IO_WORKERS)
+
+    def _best_possible(self, candidate: _Candidate) -> float | None:
+        """The least time per item the candidate could reach: serial's, over the items it can
+        run at once (its workers, and no more than the cores allow: ``_overlap``)."""
+        serial = next((c for c in self.candidates if c.cls.family == "serial"), None)
+        if serial is None or serial is candidate or not serial.per_item_s:
+            return None
+        return float(np.median(serial.per_item_s)) / min(candidate.workers, self._overlap())
+
+    def _ruled_out(self, candidate: _Candidate, among: Sequence[_Candidate],
+                   factor: float | None = None) -> bool:
+        """Whether more batches could not make the candidate the choice (then it is out, with
+        ``slower`` saying why): every batch of it took ``factor`` (default CLEARLY_SLOWER by
+        the batches each has run) times per item another's slowest; or another's slowest batch
+        was faster than BOUND_MARGIN × the best the candidate could do (``_best_possible``)."""
+        best = self._best_possible(candidate)
+        if best is not None and min(candidate.workers, self._overlap()) < 1 + EQUIVALENT:
+            candidate.slower = (
+                f"{candidate.label} could not win: items keeping {self.busy or 1:.2g} cores "
+                f"busy leave it at most {min(candidate.workers, self._overlap()):.2f}× serial's "
+                f"speed on {self.cores} cores, not enough to be shown faster")
+            return True
+        rivals = [o for o in among if o is not candidate and not o.out and o.per_item_s]
+        for other in rivals:
+            if candidate.per_item_s:
+                rounds = min(len(candidate.per_item_s), len(other.per_item_s))
+                times = factor or CLEARLY_SLOWER.get(rounds, CLEARLY_SLOWER[max(CLEARLY_SLOWER)])
+                if min(candidate.per_item_s) > times * max(other.per_item_s):
+                    candidate.slower = (
+                        f"{candidate.label} was clearly slower: each of its "
+                        f"{len(candidate.per_item_s)} batch(es) took more than {times:g}× the "
+                        f"time per item of {other.label}'s slowest")
+                    return True
+            if best is not None and max(other.per_item_s) < BOUND_MARGIN * best:
+                candidate.slower = (
+                    f"{candidate.label} could not win: items keeping "
+                    f"{self.busy or 1:.2g} cores busy run on it at most "
+                    f"{min(candidate.workers, self._overlap()):.1f}× serial's speed on "
+                    f"{self.cores} cores, and {other.label}'s batches were faster than that")
+                return True
+        return False
+
+    def _last_round(self, active: list[_Candidate]) -> bool:
+        """Whether the items left would not pay for two more rounds: then calibration ends
+        here, a candidate is taken only when every batch of it ran LAST_ROUND_FACTOR times
+        faster per item than every other's slowest (the rule's simplest not shown slower
+        otherwise), and the items left run on it."""
+        if len(active) < 2 or not all(c.per_item_s for c in active):
+            return False  # a candidate runs one batch at least
+        need = sum(self._batch_size(c) + (c.workers if self._needs_warm(c) else 0)
+                   for c in active)
+        left = self.remaining(2 * need)
+        if left is None or left >= 2 * need:
+            return False
+        for candidate in active:
+            self._ruled_out(candidate, active, LAST_ROUND_FACTOR)
+        return True
 
     def _more_threads(self, chosen: _Candidate, decision: MapDecision,
                       began: float) -> tuple[_Candidate, MapDecision]:
@@ -367,7 +455,7 @@ class _AutoMap:
                 or decision.how not in ("faster", "only")):
             return chosen, decision
         speedup = float(np.median(serial.per_item_s) / np.median(chosen.per_item_s))
-        if speedup < SCALING * chosen.workers:
+        if speedup < SCALING * chosen.workers or chosen.workers >= self._overlap():
             return chosen, decision
         tried = [f"{chosen.label} ran {speedup:.1f}× serial's speed"]
         while chosen.workers * 2 <= MAX_IO_WORKERS and not self._spent(began):
@@ -406,8 +494,16 @@ class _AutoMap:
         decision.calibration_items = self.taken
         return chosen, decision
 
+    @staticmethod
+    def _needs_warm(candidate: _Candidate) -> bool:
+        """A pool of processes (or interpreters) not started yet: its start is no sample's."""
+        return candidate.backend is None and candidate.cls.family not in QUICK_START_FAMILIES
+
     def _warm(self, candidate: _Candidate) -> bool:
-        """A pool's first batch, an item per worker: it starts the pool, not a sample."""
+        """A pool's first batch, an item per worker: it starts the pool, not a sample (threads
+        start in microseconds: their first batch is a sample). False: the items ran out."""
+        if not self._needs_warm(candidate):
+            return True
         batch = self.take(candidate.workers)
         if batch:
             self.run_batch(candidate, batch)
@@ -416,7 +512,9 @@ class _AutoMap:
     def _rounds(self, began: float, among: list[_Candidate] | None = None
                 ) -> tuple[_Candidate, MapDecision]:
         """Calibration rounds, from the candidates' samples so far, until the rule decides
-        (between those ``among``, when given)."""
+        (between those ``among``, when given). In a round, candidates without a sample go
+        first, and one already unable to win runs no batch (``_ruled_out``); a pool starts just
+        before its first batch (``_warm``)."""
         decision: Decision | None = None
         pool = among or self.candidates
         for candidate in pool:
@@ -424,13 +522,21 @@ class _AutoMap:
         for _ in range(MAX_ROUNDS):
             active = [c for c in pool if not c.out and (
                 decision is None or c.key in decision.contenders)]
-            for candidate in active:  # at least an item for every worker
-                batch = self.take(self._batch_size(candidate))
-                if not batch:
-                    return self._settle(decision, "the items ran out during calibration",
-                                        pool)
+            if self._last_round(active):
+                decision = None
+                break
+            for candidate in sorted(active, key=lambda c: len(c.per_item_s)):
+                if self._ruled_out(candidate, active):
+                    continue
+                batch = self.take(self._batch_size(candidate)) if self._warm(candidate) else []
+                if not batch:  # the items ran out: the samples so far decide what they can
+                    live = [c for c in pool if not c.out]
+                    for other in live:
+                        self._ruled_out(other, live)
+                    return self._settle(None, "the items ran out during calibration", pool)
                 candidate.per_item_s.append(self.run_batch(candidate, batch))
-            active = self._prune(active)
+            active = [c for c in active if not c.out]
+            active = [c for c in active if not self._ruled_out(c, active)]
             if len(active) == 1:
                 decision = decide(self._arms(pool))
                 break
@@ -445,24 +551,6 @@ class _AutoMap:
         """Calibration has had its budget, or its share of a known item count."""
         over = self.known is not None and self.taken >= self.known * MAX_CALIBRATION_SHARE
         return over or time.monotonic() - began > self.budget_s
-
-    @staticmethod
-    def _prune(active: list[_Candidate]) -> list[_Candidate]:
-        """Take out of calibration a candidate whose every batch took more than
-        ``CLEARLY_SLOWER[n]`` times per item the slowest of another's (n: the batches each has
-        run): more rounds would not make it the choice, and they cost the most on the slowest
-        candidate."""
-        rounds = min(len(c.per_item_s) for c in active)
-        factor = CLEARLY_SLOWER.get(rounds, CLEARLY_SLOWER[max(CLEARLY_SLOWER)]) if rounds else 0
-        if len(active) < 2 or not factor:
-            return active
-        best = min(active, key=lambda c: max(c.per_item_s))
-        for candidate in active:
-            if min(candidate.per_item_s) > factor * max(best.per_item_s):
-                candidate.slower = (
-                    f"{candidate.label} was clearly slower: each of its {rounds} batch(es) "
-                    f"took more than {factor:g}× the time per item of {best.label}'s slowest")
-        return [c for c in active if c.slower is None]
 
     def _arms(self, among: list[_Candidate] | None = None) -> list[Arm]:
         families = {c.name: c.cls.family for c in self.candidates}
@@ -571,13 +659,7 @@ class _AutoMap:
         first = self.handed + len(self.pending)
         for candidate in self.candidates:
             candidate.per_item_s = []
-        self.unit_s, self.batch_s = now, BATCH_S
-        for candidate in self.candidates:  # warm what the decision closed
-            if candidate.backend is None and candidate.cls.family != "serial" and (
-                    candidate.broken is None):
-                batch = self.take(candidate.workers)
-                if batch:
-                    self.run_batch(candidate, batch)
+        self.unit_s, self.batch_s = now, BATCH_S  # the rounds warm what the decision closed
         new_chosen, new = self._rounds(time.monotonic())
         self.decision.revisits.append({
             "at_item": first, "per_item_before_s": before, "per_item_now_s": now,
@@ -605,6 +687,7 @@ class _AutoMap:
         failed: list[tuple[int, str, str]] = []
         piece, done = 1, 0
         began, cpu_began = time.perf_counter_ns(), time.thread_time_ns()
+        process_began = time.process_time_ns()
         while done < len(batch):
             piece_began = time.perf_counter_ns()
             values = self._bare(source, min(piece, len(batch) - done), first + done, failed)
@@ -619,6 +702,8 @@ class _AutoMap:
             if time.perf_counter_ns() - piece_began < PIECE_S * 1e9:
                 piece *= 2
         ended, cpu_ended = time.perf_counter_ns(), time.thread_time_ns()
+        if not rest and ended > began:
+            self.busy = (time.process_time_ns() - process_began) / (ended - began)
         if self.record is not None:
             self.record.serial_window(trial, first, done, began, ended, cpu_began,
                                       cpu_ended, failed)
