@@ -53,11 +53,13 @@ from .environment import usable_cores
 from .map_record import MapRecord, StoreOption, open_record
 from .probe import ChunkRecord, _failure, is_coroutine_function
 from .runner import auto_chunksize, backend_class, make_chunks, run_trial
+from .speed_bounds import Bound, best_possible, pickled_size, start_cost_s, started
 
 __all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "Raised", "map", "map_stream"]
 
 DEFAULT_CANDIDATES = ("serial", "thread", "process-pool")
-BATCH_S = 0.02  # serial time a calibration batch aims at, at least: above its fixed costs
+BATCH_S = 0.02  # serial calibration grows its batches to about half this
+MIN_BATCH_S = 0.005  # serial time a calibration batch aims at, at least: short work's
 MAX_BATCH_S = 0.1  # and at most: for work of BATCH_SHARE⁻¹ × this or more
 BATCH_SHARE = 0.015
 MAX_BATCH = 100_000  # items in one calibration batch (memory: items, results and their pickles)
@@ -70,6 +72,7 @@ LAST_ROUND_FACTOR = 1.25  # with too few items left for two more rounds: _last_r
 BOUND_MARGIN = 0.8  # a candidate's best possible, this much slower than another's worst: out
 MAX_START_THREADS = 64  # threads for items that wait, before _more_threads doubles them
 QUICK_START_FAMILIES = ("serial", "thread", "async")  # started in microseconds: no warm batch
+PICKLING_FAMILIES = ("process", "interpreter", "cluster")  # items and results cross a pipe
 MAX_ROUNDS = 10
 DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
 MAX_CALIBRATION_SHARE = 0.5  # of a known item count, at most, in calibration
@@ -225,6 +228,7 @@ class _AutoMap:
         # under 1 for items that wait, 1 for items that compute, more for native threads.
         self.busy: float | None = None
         self.sized_threads = max_workers is None  # threads sized from ``busy`` once known
+        self.moved: int | None = None  # the first item's larger pickle: argument or result
         self.candidates = []
         for name in executors:
             cls = backend_class(name)
@@ -352,7 +356,7 @@ class _AutoMap:
                                      "ms serially, is shorter than starting a pool")
         # Longer work affords longer batches, whose samples are less noisy: a share of it.
         work_s = (left if left is not None else MAX_AHEAD) * per_item
-        batch_s = min(MAX_BATCH_S, max(BATCH_S, BATCH_SHARE * work_s))
+        batch_s = min(MAX_BATCH_S, max(MIN_BATCH_S, BATCH_SHARE * work_s))
         self.unit_s, self.batch_s = per_item, batch_s
         if len(self.candidates) == 1:
             return probe, self._only(probe, "only", "the only candidate")
@@ -387,27 +391,40 @@ class _AutoMap:
         busy = self.busy if self.busy is not None else 1.0
         return self.cores / max(busy, 1 / MAX_IO_WORKERS)
 
-    def _best_possible(self, candidate: _Candidate) -> float | None:
-        """The least time per item the candidate could reach: serial's, over the items it can
-        run at once (its workers, and no more than the cores allow: ``_overlap``)."""
+    def _best_possible(self, candidate: _Candidate) -> Bound | None:
+        """The least time per item the candidate could reach (speed_bounds.py), from serial's
+        samples; None without them."""
         serial = next((c for c in self.candidates if c.cls.family == "serial"), None)
         if serial is None or serial is candidate or not serial.per_item_s:
             return None
-        return float(np.median(serial.per_item_s)) / min(candidate.workers, self._overlap())
+        moved = self.moved if candidate.cls.family in PICKLING_FAMILIES else None
+        return best_possible(float(np.median(serial.per_item_s)), candidate.workers,
+                             self.cores, self.busy if self.busy is not None else 1.0, moved)
 
     def _ruled_out(self, candidate: _Candidate, among: Sequence[_Candidate],
                    factor: float | None = None) -> bool:
         """Whether more batches could not make the candidate the choice (then it is out, with
-        ``slower`` saying why): every batch of it took ``factor`` (default CLEARLY_SLOWER by
-        the batches each has run) times per item another's slowest; or another's slowest batch
-        was faster than BOUND_MARGIN × the best the candidate could do (``_best_possible``)."""
+        ``slower`` saying why): the best it could do (``_best_possible``) is under 1 +
+        EQUIVALENT times serial's speed, or another's slowest batch was faster than
+        BOUND_MARGIN × that best; a pool not started yet could not save twice its start on
+        the items left; or every batch of it took ``factor`` (default CLEARLY_SLOWER by the
+        batches each has run) times per item another's slowest."""
         best = self._best_possible(candidate)
-        if best is not None and min(candidate.workers, self._overlap()) < 1 + EQUIVALENT:
-            candidate.slower = (
-                f"{candidate.label} could not win: items keeping {self.busy or 1:.2g} cores "
-                f"busy leave it at most {min(candidate.workers, self._overlap()):.2f}× serial's "
-                f"speed on {self.cores} cores, not enough to be shown faster")
+        if best is not None and best.speedup < 1 + EQUIVALENT:
+            candidate.slower = (f"{candidate.label} could not win: {best.why} leave it at most "
+                                f"{best.speedup:.2f}× serial's speed, not enough to be shown "
+                                "faster")
             return True
+        if best is not None and self._needs_warm(candidate):
+            left = self.remaining(MAX_AHEAD)
+            serial_s = best.per_item_s * best.speedup
+            cost = start_cost_s(candidate.cls.family, candidate.workers)
+            if left is not None and left * (serial_s - best.per_item_s) < 2 * cost:
+                candidate.slower = (
+                    f"{candidate.label} could not repay its start: the {left} items left "
+                    f"would save at most {left * (serial_s - best.per_item_s) * 1e3:.0f} ms on "
+                    f"it, starting it costs about {cost * 1e3:.0f} ms")
+                return True
         rivals = [o for o in among if o is not candidate and not o.out and o.per_item_s]
         for other in rivals:
             if candidate.per_item_s:
@@ -419,12 +436,11 @@ class _AutoMap:
                         f"{len(candidate.per_item_s)} batch(es) took more than {times:g}× the "
                         f"time per item of {other.label}'s slowest")
                     return True
-            if best is not None and max(other.per_item_s) < BOUND_MARGIN * best:
+            if best is not None and max(other.per_item_s) < BOUND_MARGIN * best.per_item_s:
                 candidate.slower = (
-                    f"{candidate.label} could not win: items keeping "
-                    f"{self.busy or 1:.2g} cores busy run on it at most "
-                    f"{min(candidate.workers, self._overlap()):.1f}× serial's speed on "
-                    f"{self.cores} cores, and {other.label}'s batches were faster than that")
+                    f"{candidate.label} could not win: {best.why} leave it at most "
+                    f"{best.speedup:.1f}× serial's speed, and {other.label}'s batches were "
+                    "faster than that")
                 return True
         return False
 
@@ -506,7 +522,11 @@ class _AutoMap:
             return True
         batch = self.take(candidate.workers)
         if batch:
+            began = time.perf_counter()
             self.run_batch(candidate, batch)
+            started(candidate.cls.family, candidate.workers,  # less the items' own time
+                    time.perf_counter() - began - self.unit_s * math.ceil(
+                        len(batch) / candidate.workers))
         return bool(batch)
 
     def _rounds(self, began: float, among: list[_Candidate] | None = None
@@ -686,11 +706,14 @@ class _AutoMap:
         source = iter(batch)
         failed: list[tuple[int, str, str]] = []
         piece, done = 1, 0
+        first_value: Any = None
         began, cpu_began = time.perf_counter_ns(), time.thread_time_ns()
         process_began = time.process_time_ns()
         while done < len(batch):
             piece_began = time.perf_counter_ns()
             values = self._bare(source, min(piece, len(batch) - done), first + done, failed)
+            if not done and values:
+                first_value = values[0]
             done += len(values)
             self.handed += len(values)
             if failed and self.first_failure is None:
@@ -702,6 +725,12 @@ class _AutoMap:
             if time.perf_counter_ns() - piece_began < PIECE_S * 1e9:
                 piece *= 2
         ended, cpu_ended = time.perf_counter_ns(), time.thread_time_ns()
+        if first == 0 and done and self.moved is None and any(
+                c.cls.family in PICKLING_FAMILIES for c in self.candidates):
+            # measured now: map keeps no reference to a result once handed over
+            sizes = [size for size in (pickled_size(batch[0]), pickled_size(first_value))
+                     if size]
+            self.moved = max(sizes, default=0)
         if not rest and ended > began:
             self.busy = (time.process_time_ns() - process_began) / (ended - began)
         if self.record is not None:
