@@ -366,10 +366,13 @@ class _AutoMap:
 
     def _batch_size(self, candidate: _Candidate) -> int:
         """Items for about ``batch_s`` of the candidate's time (serial's per item until it
-        has a sample), an item per worker at least."""
+        has a sample), an item per worker at least. A candidate's batches double from
+        MIN_BATCH_S up to that as it stays in contention: one that is clearly slower costs
+        little before it is out."""
         per_item = float(np.median(candidate.per_item_s)) if candidate.per_item_s else (
             self.unit_s)
-        return max(candidate.workers, min(MAX_BATCH, int(self.batch_s / max(per_item, 1e-9))))
+        target = min(self.batch_s, MIN_BATCH_S * 2 ** len(candidate.per_item_s))
+        return max(candidate.workers, min(MAX_BATCH, int(target / max(per_item, 1e-9))))
 
     def _size_threads(self, left: int | None) -> None:
         """Threads (unless max_workers says how many): as many as the items can keep busy. An
