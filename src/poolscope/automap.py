@@ -8,16 +8,28 @@ real work: their results are kept and returned in place, so no item is computed 
 
 How it decides:
 
-- Serial goes first, one item, then a batch sized to take about ``BATCH_S``. When the items run
-  out in serial calibration, or the known remaining work is shorter than starting a pool
-  (``SHORT_WORK_S``), everything runs serially and no pool is ever started.
-- Then rounds: each candidate (serial included) runs one batch per round on a pool started once
-  and kept; a batch's time per item is one sample. After ``MIN_ROUNDS`` rounds the rule decides
-  (a more complex configuration only when shown faster than every simpler one); while it is
-  undecided, rounds go on for the configurations in contention, within ``budget`` seconds of
-  calibration and at most ``MAX_CALIBRATION_SHARE`` of a known item count. Undecided then, it
-  takes the simplest configuration not shown slower (``MapDecision.inconclusive``).
-- The rest runs on the chosen pool in windows of items (bounded memory for any iterator).
+- Serial goes first, one item, then batches that grow until one takes about ``BATCH_S`` / 2.
+  When the items run out in serial calibration, or the known remaining work is shorter than
+  starting a pool (``SHORT_WORK_S``), everything runs serially and no pool is ever started.
+  The serial batches also say how many cores an item keeps busy (``busy``: the process's CPU
+  time over the wall): under 1 for items that wait, more with native threads.
+- Threads start as many as the items can overlap, cores / busy (the cores for items that
+  compute, up to ``MAX_START_THREADS`` for items that wait), and double while that pays.
+- Then rounds: each candidate runs one batch per round on a pool started once and kept; a
+  batch's time per item is one sample. Candidates without a sample go first; a candidate's
+  batches double from ``MIN_BATCH_S`` as it stays in contention. A candidate runs no batch
+  once it could not win (speed_bounds.py): the best it could do (serial's speed times the
+  items it can overlap, or its pickles through a pipe) is under 1.1× serial's or already
+  beaten; a pool not started yet could not save twice its start on the items left; or every
+  batch of it was clearly slower than another's (``CLEARLY_SLOWER``).
+- After ``MIN_ROUNDS`` rounds the rule decides (a more complex configuration only when shown
+  faster than every simpler one); while it is undecided, rounds go on for the configurations
+  in contention, within ``budget`` seconds of calibration and at most
+  ``MAX_CALIBRATION_SHARE`` of a known item count. When the items left would not pay for two
+  more rounds, a candidate ``LAST_ROUND_FACTOR`` faster in every batch is taken. Undecided
+  then, it takes the simplest configuration not shown slower (``MapDecision.inconclusive``).
+- The rest runs on the chosen pool in windows of items (bounded memory for any iterator); a
+  drift in the items' cost makes the decision again.
 
 An item's exception is raised when its result is reached, as ``Executor.map`` does: ``map``
 returns the results only if every item succeeded, and raises the first failed item's exception

@@ -1,0 +1,80 @@
+"""How poolscope.map calibrates: the bounds that spare it batches on candidates that could not
+win (speed_bounds.py), and the thread count it starts from (real pools, real items)."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+import pytest
+
+import poolscope
+from poolscope import speed_bounds
+from poolscope.automap import MapDecision
+from poolscope.environment import usable_cores
+from poolscope.speed_bounds import best_possible
+
+MB = 2**20
+
+
+def waits(x: int) -> int:
+    time.sleep(0.02)
+    return x
+
+
+def big_result(x: int) -> bytes:
+    return bytes([x % 256]) * (8 * MB)
+
+
+def test_items_that_wait_get_many_threads_and_no_process_pool():
+    before = set(psutil.Process().children(recursive=True))
+    decision: list[MapDecision] = []
+    assert poolscope.map(waits, range(40), decision=decision, store=False) == list(range(40))
+    chosen = decision[0]
+    assert chosen.executor == "thread" and chosen.workers > 2 * usable_cores(), chosen
+    assert not any(label.startswith("process-pool") for label in chosen.calibration), chosen
+    assert "process-pool ×" in chosen.reason and "could not" in chosen.reason, chosen.reason
+    assert set(psutil.Process().children(recursive=True)) <= before  # never started
+
+
+def test_results_a_pipe_would_take_longer_to_carry_start_no_process_pool(monkeypatch):
+    # a slow pipe, so that the bound decides whatever this machine's speed (real: ~0.6-2 GB/s)
+    monkeypatch.setattr(speed_bounds, "pipe_bytes_per_s", lambda: 100 * MB)
+    before = set(psutil.Process().children(recursive=True))
+    decision: list[MapDecision] = []
+    results = poolscope.map(big_result, range(24), decision=decision, store=False)
+    assert [r[:1] for r in results] == [bytes([x]) for x in range(24)]
+    chosen = decision[0]
+    assert not any(label.startswith("process-pool") for label in chosen.calibration), chosen
+    assert "8.0 MB per item through one pipe" in chosen.reason, chosen.reason
+    assert set(psutil.Process().children(recursive=True)) <= before
+
+
+def test_the_best_possible_is_set_by_workers_cores_or_the_pipe(monkeypatch):
+    monkeypatch.setattr(speed_bounds, "pipe_bytes_per_s", lambda: 100 * MB)
+    computes = best_possible(0.010, workers=6, cores=2, busy=1.0, moved_bytes=None)
+    assert computes.speedup == pytest.approx(2.0) and "cores busy" in computes.why
+    waiting = best_possible(0.010, workers=6, cores=2, busy=0.01, moved_bytes=None)
+    assert waiting.speedup == pytest.approx(6.0) and waiting.why == "6 workers"
+    native = best_possible(0.010, workers=2, cores=2, busy=2.0, moved_bytes=None)
+    assert native.speedup == pytest.approx(1.0)
+    moving = best_possible(0.010, workers=2, cores=2, busy=1.0, moved_bytes=4 * MB)
+    assert moving.per_item_s == pytest.approx(0.04) and "4.0 MB" in moving.why
+    small = best_possible(0.010, workers=2, cores=2, busy=1.0, moved_bytes=1000)
+    assert small.speedup == pytest.approx(2.0)  # a small pickle is no limit
+
+
+def test_a_pipe_is_measured_once_and_plausibly():
+    speed_bounds.pipe_bytes_per_s.cache_clear()
+    bandwidth = speed_bounds.pipe_bytes_per_s()
+    assert 10 * MB < bandwidth < 1000 * 2**30
+    assert speed_bounds.pipe_bytes_per_s() == bandwidth
+
+
+def test_a_pools_start_is_remembered_per_worker():
+    speed_bounds.started("process", 2, 0.05)
+    assert speed_bounds.start_cost_s("process", 4) == pytest.approx(0.1)
+    speed_bounds.started("process", 2, -1.0)  # the items took longer than the batch: no cost
+    assert speed_bounds.start_cost_s("process", 4) == 0.0
+    speed_bounds._started.pop("process")
+    assert speed_bounds.start_cost_s("process", 1) == speed_bounds.PRIOR_START_S
