@@ -78,3 +78,20 @@ def test_a_pools_start_is_remembered_per_worker():
     assert speed_bounds.start_cost_s("process", 4) == 0.0
     speed_bounds._started.pop("process")
     assert speed_bounds.start_cost_s("process", 1) == speed_bounds.PRIOR_START_S
+
+
+def computes(x: int) -> int:
+    deadline = time.thread_time() + 0.001
+    while time.thread_time() < deadline:
+        pass
+    return x
+
+
+def test_an_iterator_read_ahead_by_one_bound_is_mapped_by_the_next():
+    # the start-up bound reads up to MAX_AHEAD items ahead; a later check asking for fewer
+    # must count them, not read a negative number more (a ValueError from islice once)
+    items = iter(range(400))
+    decision: list[MapDecision] = []
+    assert poolscope.map(computes, items, executors=["serial", "process-pool"],
+                         decision=decision, store=False) == list(range(400))
+    assert decision[0].items == 400

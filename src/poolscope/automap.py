@@ -269,7 +269,7 @@ class _AutoMap:
         ahead, bounded); None when more than ``up_to`` are left of an iterator."""
         if self.known is not None:
             return self.known - self.taken
-        self.ahead += itertools.islice(self.source, up_to + 1 - len(self.ahead))
+        self.ahead += itertools.islice(self.source, max(0, up_to + 1 - len(self.ahead)))
         return len(self.ahead) if len(self.ahead) <= up_to else None
 
     def _collect(self, _trial: int, record: ChunkRecord) -> None:
