@@ -416,6 +416,15 @@ class _AutoMap:
         return best_possible(float(np.median(serial.per_item_s)), candidate.workers,
                              self.cores, self.busy if self.busy is not None else 1.0, moved)
 
+    def _moved_bytes(self, item: Any, result: Any) -> int:
+        """The larger pickle of an item's argument and result, when a candidate would move
+        them between processes (0 otherwise). Measured as the result is made: map keeps no
+        reference to a result once handed over."""
+        if not any(c.cls.family in PICKLING_FAMILIES for c in self.candidates):
+            return 0
+        return max((size for size in (pickled_size(item), pickled_size(result)) if size),
+                   default=0)
+
     def _ruled_out(self, candidate: _Candidate, among: Sequence[_Candidate],
                    factor: float | None = None) -> bool:
         """Whether more batches could not make the candidate the choice (then it is out, with
@@ -721,14 +730,13 @@ class _AutoMap:
         source = iter(batch)
         failed: list[tuple[int, str, str]] = []
         piece, done = 1, 0
-        first_value: Any = None
         began, cpu_began = time.perf_counter_ns(), time.thread_time_ns()
         process_began = time.process_time_ns()
         while done < len(batch):
             piece_began = time.perf_counter_ns()
             values = self._bare(source, min(piece, len(batch) - done), first + done, failed)
-            if not done and values:
-                first_value = values[0]
+            if not done and values and first == 0 and self.moved is None:
+                self.moved = self._moved_bytes(batch[0], values[0])
             done += len(values)
             self.handed += len(values)
             if failed and self.first_failure is None:
@@ -740,12 +748,6 @@ class _AutoMap:
             if time.perf_counter_ns() - piece_began < PIECE_S * 1e9:
                 piece *= 2
         ended, cpu_ended = time.perf_counter_ns(), time.thread_time_ns()
-        if first == 0 and done and self.moved is None and any(
-                c.cls.family in PICKLING_FAMILIES for c in self.candidates):
-            # measured now: map keeps no reference to a result once handed over
-            sizes = [size for size in (pickled_size(batch[0]), pickled_size(first_value))
-                     if size]
-            self.moved = max(sizes, default=0)
         if not rest and ended > began:
             self.busy = (time.process_time_ns() - process_began) / (ended - began)
         if self.record is not None:
