@@ -58,6 +58,12 @@ def _children() -> dict[int, psutil.Process]:
     return found
 
 
+def own_children() -> set[psutil.Process]:
+    """This test process's live children, less multiprocessing's per-process helpers (a
+    spawn or forkserver start leaves its resource tracker for the session)."""
+    return set(_children().values())
+
+
 def _threads() -> dict[int, threading.Thread]:
     return {t.ident: t for t in threading.enumerate()
             if t.ident is not None and not t.name.startswith(_EXEMPT_THREADS)}

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import io
 import os
+import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 import poolscope
+from conftest import own_children
 from poolscope import UsageError
-from poolscope.automap import ItemFailed, MapDecision, Raised, map_stream
+from poolscope.automap import InitializerFailed, ItemFailed, MapDecision, Raised, map_stream
 from poolscope.store import RunStore
 
 CANDIDATES = ["serial", "thread", "process-pool"]
@@ -98,11 +101,11 @@ def test_no_item_is_computed_twice(tmp_path):
 
 
 def test_short_work_runs_serially_without_starting_a_pool():
-    before = set(psutil.Process().children(recursive=True))
+    before = own_children()
     decision: list[MapDecision] = []
     assert poolscope.map(square, range(50), decision=decision) == [x * x for x in range(50)]
     assert decision[0].executor == "serial" and decision[0].how == "short work"
-    assert set(psutil.Process().children(recursive=True)) <= before
+    assert own_children() <= before
 
 
 def test_a_worker_that_dies_fails_its_item_and_the_rest_finish(tmp_path):
@@ -110,9 +113,9 @@ def test_a_worker_that_dies_fails_its_item_and_the_rest_finish(tmp_path):
         poolscope.map(exits_on_5, range(40), executors=["process-pool"], max_workers=2)
     assert failed.value.item == 5 and "exit" in failed.value.message.lower()
     deadline = time.monotonic() + 10
-    while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+    while own_children() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not psutil.Process().children(recursive=True)
+    assert not own_children()
 
 
 @pytest.mark.parametrize("options, message", [
@@ -121,6 +124,13 @@ def test_a_worker_that_dies_fails_its_item_and_the_rest_finish(tmp_path):
     ({"executors": []}, "at least one"),
     ({"executors": ["serial", "serial"]}, "twice"),
     ({"budget": 0}, "budget"),
+    ({"chunksize": 0}, "chunksize"),
+    ({"chunksize": 2.5}, "chunksize"),
+    ({"chunksize": True}, "chunksize"),
+    ({"initializer": "setup"}, "initializer must be callable"),
+    ({"initializer": print, "initargs": 3}, "initargs"),
+    ({"native_threads": 0}, "native threads"),
+    ({"native_threads": 1.5}, "native threads"),
 ])
 def test_bad_options_are_one_usage_error(options, message):
     with pytest.raises(UsageError, match=message):
@@ -216,3 +226,134 @@ def test_an_async_function_is_awaited_on_the_asyncio_candidate():
         assert list(pool.map(fetch, range(5))) == [0, 2, 4, 6, 8]
     with pytest.raises(UsageError, match="asyncio candidate only"):
         poolscope.map(fetch, range(3), executors=["thread"])
+
+
+# --- initializer, chunksize, native threads, progress --------------------------------------
+WORKER = threading.local()  # what the initializer set, in the thread that ran it
+
+
+def remember(tag: str, log: str) -> None:
+    """An initializer: tags its worker, and logs which worker (pid, thread) it ran in."""
+    WORKER.tag = tag
+    with open(log, "a") as file:
+        file.write(f"{os.getpid()} {threading.get_ident()}\n")
+
+
+def tagged(x: int) -> tuple[int, str | None, int, int]:
+    """The item, the tag its worker's initializer set, and that worker; ~1 ms of computing."""
+    deadline = time.thread_time() + 0.001
+    while time.thread_time() < deadline:
+        pass
+    return x, getattr(WORKER, "tag", None), os.getpid(), threading.get_ident()
+
+
+def refuse(path: str) -> None:
+    raise RuntimeError(f"cannot open {path}")
+
+
+@pytest.mark.parametrize("executors", [[name] for name in CANDIDATES] + [CANDIDATES])
+def test_the_initializer_runs_once_in_each_worker_before_its_items(tmp_path, executors):
+    log = tmp_path / "init.log"
+    results = poolscope.map(tagged, range(400), executors=executors, max_workers=2,
+                            initializer=remember, initargs=("ready", str(log)))
+    assert [r[0] for r in results] == list(range(400))
+    assert all(tag == "ready" for _, tag, _, _ in results)  # set before the worker's items
+    ran = log.read_text().split("\n")[:-1]
+    assert len(ran) == len(set(ran))  # once per worker
+    workers = {f"{pid} {thread}" for _, _, pid, thread in results}
+    assert workers == set(ran)
+    if executors == ["process-pool"]:
+        assert os.getpid() not in {pid for _, _, pid, _ in results}
+
+
+def test_the_initializer_runs_again_in_each_call(tmp_path):
+    log = tmp_path / "init.log"
+    for _ in range(2):  # serially, both times in this thread
+        assert poolscope.map(square, range(5000), executors=["serial"], initializer=remember,
+                             initargs=("x", str(log))) == [x * x for x in range(5000)]
+    assert log.read_text().split("\n")[:-1] == [f"{os.getpid()} {threading.get_ident()}"] * 2
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_an_initializer_that_raises_fails_every_item_of_its_worker(tmp_path, name):
+    with pytest.raises(InitializerFailed, match=r"the initializer test_automap:refuse raised "
+                                                r"RuntimeError: cannot open db\.sqlite") as failed:
+        poolscope.map(square, range(300), executors=[name], max_workers=2,
+                      initializer=refuse, initargs=("db.sqlite",))
+    if name != "process-pool":  # raised in this process: the initializer's own exception
+        assert isinstance(failed.value.__cause__, RuntimeError)
+    assert isinstance(failed.value, concurrent.futures.BrokenExecutor)
+    outcomes: list = []  # map_stream runs every item: each fails, none hangs
+    map_stream(square, range(300), outcomes.extend, executors=[name], max_workers=2,
+               initializer=refuse, initargs=("db.sqlite",))
+    assert len(outcomes) == 300
+    assert all(type(v) is Raised and isinstance(v.exc, InitializerFailed) for v in outcomes)
+
+
+def test_the_initializer_and_the_new_options_are_recorded(store, tmp_path):
+    poolscope.map(tagged, range(200), executors=["thread"], max_workers=2, chunksize=7,
+                  initializer=remember, initargs=("t", str(tmp_path / "log")), native_threads=1)
+    run = poolscope.load("latest", store=store)
+    options = run.options
+    assert options["chunksize"] == 7 and options["native_threads"] == 1
+    assert options["initializer"] == "test_automap:remember"
+    assert options["initargs"] == ["'t'", repr(str(tmp_path / "log"))]
+    # chunks of 7 items wherever a batch has more (smaller calibration batches: one chunk)
+    assert {t.chunksize for t in run.trial_results if len(t.items) > 7} == {7}
+    from poolscope.present.terminal import render_result
+
+    shown = "\n".join(str(part) for part in render_result(run))
+    assert "chunksize 7" in shown and "initializer test_automap:remember('t'" in shown
+    assert "native threads 1" in shown
+
+
+def blas_threads(_: object) -> tuple[int | None, str | None]:
+    """This worker's largest BLAS pool, and what the environment tells BLAS loaded later."""
+    from threadpoolctl import threadpool_info
+
+    found = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    return max(found, default=None), os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+def _blas_here() -> int | None:
+    return blas_threads(None)[0]
+
+
+@pytest.mark.parametrize("name", [*CANDIDATES, "process-spawn"])
+def test_native_threads_caps_every_worker_and_is_restored_after(name):
+    before, env_before = blas_threads(None)
+    seen = set(poolscope.map(blas_threads, range(8), executors=[name], max_workers=1,
+                             native_threads=1))
+    assert {env for _, env in seen} == {"1"}
+    if before is not None:  # numpy (poolscope imports it) loaded a BLAS here and in workers
+        assert {threads for threads, _ in seen} == {1}
+    assert blas_threads(None) == (before, env_before)
+
+
+def test_progress_goes_to_stderr_only(capfd, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws as on a terminal
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert poolscope.map(square, range(20_000), executors=["serial", "thread"],
+                         progress=True) == [x * x for x in range(20_000)]
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "poolscope.map" in err and "20000/20000" in err
+    poolscope.map(square, range(20_000), executors=["serial", "thread"])  # off by default
+    assert capfd.readouterr() == ("", "")
+
+
+def test_progress_counts_lists_of_results_not_items():
+    from rich.console import Console
+
+    from poolscope.present.progress import MapProgress
+
+    text = io.StringIO()
+    display = MapProgress(None, Console(file=text, width=80, force_terminal=True,
+                                        color_system=None))
+    with display:
+        display.advance(1500)
+        display.decided("thread ×4")
+        display.advance(500)
+    assert display.progress is not None
+    assert display.progress.tasks[0].completed == 2000
+    assert "poolscope.map: calibrating" in text.getvalue()

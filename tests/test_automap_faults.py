@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 import poolscope
+from conftest import own_children
 from poolscope.automap import ItemFailed, Raised, map_stream
 
 WAIT_S = 120
@@ -143,7 +144,7 @@ def test_a_worker_that_dies_fails_only_its_item(fault, expected):
     assert list(failed) == [13]
     assert isinstance(failed[13], ItemFailed) and expected in failed[13].message
     assert [v for i, v in enumerate(outcomes) if i != 13] == [i for i in range(60) if i != 13]
-    assert not psutil.Process().children(recursive=True)
+    assert not own_children()
 
 
 class _Fault:
@@ -171,7 +172,7 @@ def test_a_map_timeout_leaves_nothing_running_after_shutdown(tmp_path):
             got.append(value)
     pool.shutdown(wait=True)
     assert got == [0.01] * len(got) and 1 <= len(got) <= 4
-    assert not psutil.Process().children(recursive=True)
+    assert not own_children()
 
 
 def _sleep_then_return(seconds: float) -> float:

@@ -62,6 +62,27 @@ def slow(x):
 
     time.sleep(0.002)
     return x
+
+
+TAG = None
+
+
+def setup(tag, number):
+    global TAG
+    TAG = f"{tag}-{number}"
+
+
+def tagged(x):
+    return [x, TAG]
+
+
+def refuse():
+    raise RuntimeError("no database")
+
+
+def blas_env(x):
+    return os.environ.get("OPENBLAS_NUM_THREADS")
+
 '''
 
 
@@ -224,6 +245,16 @@ def test_the_run_is_recorded_in_the_store_unless_no_store(work):
      "--max-workers must be at least 1, got 0"),
     (["work.py:square", "--items-from", "items.jsonl", "--chunksize", "0"],
      "--chunksize must be at least 1, got 0"),
+    (["work.py:square", "--items-from", "items.jsonl", "--native-threads", "0"],
+     "--native-threads must be at least 1, got 0"),
+    (["work.py:square", "--items-from", "items.jsonl", "--initargs", "[1]"],
+     "--initargs needs --initializer"),
+    (["work.py:square", "--items-from", "items.jsonl", "--initializer", "work.py:setup",
+      "--initargs", "{1"], "--initargs must be a JSON list"),
+    (["work.py:square", "--items-from", "items.jsonl", "--initializer", "work.py:setup",
+      "--initargs", '{"a": 1}'], "--initargs must be a JSON list"),
+    (["work.py:square", "--items-from", "items.jsonl", "--initializer", "work.py:nothing"],
+     "has no attribute 'nothing'"),
     (["work.py:square", "--items-from", "items.jsonl", "--budget", "0"],
      "--budget must be a number of seconds more than 0"),
     (["work.py:square", "--items-from", "items.jsonl", "--star"],
@@ -259,6 +290,77 @@ def test_results_that_cannot_be_written_are_one_line_and_exit_2(work):
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == ("poolscope: error: cannot write the results to /dev/full: "
                                    "No space left on device")
+
+
+# --- the options shared with poolscope.map ---------------------------------------------------
+@pytest.mark.parametrize("executors", ["serial", "thread", "process-pool"])
+def test_the_initializer_runs_in_each_worker_with_its_arguments(work, executors):
+    write_items(work / "items.jsonl", list(range(200)))
+    done = map_cli(work, "work.py:tagged", "--items-from", "items.jsonl", "-e", executors,
+                   "--max-workers", "2", "--initializer", "work.py:setup", "--initargs",
+                   '["db", 4]', "-q")
+    assert done.returncode == 0, done.stderr
+    assert [line["result"] for line in result_lines(done.stdout)] == [
+        [x, "db-4"] for x in range(200)]
+
+
+def test_an_initializer_that_raises_fails_the_items_and_exits_1(work):
+    write_items(work / "items.jsonl", list(range(40)))
+    done = map_cli(work, "work.py:square", "--items-from", "items.jsonl", "-e", "thread",
+                   "--max-workers", "2", "--initializer", "work.py:refuse", "-q")
+    assert done.returncode == 1, done.stderr
+    lines = result_lines(done.stdout)
+    assert len(lines) == 40
+    assert {line["error"]["kind"] for line in lines} == {"InitializerFailed"}
+    assert "work.py:refuse raised RuntimeError: no database" in lines[0]["error"]["message"]
+    assert "40 items, 40 failed" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_native_threads_caps_the_workers_and_the_options_are_shown(work):
+    write_items(work / "items.jsonl", list(range(60)))
+    done = map_cli(work, "work.py:blas_env", "--items-from", "items.jsonl", "-e",
+                   "serial,thread,process-pool", "--max-workers", "2", "--native-threads", "1",
+                   "--chunksize", "3", "--store", "runs.db", "-q")
+    assert done.returncode == 0, done.stderr
+    assert {line["result"] for line in result_lines(done.stdout)} == {"1"}
+    shown = run_cli("show", "latest", "--store", "runs.db", cwd=work, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "chunksize 3" in shown.stdout and "native threads 1" in shown.stdout
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_is_on_stderr_and_stdout_has_only_the_results(work, quiet):
+    """stderr a terminal (a pty), stdout a pipe: the count is drawn on stderr unless -q, and
+    stdout carries the JSON lines alone."""
+    import pty
+    import threading
+
+    write_items(work / "items.jsonl", list(range(3000)))
+    parent, child = pty.openpty()
+    drawn: list[bytes] = []
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # EIO once the child side is closed
+            while chunk := os.read(parent, 65536):
+                drawn.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "poolscope", "map", "work.py:slow", "--items-from",
+             "items.jsonl", "-e", "serial,thread", "--out", "-", *(["-q"] if quiet else [])],
+            cwd=work, env=env, stdout=subprocess.PIPE, stderr=child, text=True, timeout=120)
+    finally:
+        os.close(child)
+    reader.join(timeout=10)
+    os.close(parent)
+    assert done.returncode == 0
+    assert [line["result"] for line in result_lines(done.stdout)] == list(range(3000))
+    err = b"".join(drawn).decode("utf-8", "replace")
+    assert "3,000 items, 0 failed" in err or "3000 items" in err, err
+    assert ("items done" in err) != quiet, err
 
 
 # --- stopping part way: nothing left running, what finished kept ---------------------------------

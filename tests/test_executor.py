@@ -15,6 +15,7 @@ import pytest
 
 import poolscope
 from poolscope import UsageError
+from poolscope.automap import InitializerFailed
 
 CANDIDATES = ["serial", "thread", "process-pool"]
 WAIT_S = 30  # every wait below ends by then
@@ -265,3 +266,100 @@ def test_each_map_is_a_run_in_the_history(store):
     assert (first.target, first.n_items) == ("builtins:abs", 200)
     assert (second.target, second.n_items) == ("test_executor:multiply", 5000)
     assert second.options["map"]["executor"] == pool.decisions[-1].executor
+
+
+# --- the options shared with poolscope.map ---------------------------------------------------
+WORKER = threading.local()
+
+
+def remember(tag: str, log: str) -> None:
+    WORKER.tag = tag
+    with open(log, "a") as file:
+        file.write(f"{os.getpid()} {threading.get_ident()}\n")
+
+
+def tagged(x: int) -> tuple[int, str | None, int, int]:
+    deadline = time.thread_time() + 0.001
+    while time.thread_time() < deadline:
+        pass
+    return x, getattr(WORKER, "tag", None), os.getpid(), threading.get_ident()
+
+
+def refuse() -> None:
+    raise RuntimeError("no database")
+
+
+def blas_env(_: object) -> str | None:
+    return os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_the_initializer_runs_once_in_each_worker_of_map_and_submit(tmp_path, name):
+    log = tmp_path / "init.log"
+    with poolscope.Executor(max_workers=2, executors=[name], initializer=remember,
+                            initargs=("ready", str(log))) as pool:
+        results = list(pool.map(tagged, range(300), timeout=WAIT_S))
+        assert [r[0] for r in results] == list(range(300))
+        assert all(tag == "ready" for _, tag, _, _ in results)
+        ran = log.read_text().split("\n")[:-1]
+        assert len(ran) == len(set(ran)) and set(ran) == {f"{p} {t}" for _, _, p, t in results}
+        # submit's pool, whichever the decision named, is started with the initializer too
+        assert pool.submit(tagged, 1).result(timeout=WAIT_S)[1] == "ready"
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_an_initializer_that_raises_fails_the_maps_items_without_hanging(name):
+    with poolscope.Executor(max_workers=2, executors=[name], initializer=refuse) as pool, \
+            pytest.raises(InitializerFailed, match="RuntimeError: no database"):
+        list(pool.map(multiply, range(100), range(100), timeout=WAIT_S))
+
+
+def test_the_executors_chunksize_is_each_maps_unless_map_gives_one(store):
+    with poolscope.Executor(max_workers=2, executors=["thread"], chunksize=5) as pool:
+        assert list(pool.map(abs, range(-200, 200), timeout=WAIT_S)) == [
+            abs(x) for x in range(-200, 200)]
+        assert list(pool.map(abs, range(-200, 200), timeout=WAIT_S, chunksize=9)) == [
+            abs(x) for x in range(-200, 200)]
+    first, second = poolscope.load("latest~1", store=store), poolscope.load("latest",
+                                                                            store=store)
+    assert {t.chunksize for t in first.trial_results if len(t.items) > 5} == {5}
+    assert {t.chunksize for t in second.trial_results if len(t.items) > 9} == {9}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"chunksize": 0}, "chunksize"),
+    ({"native_threads": 0}, "native threads"),
+    ({"initializer": 5}, "initializer"),
+    ({"initargs": 5}, "initargs"),
+])
+def test_bad_shared_options_are_a_usage_error(options, message):
+    with pytest.raises(UsageError, match=message):
+        poolscope.Executor(**options)
+
+
+@pytest.mark.parametrize("name", CANDIDATES)
+def test_native_threads_caps_the_maps_workers(name):
+    before = os.environ.get("OPENBLAS_NUM_THREADS")
+    with poolscope.Executor(max_workers=2, executors=[name], native_threads=1) as pool:
+        assert set(pool.map(blas_env, range(50), timeout=WAIT_S)) == {"1"}
+    assert os.environ.get("OPENBLAS_NUM_THREADS") == before  # restored after the map
+
+
+def test_submits_process_pool_caps_its_workers_and_runs_the_initializer():
+    with poolscope.Executor(max_workers=2, executors=["process-pool"], native_threads=1,
+                            initializer=remember, initargs=("p", os.devnull)) as pool:
+        assert list(pool.map(abs, range(10), timeout=WAIT_S)) == list(range(10))
+        assert pool.decision is not None and pool.decision.executor == "process-pool"
+        assert pool.submit(blas_env, None).result(timeout=WAIT_S) == "1"
+        _, tag, pid, _ = pool.submit(tagged, 3).result(timeout=WAIT_S)
+        assert tag == "p" and pid != os.getpid()
+
+
+def test_progress_goes_to_stderr_only(capfd, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    with poolscope.Executor(executors=["serial", "thread"], progress=True) as pool:
+        assert list(pool.map(abs, range(-5000, 5000), timeout=WAIT_S)) == [
+            abs(x) for x in range(-5000, 5000)]
+    out, err = capfd.readouterr()
+    assert out == "" and "poolscope.map" in err

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-import psutil
 import pytest
 
 import poolscope
+from conftest import own_children
 from poolscope import speed_bounds
 from poolscope.automap import MapDecision
 from poolscope.environment import usable_cores
@@ -27,27 +27,27 @@ def big_result(x: int) -> bytes:
 
 
 def test_items_that_wait_get_many_threads_and_no_process_pool():
-    before = set(psutil.Process().children(recursive=True))
+    before = own_children()
     decision: list[MapDecision] = []
     assert poolscope.map(waits, range(40), decision=decision, store=False) == list(range(40))
     chosen = decision[0]
     assert chosen.executor == "thread" and chosen.workers > 2 * usable_cores(), chosen
     assert not any(label.startswith("process-pool") for label in chosen.calibration), chosen
     assert "process-pool ×" in chosen.reason and "could not" in chosen.reason, chosen.reason
-    assert set(psutil.Process().children(recursive=True)) <= before  # never started
+    assert own_children() <= before  # never started
 
 
 def test_results_a_pipe_would_take_longer_to_carry_start_no_process_pool(monkeypatch):
     # a slow pipe, so that the bound decides whatever this machine's speed (real: ~0.6-2 GB/s)
     monkeypatch.setattr(speed_bounds, "pipe_bytes_per_s", lambda: 100 * MB)
-    before = set(psutil.Process().children(recursive=True))
+    before = own_children()
     decision: list[MapDecision] = []
     results = poolscope.map(big_result, range(24), decision=decision, store=False)
     assert [r[:1] for r in results] == [bytes([x]) for x in range(24)]
     chosen = decision[0]
     assert not any(label.startswith("process-pool") for label in chosen.calibration), chosen
     assert "8.0 MB per item through one pipe" in chosen.reason, chosen.reason
-    assert set(psutil.Process().children(recursive=True)) <= before
+    assert own_children() <= before
 
 
 def test_the_best_possible_is_set_by_workers_cores_or_the_pipe(monkeypatch):

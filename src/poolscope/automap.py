@@ -40,8 +40,12 @@ raises KeyboardInterrupt.
 from __future__ import annotations
 
 import builtins
+import concurrent.futures
+import contextlib
 import itertools
 import math
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from . import native
 from ._errors import UsageError
 from .analysis.decide import (
     EQUIVALENT,
@@ -62,12 +67,13 @@ from .analysis.decide import (
 from .backends import Backend, get_backend
 from .board import Board
 from .environment import usable_cores
-from .map_record import MapRecord, StoreOption, open_record
+from .map_record import MapRecord, StoreOption, open_record, target_name
 from .probe import ChunkRecord, _failure, is_coroutine_function
 from .runner import auto_chunksize, backend_class, make_chunks, run_trial
 from .speed_bounds import Bound, best_possible, pickled_size, start_cost_s, started
 
-__all__ = ["DEFAULT_CANDIDATES", "ItemFailed", "MapDecision", "Raised", "map", "map_stream"]
+__all__ = ["DEFAULT_CANDIDATES", "InitializerFailed", "ItemFailed", "MapDecision", "Raised", "map",
+           "map_stream"]
 
 DEFAULT_CANDIDATES = ("serial", "thread", "process-pool")
 BATCH_S = 0.02  # serial calibration grows its batches to about half this
@@ -104,6 +110,12 @@ class ItemFailed(Exception):
     def __init__(self, item: int, kind: str, message: str) -> None:
         super().__init__(f"item {item}: {kind}: {message}")
         self.item, self.kind, self.message = item, kind, message
+
+
+class InitializerFailed(concurrent.futures.BrokenExecutor):
+    """The ``initializer`` raised in a worker: every item that worker runs fails with this (as
+    a standard pool's items fail with BrokenThreadPool / BrokenProcessPool), the initializer's
+    exception its ``__cause__`` where it ran in this process, and named in the message."""
 
 
 class Raised:
@@ -146,6 +158,89 @@ class _AsyncCapture(_Capture):
             return await self.fn(*item)
         except (Exception, SystemExit) as exc:
             return Raised(exc)
+
+
+_pid = os.getpid()  # this process's: a forked worker's own once it forked
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+class _InitCapture(_Capture):
+    """_Capture with an ``initializer``: ``initializer(*initargs)`` runs once in each worker
+    (a thread of a process: a forked or spawned worker, a new thread, runs it again) before the
+    first item it runs there. When it raised, each item that worker runs fails with
+    InitializerFailed and the function is not called. Only calls given an initializer pay the
+    check, once per item."""
+
+    def __init__(self, fn: Callable[..., Any], star: bool, initializer: Callable[..., Any],
+                 initargs: tuple[Any, ...]) -> None:
+        super().__init__(fn, star)
+        self.initializer, self.initargs = initializer, initargs
+        self.local = threading.local()  # pid: the process it ran in; failure
+
+    def __getstate__(self) -> dict[str, Any]:  # a process worker's copy starts afresh
+        return {key: value for key, value in self.__dict__.items() if key != "local"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.local = threading.local()
+
+    def initialized(self) -> InitializerFailed | None:
+        """Run the initializer in this worker unless it ran here; what its items fail with
+        when it raised."""
+        local = self.local
+        if getattr(local, "pid", None) != _pid:
+            local.pid, local.failure = _pid, None
+            try:
+                self.initializer(*self.initargs)
+            except (Exception, SystemExit) as exc:
+                local.failure = InitializerFailed(
+                    f"the initializer {_initializer_name(self.initializer)} raised "
+                    f"{type(exc).__name__}: {exc} (pid {os.getpid()}, thread "
+                    f"{threading.current_thread().name}): every item of this worker fails")
+                local.failure.__cause__ = exc
+        return local.failure  # type: ignore[no-any-return]
+
+    def __call__(self, item: Any) -> Any:
+        failure = self.initialized()
+        if failure is not None:
+            return Raised(failure)
+        return super().__call__(item)
+
+
+class _AsyncInitCapture(_InitCapture, _AsyncCapture):
+    """_InitCapture for an ``async def`` function: the initializer runs in the loop's thread."""
+
+    async def __call__(self, item: Any) -> Any:  # type: ignore[override]
+        failure = self.initialized()
+        if failure is not None:
+            return Raised(failure)
+        return await _AsyncCapture.__call__(self, item)
+
+
+def _initializer_name(initializer: Callable[..., Any]) -> str:
+    """module:qualname, or path/to/file.py:qualname for a file target's function."""
+    from ._filetargets import module_path
+
+    name = target_name(initializer)
+    module, _, qualname = name.partition(":")
+    path = module_path(module)
+    return name if path is None else f"{path}:{qualname}"
+
+
+def _capture(fn: Callable[..., Any], star: bool, initializer: Callable[..., Any] | None,
+             initargs: tuple[Any, ...]) -> _Capture:
+    """The capture for the call: a plain one, at no cost per item, without an initializer."""
+    coroutine = is_coroutine_function(fn)
+    if initializer is None:
+        return (_AsyncCapture if coroutine else _Capture)(fn, star)
+    return (_AsyncInitCapture if coroutine else _InitCapture)(fn, star, initializer, initargs)
 
 
 def _call_here(call: _Capture, item: Any) -> Any:
@@ -208,8 +303,13 @@ class _AutoMap:
                  max_workers: int | None, star: bool, budget_s: float,
                  sink: Callable[[list[Any]], None], chunksize: int | None = None,
                  on_decision: Callable[[MapDecision], None] | None = None,
-                 record: MapRecord | None = None) -> None:
-        self.call = (_AsyncCapture if is_coroutine_function(fn) else _Capture)(fn, star)
+                 record: MapRecord | None = None,
+                 initializer: Callable[..., Any] | None = None, initargs: Iterable[Any] = (),
+                 native_threads: int | None = None, progress: bool = False) -> None:
+        self.call = _capture(fn, star, initializer, tuple(initargs))
+        # run_here's bare loop calls the function itself: it runs the initializer first
+        self.init_call = self.call if isinstance(self.call, _InitCapture) else None
+        self.native_threads = native_threads
         self.record = record
         self.serial_trial: int | None = None  # the serial rest's trial, once it began
         self.source: Iterator[Any] = iter(items)
@@ -229,6 +329,9 @@ class _AutoMap:
         self.stop_at_failure = False  # then set stopping
         self.chunksize = chunksize
         self.on_decision = on_decision
+        self.progress: Any = None
+        if progress:  # counted as results are handed over, a list at a time
+            self._show_progress()
         self.decision: MapDecision | None = None
         self.budget_s = budget_s
         self.unit_s = 0.0  # serial's time per item, before a candidate has its own
@@ -248,7 +351,7 @@ class _AutoMap:
                 workers = 1
             elif max_workers is not None:
                 workers = max_workers
-            else:  # ThreadPoolExecutor's default for threads; one process per core
+            else:  # until _size_threads knows better: ThreadPoolExecutor's; one process a core
                 workers = {"thread": min(32, cores + 4), "async": ASYNC_TASKS}.get(
                     cls.family, cores)
             self.candidates.append(_Candidate(name, cls.effective_workers(workers), cls))
@@ -641,6 +744,38 @@ class _AutoMap:
                            {candidate.label: list(candidate.per_item_s)}, self.taken)
 
     # --- the rest ----------------------------------------------------------------------------
+    def work(self) -> MapDecision | None:
+        """``run`` with the call's surroundings: its native thread cap (native.capped: this
+        process's pools, and the process pools started meanwhile cap their workers') and its
+        progress display."""
+        with contextlib.ExitStack() as stack:
+            if self.native_threads is not None:
+                stack.enter_context(native.capped(self.native_threads))
+            if self.progress is not None:
+                stack.enter_context(self.progress)
+            decision = self.run()
+        return decision
+
+    def _show_progress(self) -> None:
+        """A display of the items done on stderr (present/progress.py): updated when results
+        are handed to the sink, and with the configuration once decided."""
+        from .present.progress import map_progress
+
+        display = self.progress = map_progress(self.known)
+        sink, on_decision = self.sink, self.on_decision
+
+        def counted(values: list[Any]) -> None:
+            sink(values)
+            display.advance(len(values))
+
+        def decided(decision: MapDecision) -> None:
+            display.decided(decision.executor if decision.executor == "serial"
+                            else f"{decision.executor} ×{decision.workers}")
+            if on_decision is not None:
+                on_decision(decision)
+
+        self.sink, self.on_decision = counted, decided
+
     def run(self) -> MapDecision | None:
         """Map every item, handing results to the sink in order; the decision (None when
         stopped before one was made)."""
@@ -727,6 +862,8 @@ class _AutoMap:
             if self.serial_trial is None:
                 self.serial_trial, self.trials = self.trials, self.trials + 1
             trial = self.serial_trial
+        if self.init_call is not None:  # before the clock: the initializer is not an item
+            self.init_call.initialized()
         source = iter(batch)
         failed: list[tuple[int, str, str]] = []
         piece, done = 1, 0
@@ -759,6 +896,11 @@ class _AutoMap:
               failed: list[tuple[int, str, str]]) -> list[Any]:
         """``count`` items of ``source`` through the function, in C's loop where it can; a
         failure is the item's Raised, and is added to ``failed``."""
+        failure = self.init_call.initialized() if self.init_call is not None else None
+        if failure is not None:  # the initializer raised in this thread: every item fails
+            values = [Raised(failure) for _ in itertools.islice(source, count)]
+            failed += [(first + i, *_failure(failure)) for i in range(len(values))]
+            return values
         if self.call.star:
             values = [self.call(item) for item in itertools.islice(source, count)]
             failed += [(first + i, *_failure(v.exc)) for i, v in enumerate(values)
@@ -799,25 +941,43 @@ class _Stopped(Exception):
 
 def map(fn: Callable[..., Any], items: Iterable[Any], *,
         executors: Sequence[str] | str | None = None, max_workers: int | None = None,
-        star: bool = False, budget: float = DEFAULT_BUDGET_S, store: StoreOption = True,
-        decision: list[MapDecision] | None = None) -> list[Any]:
+        star: bool = False, budget: float = DEFAULT_BUDGET_S, chunksize: int | None = None,
+        initializer: Callable[..., Any] | None = None, initargs: Iterable[Any] = (),
+        native_threads: int | None = None, progress: bool = False,
+        store: StoreOption = True, decision: list[MapDecision] | None = None) -> list[Any]:
     """``list(map(fn, items))`` (``itertools.starmap`` with ``star=True``: a list or tuple item
     is positional arguments, a dict keywords), run on the configuration poolscope picks while
     doing the work (see the module's docstring). ``executors``: the candidates (default serial,
-    thread, process-pool); ``max_workers``: workers of every pool (default: ThreadPoolExecutor's
-    for threads, the usable cores for processes); ``budget``: calibration's seconds, at most;
-    ``store``: where the run is recorded (True: the default store, $POOLSCOPE_STORE or
-    .poolscope/poolscope.db; a path; False: not recorded); ``decision``: a list that gets the
-    MapDecision appended.
+    thread, process-pool); ``max_workers``: workers of every pool (default: for threads as many
+    as the items can overlap, from the cores they keep busy serially, up to 64 and doubled
+    while that pays; the usable cores for processes); ``budget``: calibration's seconds, at most;
+    ``chunksize``: items per task sent to a pool (default: about four chunks per worker in
+    each batch); ``store``: where the run is recorded (True: the default store,
+    $POOLSCOPE_STORE or .poolscope/poolscope.db; a path; False: not recorded); ``decision``: a
+    list that gets the MapDecision appended.
+
+    ``initializer(*initargs)``, as in concurrent.futures, runs once in each worker before the
+    first item it runs: in this thread for serial items, in each pool thread, in each process
+    (pickled with the function). If it raises, every item of that worker fails with
+    InitializerFailed (``map`` raises the first); the other workers go on.
+    ``native_threads``: cap native thread pools (BLAS, OpenMP) at that many threads, as
+    ``compare`` does: this process's while the map runs (serial and threads), each worker
+    process's for its life. ``progress``: show the items done (of how many, for a sequence) on
+    stderr while it runs.
     """
-    names = _check_options(executors, max_workers, budget, fn=fn)
+    initargs = _initargs(initargs)
+    names = _check_options(executors, max_workers, budget, chunksize, fn=fn,
+                           initializer=initializer, native_threads=native_threads)
     results: list[Any] = []
 
     automap = _AutoMap(fn, items, names, max_workers, star, float(budget), results.extend,
-                       record=open_record(store, fn, list(names), _options(
-                           names, max_workers, star, budget, None)))
+                       chunksize, record=open_record(store, fn, list(names), _options(
+                           names, max_workers, star, budget, chunksize, initializer, initargs,
+                           native_threads, progress)),
+                       initializer=initializer, initargs=initargs,
+                       native_threads=native_threads, progress=progress)
     automap.stop_at_failure = True  # as list(map(...)): no item after a failure starts
-    chosen = automap.run()
+    chosen = automap.work()
     if decision is not None and chosen is not None:
         decision.append(chosen)
     if automap.first_failure is not None:
@@ -828,36 +988,68 @@ def map(fn: Callable[..., Any], items: Iterable[Any], *,
 def map_stream(fn: Callable[..., Any], items: Iterable[Any], sink: Callable[[list[Any]], None],
                *, executors: Sequence[str] | str | None = None, max_workers: int | None = None,
                star: bool = False, budget: float = DEFAULT_BUDGET_S,
-               chunksize: int | None = None, store: StoreOption = True,
+               chunksize: int | None = None, initializer: Callable[..., Any] | None = None,
+               initargs: Iterable[Any] = (), native_threads: int | None = None,
+               progress: bool = False, store: StoreOption = True,
                target: str | None = None) -> MapDecision | None:
     """``map``'s work with every result handed to ``sink`` in item order, a list at a time, as
     soon as it and those before it are done: a failed item's result is a ``Raised`` (its
     exception in ``.exc``), and the rest still run. Bounded memory for any iterator. Returns
-    the decision. ``store`` as ``map``'s; ``target``: the name the run is stored under
+    the decision. The options as ``map``'s; ``target``: the name the run is stored under
     (default: the function's module:qualname)."""
-    names = _check_options(executors, max_workers, budget, chunksize, fn=fn)
-    record = open_record(store, fn, list(names),
-                         _options(names, max_workers, star, budget, chunksize), target)
+    initargs = _initargs(initargs)
+    names = _check_options(executors, max_workers, budget, chunksize, fn=fn,
+                           initializer=initializer, native_threads=native_threads)
+    record = open_record(store, fn, list(names), _options(
+        names, max_workers, star, budget, chunksize, initializer, initargs, native_threads,
+        progress), target)
     return _AutoMap(fn, items, names, max_workers, star, float(budget), sink,
-                    chunksize, record=record).run()
+                    chunksize, record=record, initializer=initializer, initargs=initargs,
+                    native_threads=native_threads, progress=progress).work()
 
 
 def _options(names: Sequence[str], max_workers: int | None, star: bool, budget: float,
-             chunksize: int | None) -> dict[str, Any]:
-    """The call's options, as its stored run keeps them."""
+             chunksize: int | None, initializer: Callable[..., Any] | None = None,
+             initargs: tuple[Any, ...] = (), native_threads: int | None = None,
+             progress: bool = False) -> dict[str, Any]:
+    """The call's options, as its stored run keeps them (the initializer by name, its
+    arguments by repr)."""
     return {"executors": list(names), "max_workers": max_workers, "star": star,
-            "budget": budget, "chunksize": chunksize}
+            "budget": budget, "chunksize": chunksize,
+            "initializer": None if initializer is None else _initializer_name(initializer),
+            "initargs": [_short_repr(arg) for arg in initargs],
+            "native_threads": native_threads, "progress": bool(progress)}
+
+
+def _initargs(initargs: Iterable[Any]) -> tuple[Any, ...]:
+    if isinstance(initargs, str | bytes) or not isinstance(initargs, Iterable):
+        raise UsageError(f"initargs must be a tuple of arguments, got {initargs!r}")
+    return tuple(initargs)
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # a __repr__ that raises
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _check_options(executors: Sequence[str] | str | None, max_workers: int | None,
                    budget: float, chunksize: int | None = None,
-                   fn: Callable[..., Any] | None = None) -> tuple[str, ...]:
+                   fn: Callable[..., Any] | None = None,
+                   initializer: Callable[..., Any] | None = None,
+                   native_threads: int | None = None) -> tuple[str, ...]:
     names = _candidates(executors, fn is not None and is_coroutine_function(fn))
     if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
         raise UsageError(f"max_workers must be a whole number of at least 1, got "
                          f"{max_workers!r}")
-    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+    if chunksize is not None and (isinstance(chunksize, bool) or not isinstance(chunksize, int)
+                                  or chunksize < 1):
         raise UsageError(f"chunksize must be a whole number of at least 1, got {chunksize!r}")
+    if initializer is not None and not callable(initializer):
+        raise UsageError(f"initializer must be callable, got {initializer!r}")
+    native.validate(native_threads)
     if not (isinstance(budget, int | float) and 0 < budget < math.inf):
         raise UsageError(f"budget must be a number of seconds more than 0, got {budget!r}")
     return names

@@ -493,8 +493,9 @@ def map_command(
                                   "process ones (see `poolscope executors`).")
     ] = "serial,thread,process-pool",
     max_workers: Annotated[int | None, typer.Option(
-        "--max-workers", help="Workers per pool [default: ThreadPoolExecutor's for threads, "
-                              "the usable cores for processes].")] = None,
+        "--max-workers", help="Workers per pool [default: threads as many as the items can "
+                              "overlap (from the cores they keep busy), the usable cores for "
+                              "processes].")] = None,
     star: Annotated[bool, typer.Option(
         "--star", help="Each item is the function's arguments: a JSON list positional, an "
                        "object keywords (itertools.starmap).")] = False,
@@ -504,13 +505,22 @@ def map_command(
     chunksize: Annotated[int | None, typer.Option(
         "--chunksize", help="Items per task on a pool [default: about four chunks per worker "
                             "in each batch].")] = None,
+    initializer: Annotated[str | None, typer.Option(
+        "--initializer", metavar="MODULE:FUNCTION",
+        help="Call this function once in each worker (this process's thread, each pool thread "
+             "and process) before its first item, as concurrent.futures' initializer; if it "
+             "raises, that worker's items fail with InitializerFailed.")] = None,
+    initargs: Annotated[str | None, typer.Option(
+        "--initargs", metavar="JSON",
+        help="The initializer's arguments, a JSON list (e.g. '[\"db.sqlite\", 4]').")] = None,
+    native_threads: NativeThreadsOpt = None,
     quiet: QuietOpt = False,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
 ) -> None:
     """Map TARGET over the items, as list(map(...)) does, on the executor the first items show
     fastest; the results stream out as JSON lines, in item order."""
-    from .workloads import resolve_workload
+    from .workloads import resolve_function, resolve_workload
 
     if max_workers is not None and max_workers < 1:
         raise UsageError(f"--max-workers must be at least 1, got {max_workers}")
@@ -518,6 +528,8 @@ def map_command(
         raise UsageError(f"--chunksize must be at least 1, got {chunksize}")
     if not (0 < budget < float("inf")):
         raise UsageError(f"--budget must be a number of seconds more than 0, got {budget:g}")
+    _native_threads(native_threads)
+    arguments = _parse_initargs(initargs, initializer)
     _check_output(out, "--out")
     _check_not_the_items(out, items_from)
     items = _JsonLinesItems(items_from, star)  # opened now: a missing file is exit 2 at once
@@ -533,9 +545,11 @@ def map_command(
         recording: dict[str, Any] = {}  # map_stream's own default unless asked: the history
         if no_store or store is not None:
             recording["store"] = False if no_store else store
+        if initializer is not None:
+            recording.update(initializer=resolve_function(initializer), initargs=arguments)
         _run_map(fn, items, results, console, progress, executors=executors,
                  max_workers=max_workers, star=star, budget=budget, chunksize=chunksize,
-                 target=workload.target, **recording)
+                 native_threads=native_threads, target=workload.target, **recording)
     finally:
         items.close()
 
@@ -572,6 +586,23 @@ def _run_map(fn: Any, items: _JsonLinesItems, results: _ResultLines, console: Co
         console.print(f"results written to {results.out}")
     _print_decision(decision, console, results)
     raise typer.Exit(EXIT_FAILED_ITEMS if results.failed else EXIT_OK)
+
+
+def _parse_initargs(text: str | None, initializer: str | None) -> list[Any]:
+    """--initargs: a JSON list, given with --initializer."""
+    import json
+
+    if text is None:
+        return []
+    if initializer is None:
+        raise UsageError("--initargs needs --initializer")
+    try:
+        arguments = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--initargs must be a JSON list, got {text!r} ({exc.msg})") from None
+    if not isinstance(arguments, list):
+        raise UsageError(f"--initargs must be a JSON list, got {text!r}")
+    return arguments
 
 
 def _check_not_the_items(out: str, items_from: Path) -> None:

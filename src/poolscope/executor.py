@@ -8,7 +8,9 @@ one the work showed best, and the results come back in item order as they are do
 ``submit`` cannot calibrate (one call is no sample), so it follows the latest decision: before
 any ``map`` has decided, or when threads were chosen, a thread pool of ``max_workers`` (threads
 can run any callable, with nothing to pickle); a process pool of the decided size when
-processes were; one worker thread when serial was.
+processes were; one worker thread when serial was. These pools run ``initializer`` in each of
+their workers as the standard pools do (a process pool's workers also cap their native threads
+at ``native_threads``; a thread's cap is the process's, capped only while a map runs).
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .automap import DEFAULT_BUDGET_S, MapDecision, Raised, _AutoMap, _check_options, _options
+from . import native
+from .automap import (
+    DEFAULT_BUDGET_S,
+    MapDecision,
+    Raised,
+    _AutoMap,
+    _check_options,
+    _initargs,
+    _options,
+)
 from .environment import usable_cores
 from .map_record import StoreOption, open_record
 from .probe import is_coroutine_function
@@ -34,21 +45,39 @@ class Executor(concurrent.futures.Executor):
     """A ``concurrent.futures.Executor`` that picks serial, threads or processes while doing
     the work of each ``map`` (see the module's docstring).
 
-    ``max_workers``: workers of every pool (default: ThreadPoolExecutor's for threads, one
-    process per usable core); ``executors``: the candidates (default serial, thread,
+    ``max_workers``: workers of every pool (default: as ``poolscope.map`` sizes them: threads
+    from what the items keep busy, one process per usable core; ``submit`` before any map:
+    ThreadPoolExecutor's); ``executors``: the candidates (default serial, thread,
     process-pool); ``budget``: each map's calibration seconds, at most; ``store``: where each
     map is recorded as a run (see ``poolscope.map``).
+
+    ``chunksize``: each map's items per task on a pool (default: calibration sizes them; a
+    ``map(..., chunksize=N)`` above 1 overrides it); ``initializer(*initargs)``: run once in
+    each worker before its first item, in maps' workers and submit's pools alike (when it
+    raises, that worker's items fail with InitializerFailed); ``native_threads``: cap native
+    thread pools (BLAS, OpenMP) at that many threads: this process's while a map runs, each
+    worker process's for its life; ``progress``: show each map's items done on stderr. As in
+    ``poolscope.map``.
     """
 
     def __init__(self, max_workers: int | None = None, *,
                  executors: Sequence[str] | str | None = None,
-                 budget: float = DEFAULT_BUDGET_S, store: StoreOption = True) -> None:
+                 budget: float = DEFAULT_BUDGET_S, chunksize: int | None = None,
+                 initializer: Callable[..., Any] | None = None, initargs: Iterable[Any] = (),
+                 native_threads: int | None = None, progress: bool = False,
+                 store: StoreOption = True) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")  # as the standard pools say
-        self._names = _check_options(executors, max_workers, budget)
+        self._initargs = _initargs(initargs)
+        self._names = _check_options(executors, max_workers, budget, chunksize,
+                                     initializer=initializer, native_threads=native_threads)
         self._executors = executors
         self._max_workers = max_workers
         self._budget = float(budget)
+        self._chunksize = chunksize
+        self._initializer = initializer
+        self._native_threads = native_threads
+        self._progress = progress
         self._store = store
         self._lock = threading.Lock()
         self._shutdown = False
@@ -63,8 +92,8 @@ class Executor(concurrent.futures.Executor):
         """Like ``Executor.map``: the work starts now, the results are yielded in order, an
         item's exception is raised when its result is reached, and ``timeout`` (seconds from
         this call) raises TimeoutError for a result not ready in time. ``chunksize`` above 1
-        fixes the items per task; 1 (the default) lets the calibration size them. The items
-        are read lazily, a window ahead of the work."""
+        fixes the items per task; 1 (the default) takes the executor's ``chunksize``, or lets
+        the calibration size them. The items are read lazily, a window ahead of the work."""
         if not iterables:
             raise TypeError("map() needs at least one iterable")
         end = None if timeout is None else time.monotonic() + timeout
@@ -73,7 +102,8 @@ class Executor(concurrent.futures.Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            run = _MapRun(self, fn, items, star, chunksize if chunksize > 1 else None)
+            run = _MapRun(self, fn, items, star,
+                          chunksize if chunksize > 1 else self._chunksize)
             self._maps.add(run)
         run.start()
         return run.results(end)
@@ -111,10 +141,13 @@ class Executor(concurrent.futures.Executor):
         pool = self._pools.get(key)
         if pool is None:
             if family == "process":
-                pool = concurrent.futures.ProcessPoolExecutor(workers)
+                pool = concurrent.futures.ProcessPoolExecutor(
+                    workers, initializer=_process_initializer,
+                    initargs=(self._native_threads, self._initializer, self._initargs))
             else:
                 pool = concurrent.futures.ThreadPoolExecutor(
-                    1 if family == "serial" else workers, thread_name_prefix="poolscope-submit")
+                    1 if family == "serial" else workers, thread_name_prefix="poolscope-submit",
+                    initializer=self._initializer, initargs=self._initargs)
             self._pools[key] = pool
         return pool
 
@@ -150,11 +183,16 @@ class _MapRun:
         self.error: BaseException | None = None
         names = (_check_options(executor._executors, executor._max_workers, executor._budget,
                                 fn=fn) if is_coroutine_function(fn) else executor._names)
+        initializer, initargs = executor._initializer, executor._initargs
         record = open_record(executor._store, fn, list(names), _options(
-            names, executor._max_workers, star, executor._budget, chunksize))
+            names, executor._max_workers, star, executor._budget, chunksize, initializer,
+            initargs, executor._native_threads, executor._progress))
         self.automap = _AutoMap(fn, items, names, executor._max_workers, star,
                                 executor._budget, self._take, chunksize,
-                                on_decision=executor._decided, record=record)
+                                on_decision=executor._decided, record=record,
+                                initializer=initializer, initargs=initargs,
+                                native_threads=executor._native_threads,
+                                progress=executor._progress)
         self.thread = threading.Thread(target=self._work, name="poolscope-map", daemon=True)
 
     def start(self) -> None:
@@ -182,7 +220,7 @@ class _MapRun:
 
     def _work(self) -> None:
         try:
-            self.automap.run()
+            self.automap.work()
         except BaseException as exc:  # the items' iterator failed, or poolscope did
             self.error = exc
         finally:
@@ -221,6 +259,14 @@ class _MapRun:
         if type(value) is Raised:
             raise value.exc
         return value
+
+
+def _process_initializer(native_threads: int | None, initializer: Callable[..., Any] | None,
+                         initargs: tuple[Any, ...]) -> None:
+    """submit's process pool workers: the native thread cap, then the user's initializer."""
+    native.limit(native_threads)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 class _End(Exception):

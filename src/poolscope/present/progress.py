@@ -6,22 +6,31 @@ executors create their workers (forking a process that has threads can deadlock)
 Two bars with one interface (a context manager with ``on_trial_start`` and ``on_chunk``):
 ``TrialProgress`` draws with rich on a terminal; ``TqdmProgress`` draws tqdm's notebook widget in
 a Jupyter kernel (plain tqdm text elsewhere). ``trial_progress`` picks one.
+
+``poolscope.map``'s display (``map_progress``: ``MapProgress`` with rich, ``TqdmMapProgress``
+in a notebook) counts items done, a list of results at a time, and redraws at most every
+``MAP_REFRESH_S``: it costs nothing per item.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.errors import LiveError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
     from ..probe import ChunkRecord
     from ..runner import Plan
 
-__all__ = ["TqdmProgress", "TrialProgress", "in_notebook", "trial_progress"]
+__all__ = ["MapProgress", "TqdmMapProgress", "TqdmProgress", "TrialProgress", "in_notebook",
+           "map_progress", "trial_progress"]
+
+MAP_REFRESH_S = 0.1  # map's display is redrawn at most this often (and when it ends)
 
 
 class TrialProgress:
@@ -139,3 +148,83 @@ def _notebook_tqdm() -> type[Any]:
 
         _CLASSES["notebook"] = type("PoolscopeNotebookTqdm", (tqdm,), {"monitor_interval": 0})
     return _CLASSES["notebook"]
+
+
+class MapProgress:
+    """``poolscope.map``'s line on stderr: the items done (of the total, for a sequence), the
+    configuration once decided, the time so far. Transient, no refresh thread; silent when
+    another live display holds the terminal (rich allows one at a time)."""
+
+    def __init__(self, total: int | None, console: Console | None = None) -> None:
+        columns = ([BarColumn(), MofNCompleteColumn()] if total is not None
+                   else [TextColumn("{task.completed:,.0f} items")])
+        self.progress: Progress | None = Progress(
+            TextColumn("{task.description}"), *columns, TimeElapsedColumn(),
+            console=console or Console(stderr=True), auto_refresh=False, transient=True,
+            redirect_stdout=False, redirect_stderr=False)
+        self.task = self.progress.add_task("poolscope.map: calibrating", total=total)
+        self.drawn = 0.0
+
+    def __enter__(self) -> MapProgress:
+        try:
+            self.progress.start()  # type: ignore[union-attr]
+        except LiveError:  # another map's display, or the caller's own
+            self.progress = None
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _draw(self, **update: Any) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        refresh = now - self.drawn >= MAP_REFRESH_S
+        if refresh:
+            self.drawn = now
+        self.progress.update(self.task, refresh=refresh, **update)
+
+    def advance(self, done: int) -> None:
+        self._draw(advance=done)
+
+    def decided(self, label: str) -> None:
+        self._draw(description=f"poolscope.map: {label}")
+
+
+class TqdmMapProgress:
+    """The same count with tqdm: its widget in a notebook (without ipywidgets: its text)."""
+
+    def __init__(self, total: int | None, *, notebook: bool = True,
+                 file: IO[str] | None = None) -> None:
+        self.total = total
+        self.notebook = notebook and _widgets_available()
+        self.file = file
+        self.bar: Any = None
+
+    def __enter__(self) -> TqdmMapProgress:
+        cls = _notebook_tqdm() if self.notebook else _text_tqdm()
+        self.bar = cls(total=self.total, desc="poolscope.map: calibrating", unit="item",
+                       leave=False, mininterval=MAP_REFRESH_S,
+                       file=None if self.notebook else (self.file or sys.stderr))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.bar.close()
+
+    def advance(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done)
+
+    def decided(self, label: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(f"poolscope.map: {label}")
+
+
+def map_progress(total: int | None) -> MapProgress | TqdmMapProgress:
+    """tqdm's bar in a Jupyter kernel, rich's line on stderr elsewhere."""
+    if in_notebook():
+        return TqdmMapProgress(total)
+    return MapProgress(total)

@@ -158,11 +158,31 @@ def map_view(result: Result) -> Iterator[Any]:
                    "ran in calibration (their results kept)", style="dim")
     elif result.interrupted:
         yield Text("interrupted before a decision", style="yellow")
+    options = _map_options(result.options)
+    if options:
+        yield Text(f"options: {options}", style="dim")
     item_errors = [e for e in result.errors if e["item"] is not None]
     if item_errors:
         e = item_errors[0]
         yield Text(f"{len(item_errors)} item(s) failed; first: item {e['item']} under "
                    f"{e['executor']}: {e['kind']}: {e['message']}", style="red")
+
+
+def _map_options(options: dict[str, Any]) -> str:
+    """A map run's options that are not the defaults, as one line."""
+    said = []
+    if options.get("max_workers"):
+        said.append(f"max workers {options['max_workers']}")
+    if options.get("star"):
+        said.append("star")
+    if options.get("chunksize"):
+        said.append(f"chunksize {options['chunksize']}")
+    if options.get("initializer"):
+        said.append(f"initializer {options['initializer']}"
+                    f"({', '.join(options.get('initargs') or [])})")
+    if options.get("native_threads"):
+        said.append(f"native threads {options['native_threads']}")
+    return " · ".join(said)
 
 
 def code_view(result: Result) -> Iterator[Any]:
