@@ -16,6 +16,7 @@ import pytest
 import poolscope
 from poolscope import UsageError
 from poolscope.automap import InitializerFailed
+from test_automap import remember, tagged
 
 CANDIDATES = ["serial", "thread", "process-pool"]
 WAIT_S = 30  # every wait below ends by then
@@ -269,22 +270,8 @@ def test_each_map_is_a_run_in_the_history(store):
 
 
 # --- the options shared with poolscope.map ---------------------------------------------------
-WORKER = threading.local()
-
-
-def remember(tag: str, log: str) -> None:
-    WORKER.tag = tag
-    with open(log, "a") as file:
-        file.write(f"{os.getpid()} {threading.get_ident()}\n")
-
-
-def tagged(x: int) -> tuple[int, str | None, int, int]:
-    deadline = time.thread_time() + 0.001
-    while time.thread_time() < deadline:
-        pass
-    return x, getattr(WORKER, "tag", None), os.getpid(), threading.get_ident()
-
-
+# remember (an initializer that tags its worker) and tagged (an item that reads the tag): as
+# test_automap's tests use them
 def refuse() -> None:
     raise RuntimeError("no database")
 
