@@ -70,7 +70,7 @@ from .environment import usable_cores
 from .map_record import MapRecord, StoreOption, open_record, target_name
 from .probe import ChunkRecord, _failure, is_coroutine_function
 from .runner import auto_chunksize, backend_class, make_chunks, run_trial
-from .speed_bounds import Bound, best_possible, pickled_size, start_cost_s, started
+from .speed_bounds import Bound, best_possible, overlap, pickled_size, start_cost_s, started
 
 __all__ = ["DEFAULT_CANDIDATES", "InitializerFailed", "ItemFailed", "MapDecision", "Raised", "map",
            "map_stream"]
@@ -506,8 +506,12 @@ class _AutoMap:
 
     def _overlap(self) -> float:
         """How many items can run at once before the cores are the limit (cores / busy)."""
-        busy = self.busy if self.busy is not None else 1.0
-        return self.cores / max(busy, 1 / MAX_IO_WORKERS)
+        return overlap(self.cores, self._busy)
+
+    @property
+    def _busy(self) -> float:
+        """Cores an item keeps busy: ``busy`` once measured, one core before."""
+        return self.busy if self.busy is not None else 1.0
 
     def _best_possible(self, candidate: _Candidate) -> Bound | None:
         """The least time per item the candidate could reach (speed_bounds.py), from serial's
@@ -517,7 +521,7 @@ class _AutoMap:
             return None
         moved = self.moved if candidate.cls.family in PICKLING_FAMILIES else None
         return best_possible(float(np.median(serial.per_item_s)), candidate.workers,
-                             self.cores, self.busy if self.busy is not None else 1.0, moved)
+                             self.cores, self._busy, moved)
 
     def _moved_bytes(self, item: Any, result: Any) -> int:
         """The larger pickle of an item's argument and result, when a candidate would move

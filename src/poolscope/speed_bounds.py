@@ -21,11 +21,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Bound", "best_possible", "pickled_size", "pipe_bytes_per_s", "start_cost_s",
-           "started"]
+__all__ = ["Bound", "best_possible", "overlap", "pickled_size", "pipe_bytes_per_s",
+           "start_cost_s", "started"]
 
 PIPE_SAMPLE = 4 * 2**20  # bytes sent through a pipe to measure its bandwidth
 TRANSFER_MATTERS = 256 * 2**10  # pickles below this cross a pipe in microseconds: not measured
+MIN_BUSY = 1 / 256  # an item counts as keeping at least this much of a core busy
 PRIOR_START_S = 0.015  # a process worker's start before one was measured here (fork: 10-20 ms)
 _started: dict[str, float] = {}  # family → the latest measured start per worker, in seconds
 
@@ -39,13 +40,18 @@ class Bound:
     why: str
 
 
+def overlap(cores: int, busy: float) -> float:
+    """How many items can run at once before the cores are the limit: cores / busy."""
+    return cores / max(busy, MIN_BUSY)
+
+
 def best_possible(serial_s: float, workers: int, cores: int, busy: float,
                   moved_bytes: int | None) -> Bound:
     """The bound of a candidate with ``workers`` at once; ``moved_bytes``: its larger pickle
     (argument or result) when the candidate moves items between processes, else None."""
-    overlap = cores / max(busy, 1e-3)
-    at_once = min(workers, overlap)
-    why = (f"{workers} workers" if workers <= overlap else
+    most = overlap(cores, busy)
+    at_once = min(workers, most)
+    why = (f"{workers} workers" if workers <= most else
            f"items keeping {busy:.2g} cores busy on {cores} cores")
     per_item = serial_s / at_once
     if moved_bytes is not None and moved_bytes >= TRANSFER_MATTERS:
