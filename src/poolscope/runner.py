@@ -679,6 +679,7 @@ def _alone(chunks: Sequence[Chunk], item: int) -> Chunk:
     raise KeyError(item)
 
 
+IDLE_START_WAIT_S = 1.0  # the longest an idle worker's start-up is waited for at a trial's end
 MAX_RESTARTS = 10  # new pools per trial after workers were lost; then the trial fails
 
 
@@ -729,16 +730,40 @@ def _idle_workers_cpu(backend: Backend) -> float:
     started during this trial, and its CPU so far (its start-up) is this trial's. The reading
     keeps the next trial it works in from counting that start-up again.
     """
-    used = 0.0
+    idle = []
     for pid, process in backend.worker_processes().items():
         if pid not in backend.cpu_reported and process.exitcode is None:
             try:
-                times = psutil.Process(pid).cpu_times()
+                idle.append(psutil.Process(pid))
             except psutil.Error:
                 continue  # it ended: it reports nothing more
-            backend.cpu_reported[pid] = times.user + times.system
-            used += times.user + times.system
+    _wait_until_started(idle)
+    used = 0.0
+    for worker in idle:
+        try:
+            times = worker.cpu_times()
+        except psutil.Error:
+            continue
+        backend.cpu_reported[worker.pid] = times.user + times.system
+        used += times.user + times.system
     return used
+
+
+def _wait_until_started(workers: list[psutil.Process]) -> None:
+    """Wait (up to IDLE_START_WAIT_S) while an idle worker still runs: it is starting up.
+
+    A worker that ran no chunk may have been started moments before the trial ended (loky
+    starts all of them with the first submit), and read mid-start its remaining start-up
+    would be charged to the next trial it works in. Started, it sleeps on its task queue.
+    """
+    deadline = time.monotonic() + IDLE_START_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if all(w.status() != psutil.STATUS_RUNNING for w in workers):
+                return
+        except psutil.Error:
+            return  # one ended: what is left is read as it is
+        time.sleep(0.005)
 
 
 def _worker_usage(records: Iterable[ChunkRecord],
