@@ -3,15 +3,19 @@ win (speed_bounds.py), and the thread count it starts from (real pools, real ite
 
 from __future__ import annotations
 
+import math
 import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import poolscope
 from conftest import own_children
 from poolscope import speed_bounds
-from poolscope.automap import MapDecision
+from poolscope.automap import THREAD_START_S, MapDecision, _items_time
 from poolscope.environment import usable_cores
+from poolscope.runner import ItemColumns
 from poolscope.speed_bounds import best_possible
 
 MB = 2**20
@@ -95,3 +99,46 @@ def test_an_iterator_read_ahead_by_one_bound_is_mapped_by_the_next():
     assert poolscope.map(computes, items, executors=["serial", "process-pool"],
                          decision=decision, store=False) == list(range(400))
     assert decision[0].items == 400
+
+
+def spins(x: int) -> int:
+    """Pure Python for about 3 ms: it holds the GIL throughout."""
+    deadline = time.perf_counter() + 0.003
+    while time.perf_counter() < deadline:
+        pass
+    return x
+
+
+def test_threads_whose_items_take_turns_are_out_after_one_batch():
+    decision: list[MapDecision] = []
+    assert poolscope.map(spins, range(300), executors=["serial", "thread"], decision=decision,
+                         store=False) == list(range(300))
+    chosen = decision[0]
+    threads = [times for label, times in chosen.calibration.items() if label.startswith("thread")]
+    # Its batch kept one core busy, as serial did: the GIL, read within that batch.
+    assert chosen.executor == "serial" and "take turns" in chosen.reason, chosen
+    assert len(threads[0]) == 1, chosen
+
+
+def test_a_pool_batch_is_timed_from_its_first_item_to_its_last():
+    ms = 1_000_000
+    trial = SimpleNamespace(
+        status="ok", restarts=0, wall_s=0.020,  # 20 ms: submitting and collecting around them
+        items=ItemColumns(item=np.arange(4), start_ns=np.array([3, 3, 7, 7]) * ms,
+                          end_ns=np.array([7, 7, 11, 11]) * ms, cpu_ns=np.zeros(4, np.int64),
+                          core=np.zeros(4, np.int16), status=np.zeros(4, np.int8),
+                          pid=np.ones(4, np.int32), tid=np.ones(4, np.int64)))
+    assert _items_time(trial, 4) == pytest.approx(0.008)
+    assert _items_time(trial, 5) == 0.020  # an item without a record: the whole wall
+    assert _items_time(SimpleNamespace(**{**vars(trial), "restarts": 1}), 4) == 0.020
+
+
+def test_threads_for_waiting_items_are_as_many_as_their_starts_repay():
+    decision: list[MapDecision] = []
+    assert poolscope.map(waits, range(400), decision=decision, store=False) == list(range(400))
+    workers, serial_s = decision[0].workers, decision[0].calibration["serial"][0]
+    # 400 items of 20 ms: about √(399 × 20 ms / 170 µs) ≈ 217 threads, as many as their starts
+    # repay, more than the 64 a count of unknown length starts with.
+    assert decision[0].executor == "thread", decision[0]
+    assert 64 < workers <= math.sqrt(399 * serial_s / THREAD_START_S) + 1, decision[0]
+

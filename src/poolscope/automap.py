@@ -69,8 +69,16 @@ from .board import Board
 from .environment import usable_cores
 from .map_record import MapRecord, StoreOption, open_record, target_name
 from .probe import ChunkRecord, _failure, is_coroutine_function
-from .runner import auto_chunksize, backend_class, make_chunks, run_trial
-from .speed_bounds import Bound, best_possible, overlap, pickled_size, start_cost_s, started
+from .runner import TrialResult, auto_chunksize, backend_class, make_chunks, run_trial
+from .speed_bounds import (
+    TRANSFER_MATTERS,
+    Bound,
+    best_possible,
+    overlap,
+    pickled_size,
+    start_cost_s,
+    started,
+)
 
 __all__ = ["DEFAULT_CANDIDATES", "InitializerFailed", "ItemFailed", "MapDecision", "Raised", "map",
            "map_stream"]
@@ -88,14 +96,18 @@ MIN_ROUNDS = 3  # batches per candidate before the rule is asked: an interval ne
 CLEARLY_SLOWER = {1: 5.0, 2: 2.0}
 LAST_ROUND_FACTOR = 1.25  # with too few items left for two more rounds: _last_round
 BOUND_MARGIN = 0.8  # a candidate's best possible, this much slower than another's worst: out
-MAX_START_THREADS = 64  # threads for items that wait, before _more_threads doubles them
+MAX_START_THREADS = 64  # threads for items that wait, of an unknown count, before _more_threads
+THREAD_START_S = 170e-6  # starting a pool thread here (150-180 µs for 64-256 threads)
 QUICK_START_FAMILIES = ("serial", "thread", "async")  # started in microseconds: no warm batch
+IN_TURN_FAMILIES = ("thread", "async")  # in this process: _takes_turns reads their CPU
+ITEMS_PER_PROCESS = 4  # items per worker in a process pool's calibration batch, at least
 PICKLING_FAMILIES = ("process", "interpreter", "cluster")  # items and results cross a pipe
 MAX_ROUNDS = 10
 DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
 MAX_CALIBRATION_SHARE = 0.5  # of a known item count, at most, in calibration
 SHORT_WORK_S = 0.05  # known remaining work below this runs serially: a pool costs as much
 PIECE_S = 0.005  # a serial loop hands its results over in pieces of about this long, at most
+REST_CHUNK_S = 0.025  # a worker's time per chunk in the rest's windows, at most
 WINDOW_S = 0.25  # the rest runs in windows of about this long, each sized by the one before
 SCALING = 0.5  # threads at this share of a linear speed-up or more are tried twice as many
 DRIFT = 4.0  # a window's time per item this many times the first window's, or 1/DRIFT of it,
@@ -280,6 +292,7 @@ class _Candidate:
     cls: type[Backend]
     backend: Backend | None = None
     per_item_s: list[float] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)  # cores each batch kept busy (CPU / wall)
     broken: str | None = None
     slower: str | None = None  # out of calibration: clearly slower than another candidate
 
@@ -408,9 +421,11 @@ class _AutoMap:
         if self.stop_at_failure:
             self.stopping = True
 
-    def run_batch(self, candidate: _Candidate, batch: Sequence[Any]) -> float:
-        """Run ``batch`` (the next items) on the candidate; its wall time per item. Items lost
-        with a broken pool run serially here, and the candidate is out."""
+    def run_batch(self, candidate: _Candidate, batch: Sequence[Any], rest: bool = False
+                  ) -> float:
+        """Run ``batch`` (the next items) on the candidate; its time per item (_items_time).
+        Items lost with a broken pool run serially here, and the candidate is out. ``rest``:
+        a window of the rest, in chunks of about REST_CHUNK_S of a worker's time."""
         if self.stopping:
             raise _Stopped
         if candidate.cls.family == "serial":
@@ -418,6 +433,12 @@ class _AutoMap:
         first = self.handed + len(self.pending)
         self.pending.extend([_MISSING] * len(batch))
         chunksize = self.chunksize or auto_chunksize(len(batch), candidate.workers)
+        if rest and not self.chunksize and candidate.per_item_s:
+            # Four chunks per worker (Pool.map's rule) leave a worker idle at a window's end
+            # for up to an eighth of the window; much smaller chunks cost each their round
+            # trip, which on busy cores takes a worker's time.
+            item_s = float(np.median(candidate.per_item_s)) * candidate.workers
+            chunksize = max(1, min(chunksize, int(REST_CHUNK_S / max(item_s, 1e-9))))
         chunks = [chunk._replace(first=chunk.first + first) for chunk in
                   make_chunks(batch, chunksize)]
         if candidate.backend is None and candidate.cls.family != "serial":
@@ -445,7 +466,13 @@ class _AutoMap:
                 if self.pending[i - self.handed] is _MISSING:
                     self.pending[i - self.handed] = _call_here(self.call, batch[i - first])
         self._hand_over()
-        return trial.wall_s / max(1, len(batch))
+        if trial.wall_s > 0:
+            candidate.busy.append(trial.cpu_s / trial.wall_s)
+        # Large pickles' way back follows their items' end: their transfer is the items' cost.
+        moves = candidate.cls.family in PICKLING_FAMILIES and (
+            self.moved is None or self.moved >= TRANSFER_MATTERS)
+        seconds = trial.wall_s if moves else _items_time(trial, len(batch))
+        return seconds / max(1, len(batch))
 
     # --- deciding ----------------------------------------------------------------------------
     def decide(self) -> tuple[_Candidate, MapDecision]:
@@ -481,13 +508,17 @@ class _AutoMap:
 
     def _batch_size(self, candidate: _Candidate) -> int:
         """Items for about ``batch_s`` of the candidate's time (serial's per item until it
-        has a sample), an item per worker at least. A candidate's batches double from
-        MIN_BATCH_S up to that as it stays in contention: one that is clearly slower costs
-        little before it is out."""
+        has a sample), an item per worker at least (ITEMS_PER_PROCESS per process). A
+        candidate's batches double from MIN_BATCH_S up to that as it stays in contention: one
+        that is clearly slower costs little before it is out."""
         per_item = float(np.median(candidate.per_item_s)) if candidate.per_item_s else (
             self.unit_s)
         target = min(self.batch_s, MIN_BATCH_S * 2 ** len(candidate.per_item_s))
-        return max(candidate.workers, min(MAX_BATCH, int(target / max(per_item, 1e-9))))
+        # A process's item or two: one worker woken late runs the batch alone, and the sample
+        # says the pool is no faster than serial.
+        least = candidate.workers * (ITEMS_PER_PROCESS
+                                     if candidate.cls.family in PICKLING_FAMILIES else 1)
+        return max(least, min(MAX_BATCH, int(target / max(per_item, 1e-9))))
 
     def _size_threads(self, left: int | None) -> None:
         """Threads (unless max_workers says how many): as many as the items can keep busy. An
@@ -497,9 +528,12 @@ class _AutoMap:
         there."""
         if not self.sized_threads or self.busy is None:
             return
-        workers = max(self.cores, min(MAX_START_THREADS, round(self._overlap())))
-        if left is not None:
-            workers = max(1, min(workers, left))
+        workers = max(self.cores, min(MAX_IO_WORKERS, round(self._overlap())))
+        if left is None:
+            workers = min(workers, MAX_START_THREADS)
+        else:  # W threads cost W starts and take about left / W rounds: √(work / start) is best
+            worth = math.sqrt(left * self.unit_s / THREAD_START_S)
+            workers = max(1, min(workers, left, max(self.cores, round(worth))))
         for candidate in self.candidates:
             if candidate.cls.family == "thread" and candidate.backend is None:
                 candidate.workers = candidate.cls.effective_workers(workers)
@@ -546,6 +580,8 @@ class _AutoMap:
                                 f"{best.speedup:.2f}× serial's speed, not enough to be shown "
                                 "faster")
             return True
+        if self._takes_turns(candidate):
+            return True
         if best is not None and self._needs_warm(candidate):
             left = self.remaining(MAX_AHEAD)
             serial_s = best.per_item_s * best.speedup
@@ -574,6 +610,22 @@ class _AutoMap:
                     "faster than that")
                 return True
         return False
+
+    def _takes_turns(self, candidate: _Candidate) -> bool:
+        """Threads (or coroutines) whose every batch kept under 1 + EQUIVALENT times the cores
+        serial kept busy: their items take turns (the GIL, or one event loop), and at the same
+        CPU per item they cannot run faster than serial by more than that. Read within each
+        batch (CPU over its wall), this holds on a machine whose speed drifts between batches,
+        where the walls need many rounds to tell."""
+        if candidate.cls.family not in IN_TURN_FAMILIES or not candidate.busy or not self.busy:
+            return False
+        kept = max(candidate.busy)
+        if kept >= (1 + EQUIVALENT) * self.busy:
+            return False
+        candidate.slower = (f"{candidate.label} could not win: its batches kept at most "
+                            f"{kept:.2f} cores busy, serially {self.busy:.2f}: its items take "
+                            "turns (the GIL), no faster than serial")
+        return True
 
     def _last_round(self, active: list[_Candidate]) -> bool:
         """Whether the items left would not pay for two more rounds: then calibration ends
@@ -798,7 +850,7 @@ class _AutoMap:
                 if chosen.broken is not None or chosen.cls.family == "serial":
                     per_item = self.run_here(batch)
                 else:
-                    per_item = self.run_batch(chosen, batch)
+                    per_item = self.run_batch(chosen, batch, rest=True)
                 window = _window(per_item, chosen.workers)  # each as long as WINDOW_S
                 if reference is None:
                     reference = per_item
@@ -931,6 +983,22 @@ class _AutoMap:
 
 
 _MISSING = object()
+
+
+def _items_time(trial: TrialResult, count: int) -> float:
+    """A pool batch's time for its items: from the first item's start to the last one's end.
+
+    The batch's latency around it (submitting the chunks, the last results' way back: a few
+    ms on a process pool) recurs once per window of the rest, each WINDOW_S long or more,
+    where it is about 1% of the time; in a calibration batch of a few items it would be most
+    of it, and small batches would look slower per item than the pool will run. The whole
+    wall when the trial lost items or has no records of them.
+    """
+    items = trial.items
+    if trial.status != "ok" or trial.restarts or len(items) != count or not count:
+        return trial.wall_s
+    span_ns = int(items.end_ns.max()) - int(items.start_ns.min())
+    return span_ns / 1e9 if 0 < span_ns <= trial.wall_s * 1e9 else trial.wall_s
 
 
 def _window(per_item_s: float, workers: int) -> int:
