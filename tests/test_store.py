@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -123,6 +124,27 @@ def test_two_writers_at_once(tmp_path):
         (_, first_end), (second_start, _) = db.execute(
             "SELECT started_at, finished_at FROM runs ORDER BY started_at")
     assert second_start < first_end, "the two runs did not write at the same time"
+
+
+def test_writes_together_wait_for_a_neighbours_lock_and_land_whole(tmp_path):
+    path = tmp_path / "runs.db"
+    with RunStore(path) as store:
+        store.begin_run("r1", "2026-01-01T00:00:00", "t", 2, ["serial"], {}, {})
+        neighbour = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        neighbour.execute("BEGIN IMMEDIATE")  # another poolscope holds the write lock
+        released = threading.Timer(0.3, lambda: neighbour.execute("COMMIT"))
+        released.start()
+        began = time.monotonic()
+        store.together(lambda: [store._write("INSERT INTO meta VALUES (?, ?)", (key, "v"))
+                                for key in ("k1", "k2")])
+        assert time.monotonic() - began >= 0.25  # it waited for the lock, then wrote
+        released.join(timeout=10)
+        neighbour.close()
+        with pytest.raises(sqlite3.IntegrityError):  # the second row fails: the first goes too
+            store.together(lambda: [store._write("INSERT INTO meta VALUES (?, ?)", (key, "v"))
+                                    for key in ("k3", "k1")])
+        keys = {k for (k,) in store.db.execute("SELECT key FROM meta WHERE key LIKE 'k%'")}
+    assert keys == {"k1", "k2"}
 
 
 def _committed_trials(path: Path) -> set[tuple[str, int]]:

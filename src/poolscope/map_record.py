@@ -115,7 +115,7 @@ class MapRecord:
             self.store.end_trial(self.run_id, dataclasses.replace(
                 trial, items=ItemColumns.from_chunks([], trial.t0_ns)))
 
-        self._guard(write)
+        self._guard(lambda: self.store.together(write))
 
     # --- the serial rest, a bare loop --------------------------------------------------------
     def serial_window(self, trial_index: int, first: int, count: int, began_ns: int,

@@ -197,8 +197,29 @@ class RunStore:
         return action()
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        if self.db.in_transaction:  # together(): the whole transaction is retried, not a row
+            self.db.execute(sql, params)
+            return
         try:
             self._retry(lambda: self.db.execute(sql, params))
+        except sqlite3.OperationalError as exc:
+            raise UsageError(f"cannot write to the store {self.path}: {exc}") from None
+
+    def together(self, writes: Callable[[], None]) -> None:
+        """Several writes as one transaction: one commit, not one per row (a trial's chunks),
+        retried whole when another poolscope holds the lock."""
+        def block() -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                writes()
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+        try:
+            self._retry(block)
         except sqlite3.OperationalError as exc:
             raise UsageError(f"cannot write to the store {self.path}: {exc}") from None
 
