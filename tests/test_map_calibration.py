@@ -13,9 +13,9 @@ import pytest
 import poolscope
 from conftest import own_children
 from poolscope import speed_bounds
-from poolscope.automap import THREAD_START_S, MapDecision, _items_time
+from poolscope.automap import THREAD_START_S, MapDecision, _AutoMap, _Candidate, _items_time
 from poolscope.environment import usable_cores
-from poolscope.runner import ItemColumns
+from poolscope.runner import ItemColumns, backend_class
 from poolscope.speed_bounds import best_possible
 
 MB = 2**20
@@ -142,3 +142,13 @@ def test_threads_for_waiting_items_are_as_many_as_their_starts_repay():
     assert decision[0].executor == "thread", decision[0]
     assert 64 < workers <= math.sqrt(399 * serial_s / THREAD_START_S) + 1, decision[0]
 
+
+
+def test_candidates_that_rule_each_other_out_leave_the_simplest_in():
+    # Noisy batches once made serial clearly slower than threads that were out for taking
+    # turns: no candidate was left, and calibration raised "min() arg is an empty sequence".
+    serial = _Candidate("serial", 1, backend_class("serial"), slower="clearly slower")
+    threads = _Candidate("thread", 2, backend_class("thread"), slower="take turns")
+    assert _AutoMap._still_in([threads, serial], []) == [serial]
+    assert serial.slower is None and threads.slower == "take turns"
+    assert _AutoMap._still_in([threads, serial], [threads]) == [threads]

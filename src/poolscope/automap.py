@@ -14,22 +14,28 @@ How it decides:
   The serial batches also say how many cores an item keeps busy (``busy``: the process's CPU
   time over the wall): under 1 for items that wait, more with native threads.
 - Threads start as many as the items can overlap, cores / busy (the cores for items that
-  compute, up to ``MAX_START_THREADS`` for items that wait), and double while that pays.
+  compute, more for items that wait: as many as their starts repay, √(work left /
+  ``THREAD_START_S``), or ``MAX_START_THREADS`` for a count of unknown length), and double
+  while that pays.
 - Then rounds: each candidate runs one batch per round on a pool started once and kept; a
-  batch's time per item is one sample. Candidates without a sample go first; a candidate's
-  batches double from ``MIN_BATCH_S`` as it stays in contention. A candidate runs no batch
-  once it could not win (speed_bounds.py): the best it could do (serial's speed times the
-  items it can overlap, or its pickles through a pipe) is under 1.1× serial's or already
-  beaten; a pool not started yet could not save twice its start on the items left; or every
-  batch of it was clearly slower than another's (``CLEARLY_SLOWER``).
+  batch's time per item is one sample (a pool's: from its first item's start to its last one's
+  end, the batch's latency recurring only once per window of the rest). Candidates without a
+  sample go first; a candidate's batches double from ``MIN_BATCH_S`` as it stays in
+  contention, with ``ITEMS_PER_WORKER`` items per process (or per thread, when the cores limit
+  them) at least. A candidate runs no batch once it could not win (speed_bounds.py): the best
+  it could do (serial's speed times the items it can overlap, or its pickles through a pipe)
+  is under 1.1× serial's or already beaten; its threads kept no more cores busy than serial
+  (its items take turns: the GIL); a pool not started yet could not save twice its start on
+  the items left; or every batch of it was clearly slower than another's (``CLEARLY_SLOWER``).
 - After ``MIN_ROUNDS`` rounds the rule decides (a more complex configuration only when shown
   faster than every simpler one); while it is undecided, rounds go on for the configurations
   in contention, within ``budget`` seconds of calibration and at most
   ``MAX_CALIBRATION_SHARE`` of a known item count. When the items left would not pay for two
   more rounds, a candidate ``LAST_ROUND_FACTOR`` faster in every batch is taken. Undecided
   then, it takes the simplest configuration not shown slower (``MapDecision.inconclusive``).
-- The rest runs on the chosen pool in windows of items (bounded memory for any iterator); a
-  drift in the items' cost makes the decision again.
+- The rest runs on the chosen pool in windows of items (bounded memory for any iterator), in
+  chunks of at most ``REST_CHUNK_S`` of a worker's time; a drift in the items' cost makes
+  the decision again.
 
 An item's exception is raised when its result is reached, as ``Executor.map`` does: ``map``
 returns the results only if every item succeeded, and raises the first failed item's exception
@@ -68,8 +74,8 @@ from .backends import Backend, get_backend
 from .board import Board
 from .environment import usable_cores
 from .map_record import MapRecord, StoreOption, open_record, target_name
-from .probe import ChunkRecord, _failure, is_coroutine_function
-from .runner import TrialResult, auto_chunksize, backend_class, make_chunks, run_trial
+from .probe import Chunk, ChunkRecord, _failure, is_coroutine_function
+from .runner import TrialResult, auto_chunksize, backend_class, run_trial
 from .speed_bounds import (
     TRANSFER_MATTERS,
     Bound,
@@ -100,14 +106,15 @@ MAX_START_THREADS = 64  # threads for items that wait, of an unknown count, befo
 THREAD_START_S = 170e-6  # starting a pool thread here (150-180 µs for 64-256 threads)
 QUICK_START_FAMILIES = ("serial", "thread", "async")  # started in microseconds: no warm batch
 IN_TURN_FAMILIES = ("thread", "async")  # in this process: _takes_turns reads their CPU
-ITEMS_PER_PROCESS = 4  # items per worker in a process pool's calibration batch, at least
+ITEMS_PER_WORKER = 4  # a calibration batch's items per worker, at least (_least_batch)
 PICKLING_FAMILIES = ("process", "interpreter", "cluster")  # items and results cross a pipe
 MAX_ROUNDS = 10
 DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
 MAX_CALIBRATION_SHARE = 0.5  # of a known item count, at most, in calibration
 SHORT_WORK_S = 0.05  # known remaining work below this runs serially: a pool costs as much
 PIECE_S = 0.005  # a serial loop hands its results over in pieces of about this long, at most
-REST_CHUNK_S = 0.025  # a worker's time per chunk in the rest's windows, at most
+REST_CHUNK_S = 0.05  # a worker's time per chunk in the rest's windows: at most (_guided_sizes)
+GUIDED_MIN_S = 0.001  # and at least
 WINDOW_S = 0.25  # the rest runs in windows of about this long, each sized by the one before
 SCALING = 0.5  # threads at this share of a linear speed-up or more are tried twice as many
 DRIFT = 4.0  # a window's time per item this many times the first window's, or 1/DRIFT of it,
@@ -425,22 +432,23 @@ class _AutoMap:
                   ) -> float:
         """Run ``batch`` (the next items) on the candidate; its time per item (_items_time).
         Items lost with a broken pool run serially here, and the candidate is out. ``rest``:
-        a window of the rest, in chunks of about REST_CHUNK_S of a worker's time."""
+        a window of the rest, in chunks that shrink towards its end (_guided_sizes)."""
         if self.stopping:
             raise _Stopped
         if candidate.cls.family == "serial":
             return self.run_here(batch, rest=False)
         first = self.handed + len(self.pending)
         self.pending.extend([_MISSING] * len(batch))
-        chunksize = self.chunksize or auto_chunksize(len(batch), candidate.workers)
         if rest and not self.chunksize and candidate.per_item_s:
-            # Four chunks per worker (Pool.map's rule) leave a worker idle at a window's end
-            # for up to an eighth of the window; much smaller chunks cost each their round
-            # trip, which on busy cores takes a worker's time.
             item_s = float(np.median(candidate.per_item_s)) * candidate.workers
-            chunksize = max(1, min(chunksize, int(REST_CHUNK_S / max(item_s, 1e-9))))
-        chunks = [chunk._replace(first=chunk.first + first) for chunk in
-                  make_chunks(batch, chunksize)]
+            sizes = _guided_sizes(len(batch), candidate.workers, item_s)
+        else:
+            chunksize = self.chunksize or auto_chunksize(len(batch), candidate.workers)
+            sizes = [chunksize] * math.ceil(len(batch) / chunksize)
+        chunks, offset = [], 0
+        for size in sizes:
+            chunks.append(Chunk(first + offset, batch[offset:offset + size]))
+            offset += size
         if candidate.backend is None and candidate.cls.family != "serial":
             candidate.backend = candidate.cls(self.call, candidate.workers)
             candidate.backend.start()
@@ -508,17 +516,25 @@ class _AutoMap:
 
     def _batch_size(self, candidate: _Candidate) -> int:
         """Items for about ``batch_s`` of the candidate's time (serial's per item until it
-        has a sample), an item per worker at least (ITEMS_PER_PROCESS per process). A
+        has a sample), ``_least_batch`` at least. A
         candidate's batches double from MIN_BATCH_S up to that as it stays in contention: one
         that is clearly slower costs little before it is out."""
         per_item = float(np.median(candidate.per_item_s)) if candidate.per_item_s else (
             self.unit_s)
         target = min(self.batch_s, MIN_BATCH_S * 2 ** len(candidate.per_item_s))
-        # A process's item or two: one worker woken late runs the batch alone, and the sample
-        # says the pool is no faster than serial.
-        least = candidate.workers * (ITEMS_PER_PROCESS
-                                     if candidate.cls.family in PICKLING_FAMILIES else 1)
-        return max(least, min(MAX_BATCH, int(target / max(per_item, 1e-9))))
+        return max(self._least_batch(candidate),
+                   min(MAX_BATCH, int(target / max(per_item, 1e-9))))
+
+    def _least_batch(self, candidate: _Candidate) -> int:
+        """An item per worker; ITEMS_PER_WORKER for processes, and for threads no more than
+        the cores can run at once (those are the pools the GIL or the cores limit): with an
+        item or two each, one worker woken late runs the batch alone, and the batch's wall
+        (and the cores it kept busy, _takes_turns) say the pool is no faster than serial."""
+        family, workers = candidate.cls.family, candidate.workers
+        if family in PICKLING_FAMILIES or (family in IN_TURN_FAMILIES
+                                           and workers <= 2 * self.cores):
+            return workers * ITEMS_PER_WORKER
+        return workers
 
     def _size_threads(self, left: int | None) -> None:
         """Threads (unless max_workers says how many): as many as the items can keep busy. An
@@ -639,9 +655,21 @@ class _AutoMap:
         left = self.remaining(2 * need)
         if left is None or left >= 2 * need:
             return False
-        for candidate in active:
-            self._ruled_out(candidate, active, LAST_ROUND_FACTOR)
+        self._still_in(active, [c for c in active
+                                if not self._ruled_out(c, active, LAST_ROUND_FACTOR)])
         return True
+
+    @staticmethod
+    def _still_in(before: list[_Candidate], after: list[_Candidate]) -> list[_Candidate]:
+        """``after``, the candidates left once the rules ran; when they ruled every one out
+        (each one's noisy batches against another's: serial clearly slower than threads whose
+        items take turns), the simplest of ``before`` stays in."""
+        if after or not before:
+            return after
+        simplest = min(before, key=lambda c: simplicity(c.name, c.workers,
+                                                        {c.name: c.cls.family}))
+        simplest.slower = None
+        return [simplest]
 
     def _more_threads(self, chosen: _Candidate, decision: MapDecision,
                       began: float) -> tuple[_Candidate, MapDecision]:
@@ -739,7 +767,7 @@ class _AutoMap:
                     return self._settle(None, "the items ran out during calibration", pool)
                 candidate.per_item_s.append(self.run_batch(candidate, batch))
             active = [c for c in active if not c.out]
-            active = [c for c in active if not self._ruled_out(c, active)]
+            active = self._still_in(active, [c for c in active if not self._ruled_out(c, active)])
             if len(active) == 1:
                 decision = decide(self._arms(pool))
                 break
@@ -1001,6 +1029,22 @@ def _items_time(trial: TrialResult, count: int) -> float:
     return span_ns / 1e9 if 0 < span_ns <= trial.wall_s * 1e9 else trial.wall_s
 
 
+def _guided_sizes(count: int, workers: int, item_s: float) -> list[int]:
+    """Chunk sizes for a window of the rest: each a share of the items left, 1 / (2 ×
+    workers), at most REST_CHUNK_S and at least GUIDED_MIN_S of a worker's time (``item_s``
+    an item). Large chunks first keep the round trips few; small ones last leave no worker
+    idle long at the window's end (four equal chunks per worker, Pool.map's rule, leave one
+    idle for up to an eighth of the window: a window's 10% on two workers)."""
+    largest = max(1, int(REST_CHUNK_S / max(item_s, 1e-9)))
+    smallest = max(1, min(largest, int(GUIDED_MIN_S / max(item_s, 1e-9))))
+    sizes, left = [], count
+    while left > 0:
+        size = min(left, max(smallest, min(largest, math.ceil(left / (2 * workers)))))
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
 def _window(per_item_s: float, workers: int) -> int:
     """Items in the next window of the rest: about WINDOW_S of work at the latest time per
     item, enough to keep the workers busy, and bounded (memory)."""
@@ -1021,10 +1065,11 @@ def map(fn: Callable[..., Any], items: Iterable[Any], *,
     is positional arguments, a dict keywords), run on the configuration poolscope picks while
     doing the work (see the module's docstring). ``executors``: the candidates (default serial,
     thread, process-pool); ``max_workers``: workers of every pool (default: for threads as many
-    as the items can overlap, from the cores they keep busy serially, up to 64 and doubled
-    while that pays; the usable cores for processes); ``budget``: calibration's seconds, at most;
-    ``chunksize``: items per task sent to a pool (default: about four chunks per worker in
-    each batch); ``store``: where the run is recorded (True: the default store,
+    as the items can overlap, from the cores they keep busy serially, as many as their starts
+    repay, and doubled while that pays; the usable cores for processes); ``budget``:
+    calibration's seconds, at most; ``chunksize``: items per task sent to a pool (default:
+    about four chunks per worker in each batch, at most REST_CHUNK_S of a worker's time each
+    after the decision); ``store``: where the run is recorded (True: the default store,
     $POOLSCOPE_STORE or .poolscope/poolscope.db; a path; False: not recorded); ``decision``: a
     list that gets the MapDecision appended.
 
