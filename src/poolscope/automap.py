@@ -106,7 +106,8 @@ MAX_START_THREADS = 64  # threads for items that wait, of an unknown count, befo
 THREAD_START_S = 170e-6  # starting a pool thread here (150-180 µs for 64-256 threads)
 QUICK_START_FAMILIES = ("serial", "thread", "async")  # started in microseconds: no warm batch
 IN_TURN_FAMILIES = ("thread", "async")  # in this process: _takes_turns reads their CPU
-ITEMS_PER_WORKER = 4  # a calibration batch's items per worker, at least (_least_batch)
+ITEMS_PER_WORKER = 4  # a calibration batch's short items per worker, at most: _least_batch
+LEAST_WORKER_S = 0.015  # a calibration batch's time per worker, at least, in those items
 PICKLING_FAMILIES = ("process", "interpreter", "cluster")  # items and results cross a pipe
 MAX_ROUNDS = 10
 DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
@@ -526,14 +527,16 @@ class _AutoMap:
                    min(MAX_BATCH, int(target / max(per_item, 1e-9))))
 
     def _least_batch(self, candidate: _Candidate) -> int:
-        """An item per worker; ITEMS_PER_WORKER for processes, and for threads no more than
-        the cores can run at once (those are the pools the GIL or the cores limit): with an
-        item or two each, one worker woken late runs the batch alone, and the batch's wall
-        (and the cores it kept busy, _takes_turns) say the pool is no faster than serial."""
+        """An item per worker; for processes, and for threads no more than the cores can run
+        at once (the pools the GIL or the cores limit), LEAST_WORKER_S of each worker's time
+        (ITEMS_PER_WORKER items at most): with a short item or two each, one worker woken
+        late runs the batch alone, and the batch's wall (and the cores it kept busy,
+        _takes_turns) say the pool is no faster than serial."""
         family, workers = candidate.cls.family, candidate.workers
         if family in PICKLING_FAMILIES or (family in IN_TURN_FAMILIES
                                            and workers <= 2 * self.cores):
-            return workers * ITEMS_PER_WORKER
+            each = math.ceil(LEAST_WORKER_S / max(self.unit_s, 1e-9))
+            return workers * max(1, min(ITEMS_PER_WORKER, each))
         return workers
 
     def _size_threads(self, left: int | None) -> None:
@@ -759,6 +762,8 @@ class _AutoMap:
             for candidate in sorted(active, key=lambda c: len(c.per_item_s)):
                 if self._ruled_out(candidate, active):
                     continue
+                if candidate.per_item_s and self._last_round([c for c in active if not c.out]):
+                    return self._settle(None, None, pool)  # the others' first batches left few
                 batch = self.take(self._batch_size(candidate)) if self._warm(candidate) else []
                 if not batch:  # the items ran out: the samples so far decide what they can
                     live = [c for c in pool if not c.out]
