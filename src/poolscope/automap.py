@@ -34,8 +34,8 @@ How it decides:
   more rounds, a candidate ``LAST_ROUND_FACTOR`` faster in every batch is taken. Undecided
   then, it takes the simplest configuration not shown slower (``MapDecision.inconclusive``).
 - The rest runs on the chosen pool in windows of items (bounded memory for any iterator), in
-  chunks of at most ``REST_CHUNK_S`` of a worker's time; a drift in the items' cost makes
-  the decision again.
+  chunks that shrink towards each window's end (``_guided_sizes``); a drift in the items'
+  cost makes the decision again.
 
 An item's exception is raised when its result is reached, as ``Executor.map`` does: ``map``
 returns the results only if every item succeeded, and raises the first failed item's exception
@@ -517,9 +517,9 @@ class _AutoMap:
 
     def _batch_size(self, candidate: _Candidate) -> int:
         """Items for about ``batch_s`` of the candidate's time (serial's per item until it
-        has a sample), ``_least_batch`` at least. A
-        candidate's batches double from MIN_BATCH_S up to that as it stays in contention: one
-        that is clearly slower costs little before it is out."""
+        has a sample), ``_least_batch`` at least. A candidate's batches double from
+        MIN_BATCH_S up to that as it stays in contention: one that is clearly slower costs
+        little before it is out."""
         per_item = float(np.median(candidate.per_item_s)) if candidate.per_item_s else (
             self.unit_s)
         target = min(self.batch_s, MIN_BATCH_S * 2 ** len(candidate.per_item_s))
@@ -1073,8 +1073,8 @@ def map(fn: Callable[..., Any], items: Iterable[Any], *,
     as the items can overlap, from the cores they keep busy serially, as many as their starts
     repay, and doubled while that pays; the usable cores for processes); ``budget``:
     calibration's seconds, at most; ``chunksize``: items per task sent to a pool (default:
-    about four chunks per worker in each batch, at most REST_CHUNK_S of a worker's time each
-    after the decision); ``store``: where the run is recorded (True: the default store,
+    about four chunks per worker in each calibration batch, then chunks that shrink towards
+    each window's end); ``store``: where the run is recorded (True: the default store,
     $POOLSCOPE_STORE or .poolscope/poolscope.db; a path; False: not recorded); ``decision``: a
     list that gets the MapDecision appended.
 
