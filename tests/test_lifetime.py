@@ -141,8 +141,18 @@ def test_without_isolation_the_cli_ends_despite_the_functions_threads(hostile, c
                      r"\(Thread-1 \(sleep\)", done.stderr), done.stderr
 
 
+def _grandchildren() -> set[psutil.Process]:
+    """The ``sleep 1000`` processes hostile.py:grandchild starts (not any other sleep here)."""
+    found = set()
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.cmdline() == ["sleep", "1000"]:
+                found.add(process)
+    return found
+
+
 def test_what_a_worker_started_is_killed_at_teardown(hostile, cli):
-    before = {p.pid for p in psutil.process_iter() if p.name() == "sleep"}
+    before = {p.pid for p in _grandchildren()}
     done = cli("run", "hostile.py:grandchild", "--items", "2", "-e", "process,process-pool",
                "-r", "1", "--no-store", "--json", "-", timeout=120)
     assert done.returncode == 1, done.stderr
@@ -150,7 +160,7 @@ def test_what_a_worker_started_is_killed_at_teardown(hostile, cli):
     messages = [e["message"] for e in document["errors"] if e["kind"] == "TeardownFault"]
     assert messages and all("process(es) it started" in m for m in messages)
     time.sleep(0.5)
-    left = [p for p in psutil.process_iter() if p.name() == "sleep" and p.pid not in before
+    left = [p for p in _grandchildren() if p.pid not in before
             and p.status() != psutil.STATUS_ZOMBIE]
     kill_all(left)
     assert not left
