@@ -46,12 +46,9 @@ raises KeyboardInterrupt.
 from __future__ import annotations
 
 import builtins
-import concurrent.futures
 import contextlib
 import itertools
 import math
-import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -73,7 +70,16 @@ from .analysis.decide import (
 from .backends import Backend, get_backend
 from .board import Board
 from .environment import usable_cores
-from .map_record import MapRecord, StoreOption, open_record, target_name
+from .map_call import (
+    InitCapture,
+    InitializerFailed,
+    ItemFailed,
+    Raised,
+    call_here,
+    capture,
+    initializer_name,
+)
+from .map_record import MapRecord, StoreOption, open_record
 from .probe import Chunk, ChunkRecord, _failure, is_coroutine_function
 from .runner import TrialResult, auto_chunksize, backend_class, run_trial
 from .speed_bounds import (
@@ -121,156 +127,6 @@ SCALING = 0.5  # threads at this share of a linear speed-up or more are tried tw
 DRIFT = 4.0  # a window's time per item this many times the first window's, or 1/DRIFT of it,
 DRIFTED_WINDOWS = 2  # in this many windows in a row, is a drift: the decision is made again
 MAX_REVISITS = 3
-
-
-class ItemFailed(Exception):
-    """An item failed in a way that left no exception object to raise (its worker process
-    died, or its exception could not be pickled back): the kind and message as recorded."""
-
-    def __init__(self, item: int, kind: str, message: str) -> None:
-        super().__init__(f"item {item}: {kind}: {message}")
-        self.item, self.kind, self.message = item, kind, message
-
-
-class InitializerFailed(concurrent.futures.BrokenExecutor):
-    """The ``initializer`` raised in a worker: every item that worker runs fails with this (as
-    a standard pool's items fail with BrokenThreadPool / BrokenProcessPool), the initializer's
-    exception its ``__cause__`` where it ran in this process, and named in the message."""
-
-
-class Raised:
-    """An item's exception, carried as its result (the probe sees a success: the exception is
-    the caller's to raise, in item order)."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class _Capture:
-    """The function as map calls it: ``star`` unpacks each item as arguments; an exception
-    becomes the item's result (see Raised). Picklable when the function is."""
-
-    def __init__(self, fn: Callable[..., Any], star: bool) -> None:
-        self.fn, self.star = fn, star
-
-    def __call__(self, item: Any) -> Any:
-        try:
-            if not self.star:
-                return self.fn(item)
-            if isinstance(item, dict):
-                return self.fn(**item)
-            return self.fn(*item)
-        except (Exception, SystemExit) as exc:
-            return Raised(exc)
-
-
-class _AsyncCapture(_Capture):
-    """_Capture for an ``async def`` function: awaited by the asyncio candidate."""
-
-    async def __call__(self, item: Any) -> Any:  # type: ignore[override]
-        try:
-            if not self.star:
-                return await self.fn(item)
-            if isinstance(item, dict):
-                return await self.fn(**item)
-            return await self.fn(*item)
-        except (Exception, SystemExit) as exc:
-            return Raised(exc)
-
-
-_pid = os.getpid()  # this process's: a forked worker's own once it forked
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
-
-
-class _InitCapture(_Capture):
-    """_Capture with an ``initializer``: ``initializer(*initargs)`` runs once in each worker
-    (a thread of a process: a forked or spawned worker, a new thread, runs it again) before the
-    first item it runs there. When it raised, each item that worker runs fails with
-    InitializerFailed and the function is not called. Only calls given an initializer pay the
-    check, once per item."""
-
-    def __init__(self, fn: Callable[..., Any], star: bool, initializer: Callable[..., Any],
-                 initargs: tuple[Any, ...]) -> None:
-        super().__init__(fn, star)
-        self.initializer, self.initargs = initializer, initargs
-        self.local = threading.local()  # pid: the process it ran in; failure
-
-    def __getstate__(self) -> dict[str, Any]:  # a process worker's copy starts afresh
-        return {key: value for key, value in self.__dict__.items() if key != "local"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.local = threading.local()
-
-    def initialized(self) -> InitializerFailed | None:
-        """Run the initializer in this worker unless it ran here; what its items fail with
-        when it raised."""
-        local = self.local
-        if getattr(local, "pid", None) != _pid:
-            local.pid, local.failure = _pid, None
-            try:
-                self.initializer(*self.initargs)
-            except (Exception, SystemExit) as exc:
-                local.failure = InitializerFailed(
-                    f"the initializer {_initializer_name(self.initializer)} raised "
-                    f"{type(exc).__name__}: {exc} (pid {os.getpid()}, thread "
-                    f"{threading.current_thread().name}): every item of this worker fails")
-                local.failure.__cause__ = exc
-        return local.failure  # type: ignore[no-any-return]
-
-    def __call__(self, item: Any) -> Any:
-        failure = self.initialized()
-        if failure is not None:
-            return Raised(failure)
-        return super().__call__(item)
-
-
-class _AsyncInitCapture(_InitCapture, _AsyncCapture):
-    """_InitCapture for an ``async def`` function: the initializer runs in the loop's thread."""
-
-    async def __call__(self, item: Any) -> Any:  # type: ignore[override]
-        failure = self.initialized()
-        if failure is not None:
-            return Raised(failure)
-        return await _AsyncCapture.__call__(self, item)
-
-
-def _initializer_name(initializer: Callable[..., Any]) -> str:
-    """module:qualname, or path/to/file.py:qualname for a file target's function."""
-    from ._filetargets import module_path
-
-    name = target_name(initializer)
-    module, _, qualname = name.partition(":")
-    path = module_path(module)
-    return name if path is None else f"{path}:{qualname}"
-
-
-def _capture(fn: Callable[..., Any], star: bool, initializer: Callable[..., Any] | None,
-             initargs: tuple[Any, ...]) -> _Capture:
-    """The capture for the call: a plain one, at no cost per item, without an initializer."""
-    coroutine = is_coroutine_function(fn)
-    if initializer is None:
-        return (_AsyncCapture if coroutine else _Capture)(fn, star)
-    return (_AsyncInitCapture if coroutine else _InitCapture)(fn, star, initializer, initargs)
-
-
-def _call_here(call: _Capture, item: Any) -> Any:
-    """One item in this thread, whatever the function's kind (a broken pool's leftovers)."""
-    value = call(item)
-    if isinstance(call, _AsyncCapture):
-        import asyncio
-
-        value = asyncio.run(value)
-    return value
 
 
 @dataclass
@@ -327,9 +183,9 @@ class _AutoMap:
                  record: MapRecord | None = None,
                  initializer: Callable[..., Any] | None = None, initargs: Iterable[Any] = (),
                  native_threads: int | None = None, progress: bool = False) -> None:
-        self.call = _capture(fn, star, initializer, tuple(initargs))
+        self.call = capture(fn, star, initializer, tuple(initargs))
         # run_here's bare loop calls the function itself: it runs the initializer first
-        self.init_call = self.call if isinstance(self.call, _InitCapture) else None
+        self.init_call = self.call if isinstance(self.call, InitCapture) else None
         self.native_threads = native_threads
         self.record = record
         self.serial_trial: int | None = None  # the serial rest's trial, once it began
@@ -473,7 +329,7 @@ class _AutoMap:
             candidate.broken = "; ".join(str(e.get("message")) for e in trial.errors[:2])
             for i in range(first, first + len(batch)):
                 if self.pending[i - self.handed] is _MISSING:
-                    self.pending[i - self.handed] = _call_here(self.call, batch[i - first])
+                    self.pending[i - self.handed] = call_here(self.call, batch[i - first])
         self._hand_over()
         if trial.wall_s > 0:
             candidate.busy.append(trial.cpu_s / trial.wall_s)
@@ -1138,7 +994,7 @@ def _options(names: Sequence[str], max_workers: int | None, star: bool, budget: 
     arguments by repr)."""
     return {"executors": list(names), "max_workers": max_workers, "star": star,
             "budget": budget, "chunksize": chunksize,
-            "initializer": None if initializer is None else _initializer_name(initializer),
+            "initializer": None if initializer is None else initializer_name(initializer),
             "initargs": [_short_repr(arg) for arg in initargs],
             "native_threads": native_threads, "progress": bool(progress)}
 

@@ -733,7 +733,7 @@ def _result_line(item: int, value: Any) -> tuple[str, bool]:
     object, bytes, NaN) is written as its repr, marked ``"repr": true``."""
     import json
 
-    from .automap import ItemFailed, Raised
+    from .map_call import ItemFailed, Raised
 
     if isinstance(value, Raised):
         exc = value.exc

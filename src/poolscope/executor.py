@@ -26,13 +26,13 @@ from . import native
 from .automap import (
     DEFAULT_BUDGET_S,
     MapDecision,
-    Raised,
     _AutoMap,
     _check_options,
     _initargs,
     _options,
 )
 from .environment import usable_cores
+from .map_call import Raised
 from .map_record import StoreOption, open_record
 from .probe import is_coroutine_function
 
