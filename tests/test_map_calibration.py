@@ -3,6 +3,7 @@ win (speed_bounds.py), and the thread count it starts from (real pools, real ite
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from types import SimpleNamespace
@@ -84,8 +85,9 @@ def test_a_pools_start_is_remembered_per_worker():
     assert speed_bounds.start_cost_s("process", 1) == speed_bounds.PRIOR_START_S
 
 
-def computes(x: int) -> int:
-    deadline = time.thread_time() + 0.001
+def computes(x: int, seconds: float = 0.001) -> int:
+    """Pure Python for ``seconds`` of this thread's CPU: it holds the GIL throughout."""
+    deadline = time.thread_time() + seconds
     while time.thread_time() < deadline:
         pass
     return x
@@ -101,17 +103,10 @@ def test_an_iterator_read_ahead_by_one_bound_is_mapped_by_the_next():
     assert decision[0].items == 400
 
 
-def spins(x: int) -> int:
-    """Pure Python for about 3 ms: it holds the GIL throughout."""
-    deadline = time.perf_counter() + 0.003
-    while time.perf_counter() < deadline:
-        pass
-    return x
-
-
 def test_threads_whose_items_take_turns_are_out_after_one_batch():
     decision: list[MapDecision] = []
-    assert poolscope.map(spins, range(300), executors=["serial", "thread"], decision=decision,
+    assert poolscope.map(functools.partial(computes, seconds=0.003), range(300),
+                         executors=["serial", "thread"], decision=decision,
                          store=False) == list(range(300))
     chosen = decision[0]
     threads = [times for label, times in chosen.calibration.items() if label.startswith("thread")]

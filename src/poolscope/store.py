@@ -200,10 +200,7 @@ class RunStore:
         if self.db.in_transaction:  # together(): the whole transaction is retried, not a row
             self.db.execute(sql, params)
             return
-        try:
-            self._retry(lambda: self.db.execute(sql, params))
-        except sqlite3.OperationalError as exc:
-            raise UsageError(f"cannot write to the store {self.path}: {exc}") from None
+        self._written(lambda: self.db.execute(sql, params))
 
     def together(self, writes: Callable[[], None]) -> None:
         """Several writes as one transaction: one commit, not one per row (a trial's chunks),
@@ -218,8 +215,12 @@ class RunStore:
                 raise
             self.db.execute("COMMIT")
 
+        self._written(block)
+
+    def _written(self, action: Callable[[], object]) -> None:
+        """A write, retried under a neighbour's lock; a store that refuses it is a UsageError."""
         try:
-            self._retry(block)
+            self._retry(action)
         except sqlite3.OperationalError as exc:
             raise UsageError(f"cannot write to the store {self.path}: {exc}") from None
 
