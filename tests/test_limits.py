@@ -13,7 +13,8 @@ import pytest
 
 from fault_workloads import grow_on_three, killed_on_three, sleep_on_three, spin_on_three
 from poolscope import UsageError
-from poolscope.backends import REGISTRY, get_backend
+from poolscope.backends import REGISTRY, Backend, get_backend
+from poolscope.backends.elsewhere import isolated
 from poolscope.runner import Plan, make_chunks, run_trial
 
 pytestmark = pytest.mark.timeout(120)
@@ -24,8 +25,12 @@ PROCESS_EXECUTORS = [name for name in ("process", "process-spawn", "process-fork
 
 
 def trial(name: str, fn, **timeouts):
+    return trial_of(get_backend(name), fn, **timeouts)
+
+
+def trial_of(backend: type[Backend], fn, **timeouts):
     began = time.monotonic()
-    t = run_trial(0, get_backend(name), fn, 2, make_chunks(list(range(12)), 2), **timeouts)
+    t = run_trial(0, backend, fn, 2, make_chunks(list(range(12)), 2), **timeouts)
     return t, time.monotonic() - began
 
 
@@ -87,6 +92,23 @@ def test_an_item_in_this_process_gets_an_exception(name, fn):
     assert sorted(t.items.item.tolist()) == list(range(12))
     assert [(e["item"], e["kind"]) for e in t.errors] == [(3, "Timeout")]
     assert "it ran longer than --timeout 0.5 s" in t.errors[0]["message"]
+
+
+@pytest.mark.parametrize("name,fn", [("serial", sleep_on_three), ("serial", spin_on_three),
+                                     ("thread-pool", spin_on_three)])
+def test_an_isolated_child_stopped_for_a_timeout_first_sends_the_records_it_held(name, fn):
+    """The child holds records to send them together (_child._Server); stopped by SIGTERM, it
+    sends them first: the items that finished there before the stuck one are not run again."""
+    t, took = trial_of(isolated(name), fn, timeout_s=0.5)
+    assert took < 20
+    assert t.status == "partial" and t.restarts == 1
+    assert sorted(t.items.item.tolist()) == list(range(12))
+    items, pids = t.items.item.tolist(), t.items.pid.tolist()
+    stopped_child = pids[items.index(3)]
+    assert pids[items.index(0)] == stopped_child  # not run again in the next child
+    assert len(set(pids)) == 2
+    assert [(e["item"], e["kind"]) for e in t.errors] == [(3, "Timeout")]
+    assert left_behind() == []
 
 
 @pytest.mark.parametrize("name", ["process", "process-pool"])

@@ -2,7 +2,7 @@
 
 ``thread@/usr/bin/python3.14t`` runs the ``thread`` executor in a child process of that
 interpreter; the child imports this same poolscope source (``PYTHONPATH``), runs the inner
-executor's start/run/close with the probe, and streams each ChunkRecord back. Records join the
+executor's start/run/close with the probe, and streams the ChunkRecords back. Records join the
 run on one time axis: ``perf_counter_ns`` is system-wide, so the child's clock is the parent's::
 
     parent (this interpreter)                     child: PATH -m poolscope._child serve
@@ -13,7 +13,7 @@ run on one time axis: ``perf_counter_ns`` is system-wide, so the child's clock i
     ---- the trial's clock starts here (t0) ----
     ("start", executor, workers)                 ─> inner.start()
     ("run", chunks)                              ─> for record in inner.run(chunks):
-                   ("record", ChunkRecord) ... <─      stream it back, without results
+                   ("records", [ChunkRecord]) <─      stream them back, without results
                    ("done", incidents)         <─
     ("close",)                                   ─> inner.close(), read the GIL again
                    ("closed", facts, sample)   <─  then wait: the next trial's "stage" and
@@ -708,8 +708,8 @@ class ElsewhereBackend(Backend):
                 self.worker_info.update(extra.get("worker_info", {}))
                 self._busy = False
                 return
-            record: ChunkRecord = message[1]  # its results stay in the child (see close)
-            yield record
+            records: list[ChunkRecord] = message[1]  # their results stay in the child
+            yield from records
 
     def close(self) -> None:
         if self._proc is None:
