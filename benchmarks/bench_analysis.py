@@ -26,8 +26,8 @@ import numpy as np
 
 from _common import Check, console, machine_line, median, print_checks
 from poolscope.environment import collect_environment
+from poolscope.model import ItemColumns, TrialResult
 from poolscope.result import Result, TransferSample
-from poolscope.runner import ItemColumns, TrialResult
 
 GOAL_S = 5.0
 

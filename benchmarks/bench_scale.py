@@ -1,6 +1,6 @@
 """Scale: memory per item record and the time to turn a million records into frames.
 
-poolscope keeps per-item records as flat numpy columns (``runner.ItemColumns``), never an object
+poolscope keeps per-item records as flat numpy columns (``model.ItemColumns``), never an object
 per item, so a run of millions of tiny items must stay small in memory and quick to analyse. This
 benchmark runs one ``serial`` trial of 1,000,000 ``tiny`` items and reports:
 

@@ -8,11 +8,11 @@ import pytest
 from bokeh.models import Label
 
 from poolscope.analysis.cores import cores_text, cores_used
+from poolscope.model import ItemColumns, TrialResult
 from poolscope.present.demo import observations
 from poolscope.present.plots import plot_run
 from poolscope.present.report import build_report
 from poolscope.result import Result
-from poolscope.runner import ItemColumns, TrialResult
 
 
 def trial(index: int, executor: str, wall: float, cores: list[int], threads: bool) -> TrialResult:

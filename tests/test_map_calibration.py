@@ -16,7 +16,8 @@ from conftest import own_children
 from poolscope import speed_bounds
 from poolscope.automap import THREAD_START_S, MapDecision, _AutoMap, _Candidate, _items_time
 from poolscope.environment import usable_cores
-from poolscope.runner import ItemColumns, backend_class
+from poolscope.model import ItemColumns
+from poolscope.runner import backend_class
 from poolscope.speed_bounds import best_possible
 
 MB = 2**20

@@ -20,10 +20,10 @@ from poolscope import UsageError
 from poolscope.analysis.scaling import fit_amdahl_per_executor, scaling_table
 from poolscope.api import run_workload
 from poolscope.frames import concurrency, representative_trials
+from poolscope.model import ItemColumns, TrialResult
 from poolscope.present.plots import CONCURRENCY_BINS, MAX_BARS, MAX_STEPS, plot_run
 from poolscope.present.scaling_plot import plot_scaling
 from poolscope.result import Result
-from poolscope.runner import ItemColumns, TrialResult
 from poolscope.workloads import resolve_workload
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

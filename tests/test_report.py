@@ -15,10 +15,10 @@ import poolscope
 from browser import OpenReport, launch_browser
 from conftest import run_cli
 from poolscope import UsageError
+from poolscope.model import ItemColumns, TrialResult
 from poolscope.present._page import render_page
 from poolscope.present.report import DETAIL_LIMIT, MAX_POINTS
 from poolscope.result import Result
-from poolscope.runner import ItemColumns, TrialResult
 
 
 def spin(x: int) -> int:

@@ -270,9 +270,9 @@ def test_remote_workers_hosts_and_retries_are_stored(tmp_path):
     address and retried flag, and the trial's workers with their clock offsets."""
     from array import array
 
+    from poolscope.model import ItemColumns, TrialResult
     from poolscope.probe import ChunkRecord
     from poolscope.result import Result
-    from poolscope.runner import ItemColumns, TrialResult
 
     def record(first: int, host: str, worker: str, retried: bool) -> ChunkRecord:
         return ChunkRecord(first=first, start_ns=array("q", [10, 20]), end_ns=array("q", [15, 30]),

@@ -21,10 +21,10 @@ import pytest
 
 import poolscope
 from poolscope import UsageError
+from poolscope.model import ItemColumns, TrialResult
 from poolscope.present import trace as trace_module
 from poolscope.present.trace import trace_events, write_trace
 from poolscope.result import Result
-from poolscope.runner import ItemColumns, TrialResult
 
 EPS_US = 1e-6  # float slack when adding µs values written with three decimals
 

@@ -16,9 +16,10 @@ from ._errors import UsageError
 from .analysis.decide import IO_WORKER_GAIN, MAX_IO_WORKERS, TrialRow, contenders, trial_failures
 from .backends import REGISTRY, get_backend
 from .environment import collect_environment, usable_cores
+from .model import COUNTED, TrialResult
 from .preflight import preflight
 from .probe import is_coroutine_function
-from .runner import Chunksize, Contention, Plan, Repeat, TrialResult, backend_class, run_plan
+from .runner import Chunksize, Contention, Plan, Repeat, backend_class, run_plan
 from .store import RunStore, new_run_id
 from .workloads import Workload
 
@@ -149,13 +150,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     if not items:
         raise UsageError("there are no items to run")
     workload = Workload(fn=workload.fn, items=items, target=workload.target, size=workload.size)
-    environment = collect_environment()
-    # Each executor refuses a function it cannot run (one line, before any trial) and may
-    # describe the interpreter that runs it: subinterpreters, NAME@/path/to/python.
-    interpreters = {name: facts for name in names
-                    if (facts := backend_class(name, isolate).prepare_run(workload.fn))}
-    if interpreters:
-        environment["interpreters"] = interpreters
+    environment = _environment(names, isolate, workload.fn)
     with native.capped(plan.native_threads):  # a kept child keeps the cap it started with
         checked = preflight(workload.fn, items, names, isolate, item_timeout=timeout)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -170,16 +165,43 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
     run_id = new_run_id()
-    on_chunk: list[Any] = []
-    on_trial_end: list[Any] = []
-    on_trial_start: list[Any] = []
-    pools = native.Collector()
-    on_chunk.append(pools.on_chunk)
+    pools = native.Collector()  # each worker's native thread pools, as its records tell them
+    hooks = _Hooks(on_chunk=[pools.on_chunk])
     if store is not None:
         store.begin_run(run_id, started_at, workload.target, len(items), list(names),
                         environment, {k: v for k, v in options.items() if k != "caveats"})
-        on_chunk.append(functools.partial(store.add_chunk, run_id))
-        on_trial_end.append(functools.partial(store.end_trial, run_id))
+        hooks.on_chunk.append(functools.partial(store.add_chunk, run_id))
+        hooks.on_trial_end.append(functools.partial(store.end_trial, run_id))
+
+    def result(trials: list[TrialResult], interrupted: bool) -> Result:
+        from .result import Result, transfer_sample
+
+        sample = next((t.result_sample for t in trials if t.result_sample), [])
+        return Result(run_id=run_id, target=workload.target, n_items=len(items),
+                      trial_results=trials, environment=environment, options=options,
+                      interrupted=interrupted, transfer=transfer_sample(items, sample),
+                      started_at=started_at)
+
+    trials, interrupted = _measure(workload, plan, hooks, pools, dask_scheduler,
+                                   progress=progress, console=console,
+                                   explore=explore_io and workers is None, options=options,
+                                   result=result)
+    if details := _worker_details(trials):
+        options["worker_details"] = details
+    environment["native_threads"] = pools.facts(trials, plan.native_threads)
+    final = result(trials, interrupted)
+    if store is not None:
+        store.end_run(final)
+    return final
+
+
+def _measure(workload: Workload, plan: Plan, hooks: _Hooks, pools: native.Collector,
+             dask_scheduler: str | None, *, progress: bool, console: Any, explore: bool,
+             options: dict[str, Any],
+             result: Callable[[list[TrialResult], bool], Result]) -> tuple[
+                 list[TrialResult], bool]:
+    """The run's trials (and, when ``explore`` and the workload is io-bound, the thread counts
+    searched); whether it was interrupted."""
     with contextlib.ExitStack() as stack:
         if dask_scheduler is not None:
             from .backends.dask_ import using_scheduler
@@ -189,33 +211,44 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         if progress:
             from .present.progress import trial_progress  # tqdm's widget in a notebook
 
-            bar = stack.enter_context(trial_progress(plan, len(items), console=console))
-            on_chunk.append(bar.on_chunk)
-            on_trial_start.append(bar.on_trial_start)
-        hooks = {"on_chunk": _each(on_chunk), "on_trial_start": _each(on_trial_start),
-                 "on_trial_end": _each(on_trial_end)}
-        trials, interrupted = run_plan(workload, plan, contention=_contention(()), **hooks)
+            bar = stack.enter_context(trial_progress(plan, len(workload.items),
+                                                     console=console))
+            hooks.on_chunk.append(bar.on_chunk)
+            hooks.on_trial_start.append(bar.on_trial_start)
+        trials, interrupted = run_plan(workload, plan, contention=_contention(()),
+                                       **hooks.as_arguments())
+        if explore and not interrupted:
+            first = result(trials, interrupted)
+            if first.classification == "io-bound":
+                interrupted = _explore_io_workers(workload, plan, first, trials, options,
+                                                  hooks.as_arguments())
+    return trials, interrupted
 
-        def result() -> Result:
-            from .result import Result, transfer_sample
 
-            sample = next((t.result_sample for t in trials if t.result_sample), [])
-            return Result(run_id=run_id, target=workload.target, n_items=len(items),
-                          trial_results=trials, environment=environment, options=options,
-                          interrupted=interrupted, transfer=transfer_sample(items, sample),
-                          started_at=started_at)
+def _environment(names: Sequence[str], isolate: bool,
+                 fn: Callable[[Any], Any]) -> dict[str, Any]:
+    """The machine's, and the interpreters that will run the function: each executor refuses
+    a function it cannot run (one line, before any trial) and may describe the interpreter
+    that runs it (subinterpreters, NAME@/path/to/python)."""
+    environment = collect_environment()
+    interpreters = {name: facts for name in names
+                    if (facts := backend_class(name, isolate).prepare_run(fn))}
+    if interpreters:
+        environment["interpreters"] = interpreters
+    return environment
 
-        first = result()
-        if explore_io and workers is None and not interrupted and \
-                first.classification == "io-bound":
-            interrupted = _explore_io_workers(workload, plan, first, trials, options, hooks)
-    if details := _worker_details(trials):
-        options["worker_details"] = details
-    environment["native_threads"] = pools.facts(trials, plan.native_threads)
-    final = result()
-    if store is not None:
-        store.end_run(final)
-    return final
+
+@dataclasses.dataclass
+class _Hooks:
+    """What a run calls as its trials go: the store, the native-pool reader, a progress bar."""
+
+    on_chunk: list[Any] = dataclasses.field(default_factory=list)
+    on_trial_start: list[Any] = dataclasses.field(default_factory=list)
+    on_trial_end: list[Any] = dataclasses.field(default_factory=list)
+
+    def as_arguments(self) -> dict[str, Any]:
+        return {"on_chunk": _each(self.on_chunk), "on_trial_start": _each(self.on_trial_start),
+                "on_trial_end": _each(self.on_trial_end)}
 
 
 def _each(callbacks: list[Any]) -> Any:
@@ -283,7 +316,7 @@ def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
         more, interrupted = run_plan(workload, extra, first_index=len(trials),
                                      contention=_contention(tuple(trials), until), **hooks)
         trials.extend(more)
-        ok = sorted(t.wall_s for t in more if t.status in ("ok", "partial"))
+        ok = sorted(t.wall_s for t in more if t.status in COUNTED)
         if interrupted:
             return None
         if not ok:
@@ -409,7 +442,7 @@ def _item_count_growth(workload: Workload, result: Result, counts: list[int],
                         repeat=repeat, chunksize=int(best["chunksize"]), max_time_s=max_time,
                         **limits)
             trials, _ = run_plan(part, plan)
-            ok = sorted(t.wall_s for t in trials if t.status in ("ok", "partial"))
+            ok = sorted(t.wall_s for t in trials if t.status in COUNTED)
             walls.append(ok[(len(ok) - 1) // 2] if ok else float("nan"))
         walls.append(float(best["wall_s"]))
         fits[str(executor)] = item_count_growth(counts, walls)

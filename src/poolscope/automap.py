@@ -80,8 +80,9 @@ from .map_call import (
     initializer_name,
 )
 from .map_record import MapRecord, StoreOption, open_record
+from .model import TrialResult
 from .probe import Chunk, ChunkRecord, _failure, is_coroutine_function
-from .runner import TrialResult, auto_chunksize, backend_class, run_trial
+from .runner import auto_chunksize, backend_class, run_trial
 from .speed_bounds import (
     TRANSFER_MATTERS,
     Bound,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .model import TrialResult
 from .probe import STATUS_ERROR
-from .runner import TrialResult
 
 __all__ = ["UNFINISHED_KINDS", "MergedBars", "concurrency", "concurrency_binned", "finished",
            "fraction", "items_frame", "lane_labels", "lane_numbers", "melted_frame",

@@ -6,7 +6,7 @@ timeout, or in a worker process whose memory passed ``--max-memory``, is stopped
 
 * in a worker process: SIGTERM to that process, SIGKILL after ``GRACE_S`` if it is still there.
   The pool breaks; the runner records the item as timed out, starts a new pool and runs the
-  items that had not reported on it (runner.run_trial).
+  items that had not reported on it (trial.py).
 * in a thread of this process (serial, thread, thread-pool, asyncio's ``to_thread``): a thread
   cannot be killed, so ``ItemTimeout`` is raised inside it — in the main thread through a
   signal, which also cuts a ``time.sleep`` short; in another thread with

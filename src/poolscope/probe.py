@@ -20,7 +20,7 @@ in **spans**: consecutive items between two readings of the clocks, enough of th
 readings cost under 0.2% of the span. The worker still writes each item's number to the board, and
 records each item's failure. A span's first item carries its start and core, its last item its
 end and CPU mark; ``ChunkRecord.spans`` lists (first offset, item count) of each span, and the
-parent spreads a span's wall and CPU evenly over its items (``runner.ItemColumns``), which the
+parent spreads a span's wall and CPU evenly over its items (``model.ItemColumns``), which the
 item frame marks in its ``span`` column. Items timed alone (all of them, for items over ~50× the
 reading cost) are what they always were.
 """
@@ -204,22 +204,19 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
             span = span_length((ended - began) // (last - offset))
             offset = last
     mark[0] = IDLE
+    return _record(chunk.first, starts, ends, cpu_marks, cores, status, errors, results, spans)
+
+
+def _record(first: int, starts: array[int], ends: array[int], cpu_marks: array[int],
+            cores: array[int], status: array[int], errors: list[tuple[int, str, str]],
+            results: list[Any], spans: array[int]) -> ChunkRecord:
+    """A chunk's record from its readings, with this process's CPU and peak memory so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return ChunkRecord(
-        first=chunk.first,
-        start_ns=starts,
-        end_ns=ends,
-        cpu_marks_ns=cpu_marks,
-        core=cores,
-        status=status,
-        errors=errors,
-        pid=os.getpid(),
-        tid=threading.get_native_id(),
+        first=first, start_ns=starts, end_ns=ends, cpu_marks_ns=cpu_marks, core=cores,
+        status=status, errors=errors, pid=os.getpid(), tid=threading.get_native_id(),
         process_cpu_s=usage.ru_utime + usage.ru_stime,
-        process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT,
-        results=results,
-        spans=spans or None,
-    )
+        process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT, results=results, spans=spans or None)
 
 
 # --- spans: items too short to time one by one -------------------------------------------------

@@ -32,7 +32,7 @@ from .analysis.scaling import (
 )
 from .analysis.snippet import snippet
 from .backends import REGISTRY
-from .runner import TrialResult
+from .model import TrialResult
 from .store import new_run_id
 
 __all__ = ["SCHEMA", "Result", "new_run_id"]

@@ -33,8 +33,8 @@ from .lifetime import pid_alive
 from .probe import STATUS_ERROR, ChunkRecord
 
 if TYPE_CHECKING:
+    from .model import TrialResult
     from .result import Result
-    from .runner import TrialResult
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "new_run_id", "store_path"]
 
@@ -348,8 +348,8 @@ class RunStore:
     def load(self, ref: str) -> Result:
         """The stored run as the same Result object a fresh run returns."""
         from .analysis.scaling import GrowthFit
+        from .model import ItemColumns, TrialResult
         from .result import Result, TransferSample
-        from .runner import ItemColumns, TrialResult
 
         run_id = self.resolve(ref)
         (started, target, status, n_items, env, options, transfer, pid, host, growth) = \

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..model import COUNTED
 from .stats import ratio_ci
 
 __all__ = ["Change", "compare_runs"]
@@ -43,7 +44,7 @@ class Change:
 
 
 def _walls(trials: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:
-    usable = trials[trials["status"].isin(["ok", "partial"])]
+    usable = trials[trials["status"].isin(COUNTED)]
     return {(str(e), int(w)): g["wall_s"].to_numpy()
             for (e, w), g in usable.groupby(["executor", "workers"], sort=False)}
 

@@ -73,6 +73,40 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
                                           "item: each failed, or none of its items finished"])
     serial_items = items[(items["executor"] == "serial") & (items["status"] == "ok")]
     item_wall = float(serial_items["wall_s"].median()) if len(serial_items) else np.nan
+    evidence = _serial_evidence(offcpu, item_wall, left_out, serial_items)
+    thread_speedup, thread_busy = _speedup_evidence(summary, families, evidence)
+    if transfer_bytes is not None:
+        text = f"pickled argument and result: {size(transfer_bytes)} per item"
+        if transfer_s is not None:
+            text += f", {duration(transfer_s)} to pickle and unpickle"
+        evidence.append(text)
+    native_line = _native_threads(serial, serial_items, native)
+    if native_line:
+        return Classification("native-threaded", [*evidence, native_line])
+    transfer_bound = (transfer_bytes is not None and transfer_s is not None
+                      and transfer_bytes >= TRANSFER_BYTES and transfer_s >= item_wall)
+    return Classification(_kind(offcpu, item_wall, transfer_bound, thread_speedup, thread_busy),
+                          evidence)
+
+
+def _kind(offcpu: float, item_wall: float, transfer_bound: bool, thread_speedup: float,
+          thread_busy: float) -> str:
+    """Rules 1 to 6 (see the module's docstring), first match wins."""
+    if offcpu >= IO_OFFCPU:
+        return "io-bound"
+    if transfer_bound:
+        return "transfer-bound"
+    if item_wall < TINY_ITEM_S:
+        return "overhead-bound"
+    if thread_speedup >= THREAD_SCALES and not thread_busy < THREAD_BUSY:
+        return "gil-releasing"
+    if offcpu >= MIXED_OFFCPU:
+        return "mixed"
+    return "cpu-bound"
+
+
+def _serial_evidence(offcpu: float, item_wall: float, left_out: _LeftOut,
+                     serial_items: pd.DataFrame) -> list[str]:
     evidence = [f"serial items spend {offcpu:.0%} of their time off the CPU",
                 f"median item takes {duration(item_wall)}"]
     if left_out.sentence:
@@ -82,6 +116,13 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
         evidence.append(f"{spanned.mean():.0%} of them timed in spans of a median "
                         f"{int(serial_items['span'][spanned].median()):,} items, as reading "
                         "the clocks per item would cost more than 2% of one")
+    return evidence
+
+
+def _speedup_evidence(summary: pd.DataFrame, families: dict[str, str],
+                      evidence: list[str]) -> tuple[float, float]:
+    """Each family's best speedup, said in ``evidence``; returns the best thread (or asyncio)
+    speedup and how many items threads computed at once there."""
 
     def rows_of(*kinds: str) -> pd.DataFrame:
         return summary[summary["executor"].map(families).isin(kinds) & (summary["workers"] > 1)]
@@ -93,7 +134,6 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
     threaded = rows_of("thread", "async").dropna(subset=["speedup"])
     thread_busy = (float(threaded.loc[threaded["speedup"].idxmax(), "cpu_parallelism"])
                    if len(threaded) else np.nan)
-
     thread_speedup, async_speedup, process_speedup = best("thread"), best("async"), best("process")
     if not np.isnan(thread_speedup):
         evidence.append(f"best thread speedup {thread_speedup:.2f}×")
@@ -107,30 +147,7 @@ def classify(summary: pd.DataFrame, items: pd.DataFrame, families: dict[str, str
     interpreter_speedup = best("interpreter")  # a GIL each, like processes: not rule 4's threads
     if not np.isnan(interpreter_speedup):
         evidence.append(f"best subinterpreter speedup {interpreter_speedup:.2f}×")
-    if transfer_bytes is not None:
-        text = f"pickled argument and result: {size(transfer_bytes)} per item"
-        if transfer_s is not None:
-            text += f", {duration(transfer_s)} to pickle and unpickle"
-        evidence.append(text)
-
-    native_line = _native_threads(serial, serial_items, native)
-    if native_line:
-        evidence.append(native_line)
-        kind = "native-threaded"
-    elif offcpu >= IO_OFFCPU:
-        kind = "io-bound"
-    elif (transfer_bytes is not None and transfer_s is not None
-          and transfer_bytes >= TRANSFER_BYTES and transfer_s >= item_wall):
-        kind = "transfer-bound"
-    elif item_wall < TINY_ITEM_S:
-        kind = "overhead-bound"
-    elif thread_speedup >= THREAD_SCALES and not thread_busy < THREAD_BUSY:
-        kind = "gil-releasing"
-    elif offcpu >= MIXED_OFFCPU:
-        kind = "mixed"
-    else:
-        kind = "cpu-bound"
-    return Classification(kind, evidence)
+    return thread_speedup, thread_busy
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..frames import unfinished_rows
+from ..model import COUNTED
 
 __all__ = ["COST_COLUMNS", "COST_PARTS", "cost_model", "trial_costs"]
 
@@ -98,7 +99,7 @@ def trial_costs(wall_s: float, startup_s: float, teardown_s: float, workers: int
 def cost_model(trials: pd.DataFrame, items: pd.DataFrame, families: dict[str, str],
                transfer_bytes: float | None, transfer_s: float | None) -> pd.DataFrame:
     """One row per configuration: its median trial's wall time in parts (``COST_PARTS``)."""
-    usable = trials[trials["status"].isin(["ok", "partial"])]
+    usable = trials[trials["status"].isin(COUNTED)]
     if usable.empty:
         return pd.DataFrame(columns=COST_COLUMNS)
     by_trial = items.groupby("trial", sort=False, observed=True).indices if len(items) else {}

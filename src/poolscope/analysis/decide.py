@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..model import COUNTED, TrialStatus
 from .stats import Comparison, compare_samples
 
 __all__ = ["EQUIVALENT", "IO_WORKER_GAIN", "MAX_IO_WORKERS", "Arm", "Decision", "LeftOut",
@@ -45,7 +46,7 @@ FAMILY_RANK = {"serial": 0, "thread": 1, "async": 2, "interpreter": 3, "process"
                "cluster": 5}
 UNKNOWN_FAMILY_RANK = 6  # another interpreter (NAME@PATH), or an executor this does not know
 CLUSTER_EXECUTORS = {"dask"}  # process workers too, but behind a scheduler: a cluster
-COUNTED = ("ok", "partial")  # trials whose wall time is comparable (metrics.summarize)
+# COUNTED (model.py): the trials whose wall time is comparable (metrics.summarize)
 
 Key = tuple[str, int, int]  # executor, workers, chunksize
 Failure = tuple[int | None, str]  # item (None: not an item's), exception kind
@@ -82,7 +83,7 @@ class TrialRow(NamedTuple):
 
     @classmethod
     def of(cls, trial: Any) -> TrialRow:
-        """From a runner.TrialResult."""
+        """From a model.TrialResult."""
         return cls(trial.index, trial.executor, trial.workers, trial.chunksize, trial.status,
                    trial.wall_s, int((trial.items.status != 0).sum()), len(trial.items))
 
@@ -150,7 +151,7 @@ def candidate_arms(trials: Any, failures: Mapping[int, frozenset[Failure]] | Non
             continue
         walls[key] = np.array([row.wall_s for row in counted], dtype=float)
         sets[key] = _failure_sets(counted, failures, expected)
-        if any(row.status == "failed" for row in group):
+        if any(row.status == TrialStatus.FAILED for row in group):
             broken.add(key)
     shared = frozenset.intersection(*[s for per in sets.values() for s in per]) \
         if sets else frozenset()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..model import COUNTED, TrialStatus
 from .stats import OUTLIER_Z, median_ci, modified_z, ratio_ci
 
 __all__ = ["SUMMARY_COLUMNS", "outlier_flags", "summarize"]
@@ -48,8 +49,8 @@ def summarize(trials: pd.DataFrame, cores: int, baseline: str = "serial") -> pd.
     walls: list[np.ndarray] = []
     for (executor, workers, chunksize), group in trials.groupby(
             ["executor", "workers", "chunksize"], sort=False):
-        usable = group[group["status"].isin(["ok", "partial"])]
-        failed = int(group["status"].eq("failed").sum())
+        usable = group[group["status"].isin(COUNTED)]
+        failed = int(group["status"].eq(TrialStatus.FAILED).sum())
         wall = float(usable["wall_s"].median()) if len(usable) else np.nan
         walls.append(usable["wall_s"].to_numpy())
         ci = median_ci(usable["wall_s"].to_numpy())

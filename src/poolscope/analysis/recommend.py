@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .._format import duration
+from ..model import COUNTED
 from .decide import (
     EQUIVALENT,
     Arm,
@@ -203,7 +204,7 @@ def _against_serial(trials: pd.DataFrame, chosen: Arm, decision: Decision,
     for key, c in decision.comparisons.items():
         if key[0] == "serial" and chosen is decision.fastest:
             return c
-    serial = trials[(trials["executor"] == "serial") & trials["status"].isin(["ok", "partial"])]
+    serial = trials[(trials["executor"] == "serial") & trials["status"].isin(COUNTED)]
     if serial.empty:
         return None
     first = serial.iloc[0]

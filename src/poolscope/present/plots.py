@@ -66,8 +66,8 @@ from ..frames import (
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
+    from ..model import TrialResult
     from ..result import Result
-    from ..runner import TrialResult
 
 __all__ = ["plot_run"]
 

@@ -61,8 +61,8 @@ from ._page import render_page
 if TYPE_CHECKING:
     from bokeh.models import Model
 
+    from ..model import TrialResult
     from ..result import Result
-    from ..runner import TrialResult
 
 __all__ = ["DETAIL_LIMIT", "build_report", "write_report"]
 

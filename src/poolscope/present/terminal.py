@@ -77,27 +77,41 @@ def render_result(result: Result) -> Iterator[Any]:
     evidence = "; ".join(result.classification_evidence)
     yield Text.assemble(("workload: ", "bold"), (result.classification, "cyan"),
                         f" ({evidence})")
-    rec = result.recommendation
-    if rec is None:
-        yield Text(f"no recommendation: {NO_CANDIDATE}", style="yellow")
-    else:
-        chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
-        verdict = [("inconclusive — ", "bold yellow")] if rec.inconclusive else []
-        yield Text.assemble(("recommendation: ", "bold"), *verdict,
-                            (f"{rec.executor} with {rec.workers} worker(s){chunk}", "bold green"))
-        for reason in rec.reasons:
-            yield Text(f"  · {reason}")
-        for comparison in rec.comparisons:
-            yield Text(f"  = {comparison.sentence()}", style="dim")
-        for caveat in rec.caveats:
-            yield Text(f"  ! {caveat}", style="yellow")
+    yield from _recommendation_lines(result)
     yield from code_view(result)
     for warning in result.warnings:
         yield Text(f"noisy: {warning}", style="yellow")
-    failed = [t for t in result.trial_results if t.status == "failed"]
-    for trial in failed:
-        first = trial.errors[0] if trial.errors else {"kind": "?", "message": ""}
-        yield Text(f"{trial.executor} failed: {first['kind']}: {first['message']}", style="red")
+    yield from _failure_lines(result)
+    peak = result.summary["peak_rss"].max() if len(result.summary) else 0
+    if peak:
+        yield Text(f"peak RSS, summed over the processes of the largest trial: {size(peak)}",
+                   style="dim")
+
+
+def _recommendation_lines(result: Result) -> Iterator[Text]:
+    rec = result.recommendation
+    if rec is None:
+        yield Text(f"no recommendation: {NO_CANDIDATE}", style="yellow")
+        return
+    chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
+    verdict = [("inconclusive — ", "bold yellow")] if rec.inconclusive else []
+    yield Text.assemble(("recommendation: ", "bold"), *verdict,
+                        (f"{rec.executor} with {rec.workers} worker(s){chunk}", "bold green"))
+    for reason in rec.reasons:
+        yield Text(f"  · {reason}")
+    for comparison in rec.comparisons:
+        yield Text(f"  = {comparison.sentence()}", style="dim")
+    for caveat in rec.caveats:
+        yield Text(f"  ! {caveat}", style="yellow")
+
+
+def _failure_lines(result: Result) -> Iterator[Text]:
+    """Failed trials, executor incidents a trial survived, and the first failed item."""
+    for trial in result.trial_results:
+        if trial.status == "failed":
+            first = trial.errors[0] if trial.errors else {"kind": "?", "message": ""}
+            yield Text(f"{trial.executor} failed: {first['kind']}: {first['message']}",
+                       style="red")
     # Executor incidents a trial survived (a lost Dask worker): the run exits 1, so say why.
     seen = set()
     for trial in result.trial_results:
@@ -113,10 +127,6 @@ def render_result(result: Result) -> Iterator[Any]:
         more = f" (and {len(item_errors) - 1} more)" if len(item_errors) > 1 else ""
         yield Text(f"{len(item_errors)} item(s) failed; first: item {e['item']} under "
                    f"{e['executor']}: {e['kind']}: {e['message']}{more}", style="red")
-    peak = result.summary["peak_rss"].max() if len(result.summary) else 0
-    if peak:
-        yield Text(f"peak RSS, summed over the processes of the largest trial: {size(peak)}",
-                   style="dim")
 
 
 def map_view(result: Result) -> Iterator[Any]:
