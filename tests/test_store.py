@@ -40,6 +40,22 @@ def test_a_stored_run_loads_as_the_same_result(tmp_path):
     assert loaded.plot(tmp_path / "again.png") is not None
 
 
+def test_a_stored_run_says_each_executors_family_without_the_registry(tmp_path, monkeypatch):
+    """Schema 5: each trial's family is stored, so an executor the registry no longer has (a
+    renamed one, a plugin not installed) still reads back as the family it ran as."""
+    with RunStore(tmp_path / "s.db") as store:
+        fresh = run_workload(resolve_workload("cpu", 8, size=20_000),
+                             executors="thread,process", workers=2, repeat=1, store=store)
+    assert {t.executor: t.family for t in fresh.trial_results} == {
+        "serial": "serial", "thread": "thread", "process": "process"}
+    monkeypatch.setattr("poolscope.result.REGISTRY", {})
+    loaded = poolscope.load(fresh.run_id, store=tmp_path / "s.db")
+    assert loaded.families == {"serial": "serial", "thread": "thread", "process": "process"}
+    assert [row["family"] for row in loaded.to_json()["summary"]] == [
+        "serial", "thread", "process"]
+    assert loaded.classification == fresh.classification
+
+
 def test_cli_stores_by_default_and_reads_back(cli, tmp_path):
     assert cli("run", "cpu", "--items", "4", "--size", "10000", "-r", "1", "--quiet",
                "-e", "thread").returncode == 0

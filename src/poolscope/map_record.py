@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .environment import collect_environment
-from .model import ItemColumns, TrialResult
+from .model import ItemColumns, TrialResult, TrialStatus
 from .probe import _MAXRSS_UNIT, HOST, STATUS_ERROR, ChunkRecord
 from .store import RunStore, new_run_id, store_path
 
@@ -106,8 +106,8 @@ class MapRecord:
         failed = [e for e in failed if (e["item"], e["kind"]) not in known]
         if failed:
             trial = dataclasses.replace(trial, errors=[*trial.errors, *failed],
-                                        status="partial" if trial.status == "ok"
-                                        else trial.status)
+                                        status=TrialStatus.PARTIAL
+                                        if trial.status == TrialStatus.OK else trial.status)
 
         def write() -> None:
             for record in held:
@@ -127,8 +127,9 @@ class MapRecord:
         if trial is None:
             trial = self.serial_trials[trial_index] = TrialResult(
                 index=trial_index, executor="serial", workers=1, chunksize=count, repeat=0,
-                wall_s=0.0, cpu_s=0.0, startup_s=0.0, teardown_s=0.0, peak_rss=0, status="ok",
-                host=HOST, items=ItemColumns.from_chunks([], began_ns), t0_ns=began_ns)
+                wall_s=0.0, cpu_s=0.0, startup_s=0.0, teardown_s=0.0, peak_rss=0,
+                status=TrialStatus.OK, host=HOST, items=ItemColumns.from_chunks([], began_ns),
+                t0_ns=began_ns, family="serial")
         usage = resource.getrusage(resource.RUSAGE_SELF)
         record = ChunkRecord(  # the span's readings once: the store spreads them (add_chunk)
             first=first, start_ns=array("q", [began_ns]), end_ns=array("q", [ended_ns]),
@@ -139,7 +140,7 @@ class MapRecord:
         trial.wall_s = (ended_ns - trial.t0_ns) / 1e9
         trial.cpu_s += (cpu_ended_ns - cpu_began_ns) / 1e9
         if failed:
-            trial.status = "partial"
+            trial.status = TrialStatus.PARTIAL
             trial.errors.extend({"executor": "serial", "item": i, "kind": k, "message": m}
                                 for i, k, m in failed)
         self._guard(lambda: self.store.add_chunk(self.run_id, trial.index, record, count))

@@ -183,3 +183,7 @@ class TrialResult:
     # recorded item (lost ones) follow.
     worker_info: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0  # new pools started after a timeout broke one (not stored)
+    # The executor's family (serial, thread, process, async, interpreter, cluster) when it ran:
+    # stored, so a run read back does not depend on today's registry. "": not recorded (runs
+    # stored before schema 5), read from the registry instead.
+    family: str = ""

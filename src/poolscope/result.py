@@ -40,11 +40,6 @@ __all__ = ["SCHEMA", "Result", "new_run_id"]
 SCHEMA = "poolscope/1"
 
 
-def _families() -> dict[str, str]:
-    """Each registered executor's family: serial, thread or process."""
-    return {name: cls.family for name, cls in REGISTRY.items()}
-
-
 @dataclass
 class Result:
     """Everything measured in one run, and what poolscope makes of it."""
@@ -88,8 +83,16 @@ class Result:
 
     # --- analysis ----------------------------------------------------------------------------
     @functools.cached_property
+    def families(self) -> dict[str, str]:
+        """Each executor's family (serial, thread, process, …) as its trials recorded it; for
+        runs stored before schema 5, the registry's today."""
+        found = {name: cls.family for name, cls in REGISTRY.items()}
+        found.update({t.executor: t.family for t in self.trial_results if t.family})
+        return found
+
+    @functools.cached_property
     def _classification(self) -> Classification:
-        return classify(self.summary, self.items, _families(),
+        return classify(self.summary, self.items, self.families,
                         self.transfer.bytes_per_item if self.transfer else None,
                         self.transfer.seconds_per_item if self.transfer else None,
                         self.environment.get("native_threads"))
@@ -104,7 +107,7 @@ class Result:
 
     @functools.cached_property
     def recommendation(self) -> Recommendation | None:
-        first = recommend(self.summary, self.trials, self.cores, _families(),
+        first = recommend(self.summary, self.trials, self.cores, self.families,
                           caveats=self.options.get("caveats", []),
                           findings=self.options.get("findings", []),
                           failures=trial_failures(self.trial_results))
@@ -116,7 +119,9 @@ class Result:
 
     def _code(self, rec: Recommendation) -> str | None:
         """The recommended configuration as a script (see ``analysis.snippet``)."""
-        return snippet(rec.executor, _families().get(rec.executor.split("@")[0], ""),
+        family = (self.families.get(rec.executor)
+                  or self.families.get(rec.executor.split("@")[0], ""))
+        return snippet(rec.executor, family,
                        rec.workers, rec.chunksize, self.target,
                        f"range({self.n_items})" if self.options.get("items_range") else None,
                        n_items=self.n_items, size=self.options.get("size"),
@@ -125,7 +130,7 @@ class Result:
     @functools.cached_property
     def costs(self) -> pd.DataFrame:
         """Where the time goes per configuration: start-up, dispatch, transfer, compute."""
-        return cost_model(self.trials, self.items, _families(),
+        return cost_model(self.trials, self.items, self.families,
                           self.transfer.bytes_per_item if self.transfer else None,
                           self.transfer.seconds_per_item if self.transfer else None)
 
@@ -185,7 +190,8 @@ class Result:
         """The machine-readable result, schema ``poolscope/1``."""
         summary = [
             {
-                "executor": row.executor, "workers": int(row.workers),
+                "executor": row.executor, "family": self.families.get(row.executor, ""),
+                "workers": int(row.workers),
                 "chunksize": int(row.chunksize), "trials": int(row.trials),
                 "wall_s": _num(row.wall_s), "wall_ci": [_num(row.wall_ci_lo), _num(row.wall_ci_hi)],
                 "speedup": _num(row.speedup),

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "new_run_id", "store_path"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_STORE = Path(".poolscope") / "poolscope.db"
 BUSY_TIMEOUT_S = 30.0
 RETRIES = 20
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS trials (
     wall_s REAL NOT NULL, cpu_s REAL NOT NULL, startup_s REAL NOT NULL,
     teardown_s REAL NOT NULL, peak_rss INTEGER NOT NULL, status TEXT NOT NULL,
     host TEXT NOT NULL, t0_ns INTEGER NOT NULL, errors TEXT NOT NULL,
-    worker_info TEXT NOT NULL DEFAULT '[]',
+    worker_info TEXT NOT NULL DEFAULT '[]', family TEXT,
     PRIMARY KEY (run_id, trial));
 CREATE TABLE IF NOT EXISTS chunks (
     run_id TEXT NOT NULL, trial INTEGER NOT NULL, first INTEGER NOT NULL,
@@ -86,6 +86,9 @@ _MIGRATIONS: dict[int, str] = {
     # 3 -> 4: a chunk that is one span of N items (poolscope.map's serial rest, timed as a bare
     # loop) keeps its clock readings once, not N times: span_items is N, NULL otherwise.
     4: "ALTER TABLE chunks ADD COLUMN span_items INTEGER;",
+    # 4 -> 5: each trial's executor family, so a run read back describes itself (NULL before:
+    # the registry's, when read).
+    5: "ALTER TABLE trials ADD COLUMN family TEXT;",
 }
 
 T = TypeVar("T")
@@ -266,11 +269,11 @@ class RunStore:
         self._write(
             "INSERT OR REPLACE INTO trials (run_id, trial, executor, workers, chunksize, repeat, "
             "wall_s, cpu_s, startup_s, teardown_s, peak_rss, status, host, t0_ns, errors, "
-            "worker_info) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "worker_info, family) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, trial.index, trial.executor, trial.workers, trial.chunksize, trial.repeat,
              trial.wall_s, trial.cpu_s, trial.startup_s, trial.teardown_s, trial.peak_rss,
-             trial.status, trial.host, trial.t0_ns, json.dumps(trial.errors),
-             json.dumps(trial.worker_info, default=str)))
+             str(trial.status), trial.host, trial.t0_ns, json.dumps(trial.errors),
+             json.dumps(trial.worker_info, default=str), trial.family or None))
 
     def end_run(self, result: Result) -> None:
         rec = result.recommendation
@@ -359,17 +362,17 @@ class RunStore:
         trials = []
         for row in self.db.execute(
                 "SELECT trial, executor, workers, chunksize, repeat, wall_s, cpu_s, startup_s, "
-                "teardown_s, peak_rss, status, host, t0_ns, errors, worker_info FROM trials "
-                "WHERE run_id = ? ORDER BY trial", (run_id,)):
+                "teardown_s, peak_rss, status, host, t0_ns, errors, worker_info, family "
+                "FROM trials WHERE run_id = ? ORDER BY trial", (run_id,)):
             (index, executor, workers, chunksize, repeat, wall, cpu, startup, teardown, rss,
-             trial_status, trial_host, t0, errors, worker_info) = row
+             trial_status, trial_host, t0, errors, worker_info, family) = row
             records = list(self._chunks(run_id, index))
             trials.append(TrialResult(
                 index=index, executor=executor, workers=workers, chunksize=chunksize,
                 repeat=repeat, wall_s=wall, cpu_s=cpu, startup_s=startup, teardown_s=teardown,
                 peak_rss=rss, status=trial_status, host=trial_host,
                 items=ItemColumns.from_chunks(records, t0), errors=json.loads(errors),
-                t0_ns=t0, worker_info=json.loads(worker_info)))
+                t0_ns=t0, worker_info=json.loads(worker_info), family=family or ""))
         interrupted = status == "interrupted" or (status == "running"
                                                   and not _writer_alive(pid, host))
         moved = json.loads(transfer) if transfer else None

@@ -296,7 +296,7 @@ class _Trial:
             status=self.status, host=HOST, items=items, errors=self.errors,
             result_sample=self.result_sample, t0_ns=counted.t0,
             worker_info=_worker_info(self.records, getattr(backend, "worker_info", {})),
-            restarts=self.restarts)
+            restarts=self.restarts, family=self.backend_cls.family)
 
     def _origin(self) -> int:
         """The trial's t0: a child that ran it timed it itself (talking to it is not the
