@@ -9,7 +9,6 @@ SIGHUP (finished trials kept, the run marked interrupted).
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -20,6 +19,17 @@ from rich.console import Console
 from rich.table import Table
 
 from ._errors import ItemsError, PoolscopeError, PreflightError, UsageError
+from .options import (
+    check_format,
+    check_native_threads,
+    check_output,
+    check_outputs,
+    check_report,
+    parse_chunksize,
+    parse_repeat,
+    parse_size,
+    parse_workers,
+)
 
 __all__ = ["app", "main"]
 
@@ -104,114 +114,6 @@ def _read_store(path: Path | None) -> Any:
     from .store import RunStore, store_path
 
     return RunStore(store_path(path), create=False)
-
-
-def _parse_workers(text: str | None, option: str = "--workers") -> list[int] | None:
-    if text is None:
-        return None
-    values = []
-    for part in text.split(","):
-        try:
-            values.append(int(part.strip()))
-        except ValueError:
-            raise UsageError(f"{option}: {part.strip()!r} is not a whole number") from None
-    return values
-
-
-def _parse_chunksize(text: str) -> list[int | str]:
-    sizes: list[int | str] = []
-    for part in text.split(","):
-        part = part.strip()
-        if part == "auto":
-            sizes.append("auto")
-            continue
-        try:
-            sizes.append(int(part))
-        except ValueError:
-            raise UsageError(
-                f"--chunksize must be a whole number or 'auto', got {part!r}") from None
-    return sizes
-
-
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def _parse_size(text: str | None, option: str) -> int | None:
-    """'512M', '2G', '1.5GiB', '3000000': bytes (K, M, G, T are powers of 1024)."""
-    if text is None:
-        return None
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
-    if not found:
-        raise UsageError(f"{option} must be a size like 512M or 2G, got {text!r}")
-    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2).upper()])
-
-
-def _native_threads(value: int | None) -> int | None:
-    """--native-threads, checked before anything runs."""
-    if value is not None and value < 1:
-        raise UsageError(f"--native-threads must be at least 1, got {value}")
-    return value
-
-
-def _parse_repeat(text: str) -> int | str:
-    if text == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"--repeat must be a whole number or 'auto', got {text!r}") from None
-
-
-def _check_output(path: Path | str | None, option: str) -> None:
-    """Fail before measuring, not after, when an output file cannot be written."""
-    if path is None or str(path) == "-":
-        return
-    parent = Path(path).expanduser().resolve().parent
-    if not parent.is_dir():
-        raise UsageError(f"{option}: directory does not exist: {parent}")
-    if Path(path).is_dir():
-        raise UsageError(f"{option}: {path} is a directory")
-    import os
-
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"{option}: directory is not writable: {parent}")
-
-
-def _check_plot(path: Path | None) -> None:
-    _check_output(path, "--plot")
-    if path is not None and path.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise UsageError(f"--plot: use a .png, .svg or .pdf file name, got {path.name!r}")
-
-
-def _check_report(path: Path | None) -> None:
-    _check_output(path, "--report")
-    if path is not None and path.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"--report: use a .html file name, got {path.name!r}")
-
-
-def _check_trace(path: Path | None) -> None:
-    _check_output(path, "--trace")
-    if path is not None and not path.name.lower().endswith((".json", ".json.gz")):
-        raise UsageError(f"--trace: use a .json or .json.gz file name, got {path.name!r}")
-
-
-def _check_format(text: str, json_path: str | None) -> None:
-    if text not in ("table", "markdown"):
-        raise UsageError(f"--format must be table or markdown, got {text!r}")
-    if text == "markdown" and json_path == "-":
-        raise UsageError("--format markdown and --json - both want stdout: write the JSON to a "
-                         "file")
-
-
-def _check_outputs(json_path: str | None, csv: Path | None, plot: Path | None,
-                   report: Path | None, trace: Path | None, format_: str) -> None:
-    """Every output option of a measuring command, checked before anything is measured."""
-    _check_output(json_path, "--json")
-    _check_output(csv, "--csv")
-    _check_plot(plot)
-    _check_report(report)
-    _check_trace(trace)
-    _check_format(format_, json_path)
 
 
 def _print_result(result: Any, console: Console, format_: str) -> None:
@@ -366,20 +268,20 @@ def run(
         raise UsageError("give either --items or --items-from, not both")
     if items is not None and items < 1:
         raise UsageError(f"--items must be at least 1, got {items}")
-    _check_outputs(json_path, csv, plot, report, trace, format_)
+    check_outputs(json_path, csv, plot, report, trace, format_)
     source = load_items_file(items_from) if items_from is not None else items
     workload = resolve_workload(target, source, size)
     console = _consoles(json_path, format_)
     _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
-    result = run_workload(workload, executors=executors, workers=_parse_workers(workers),
-                          repeat=_parse_repeat(repeat), chunksize=_parse_chunksize(chunksize),
+    result = run_workload(workload, executors=executors, workers=parse_workers(workers),
+                          repeat=parse_repeat(repeat), chunksize=parse_chunksize(chunksize),
                           warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                           baseline=not no_baseline, progress=_show_progress(quiet),
                           console=Console(stderr=True), store=run_store, scheduler=scheduler,
                           timeout=timeout, trial_timeout=trial_timeout,
-                          max_memory=_parse_size(max_memory, "--max-memory"),
-                          isolate=isolate, native_threads=_native_threads(native_threads))
+                          max_memory=parse_size(max_memory, "--max-memory"),
+                          isolate=isolate, native_threads=check_native_threads(native_threads))
     _print_result(result, console, format_)
     unwritten = _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store, unwritten)
@@ -442,26 +344,26 @@ def sweep(
     from .api import sweep_workload
     from .workloads import load_items_file, resolve_workload
 
-    counts = _parse_workers(items, "--items") if items is not None else None
+    counts = parse_workers(items, "--items") if items is not None else None
     if counts is not None and items_from is not None:
         raise UsageError("give either --items or --items-from, not both")
     if counts is not None and min(counts) < 1:
         raise UsageError(f"--items must be at least 1, got {min(counts)}")
-    _check_outputs(json_path, csv, plot, report, trace, format_)
+    check_outputs(json_path, csv, plot, report, trace, format_)
     source = load_items_file(items_from) if items_from is not None else (
         max(counts) if counts else None)
     workload = resolve_workload(target, source, size)
     console = _consoles(json_path, format_)
     _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
-    result = sweep_workload(workload, executors=executors, workers=_parse_workers(workers),
-                            chunksize=_parse_chunksize(chunksize), item_counts=counts,
-                            repeat=_parse_repeat(repeat), warmup=warmup, max_time=max_time,
+    result = sweep_workload(workload, executors=executors, workers=parse_workers(workers),
+                            chunksize=parse_chunksize(chunksize), item_counts=counts,
+                            repeat=parse_repeat(repeat), warmup=warmup, max_time=max_time,
                             progress=_show_progress(quiet), console=Console(stderr=True),
                             store=run_store, scheduler=scheduler, timeout=timeout,
                             trial_timeout=trial_timeout,
-                            max_memory=_parse_size(max_memory, "--max-memory"),
-                          isolate=isolate, native_threads=_native_threads(native_threads))
+                            max_memory=parse_size(max_memory, "--max-memory"),
+                          isolate=isolate, native_threads=check_native_threads(native_threads))
     _print_result(result, console, format_)
     unwritten = _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:
@@ -528,9 +430,9 @@ def map_command(
         raise UsageError(f"--chunksize must be at least 1, got {chunksize}")
     if not (0 < budget < float("inf")):
         raise UsageError(f"--budget must be a number of seconds more than 0, got {budget:g}")
-    _native_threads(native_threads)
+    check_native_threads(native_threads)
     arguments = _parse_initargs(initargs, initializer)
-    _check_output(out, "--out")
+    check_output(out, "--out")
     _check_not_the_items(out, items_from)
     items = _JsonLinesItems(items_from, star)  # opened now: a missing file is exit 2 at once
     try:
@@ -824,8 +726,8 @@ def demo(
     jobs = usable_cores() if workers is None else workers
     if jobs < 1 or items_per_job < 1:
         raise UsageError("--workers and --items-per-job must be at least 1")
-    _native_threads(native_threads)
-    _check_outputs(json_path, None, plot, report, trace, format_)
+    check_native_threads(native_threads)
+    check_outputs(json_path, None, plot, report, trace, format_)
     console = _consoles(json_path, format_)
     console.print(f"Running the notebook's worker (a {size:,}-step pure-Python loop) over "
                   f"{items_per_job} items per job × {jobs} jobs: serial, then "
@@ -833,9 +735,9 @@ def demo(
     workload = resolve_workload("cpu", items_per_job * jobs, size)
     run_store = _open_store(store, no_store)
     result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
-                          repeat=_parse_repeat(repeat), progress=_show_progress(quiet),
+                          repeat=parse_repeat(repeat), progress=_show_progress(quiet),
                           console=Console(stderr=True), store=run_store,
-                          native_threads=_native_threads(native_threads))
+                          native_threads=check_native_threads(native_threads))
     _print_result(result, console, format_)
     console.print()
     for line in observations(result, "thread-pool", "process-pool"):
@@ -903,8 +805,8 @@ def show(
     store: StoreOpt = None,
 ) -> None:
     """Show a stored run's table and recommendation again."""
-    _check_output(json_path, "--json")
-    _check_format(format_, json_path)
+    check_output(json_path, "--json")
+    check_format(format_, json_path)
     with _read_store(store) as runs:
         result = runs.load(run_ref)
     console = _consoles(json_path, format_)
@@ -931,7 +833,7 @@ def compare_command(
 
     if fail_on_regression is not None and fail_on_regression < 0:
         raise UsageError("--fail-on-regression must be zero or more")
-    _check_output(json_path, "--json")
+    check_output(json_path, "--json")
     with _read_store(store) as runs:
         before, after = runs.load(run_a), runs.load(run_b)
     changes = compare_runs(before.trials, after.trials)
@@ -981,7 +883,7 @@ def export(
     """Export a stored run: its items as CSV or Parquet, its result as JSON, or a trace."""
     if format_ not in ("csv", "parquet", "json", "perfetto"):
         raise UsageError(f"--format must be csv, parquet, json or perfetto, got {format_!r}")
-    _check_output(output, "--output")
+    check_output(output, "--output")
     with _read_store(store) as runs:
         result = runs.load(run_ref)
     suffix = "trace.json" if format_ == "perfetto" else format_
@@ -1003,7 +905,7 @@ def report(
     store: StoreOpt = None,
 ) -> None:
     """Write a stored run's interactive HTML report (self-contained, works offline)."""
-    _check_report(output)
+    check_report(output)
     with _read_store(store) as runs:
         result = runs.load(run_ref)
     target = output or Path(f"poolscope-report-{result.run_id}.html")
@@ -1072,7 +974,7 @@ def _bench_executors(items: int, json_path: str | None) -> None:
 
     if items < 10:
         raise UsageError(f"--bench-items must be at least 10, got {items}")
-    _check_output(json_path, "--json")
+    check_output(json_path, "--json")
     console = _consoles(json_path)
     repeat, workers = 3, 2
     console.print(f"Timing each executor on {items:,} near-empty items, {workers} workers, "

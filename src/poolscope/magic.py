@@ -167,14 +167,14 @@ class PoolscopeMagics(Magics):
     # --- the pieces ------------------------------------------------------------------------
     def _options(self, args: Any) -> dict[str, Any]:
         """Check every option before the cell runs, with the CLI's own parsers."""
-        from .cli import (
-            _check_output,
-            _check_plot,
-            _native_threads,
-            _parse_chunksize,
-            _parse_repeat,
-            _parse_size,
-            _parse_workers,
+        from .options import (
+            check_native_threads,
+            check_output,
+            check_plot,
+            parse_chunksize,
+            parse_repeat,
+            parse_size,
+            parse_workers,
         )
 
         if args.items is not None and args.items_from is not None:
@@ -186,15 +186,15 @@ class PoolscopeMagics(Magics):
 
         for name in _as_names(args.executors):
             get_backend(name)  # an unknown or unavailable executor: one line, before the cell
-        _native_threads(args.native_threads)
-        _check_output(args.json, "--json")
-        _check_output(args.csv, "--csv")
-        _check_plot(Path(args.plot) if args.plot else None)
-        _check_output(args.report, "--report")
-        _check_output(args.trace, "--trace")
-        return {"workers": _parse_workers(args.workers), "repeat": _parse_repeat(args.repeat),
-                "chunksize": _parse_chunksize(args.chunksize),
-                "max_memory": _parse_size(args.max_memory, "--max-memory")}
+        check_native_threads(args.native_threads)
+        check_output(args.json, "--json")
+        check_output(args.csv, "--csv")
+        check_plot(Path(args.plot) if args.plot else None)
+        check_output(args.report, "--report")
+        check_output(args.trace, "--trace")
+        return {"workers": parse_workers(args.workers), "repeat": parse_repeat(args.repeat),
+                "chunksize": parse_chunksize(args.chunksize),
+                "max_memory": parse_size(args.max_memory, "--max-memory")}
 
     def _function(self, name: str | None, cell: str) -> Any:
         namespace = self.shell.user_ns
