@@ -44,10 +44,10 @@ from rich.table import Table
 
 from _common import Check, console, machine_line, median, print_checks
 from bench_overhead import median_interval
-from poolscope.backends import Backend
+from poolscope.backends import Backend, resolve
 from poolscope.backends.elsewhere import isolated
 from poolscope.board import Board
-from poolscope.runner import Plan, backend_class, make_chunks, run_trial
+from poolscope.runner import Plan, make_chunks, run_trial
 from poolscope.workloads import resolve_workload
 
 GOAL = 1.03
@@ -92,7 +92,7 @@ def one_trial(cls: type[Backend], fn: Callable[[Any], Any], items: Sequence[Any]
 
 def measure(name: str, executor: str, pairs: int, workers: int, fresh_every: int) -> Cell:
     fn, items = _workloads()[name]
-    sides = {True: isolated(executor), False: backend_class(executor)}
+    sides = {True: isolated(executor), False: resolve(executor)}
     effective = sides[False].effective_workers(workers)
     cell = Cell(name, executor)
     board = Board()

@@ -15,9 +15,9 @@ import poolscope
 from conftest import own_children
 from poolscope import speed_bounds
 from poolscope.automap import THREAD_START_S, MapDecision, _AutoMap, _Candidate, _items_time
+from poolscope.backends import resolve
 from poolscope.environment import usable_cores
 from poolscope.model import ItemColumns
-from poolscope.runner import backend_class
 from poolscope.speed_bounds import best_possible
 
 MB = 2**20
@@ -143,8 +143,8 @@ def test_threads_for_waiting_items_are_as_many_as_their_starts_repay():
 def test_candidates_that_rule_each_other_out_leave_the_simplest_in():
     # Noisy batches once made serial clearly slower than threads that were out for taking
     # turns: no candidate was left, and calibration raised "min() arg is an empty sequence".
-    serial = _Candidate("serial", 1, backend_class("serial"), slower="clearly slower")
-    threads = _Candidate("thread", 2, backend_class("thread"), slower="take turns")
+    serial = _Candidate("serial", 1, resolve("serial"), slower="clearly slower")
+    threads = _Candidate("thread", 2, resolve("thread"), slower="take turns")
     assert _AutoMap._still_in([threads, serial], []) == [serial]
     assert serial.slower is None and threads.slower == "take turns"
     assert _AutoMap._still_in([threads, serial], [threads]) == [threads]

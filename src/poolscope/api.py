@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from . import native
 from ._errors import UsageError
 from .analysis.decide import IO_WORKER_GAIN, MAX_IO_WORKERS, TrialRow, contenders, trial_failures
-from .backends import REGISTRY, get_backend
+from .backends import REGISTRY, get_backend, resolve
 from .environment import collect_environment, usable_cores
 from .model import COUNTED, TrialResult
 from .preflight import preflight
 from .probe import is_coroutine_function
-from .runner import Chunksize, Contention, Plan, Repeat, backend_class, run_plan
+from .runner import Chunksize, Contention, Plan, Repeat, run_plan
 from .store import RunStore, new_run_id
 from .workloads import Workload
 
@@ -232,7 +232,7 @@ def _environment(names: Sequence[str], isolate: bool,
     that runs it (subinterpreters, NAME@/path/to/python)."""
     environment = collect_environment()
     interpreters = {name: facts for name in names
-                    if (facts := backend_class(name, isolate).prepare_run(fn))}
+                    if (facts := resolve(name, isolate).prepare_run(fn))}
     if interpreters:
         environment["interpreters"] = interpreters
     return environment

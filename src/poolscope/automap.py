@@ -67,7 +67,7 @@ from .analysis.decide import (
     decide,
     simplicity,
 )
-from .backends import Backend, get_backend
+from .backends import Backend, get_backend, resolve
 from .board import Board
 from .environment import usable_cores
 from .map_call import (
@@ -82,7 +82,7 @@ from .map_call import (
 from .map_record import MapRecord, StoreOption, open_record
 from .model import TrialResult
 from .probe import Chunk, ChunkRecord, _failure, is_coroutine_function
-from .runner import auto_chunksize, backend_class, run_trial
+from .runner import auto_chunksize, run_trial
 from .speed_bounds import (
     TRANSFER_MATTERS,
     Bound,
@@ -224,7 +224,7 @@ class _AutoMap:
         self.moved: int | None = None  # the first item's larger pickle: argument or result
         self.candidates = []
         for name in executors:
-            cls = backend_class(name)
+            cls = resolve(name)
             if cls.family == "serial":
                 workers = 1
             elif max_workers is not None:

@@ -155,10 +155,10 @@ def _in_child(place: type[Any], fn: Callable[[Any], Any], items: Sequence[Any],
 def _place(names: Sequence[str], isolate: bool) -> tuple[type[Any] | None, bool]:
     """Where the preflight runs: (a child's backend class, or None for this process; whether
     that class is one the run's trials use, so its child is kept for them)."""
+    from .backends import resolve
     from .backends.elsewhere import ElsewhereBackend, isolated
-    from .runner import backend_class
 
-    classes = [backend_class(name, isolate) for name in names]
+    classes = [resolve(name, isolate) for name in names]
     if any(cls.in_process for cls in classes):
         return None, True
     children = [cls for cls in classes if issubclass(cls, ElsewhereBackend)]

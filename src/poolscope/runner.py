@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._errors import UsageError
-from .backends import Backend, get_backend
+from .backends import Backend, get_backend, resolve
 from .board import Board
 from .model import TrialResult, TrialStatus
 from .probe import Chunk
@@ -83,7 +83,7 @@ class Plan:
     timeout_s: float | None = None  # per item (limits.py)
     trial_timeout_s: float | None = None
     max_memory: int | None = None  # bytes per worker process
-    isolate: bool = False  # in-process executors run in a child process (backend_class)
+    isolate: bool = False  # in-process executors run in a child process (resolve)
     native_threads: int | None = None  # per worker (native.py; api.py applies it)
 
     def __post_init__(self) -> None:
@@ -239,7 +239,7 @@ class _PlanRun:
         self.began = clock()
 
     def backend_of(self, c: Config) -> type[Backend]:
-        return backend_class(c.executor, self.plan.isolate)
+        return resolve(c.executor, self.plan.isolate)
 
     def stable(self, c: Config) -> bool:
         return self.tally[c].trials >= MIN_TRIALS and self.tally[c].seconds >= MIN_TIME_S
@@ -316,17 +316,6 @@ class _PlanRun:
         for cls in self.backend_classes:
             cls.end_run()
         self.board.close()
-
-
-def backend_class(name: str, isolate: bool = False) -> type[Backend]:
-    """The backend of an executor; with ``isolate``, an in-process one runs in a child process
-    of this interpreter (backends/elsewhere.py), so a crash in the function cannot end poolscope."""
-    cls = get_backend(name)
-    if isolate and cls.in_process:
-        from .backends.elsewhere import isolated
-
-        return isolated(name)
-    return cls
 
 
 def _ships_items(backend_cls: type[Backend]) -> bool:

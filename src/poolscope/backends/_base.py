@@ -134,6 +134,18 @@ def register(cls: type[Backend]) -> type[Backend]:
     return cls
 
 
+def resolve(name: str, isolate: bool = False) -> type[Backend]:
+    """The backend that runs executor ``name``: ``NAME@/path/to/python`` in a child process of
+    that interpreter; with ``isolate``, an in-process executor in a child process of this one
+    (backends/elsewhere.py), so that a crash in the function cannot end poolscope."""
+    cls = get_backend(name)
+    if isolate and cls.in_process:
+        from .elsewhere import isolated
+
+        return isolated(name)
+    return cls
+
+
 def get_backend(name: str) -> type[Backend]:
     """The backend class for an executor name; a UsageError naming the choices otherwise.
 
