@@ -96,7 +96,7 @@ def test_failed_items_exit_1_and_are_kept(cli, tmp_path):
     failed = sorted((e["executor"], e["item"]) for e in doc["errors"])
     assert failed == [("process", 0), ("process", 3), ("process", 6),
                       ("serial", 0), ("serial", 3), ("serial", 6)]
-    assert "item(s) failed" in result.stdout
+    assert "6 items failed; first: item" in result.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -429,5 +429,5 @@ def test_ctrl_c_keeps_the_results_written_and_exits_130(work):
     kept = result_lines((work / "r.jsonl").read_text())
     assert 100 <= len(kept) < 20_000
     assert [line["result"] for line in kept] == list(range(len(kept)))
-    assert f"interrupted: kept the results of the first {len(kept):,} item(s)" in out
+    assert f"interrupted: kept the results of the first {len(kept):,} items" in out
     assert session_gone(proc.pid), "a worker outlived the interrupted run"

@@ -72,7 +72,7 @@ def test_pools_are_reported_and_capped_per_worker(cli, tmp_path, matmul):
     # process workers: one report each, 2 per trial, 3 trials (pids may repeat, never more)
     assert 2 <= native["executors"]["process"]["workers_reported"] <= 6
     assert free["classification"] == "native-threaded"
-    assert any(w.startswith("oversubscription: process ×2: 2 worker(s) × ")
+    assert any(w.startswith("oversubscription: process ×2: 2 workers × ")
                for w in free["warnings"])
 
     capped = _run(cli, tmp_path, matmul, "--native-threads", "1")
@@ -160,10 +160,10 @@ def test_oversubscription_warning_names_the_numbers():
                         ("process", 4, 8, 0.2, 0.06, 0.8, 3.5)])
     warnings = oversubscription_warnings(summary, _environment(4))
     assert len(warnings) == 2  # serial: 1 × 4 threads on 4 cores fits
-    assert warnings[0] == ("oversubscription: process ×2: 2 worker(s) × 4 native threads each "
+    assert warnings[0] == ("oversubscription: process ×2: 2 workers × 4 native threads each "
                            "(OpenBLAS, 4 threads) = 8 threads on 4 cores; cap them with "
                            "--native-threads 2 (native_threads=2)")
-    assert "process ×4: 4 worker(s) × 4" in warnings[1] and "--native-threads 1" in warnings[1]
+    assert "process ×4: 4 workers × 4" in warnings[1] and "--native-threads 1" in warnings[1]
     assert oversubscription_warnings(summary, _environment(1)) == []  # capped
 
 

@@ -19,15 +19,15 @@ from ._errors import ItemsError, PoolscopeError, PreflightError, TargetError, Us
 from ._filetargets import install as _install_file_targets
 
 if TYPE_CHECKING:
-    from .api import compare, load
+    from .api import compare, load, sweep
     from .automap import map
     from .executor import Executor
     from .result import Result
 
 # and load_ipython_extension, IPython's hook for `%load_ext poolscope`
 __all__ = ["Executor", "ItemsError", "PoolscopeError", "PreflightError", "Result", "TargetError",
-           "UsageError", "compare", "load", "map"]
-__version__ = "0.1.0"
+           "UsageError", "compare", "load", "map", "sweep"]
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it from here
 
 # Every process that imports poolscope (workers, the isolated child) can then import a
 # path/to/file.py:function target under the parent's module name, as pickle by reference needs.
@@ -41,6 +41,11 @@ def load_ipython_extension(ipython: Any) -> None:
     load(ipython)
 
 
+def __dir__() -> list[str]:
+    """The public names (the heavy ones load on first use, so they are not attributes yet)."""
+    return sorted([*__all__, "__version__", "load_ipython_extension"])
+
+
 def __getattr__(name: str) -> Any:
     if name == "compare":
         from .api import compare
@@ -50,6 +55,10 @@ def __getattr__(name: str) -> Any:
         from .api import load
 
         return load
+    if name == "sweep":
+        from .api import sweep
+
+        return sweep
     if name == "map":
         from .automap import map
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["duration", "json_number", "percent", "ratio", "size"]
+__all__ = ["count", "duration", "json_number", "percent", "ratio", "size"]
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """A number of things as said: 1 → '1 worker', 2 → '2 workers', 1500 → '1,500 items'."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def duration(seconds: float) -> str:

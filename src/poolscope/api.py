@@ -57,6 +57,37 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     Before the trials a preflight calls ``fn`` on the first items: when each of them raises,
     ``PreflightError`` (see ``poolscope.preflight``) and nothing runs.
     """
+    return run_workload(_workload_of(fn, items), executors=executors, workers=workers,
+                        repeat=repeat, chunksize=chunksize, baseline=baseline, warmup=warmup,
+                        max_time=max_time, reuse_pool=reuse_pool, progress=progress,
+                        scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
+                        max_memory=max_memory, isolate=isolate, native_threads=native_threads)
+
+
+def sweep(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
+          executors: Sequence[str] | str = DEFAULT_EXECUTORS,
+          workers: Sequence[int] | None = None,
+          chunksize: Chunksize | Sequence[Chunksize] = "auto",
+          item_counts: Sequence[int] | None = None, repeat: Repeat = "auto",
+          warmup: int = 0, max_time: float = 60.0, progress: bool = False,
+          scheduler: str | None = None, timeout: float | None = None,
+          trial_timeout: float | None = None, max_memory: int | None = None,
+          isolate: bool = False, native_threads: int | None = None) -> Result:
+    """Scale ``fn`` over worker counts (``workers``, default 1, 2, 4, … up to twice the
+    cores), chunksizes and, with ``item_counts``, the number of items: what ``poolscope sweep``
+    does. The result's ``scaling``, ``amdahl`` and ``growth`` say how the wall time changes;
+    the other arguments are ``compare``'s."""
+    return sweep_workload(_workload_of(fn, items), executors=executors, workers=workers,
+                          chunksize=chunksize, item_counts=item_counts, repeat=repeat,
+                          warmup=warmup, max_time=max_time, progress=progress,
+                          scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
+                          max_memory=max_memory, isolate=isolate,
+                          native_threads=native_threads)
+
+
+def _workload_of(fn: Callable[[Any], Any], items: Iterable[Any] | int) -> Workload:
+    """A function and its items (an iterable, or a count for ``range(n)``) as a workload named
+    ``module:qualname``."""
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
         raise UsageError(f"items must be a count or an iterable, got {type(items).__name__}")
     # A range stays one, so the recommendation's code can say ``range(n)``.
@@ -64,12 +95,7 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
         items if isinstance(items, range) else list(items))
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     target = f"{getattr(fn, '__module__', None) or '?'}:{name}"
-    workload = Workload(fn=fn, items=item_list, target=target)
-    return run_workload(workload, executors=executors, workers=workers, repeat=repeat,
-                        chunksize=chunksize, baseline=baseline, warmup=warmup,
-                        max_time=max_time, reuse_pool=reuse_pool, progress=progress,
-                        scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory, isolate=isolate, native_threads=native_threads)
+    return Workload(fn=fn, items=item_list, target=target)
 
 
 def _dask_scheduler(names: Sequence[str], scheduler: str | None) -> str | None:

@@ -58,6 +58,7 @@ import numpy as np
 
 from . import native
 from ._errors import UsageError
+from ._format import count
 from .analysis.decide import (
     EQUIVALENT,
     IO_WORKER_GAIN,
@@ -476,7 +477,8 @@ class _AutoMap:
                 if min(candidate.per_item_s) > times * max(other.per_item_s):
                     candidate.slower = (
                         f"{candidate.label} was clearly slower: each of its "
-                        f"{len(candidate.per_item_s)} batch(es) took more than {times:g}× the "
+                        f"{count(len(candidate.per_item_s), 'batch', 'batches')} took more "
+                        f"than {times:g}× the "
                         f"time per item of {other.label}'s slowest")
                     return True
             if best is not None and max(other.per_item_s) < BOUND_MARGIN * best.per_item_s:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._errors import ItemsError, PoolscopeError, PreflightError, UsageError
+from ._format import count
 from .options import (
     check_format,
     check_native_threads,
@@ -44,6 +45,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False, rich_markup_mode=None,
     help="See how a Python function really runs: serially, in threads, in processes — "
          "measured per item, compared, explained.")
+
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from . import __version__
+
+        typer.echo(f"poolscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _everywhere(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print poolscope's version and exit.")] = False,
+) -> None:
+    # The options every command shares (typer's callback); the work is in each command.
+    pass
+
 
 ExecutorsOpt = Annotated[str, typer.Option(
     "--executors", "-e", help="Comma-separated executors (see `poolscope executors`).")]
@@ -298,7 +319,7 @@ def _finish(result: Any, console: Console, store: Any = None,
         from ._interrupt import exit_code, stopped_by
 
         done = sum(t.status != "interrupted" for t in result.trial_results)
-        console.print(f"{stopped_by()}: kept {done} finished trial(s)", style="yellow")
+        console.print(f"{stopped_by()}: kept {count(done, 'finished trial')}", style="yellow")
     if unwritten:
         raise UsageError("; ".join(unwritten))
     raise typer.Exit(exit_code() if result.interrupted else result.exit_code)
@@ -474,8 +495,8 @@ def _run_map(fn: Any, items: _JsonLinesItems, results: _ResultLines, console: Co
                 progress.stop()
             results.close()
     except KeyboardInterrupt:
-        console.print(f"{stopped_by()}: kept the results of the first {results.done:,} "
-                      f"item(s)", style="yellow")
+        console.print(f"{stopped_by()}: kept the results of the first "
+                      f"{count(results.done, 'item')}", style="yellow")
         raise typer.Exit(exit_code()) from None
     except Exception:
         if results.error is None:  # the function's items, the options: said by _main
@@ -755,8 +776,11 @@ def history(
         "--since", help="Only runs started on or after this date (YYYY-MM-DD).")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many runs (0: all).")] = 50,
     store: StoreOpt = None,
+    json_path: Annotated[str | None, typer.Option(
+        "--json", help="Write the runs as a JSON list instead; '-' for stdout.")] = None,
 ) -> None:
     """List stored runs, newest first: id, when, target, executors, best, status."""
+    check_output(json_path, "--json")
     if since is not None:
         from datetime import date
 
@@ -766,6 +790,10 @@ def history(
             raise UsageError(f"--since: {since!r} is not a date like 2026-11-25") from None
     with _read_store(store) as runs:
         rows = runs.history(target=target, since=since, limit=limit)
+    if json_path is not None:
+        _write_json([{**row, "executors": row["executors"].split(",")} for row in rows],
+                    json_path)
+        return
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 10_000  # piped: whole rows, one per line, for grep and friends
@@ -1066,7 +1094,7 @@ def _leave_stray_threads(code: int) -> None:
         return
     import atexit
 
-    print(f"poolscope: the function left {len(left)} non-daemon thread(s) running "
+    print(f"poolscope: the function left {count(len(left), 'non-daemon thread')} running "
           f"({', '.join(left[:3])}{', …' if len(left) > 3 else ''}); ended without them",
           file=sys.stderr)
     atexit._run_exitfuncs()

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._format import count
+
 __all__ = ["KILL_GRACE_S", "TEARDOWN_GRACE_S", "die_with_parent", "end_pool", "kill_groups",
            "lead_own_group", "pid_alive", "stop_workers", "watch_parent"]
 
@@ -188,7 +190,8 @@ def teardown_fault(stopped: list[int], orphans: dict[int, list[int]]) -> str | N
                      "handler, keeps a process alive at its end)")
     for pid, members in orphans.items():
         names = ", ".join(map(str, members))
-        parts.append(f"worker pid {pid} left {len(members)} process(es) it started running "
+        parts.append(f"worker pid {pid} left {count(len(members), 'process', 'processes')} it "
+                     "started running "
                      f"(pid {names}): killed")
     return "teardown: " + "; ".join(parts) if parts else None
 

@@ -37,6 +37,7 @@ from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.utils.process import arg_split
 
 from ._errors import PoolscopeError, UsageError
+from ._format import count
 
 __all__ = ["PoolscopeMagics", "last_function_name", "load_ipython_extension"]
 
@@ -286,7 +287,7 @@ class PoolscopeMagics(Magics):
                 f"{result.run_id}; poolscope.load({result.run_id!r}))")
         if result.interrupted:
             done = sum(t.status != "interrupted" for t in result.trial_results)
-            print(f"interrupted: kept {done} finished trial(s)", file=sys.stderr)
+            print(f"interrupted: kept {count(done, 'finished trial')}", file=sys.stderr)
         return result
 
 

@@ -32,7 +32,7 @@ from .analysis.scaling import (
 )
 from .analysis.snippet import snippet
 from .backends import REGISTRY
-from .model import TrialResult
+from .model import COUNTED, TrialResult
 from .store import new_run_id
 
 __all__ = ["SCHEMA", "Result", "new_run_id"]
@@ -186,14 +186,26 @@ class Result:
         return 1 if self.errors or any(t.status == "failed" for t in self.trial_results) else 0
 
     # --- output ------------------------------------------------------------------------------
+    def _times(self) -> dict[tuple[str, int, int], list[float]]:
+        """Each configuration's trial wall times, in the order they ran: the ones its median
+        counts (as hyperfine's ``times``)."""
+        times: dict[tuple[str, int, int], list[float]] = {}
+        for t in self.trial_results:
+            if t.status in COUNTED:
+                times.setdefault((t.executor, t.workers, t.chunksize), []).append(t.wall_s)
+        return times
+
     def to_json(self) -> dict[str, Any]:
         """The machine-readable result, schema ``poolscope/1``."""
+        times = self._times()
         summary = [
             {
                 "executor": row.executor, "family": self.families.get(row.executor, ""),
                 "workers": int(row.workers),
                 "chunksize": int(row.chunksize), "trials": int(row.trials),
                 "wall_s": _num(row.wall_s), "wall_ci": [_num(row.wall_ci_lo), _num(row.wall_ci_hi)],
+                "times": [_num(wall) for wall in times.get(
+                    (row.executor, int(row.workers), int(row.chunksize)), [])],
                 "speedup": _num(row.speedup),
                 "speedup_ci": [_num(row.speedup_ci_lo), _num(row.speedup_ci_hi)],
                 "efficiency": _num(row.efficiency),
@@ -292,6 +304,12 @@ class Result:
     def __repr__(self) -> str:
         return (f"<poolscope.Result {self.run_id} target={self.target!r} items={self.n_items} "
                 f"trials={len(self.trial_results)}>")
+
+    def __str__(self) -> str:
+        """``print(result)``: the tables and the verdict as plain text, as the CLI shows them."""
+        from .present.notebook import result_text
+
+        return result_text(self)
 
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .._format import duration
+from .._format import count, duration
 from ..native import describe
 
 __all__ = ["noise_warnings", "oversubscription_warnings"]
@@ -49,7 +49,7 @@ def noise_warnings(summary: pd.DataFrame, environment: dict[str, Any]) -> list[s
         if row.wall_s < SHORT_TRIAL_S:
             causes.append(f"trials too short ({duration(row.wall_s)} each)")
         if row.outliers:
-            causes.append(f"{row.outliers} outlier trial(s)")
+            causes.append(count(int(row.outliers), "outlier trial"))
         cause = "; likely cause: " + ", ".join(causes) if causes else (
             "; no cause found in the measurements: run again on a quieter machine")
         warnings.append(f"{row.executor} ×{row.workers}: the 95% interval of its wall time is "
@@ -75,7 +75,8 @@ def oversubscription_warnings(summary: pd.DataFrame, environment: dict[str, Any]
         if threads < 2 or workers * threads <= cores:
             continue
         fits = max(1, cores // workers)
-        warnings.append(f"oversubscription: {row.executor} ×{row.workers}: {workers} worker(s) × "
+        warnings.append(f"oversubscription: {row.executor} ×{row.workers}: "
+                        f"{count(workers, 'worker')} × "
                         f"{threads} native threads each ({describe(pools)}) = "
                         f"{workers * threads} threads on {cores} cores; cap them with "
                         f"--native-threads {fits} (native_threads={fits})")

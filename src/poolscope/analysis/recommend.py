@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .._format import duration
+from .._format import count, duration
 from ..model import COUNTED
 from .decide import (
     EQUIVALENT,
@@ -55,6 +55,15 @@ class Recommendation:
     inconclusive: bool = False  # the budget ended before the evidence decided
     to_decide: str | None = None  # what it would take, when inconclusive
     left_out: list[int] = field(default_factory=list)  # items failing alike everywhere
+
+    def __str__(self) -> str:
+        """The verdict as a sentence: what to use, then the evidence's first reason."""
+        what = f"{self.executor} with {count(self.workers, 'worker')}" + (
+            f", chunksize {self.chunksize}" if self.chunksize else "")
+        if not self.inconclusive:
+            return f"{what}: {self.reasons[0]}" if self.reasons else what
+        reason = self.reasons[0].removeprefix("inconclusive: ") if self.reasons else ""
+        return f"inconclusive — {what}: {reason}" if reason else f"inconclusive — {what}"
 
     def to_json(self) -> dict[str, object]:
         return {"executor": self.executor, "workers": self.workers,

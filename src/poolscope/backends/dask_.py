@@ -85,6 +85,7 @@ from typing import Any
 
 from .._errors import PoolscopeError, UsageError, WorkerDiedError
 from .._filetargets import PREFIX as FILE_TARGET_PREFIX
+from .._format import count
 from ..probe import HOST, Chunk, ChunkRecord, run_chunk
 from ._base import Backend, register
 
@@ -475,7 +476,7 @@ class DaskBackend(Backend):
             if time.monotonic() > deadline:
                 total = sum(int(w.get("nthreads", 1)) for w in workers.values())
                 raise UsageError(
-                    f"the Dask cluster at {self.scheduler} has {total} worker thread(s), "
+                    f"the Dask cluster at {self.scheduler} has {count(total, 'worker thread')}, "
                     f"fewer than the {self.workers} asked for: start more workers or lower "
                     "--workers")
             time.sleep(POLL_S)

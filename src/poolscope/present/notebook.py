@@ -23,7 +23,7 @@ import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
-from .._format import duration, percent, ratio, size
+from .._format import count, duration, percent, ratio, size
 from ..analysis.recommend import NO_CANDIDATE
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ def _recommendation(result: Result) -> str:
     chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
     verdict = f'<b style="color:{AMBER}">inconclusive</b> — ' if rec.inconclusive else ""
     parts = [f'<p class="poolscope-recommendation"><b>recommendation:</b> {verdict}'
-             f'<b style="color:{GREEN}">{_e(rec.executor)} with {rec.workers} worker(s)'
+             f'<b style="color:{GREEN}">{_e(rec.executor)} with {count(rec.workers, "worker")}'
              f"{_e(chunk)}</b></p>", _list(list(rec.reasons))]
     if rec.comparisons:
         parts.append(f"<details><summary>comparisons ({len(rec.comparisons)})</summary>"
@@ -173,11 +173,11 @@ def _problems(result: Result) -> str:
     if item_errors:
         e = item_errors[0]
         more = f" (and {len(item_errors) - 1} more)" if len(item_errors) > 1 else ""
-        failures.append(f"{len(item_errors)} item(s) failed; first: item {e['item']} under "
+        failures.append(f"{count(len(item_errors), 'item')} failed; first: item {e['item']} under "
                         f"{e['executor']}: {e['kind']}: {e['message']}{more}")
     if result.interrupted:
         done = sum(t.status != "interrupted" for t in result.trial_results)
-        failures.append(f"interrupted: kept {done} finished trial(s)")
+        failures.append(f"interrupted: kept {count(done, 'finished trial')}")
     parts.append(_list(failures, RED))
     return "".join(parts)
 

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from .._format import duration, percent, ratio, size
+from .._format import count, duration, percent, ratio, size
 from ..analysis.recommend import NO_CANDIDATE
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ def _recommendation_lines(result: Result) -> Iterator[Text]:
     chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
     verdict = [("inconclusive — ", "bold yellow")] if rec.inconclusive else []
     yield Text.assemble(("recommendation: ", "bold"), *verdict,
-                        (f"{rec.executor} with {rec.workers} worker(s){chunk}", "bold green"))
+                        (f"{rec.executor} with {count(rec.workers, 'worker')}{chunk}",
+                         "bold green"))
     for reason in rec.reasons:
         yield Text(f"  · {reason}")
     for comparison in rec.comparisons:
@@ -125,7 +126,7 @@ def _failure_lines(result: Result) -> Iterator[Text]:
     if item_errors:
         e = item_errors[0]
         more = f" (and {len(item_errors) - 1} more)" if len(item_errors) > 1 else ""
-        yield Text(f"{len(item_errors)} item(s) failed; first: item {e['item']} under "
+        yield Text(f"{count(len(item_errors), 'item')} failed; first: item {e['item']} under "
                    f"{e['executor']}: {e['kind']}: {e['message']}{more}", style="red")
 
 
@@ -174,7 +175,7 @@ def map_view(result: Result) -> Iterator[Any]:
     item_errors = [e for e in result.errors if e["item"] is not None]
     if item_errors:
         e = item_errors[0]
-        yield Text(f"{len(item_errors)} item(s) failed; first: item {e['item']} under "
+        yield Text(f"{count(len(item_errors), 'item')} failed; first: item {e['item']} under "
                    f"{e['executor']}: {e['kind']}: {e['message']}", style="red")
 
 
@@ -310,8 +311,8 @@ def markdown_summary(result: Result) -> str:
     else:
         chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
         verdict = "inconclusive — " if rec.inconclusive else ""
-        lines += ["", f"Recommendation: **{verdict}{_md(rec.executor)} with {rec.workers} "
-                      f"worker(s){chunk}**", ""]
+        lines += ["", f"Recommendation: **{verdict}{_md(rec.executor)} with "
+                      f"{count(rec.workers, 'worker')}{chunk}**", ""]
         lines += [f"- {_md(reason)}" for reason in rec.reasons]
         lines += [f"- {_md(c.sentence())}" for c in rec.comparisons]
         lines += [f"- ⚠ {_md(caveat)}" for caveat in rec.caveats]
