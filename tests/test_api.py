@@ -15,7 +15,7 @@ import poolscope
 def test_public_surface():
     assert set(poolscope.__all__) == {"Executor", "ItemsError", "PoolscopeError",
                                       "PreflightError", "Result", "TargetError", "UsageError",
-                                      "compare", "load", "map"}
+                                      "compare", "load", "map", "sweep"}
     for name in poolscope.__all__:
         assert getattr(poolscope, name) is not None
 

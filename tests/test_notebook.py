@@ -81,7 +81,8 @@ def test_text_view_outside_notebooks(result):
     assert "executor × workers" in text and "recommendation:" in text
     assert "\x1b[" not in text  # plain text, no terminal colours
     assert repr(result).startswith("<poolscope.Result ")
-    assert str(result) == repr(result)
+    # print(result) shows the view (issue 16), at the terminal's width rather than 100
+    assert str(result).split() == result_text(result).split()
 
 
 def test_importing_poolscope_stays_light():

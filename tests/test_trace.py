@@ -22,6 +22,7 @@ import pytest
 import poolscope
 from poolscope import UsageError
 from poolscope.model import ItemColumns, TrialResult
+from poolscope.present import fixed_width_json as fixed
 from poolscope.present import trace as trace_module
 from poolscope.present.trace import trace_events, write_trace
 from poolscope.result import Result
@@ -324,6 +325,44 @@ def test_overlapping_items_on_one_lane_become_async_pairs():
     assert {e["name"] for e in begins} == {"worker 0 · overlapping"}
 
 
+# --- item events as dicts: the reference the fast (numpy) writer is checked against ----------
+def item_args(trial, row: int) -> dict:
+    core = int(trial.core[row])
+    args = {
+        "item": int(trial.item[row]), "status": "ok" if trial.ok[row] else "error",
+        "cpu_s": int(trial.cpu[row]) / 1e9,
+        "wall_s": max(0, int(trial.end[row]) - int(trial.start[row])) / 1e9,
+        "core": core if core >= 0 else None,
+        "os_pid": int(trial.os_pid[row]), "os_tid": int(trial.os_tid[row]),
+    }
+    if trial.worker is not None and trial.workers is not None and trial.retried is not None:
+        address, host = trial.workers[int(trial.worker[row])]
+        args.update(host=host, worker=address, retried=bool(trial.retried[row]))
+    if not trial.ok[row]:
+        args["error"] = trace_module._error_text(trial.errors.get(int(trial.item[row])))
+    return args
+
+
+def item_dicts(trial, row: int) -> list[dict]:
+    """One item's event(s) as dicts, built the plain way."""
+    us = trace_module._us
+    start, end = int(trial.start[row]), int(trial.end[row])
+    ts, dur = trial.offset + start, max(0, end - start)
+    tid = trial.tid0 + int(trial.lane[row]) + 1
+    cat = "item" if trial.ok[row] else "item,error"
+    args = item_args(trial, row)
+    if not trial.overlapping[row]:
+        tdur = min(max(0, int(trial.cpu[row])), dur)
+        return [{"name": f"item {args['item']}", "cat": cat, "ph": "X", "ts": us(ts),
+                 "dur": us(dur), "tdur": us(tdur), "pid": trial.pid, "tid": tid,
+                 "args": args}]
+    name = f"{trial.lane_names[int(trial.lane[row])].split(' · ')[0]} · overlapping"
+    ident = f"0x{(trial.pid << 32) | args['item']:x}"
+    base = {"name": name, "cat": cat, "id": ident, "pid": trial.pid, "tid": tid}
+    return [{**base, "ph": "b", "ts": us(ts), "args": args},
+            {**base, "ph": "e", "ts": us(ts + dur)}]
+
+
 def test_the_fast_writer_matches_the_slow_one():
     """Bulk text formatting (numpy) and json.dumps per item give the same events."""
     rng = np.random.default_rng(3)
@@ -341,7 +380,7 @@ def test_the_fast_writer_matches_the_slow_one():
     doc = trace_events(scripted_result(trial))
     fast = item_events(doc, ("X", "b", "e"))
     prepared = trace_module._prepare(trial, 1, 0)
-    slow = [e for row in range(n) for e in trace_module._item_dicts(prepared, row)]
+    slow = [e for row in range(n) for e in item_dicts(prepared, row)]
 
     def key(e):
         return (e["ph"], e["pid"], e["tid"], e["ts"], e["name"], e.get("id", ""))
@@ -371,7 +410,7 @@ def test_items_of_addressable_workers_carry_host_worker_and_retried():
                 ("beta", "tcp://10.0.0.2:1", True)] * 2 + [("h", "", False)] * 2
     prepared = trace_module._prepare(trial, 1, 0)
     slow = {e["args"]["item"]: e["args"]
-            for row in range(6) for e in trace_module._item_dicts(prepared, row)}
+            for row in range(6) for e in item_dicts(prepared, row)}
     assert slow == by_item
     plain = trace_events(scripted_result(scripted_trial(spans)))  # no workers: no such args
     assert not {"host", "worker", "retried"} & set(item_events(plain)[0]["args"])
@@ -382,10 +421,10 @@ def test_number_formatting_round_trips():
     rng = np.random.default_rng(7)
     values = np.concatenate((rng.integers(-10**12, 10**12, 2000),
                              [0, -1, 1, 999, -999, 1000, -1000, 10**15]))
-    parts = [b"[", trace_module._Int(values), b",", trace_module._Decimal(values, 3), b",",
-             trace_module._Decimal(values, 9), b',"', trace_module._InString(np.abs(values), 16),
+    parts = [b"[", fixed.Int(values), b",", fixed.Decimal(values, 3), b",",
+             fixed.Decimal(values, 9), b',"', fixed.InString(np.abs(values), 16),
              b"]\n"]
-    lines = trace_module._render(parts, len(values)).tobytes().decode().splitlines()
+    lines = fixed.render(parts, len(values)).tobytes().decode().splitlines()
     for value, line in zip(values.tolist(), lines, strict=True):
         as_int, _, _, hexa = strict_loads(line)
         tokens = [token.strip() for token in line[1:].split(",")]

@@ -200,7 +200,7 @@ def _dead_workers(backend: Any, chunks: Any) -> tuple[str, str, str, int | None]
     from poolscope.faults import dead_worker_errors
 
     errors = dead_worker_errors(processes, Board.at(chunks[0].board),
-                                cleanup=getattr(backend, "cleanup_signal", None))
+                                cleanup=backend.cleanup_signal)
     if not errors:
         return None
     message = "; ".join(e["message"] for e in errors)
@@ -411,9 +411,9 @@ class _Server:
         else:
             self._send_held_untimed()
             self.pipe.send(("done", {"t0_ns": self.t0_ns, "t_last_ns": t_last_ns,
-                                     "incidents": list(getattr(backend, "incidents", [])),
-                                     "worker_info": dict(getattr(backend, "worker_info", {}))}))
-            getattr(backend, "incidents", []).clear()
+                                     "incidents": list(backend.incidents),
+                                     "worker_info": dict(backend.worker_info)}))
+            backend.incidents.clear()
 
     def _hold(self, record: Any, now_ns: int) -> None:
         if not self.held:

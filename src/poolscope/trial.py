@@ -295,7 +295,7 @@ class _Trial:
             teardown_s=counted.teardown_s, peak_rss=own_peak + sum(peaks.values()),
             status=self.status, host=HOST, items=items, errors=self.errors,
             result_sample=self.result_sample, t0_ns=counted.t0,
-            worker_info=_worker_info(self.records, getattr(backend, "worker_info", {})),
+            worker_info=_worker_info(self.records, backend.worker_info),
             restarts=self.restarts, family=self.backend_cls.family)
 
     def _origin(self) -> int:
@@ -308,7 +308,7 @@ class _Trial:
         for record in self.records:
             for item, kind, message in record.errors:
                 self.errors.append(self._error(item, kind, message))
-        incidents = getattr(self.backend, "incidents", [])  # a worker lost and recovered (dask)
+        incidents = self.backend.incidents  # a worker lost and recovered from (dask)
         self.errors.extend({"executor": self.backend_cls.name, "item": None, **incident}
                            for incident in incidents)
         incidents.clear()
@@ -325,7 +325,7 @@ class _Trial:
             first_item_start=int(items.start_ns.min()) if len(items) else None,
             own_cpu=own_cpu1 - self.own_cpu0 if self.backend_cls.counts_own_usage else 0.0,
             children_cpu=children_cpu1 - self.children_cpu0,
-            untimed_children_cpu=getattr(backend, "untimed_cpu_s", 0.0),
+            untimed_children_cpu=backend.untimed_cpu_s,
             worker_cpu=worker_cpu)
 
 

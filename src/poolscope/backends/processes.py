@@ -42,11 +42,6 @@ __all__ = [
 ]
 
 
-def default_start_method() -> str:
-    return multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_context(
-    ).get_start_method()
-
-
 _MAIN_GUARD = re.compile(r"""^\s*if\s+__name__\s*==\s*['"]__main__['"]\s*:""", re.MULTILINE)
 
 

@@ -46,8 +46,8 @@ start time recorded (``t0_ns`` of 0). ``otherData.time_zero`` says which was use
 
 Big runs: item events are not built as dicts. Their text is formatted by numpy, column by column,
 into fixed-width records (numbers right-aligned and padded with spaces, which JSON allows between
-tokens), so a million items take a few seconds, not a minute; ``_item_dicts`` builds the same
-events as dicts, for tests. A ``.gz`` path is written gzip-compressed; both viewers open it.
+tokens; fixed_width_json.py), so a million items take a few seconds, not a minute. A ``.gz``
+path is written gzip-compressed; both viewers open it.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ from .._errors import UsageError
 from ..frames import concurrency, concurrency_binned, lane_numbers, worker_names
 from ..model import TrialResult
 from ..probe import STATUS_OK
+from .fixed_width_json import Choice, Decimal, InString, Int, render
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -358,45 +359,8 @@ def _counter(events: _Events, trial: _Trial) -> None:
                     "args": {"in progress": int(rounded) if rounded.is_integer() else rounded}})
 
 
-# --- item events as dicts: the reference shapes (tests compare the fast text with these) -------
-def _item_args(trial: _Trial, row: int) -> dict[str, Any]:
-    core = int(trial.core[row])
-    args: dict[str, Any] = {
-        "item": int(trial.item[row]), "status": "ok" if trial.ok[row] else "error",
-        "cpu_s": int(trial.cpu[row]) / 1e9,
-        "wall_s": max(0, int(trial.end[row]) - int(trial.start[row])) / 1e9,
-        "core": core if core >= 0 else None,
-        "os_pid": int(trial.os_pid[row]), "os_tid": int(trial.os_tid[row]),
-    }
-    if trial.worker is not None and trial.workers is not None and trial.retried is not None:
-        address, host = trial.workers[int(trial.worker[row])]
-        args.update(host=host, worker=address, retried=bool(trial.retried[row]))
-    if not trial.ok[row]:
-        args["error"] = _error_text(trial.errors.get(int(trial.item[row])))
-    return args
-
-
 def _error_text(pair: tuple[str, str] | None) -> str:
     return "unknown error" if pair is None else f"{pair[0]}: {pair[1]}"
-
-
-def _item_dicts(trial: _Trial, row: int) -> list[dict[str, Any]]:
-    """One item's event(s) as dicts: the same shapes the fast path writes as text."""
-    start, end = int(trial.start[row]), int(trial.end[row])
-    ts, dur = trial.offset + start, max(0, end - start)
-    tid = trial.tid0 + int(trial.lane[row]) + 1
-    cat = "item" if trial.ok[row] else "item,error"
-    args = _item_args(trial, row)
-    if not trial.overlapping[row]:
-        tdur = min(max(0, int(trial.cpu[row])), dur)
-        return [{"name": f"item {args['item']}", "cat": cat, "ph": "X", "ts": _us(ts),
-                 "dur": _us(dur), "tdur": _us(tdur), "pid": trial.pid, "tid": tid,
-                 "args": args}]
-    name = f"{trial.lane_names[int(trial.lane[row])].split(' · ')[0]} · overlapping"
-    ident = f"0x{(trial.pid << 32) | args['item']:x}"
-    base = {"name": name, "cat": cat, "id": ident, "pid": trial.pid, "tid": tid}
-    return [{**base, "ph": "b", "ts": _us(ts), "args": args},
-            {**base, "ph": "e", "ts": _us(ts + dur)}]
 
 
 # --- item events: the fast path, formatted by numpy --------------------------------------------
@@ -407,10 +371,10 @@ def _x_lines(trial: _Trial, rows_mask: np.ndarray) -> Iterator[np.ndarray]:
     for lo in range(0, len(rows), _BLOCK):
         r = rows[lo:lo + _BLOCK]
         c = _columns(trial, r)
-        yield _render([
-            b',\n{"name":"item ', _InString(c.item), b',"cat":', c.cat, b',"ph":"X","ts":',
-            _Decimal(c.ts, 3), b',"dur":', _Decimal(c.dur, 3), b',"tdur":',
-            _Decimal(c.tdur, 3), f',"pid":{trial.pid},"tid":'.encode(), _Int(c.tid),
+        yield render([
+            b',\n{"name":"item ', InString(c.item), b',"cat":', c.cat, b',"ph":"X","ts":',
+            Decimal(c.ts, 3), b',"dur":', Decimal(c.dur, 3), b',"tdur":',
+            Decimal(c.tdur, 3), f',"pid":{trial.pid},"tid":'.encode(), Int(c.tid),
             b',"args":', *_args_parts(c), b"}",
         ], len(r))
 
@@ -423,14 +387,14 @@ def _async_lines(trial: _Trial, rows_mask: np.ndarray) -> Iterator[np.ndarray]:
     for lo in range(0, len(rows), _BLOCK):
         r = rows[lo:lo + _BLOCK]
         c = _columns(trial, r)
-        ident = _InString((np.int64(trial.pid) << 32) | c.item, 16)
-        lane_name = _Choice(trial.lane[r], names)
-        tail = [f',"pid":{trial.pid},"tid":'.encode(), _Int(c.tid)]
-        yield _render([b',\n{"name":', lane_name, b',"cat":', c.cat, b',"ph":"b","id":"0x',
-                       ident, b',"ts":', _Decimal(c.ts, 3), *tail, b',"args":',
+        ident = InString((np.int64(trial.pid) << 32) | c.item, 16)
+        lane_name = Choice(trial.lane[r], names)
+        tail = [f',"pid":{trial.pid},"tid":'.encode(), Int(c.tid)]
+        yield render([b',\n{"name":', lane_name, b',"cat":', c.cat, b',"ph":"b","id":"0x',
+                       ident, b',"ts":', Decimal(c.ts, 3), *tail, b',"args":',
                        *_args_parts(c), b"}"], len(r))
-        yield _render([b',\n{"name":', lane_name, b',"cat":', c.cat, b',"ph":"e","id":"0x',
-                       ident, b',"ts":', _Decimal(c.ts + c.dur, 3), *tail, b"}"], len(r))
+        yield render([b',\n{"name":', lane_name, b',"cat":', c.cat, b',"ph":"e","id":"0x',
+                       ident, b',"ts":', Decimal(c.ts + c.dur, 3), *tail, b"}"], len(r))
 
 
 @dataclass
@@ -444,10 +408,10 @@ class _Cols:
     core: np.ndarray
     os_pid: np.ndarray
     os_tid: np.ndarray
-    cat: bytes | _Choice  # "item", or "item,error" where a row failed
-    status: bytes | _Choice
-    error: bytes | _Choice  # nothing, or ',"error":"Kind: message"' where a row failed
-    where: bytes | _Choice = b""  # nothing, or ',"host":…,"worker":…,"retried":…' (dask)
+    cat: bytes | Choice  # "item", or "item,error" where a row failed
+    status: bytes | Choice
+    error: bytes | Choice  # nothing, or ',"error":"Kind: message"' where a row failed
+    where: bytes | Choice = b""  # nothing, or ',"host":…,"worker":…,"retried":…' (dask)
 
 
 def _columns(trial: _Trial, rows: np.ndarray) -> _Cols:
@@ -456,26 +420,26 @@ def _columns(trial: _Trial, rows: np.ndarray) -> _Cols:
     cpu = trial.cpu[rows]
     ok = trial.ok[rows]
     if ok.all():  # the usual block: constant text, no padding
-        cat: bytes | _Choice = b'"item"'
-        status: bytes | _Choice = b'"ok"'
-        error: bytes | _Choice = b""
+        cat: bytes | Choice = b'"item"'
+        status: bytes | Choice = b'"ok"'
+        error: bytes | Choice = b""
     else:
         failed = (~ok).astype(np.int64)
-        cat = _Choice(failed, [b'"item"', b'"item,error"'])
-        status = _Choice(failed, [b'"ok"', b'"error"'])
+        cat = Choice(failed, [b'"item"', b'"item,error"'])
+        status = Choice(failed, [b'"ok"', b'"error"'])
         # Failures mostly repeat one message: code each distinct (kind, message) once.
         known: dict[tuple[str, str] | None, int] = {}
         codes = [known.setdefault(trial.errors.get(item), len(known))
                  for item in trial.item[rows[~ok]].tolist()]
         code = np.zeros(len(rows), np.int64)
         code[~ok] = np.array(codes, np.int64) + 1
-        error = _Choice(code, [b""] + [b',"error":' + _dumps(_error_text(pair))
+        error = Choice(code, [b""] + [b',"error":' + _dumps(_error_text(pair))
                                        for pair in known])
-    where: bytes | _Choice = b""
+    where: bytes | Choice = b""
     if trial.worker is not None and trial.workers is not None and trial.retried is not None:
         # One text per (worker, retried) pair: a few workers, two states.
         code = trial.worker[rows] * 2 + trial.retried[rows].astype(np.int64)
-        where = _Choice(code, [
+        where = Choice(code, [
             b',"host":' + _dumps(host) + b',"worker":' + _dumps(address) + b',"retried":'
             + (b"true" if again else b"false")
             for address, host in trial.workers for again in (False, True)])
@@ -489,104 +453,7 @@ def _columns(trial: _Trial, rows: np.ndarray) -> _Cols:
 def _args_parts(c: _Cols) -> list[Any]:
     cores, codes = np.unique(c.core, return_inverse=True)
     core_text = [b"null" if k < 0 else str(k).encode() for k in cores.tolist()]
-    return [b'{"item":', _Int(c.item), b',"status":', c.status, b',"cpu_s":',
-            _Decimal(c.cpu, 9), b',"wall_s":', _Decimal(c.dur, 9), b',"core":',
-            _Choice(codes, core_text), b',"os_pid":', _Int(c.os_pid), b',"os_tid":',
-            _Int(c.os_tid), c.where, c.error, b"}"]
-
-
-@dataclass
-class _Int:
-    """An integer column, right-aligned (spaces before it are JSON whitespace)."""
-
-    values: np.ndarray
-
-
-@dataclass
-class _Decimal:
-    """An integer column divided by 10**places, written with exactly ``places`` decimals."""
-
-    values: np.ndarray
-    places: int
-
-
-@dataclass
-class _InString:
-    """A non-negative integer column inside a string: digits, the closing quote, then spaces."""
-
-    values: np.ndarray
-    base: int = 10
-
-
-@dataclass
-class _Choice:
-    """One of a few JSON texts per row, by code, right-aligned."""
-
-    codes: np.ndarray
-    texts: list[bytes]
-
-
-_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
-_SPACE, _MINUS, _DOT, _QUOTE = (ord(c) for c in ' -."')
-
-
-def _digits(values: np.ndarray, base: int = 10, width: int = 0
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Digit characters of non-negative ints, right-aligned and zero-padded, and their counts.
-
-    ``width`` fixes the number of columns (enough for every value if 0).
-    """
-    if not width:
-        width = len(np.base_repr(int(values.max()) if len(values) else 0, base))
-    powers = np.int64(base) ** np.arange(width, dtype=np.int64)
-    count = np.maximum(np.searchsorted(powers, values, side="right"), 1)
-    return _DIGITS[values[:, None] // powers[::-1] % base], count
-
-
-def _right_aligned(chars: np.ndarray, count: np.ndarray, negative: np.ndarray) -> np.ndarray:
-    """Digits with their leading zeros turned to spaces and a minus sign just before them."""
-    extra = 1 if negative.any() else 0
-    m, width = chars.shape
-    out = np.full((m, width + extra), _SPACE, np.uint8)
-    out[:, extra:] = chars
-    total = width + extra
-    out[np.arange(total)[None, :] < (total - count)[:, None]] = _SPACE
-    if extra:
-        rows = np.flatnonzero(negative)
-        out[rows, total - count[rows] - 1] = _MINUS
-    return out
-
-
-def _field(part: Any) -> np.ndarray:
-    if isinstance(part, _Int):
-        return _right_aligned(*_digits(np.abs(part.values)), part.values < 0)
-    if isinstance(part, _Decimal):
-        scale = 10 ** part.places
-        magnitude = np.abs(part.values)
-        whole = _right_aligned(*_digits(magnitude // scale), part.values < 0)
-        fraction, _ = _digits(magnitude % scale, width=part.places)
-        dot = np.full((len(whole), 1), _DOT, np.uint8)
-        return np.concatenate((whole, dot, fraction), axis=1)
-    if isinstance(part, _InString):
-        chars, count = _digits(part.values, part.base)
-        width = chars.shape[1]
-        cols = np.arange(width + 1)
-        source = np.minimum(cols[None, :] + (width - count)[:, None], width - 1)
-        out = np.take_along_axis(chars, source, axis=1)
-        out[cols[None, :] == count[:, None]] = _QUOTE
-        out[cols[None, :] > count[:, None]] = _SPACE
-        return out
-    if isinstance(part, _Choice):
-        width = max(len(text) for text in part.texts)
-        table = np.frombuffer(b"".join(text.rjust(width) for text in part.texts),
-                              np.uint8).reshape(len(part.texts), width)
-        return table[part.codes]
-    raise TypeError(part)
-
-
-def _render(parts: Sequence[Any], rows: int) -> np.ndarray:
-    """Fixed-width records, one per row, from literal bytes and formatted columns: the text's
-    bytes, ready for ``write`` without a copy."""
-    pieces = [np.broadcast_to(np.frombuffer(p, np.uint8), (rows, len(p)))
-              if isinstance(p, bytes) else _field(p) for p in parts]
-    return np.concatenate(pieces, axis=1).reshape(-1)
+    return [b'{"item":', Int(c.item), b',"status":', c.status, b',"cpu_s":',
+            Decimal(c.cpu, 9), b',"wall_s":', Decimal(c.dur, 9), b',"core":',
+            Choice(codes, core_text), b',"os_pid":', Int(c.os_pid), b',"os_tid":',
+            Int(c.os_tid), c.where, c.error, b"}"]
