@@ -22,30 +22,38 @@ def family(result) -> str:
     return get_backend(result.recommendation.executor).family
 
 
+def why(result) -> str:
+    """What a failed assertion shows: each trial's wall and status, the first errors, the
+    verdict's reasons (the VM's noise, or a trial that failed)."""
+    trials = [(t.executor, t.workers, round(t.wall_s, 3), str(t.status))
+              for t in result.trial_results]
+    return f"{trials}\n{result.errors[:3]}\n{result.recommendation.reasons}"
+
+
 def test_cpu_is_cpu_bound_and_gets_processes():
     result = run("cpu", 24, 1_000_000)
     assert result.classification == "cpu-bound", result.classification_evidence
-    assert family(result) == "process"
+    assert family(result) == "process", why(result)
 
 
 def test_json_holds_the_gil_and_gets_processes():
     # 32 items: with 16, a noisy 2-core machine left process ×2's gain (~1.5×) unproven
     result = run("json", 32, 20_000)
     assert result.classification == "cpu-bound", result.classification_evidence
-    assert family(result) == "process"
+    assert family(result) == "process", why(result)
 
 
 def test_hash_releases_the_gil_and_gets_threads():
     result = run("hash", 16, 32)
     assert result.classification == "gil-releasing", result.classification_evidence
-    assert family(result) == "thread"
+    assert family(result) == "thread", why(result)
 
 
 def test_io_gets_threads_with_more_workers_than_cores():
     result = run("io", 32, 50, workers=None, repeat=2)
     assert result.classification == "io-bound"
     rec = result.recommendation
-    assert family(result) == "thread"
+    assert family(result) == "thread", why(result)
     assert rec.workers > usable_cores()
     assert result.to_json()["recommendation"]["workers"] > usable_cores()
     assert any("more workers paid off up to" in reason for reason in rec.reasons)

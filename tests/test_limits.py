@@ -111,6 +111,21 @@ def test_an_isolated_child_stopped_for_a_timeout_first_sends_the_records_it_held
     assert left_behind() == []
 
 
+@pytest.mark.parametrize("isolate,name", [(True, "serial"), (False, "process"),
+                                          (False, "process-pool")])
+def test_the_rest_of_a_chunk_whose_first_item_was_stopped_runs_on_the_new_pool(isolate, name):
+    """Item 3 opens the chunk [3, 4, 5]: its stopped record (first item 3) is not the chunk's,
+    so items 4 and 5 run again on the new pool (they were once left out)."""
+    backend = isolated(name) if isolate else get_backend(name)
+    began = time.monotonic()
+    t = run_trial(0, backend, sleep_on_three, 2, make_chunks(list(range(12)), 3), timeout_s=0.5)
+    assert time.monotonic() - began < 20
+    assert t.status == "partial" and t.restarts == 1
+    assert sorted(t.items.item.tolist()) == list(range(12))
+    assert [(e["item"], e["kind"]) for e in t.errors] == [(3, "Timeout")]
+    assert left_behind() == []
+
+
 @pytest.mark.parametrize("name", ["process", "process-pool"])
 def test_the_trial_timeout_stops_the_trial_and_keeps_what_finished(name):
     t, took = trial(name, sleep_on_three, trial_timeout_s=1.0)
