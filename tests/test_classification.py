@@ -23,18 +23,20 @@ def family(result) -> str:
 
 
 def skip_if_threads_won_one_at_a_time(result) -> None:
-    """Threads faster than serial while computing one item at a time: on a steady machine the
-    GIL forbids it, so the machine itself ran the two differently (seen on this VM under other
-    load: json's serial and process items took 3× their usual time, its threads 1.5×, all
-    five rounds alike). What the test claims cannot be checked then; the numbers say why."""
+    """Threads faster than serial while computing one item at a time: for a workload that holds
+    the GIL, something else competed with the serial trials. Seen in every full CI run after
+    the first on 2026-12-03 (json: serial 7.7-9.0 s, thread ×2 4.6-6.0 s, process ×2 3.9-4.9 s,
+    all five rounds alike; alone, serial 2.7 s, thread 3.0-3.5 s, process 1.3-1.8 s) and not
+    reproduced outside the suite: not found yet (issue 12's note). The test's claim cannot be
+    checked then; the skip says so with the numbers."""
     rows = result.summary.set_index("executor")
     if "thread" not in rows.index:
         return
     thread = rows.loc["thread"]
     if thread["speedup"] > 1.2 and thread["cpu_parallelism"] < 1.1:
         pytest.skip(f"threads ran {thread['speedup']:.2f}× serial's speed computing "
-                    f"{thread['cpu_parallelism']:.2f} items at once: the machine was not "
-                    f"steady ({why(result)})")
+                    f"{thread['cpu_parallelism']:.2f} items at once: something competed with "
+                    f"the serial trials ({why(result)})")
 
 
 def why(result) -> str:
