@@ -323,7 +323,7 @@ class _Server:
         self.staged: dict[int, Any] = {}
         self.t0_ns = 0
         self.waiting_since: int | None = None  # since "started" was sent, until the first run
-        self.done_at: int | None = None  # when the last "done" was sent
+        self.done_at: int | None = None  # when the trial's last item was done (see close)
         self.sample: list[Any] = []  # the trial's first few return values, until "closed"
         self.left: list[Any] = []  # the trial's chunks, until "closed"
         self.last: Any = None  # the trial's last record, with its results, until "closed"

@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from ._child import SAMPLE_VALUES  # return values kept from the first record, for sizing
 from .backends import Backend
 from .board import Board
 from .faults import dead_worker_errors
@@ -39,7 +40,6 @@ __all__ = ["ChunkCallback", "Readings", "account", "run_trial"]
 ChunkCallback = Callable[[int, ChunkRecord], None]
 IDLE_START_WAIT_S = 1.0  # the longest an idle worker's start-up is waited for at a trial's end
 MAX_RESTARTS = 10  # new pools per trial after workers were lost; then the trial fails
-SAMPLE_VALUES = 8  # return values kept from the first record, for sizing results
 
 
 class CallbackError(Exception):
