@@ -105,3 +105,16 @@ def test_second_sigint_exits_at_once(tmp_path):
     assert "Traceback" not in err
     assert waited < 10
     assert session_gone(proc.pid), "a worker outlived the run"
+
+
+def test_a_first_sigint_during_a_fork_is_raised_after_it_never_inside_its_callbacks():
+    """SIGINTs at random moments while the process forks in a loop (as a pool starting its
+    workers does): Python runs a pending handler on entry to a fork callback too, and a
+    KeyboardInterrupt raised there is printed as "Exception ignored" and lost. Before the fix,
+    3–4 seconds of this printed it 2–21 times in each of 7 runs."""
+    script = Path(__file__).with_name("fork_sigint_race.py")
+    done = subprocess.run([sys.executable, str(script), "3"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) > 100  # forks made while the signals arrived

@@ -13,6 +13,9 @@ stop: ``is_users_interrupt`` tells them apart (the probe and the preflight ask i
 A KeyboardInterrupt raised inside a fork callback (logging releases its lock after every fork
 of a worker) is printed as "Exception ignored" and lost. So while a fork is under way the first
 SIGINT is only noted, and raised a millisecond after the fork (through SIGALRM), in ordinary code.
+"Under way" also covers the edges of the callbacks (Python runs a pending handler on entry to a
+function, before ``_before_fork`` can set its flag), so the handler also looks for a callback's
+frame on the stack it interrupted.
 """
 
 from __future__ import annotations
@@ -78,9 +81,25 @@ def _after_fork_in_child() -> None:
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
     global _deferred
-    if _deferred and not _forking:
-        _deferred = False
-        raise KeyboardInterrupt
+    if not _deferred:
+        return
+    if _in_fork_callback(frame):
+        signal.setitimer(signal.ITIMER_REAL, 0.001)  # try again once out of it
+        return
+    _deferred = False
+    raise KeyboardInterrupt
+
+
+def _in_fork_callback(frame: FrameType | None) -> bool:
+    """Whether a KeyboardInterrupt raised now would be raised inside a fork callback: the
+    interrupted frame, or one under it (a handler interrupted by another), is one of them."""
+    if _forking:
+        return True
+    while frame is not None:
+        if frame.f_code in _FORK_CALLBACK_CODES:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def exit_code() -> int:
@@ -115,8 +134,10 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     _seen += 1
     if _seen == 1:
         _first_signal = signum
-        if _forking:
+        if _in_fork_callback(frame):
             _deferred = True
+            if not _forking:  # at the edge of a callback: nothing else will raise it
+                signal.setitimer(signal.ITIMER_REAL, 0.001)
             return
         raise KeyboardInterrupt
     _kill_children()
@@ -126,6 +147,20 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
         sys.stderr.flush()
     finally:
         os._exit(exit_code())
+
+
+def _fork_callback_codes() -> frozenset[object]:
+    import logging
+
+    # logging's own callbacks (their names changed in 3.13) run inside ours, but a handler
+    # interrupting one on its way out would raise inside it all the same.
+    theirs = [getattr(logging, name, None)
+              for name in ("_acquireLock", "_releaseLock", "_prepareFork", "_afterFork")]
+    ours = [_before_fork, _after_fork_in_parent, _after_fork_in_child]
+    return frozenset(f.__code__ for f in ours + theirs if hasattr(f, "__code__"))
+
+
+_FORK_CALLBACK_CODES = _fork_callback_codes()
 
 
 def _kill_children() -> None:
