@@ -165,6 +165,9 @@ def test_oversubscription_warning_names_the_numbers():
                            "--native-threads 2 (native_threads=2)")
     assert "process ×4: 4 workers × 4" in warnings[1] and "--native-threads 1" in warnings[1]
     assert oversubscription_warnings(summary, _environment(1)) == []  # capped
+    # A serial trial of 3 ms: the run's own bookkeeping alone looks like threads computing.
+    summary.loc[summary["executor"] == "serial", "wall_s"] = 0.003
+    assert oversubscription_warnings(summary, _environment(4)) == []
 
 
 def test_no_oversubscription_warning_when_the_threads_do_not_compute():

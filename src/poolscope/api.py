@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import os
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from .model import COUNTED, TrialResult
 from .preflight import preflight
 from .probe import is_coroutine_function
 from .runner import Chunksize, Contention, Plan, Repeat, run_plan
-from .store import RunStore, new_run_id
+from .store import RunStore, new_run_id, store_path
 from .workloads import Workload
 
 if TYPE_CHECKING:  # imported when a run ends: pandas makes a process worth 100 MiB more to fork
@@ -40,7 +41,7 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             progress: bool = False, scheduler: str | None = None,
             timeout: float | None = None, trial_timeout: float | None = None,
             max_memory: int | None = None, isolate: bool = False,
-            native_threads: int | None = None) -> Result:
+            native_threads: int | None = None, store: StoreChoice = None) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
     ``items`` may be an iterable or a count (``range(n)``). ``workers`` defaults to the usable
@@ -56,12 +57,32 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     caps each worker's native thread pools (BLAS, OpenMP; see ``poolscope.native``).
     Before the trials a preflight calls ``fn`` on the first items: when each of them raises,
     ``PreflightError`` (see ``poolscope.preflight``) and nothing runs.
+    ``store`` keeps the run for ``poolscope show``, ``history`` and ``compare``: True for the
+    project's store (where the CLI keeps its runs), a path, or an open ``RunStore``. By default
+    the run is not stored, and its ``run_id`` is None.
     """
-    return run_workload(_workload_of(fn, items), executors=executors, workers=workers,
-                        repeat=repeat, chunksize=chunksize, baseline=baseline, warmup=warmup,
-                        max_time=max_time, reuse_pool=reuse_pool, progress=progress,
-                        scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory, isolate=isolate, native_threads=native_threads)
+    with _opened(store) as run_store:
+        return run_workload(_workload_of(fn, items), executors=executors, workers=workers,
+                            repeat=repeat, chunksize=chunksize, baseline=baseline,
+                            warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
+                            progress=progress, scheduler=scheduler, timeout=timeout,
+                            trial_timeout=trial_timeout, max_memory=max_memory,
+                            isolate=isolate, native_threads=native_threads, store=run_store)
+
+
+StoreChoice = bool | str | os.PathLike[str] | RunStore | None
+
+
+@contextlib.contextmanager
+def _opened(store: StoreChoice) -> Iterator[RunStore | None]:
+    """The store that ``store=`` names, open for the run (and closed after, when opened here)."""
+    if store is None or store is False:
+        yield None
+    elif isinstance(store, RunStore):
+        yield store
+    else:
+        with RunStore(store_path(None if store is True else store)) as opened:
+            yield opened
 
 
 def sweep(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
@@ -72,17 +93,19 @@ def sweep(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
           warmup: int = 0, max_time: float = 60.0, progress: bool = False,
           scheduler: str | None = None, timeout: float | None = None,
           trial_timeout: float | None = None, max_memory: int | None = None,
-          isolate: bool = False, native_threads: int | None = None) -> Result:
+          isolate: bool = False, native_threads: int | None = None,
+          store: StoreChoice = None) -> Result:
     """Scale ``fn`` over worker counts (``workers``, default 1, 2, 4, … up to twice the
     cores), chunksizes and, with ``item_counts``, the number of items: what ``poolscope sweep``
     does. The result's ``scaling``, ``amdahl`` and ``growth`` say how the wall time changes;
     the other arguments are ``compare``'s."""
-    return sweep_workload(_workload_of(fn, items), executors=executors, workers=workers,
-                          chunksize=chunksize, item_counts=item_counts, repeat=repeat,
-                          warmup=warmup, max_time=max_time, progress=progress,
-                          scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                          max_memory=max_memory, isolate=isolate,
-                          native_threads=native_threads)
+    with _opened(store) as run_store:
+        return sweep_workload(_workload_of(fn, items), executors=executors, workers=workers,
+                              chunksize=chunksize, item_counts=item_counts, repeat=repeat,
+                              warmup=warmup, max_time=max_time, progress=progress,
+                              scheduler=scheduler, timeout=timeout,
+                              trial_timeout=trial_timeout, max_memory=max_memory,
+                              isolate=isolate, native_threads=native_threads, store=run_store)
 
 
 def _workload_of(fn: Callable[[Any], Any], items: Iterable[Any] | int) -> Workload:
@@ -190,7 +213,7 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         "native_threads": plan.native_threads, "preflight": checked}
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
-    run_id = new_run_id()
+    run_id = new_run_id() if store is not None else None  # none that `show` could not find
     pools = native.Collector()  # each worker's native thread pools, as its records tell them
     hooks = _Hooks(on_chunk=[pools.on_chunk])
     if store is not None:
@@ -241,6 +264,7 @@ def _measure(workload: Workload, plan: Plan, hooks: _Hooks, pools: native.Collec
                                                      console=console))
             hooks.on_chunk.append(bar.on_chunk)
             hooks.on_trial_start.append(bar.on_trial_start)
+            hooks.on_trial_end.append(bar.on_trial_end)
         trials, interrupted = run_plan(workload, plan, contention=_contention(()),
                                        **hooks.as_arguments())
         if explore and not interrupted:

@@ -112,6 +112,9 @@ TraceOpt = Annotated[Path | None, typer.Option(
 FormatOpt = Annotated[str, typer.Option(
     "--format", help="How to print the result: table, or markdown to paste into an issue.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Also each comparison behind the verdict, where each "
+                            "configuration's time went, and the demo's code to paste.")]
 StoreOpt = Annotated[Path | None, typer.Option(
     "--store", help="The run history's SQLite file [default: $POOLSCOPE_STORE or "
                     ".poolscope/poolscope.db].")]
@@ -137,7 +140,10 @@ def _read_store(path: Path | None) -> Any:
     return RunStore(store_path(path), create=False)
 
 
-def _print_result(result: Any, console: Console, format_: str) -> None:
+def _print_result(result: Any, console: Console, format_: str, verbose: bool = False,
+                  short: bool = False) -> None:
+    """The result's view; ``short`` (the demo, which says the rest in its own words) leaves
+    the reasons and the code to paste to ``verbose``."""
     if format_ == "markdown":
         from .present.terminal import markdown_summary
 
@@ -145,7 +151,11 @@ def _print_result(result: Any, console: Console, format_: str) -> None:
         _stdout().write(markdown_summary(result))
         _stdout().flush()
     else:
-        console.print(result)
+        from .present.terminal import render_result
+
+        full = verbose or not short
+        for part in render_result(result, verbose, code=full, reasons=full, hint=True):
+            console.print(part)
 
 
 _document_out: Any = None  # the real stdout while _reserve_stdout holds it
@@ -186,7 +196,21 @@ def _stdout() -> Any:
 def _consoles(json_path: str | None, format_: str = "table") -> Console:
     # With --json - stdout carries only the JSON document, with --format markdown only the
     # Markdown: the table and status lines go to stderr.
-    return Console(stderr=True) if json_path == "-" or format_ == "markdown" else Console()
+    stderr = json_path == "-" or format_ == "markdown"
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if _wraps(stream) else UNWRAPPED)
+
+
+UNWRAPPED = 10_000  # a pipe's width: lines as long as they are, for grep and editors to wrap
+
+
+def _wraps(stream: Any) -> bool:
+    """Whether output to ``stream`` is wrapped to a width: on a terminal, or when COLUMNS
+    asks for one; a pipe or a file gets whole lines."""
+    try:
+        return stream.isatty() or bool(os.environ.get("COLUMNS"))
+    except (AttributeError, ValueError):
+        return True
 
 
 def _write(what: str, path: Any, write: Any) -> None:
@@ -215,6 +239,7 @@ def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Pa
     """Write each output asked for; one that cannot be written does not stop the others (nor
     the run's last lines). Returns why each failed."""
     failed: list[str] = []
+    written: list[str] = []
 
     def attempt(what: str, path: Any, write: Any, done: str | None) -> None:
         try:
@@ -223,7 +248,7 @@ def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Pa
             failed.append(str(exc))
         else:
             if done:
-                console.print(done)
+                written.append(done)
 
     if json_path:
         attempt("JSON", json_path,
@@ -238,6 +263,8 @@ def _write_outputs(result: Any, console: Console, json_path: str | None, csv: Pa
     if trace:
         attempt("trace", trace, result.to_perfetto,
                 f"trace written to {trace} (open it in ui.perfetto.dev)")
+    if written:
+        console.print(" · ".join(written))
     return failed
 
 
@@ -277,6 +304,7 @@ def run(
     trace: TraceOpt = None,
     format_: FormatOpt = "table",
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
     scheduler: SchedulerOpt = None,
@@ -303,7 +331,7 @@ def run(
                           timeout=timeout, trial_timeout=trial_timeout,
                           max_memory=parse_size(max_memory, "--max-memory"),
                           isolate=isolate, native_threads=check_native_threads(native_threads))
-    _print_result(result, console, format_)
+    _print_result(result, console, format_, verbose)
     unwritten = _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store, unwritten)
 
@@ -313,8 +341,7 @@ def _finish(result: Any, console: Console, store: Any = None,
     """The run's last lines and its exit code; an output that could not be written is a usage
     error (exit 2), said after them: the run itself is stored."""
     if store is not None:
-        console.print(f"stored as run {result.run_id} in {store.path} "
-                      f"(poolscope show {result.run_id})", style="dim")
+        console.print(f"stored as run {result.run_id} in {store.path}", style="dim")
     if result.interrupted:
         from ._interrupt import exit_code, stopped_by
 
@@ -356,6 +383,7 @@ def sweep(
     trace: TraceOpt = None,
     format_: FormatOpt = "table",
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
     scheduler: SchedulerOpt = None,
@@ -385,7 +413,7 @@ def sweep(
                             trial_timeout=trial_timeout,
                             max_memory=parse_size(max_memory, "--max-memory"),
                           isolate=isolate, native_threads=check_native_threads(native_threads))
-    _print_result(result, console, format_)
+    _print_result(result, console, format_, verbose)
     unwritten = _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:
         try:
@@ -735,6 +763,7 @@ def demo(
     native_threads: NativeThreadsOpt = None,
     json_path: JsonOpt = None,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
 ) -> None:
@@ -750,16 +779,15 @@ def demo(
     check_native_threads(native_threads)
     check_outputs(json_path, None, plot, report, trace, format_)
     console = _consoles(json_path, format_)
-    console.print(f"Running the notebook's worker (a {size:,}-step pure-Python loop) over "
-                  f"{items_per_job} items per job × {jobs} jobs: serial, then "
-                  "multiprocessing.pool.ThreadPool, then multiprocessing.Pool.")
+    console.print(f"The notebook's experiment: serial, ThreadPool and Pool on "
+                  f"{items_per_job * jobs} items of a {size:,}-step loop")
     workload = resolve_workload("cpu", items_per_job * jobs, size)
     run_store = _open_store(store, no_store)
     result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
                           repeat=parse_repeat(repeat), progress=_show_progress(quiet),
                           console=Console(stderr=True), store=run_store,
                           native_threads=check_native_threads(native_threads))
-    _print_result(result, console, format_)
+    _print_result(result, console, format_, verbose, short=True)
     console.print()
     for line in observations(result, "thread-pool", "process-pool"):
         console.print(line)
@@ -794,14 +822,13 @@ def history(
         _write_json([{**row, "executors": row["executors"].split(",")} for row in rows],
                     json_path)
         return
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = 10_000  # piped: whole rows, one per line, for grep and friends
+    console = _consoles(None)  # piped: whole rows, one per line, for grep and friends
     if not rows:
         console.print("no runs stored yet")
         return
     table = _history_table(rows, with_time=True)
-    if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
+    if console.measure(table, options=console.options.update_width(UNWRAPPED)
+                       ).maximum > console.width:
         table = _history_table(rows, with_time=False)  # the id says when, less readably
     console.print(table)
 
@@ -830,6 +857,7 @@ def show(
         metavar="RUN", help="A run id, a unique prefix of one, latest or latest~N.")],
     json_path: JsonOpt = None,
     format_: FormatOpt = "table",
+    verbose: VerboseOpt = False,
     store: StoreOpt = None,
 ) -> None:
     """Show a stored run's table and recommendation again."""
@@ -840,7 +868,7 @@ def show(
     console = _consoles(json_path, format_)
     if format_ == "table":
         console.print(f"run {result.run_id}, started {result.started_at}")
-    _print_result(result, console, format_)
+    _print_result(result, console, format_, verbose)
     if json_path:
         _write("JSON", json_path, result.write_json)
 
@@ -869,7 +897,7 @@ def compare_command(
     if not changes:
         raise UsageError(f"runs {before.run_id} and {after.run_id} share no executor to compare")
     table = Table(title=f"{before.run_id} ({before.target}) → {after.run_id} ({after.target})",
-                  title_justify="left", header_style="bold", box=None)
+                  title_justify="left", title_style="bold", header_style="bold", box=None)
     for column in ("executor × workers", "before", "after", "change", "95% CI", "verdict"):
         # The verdict wraps in a narrow terminal; the numbers are never cut.
         table.add_column(column, justify="left" if column in ("executor × workers", "verdict")
@@ -921,7 +949,7 @@ def export(
     writers = {"csv": result.write_csv, "perfetto": result.to_perfetto,
                "parquet": lambda path: result.items.to_parquet(path, index=False)}
     _write(format_, target, writers.get(format_, result.write_json))
-    Console().print(f"{format_} written to {target}")
+    _consoles(None).print(f"{format_} written to {target}")
 
 
 @app.command()
@@ -938,7 +966,7 @@ def report(
         result = runs.load(run_ref)
     target = output or Path(f"poolscope-report-{result.run_id}.html")
     result.report(target)
-    Console().print(f"report written to {target}")
+    _consoles(None).print(f"report written to {target}")
 
 
 @app.command()
@@ -952,8 +980,8 @@ def workloads() -> None:
     for w in BUILTIN_WORKLOADS.values():
         table.add_row(w.name, w.stresses, w.size_meaning, f"{w.default_size:,}",
                       f"{w.default_items:,}")
-    Console().print(table)
-    Console().print("Your own: package.module:function or path/to/file.py:function, "
+    _consoles(None).print(table)
+    _consoles(None).print("Your own: package.module:function or path/to/file.py:function, "
                     "with --items N or --items-from FILE.")
 
 
@@ -991,7 +1019,7 @@ def executors(
         # Escaped: a reason like "pip install 'poolscope[dask]'" is not rich markup.
         what = cls.summary if reason is None else f"{cls.summary}\nnot here: {reason}"
         table.add_row(name, cls.family, "yes" if reason is None else "no", escape(what))
-    Console().print(table)
+    _consoles(None).print(table)
 
 
 def _bench_executors(items: int, json_path: str | None) -> None:
@@ -1036,7 +1064,7 @@ def _describe_python(python: str) -> None:
     from .backends.elsewhere import describe, needs_lines
 
     info = describe(python)  # a one-line UsageError for a missing, non-Python or old PATH
-    console = Console()
+    console = _consoles(None)
     build = "free-threaded build" if info["free_threaded"] else "GIL build"
     gil = "enabled" if info["gil_enabled"] else "disabled"
     console.print(f"{python}: {info['implementation']} {info['python']} ({build}, GIL {gil}) "

@@ -1,4 +1,4 @@
-"""The ``%%poolscope`` cell magic: compare executors on a function defined in the cell.
+"""The ``%%poolscope`` cell magic and ``%poolscope`` line magic: compare executors on a function.
 
     %load_ext poolscope
 
@@ -8,14 +8,21 @@
             pass
         return item
 
-The magic runs the cell in the notebook's namespace, then measures the last function the cell
-defines at top level (``def`` or ``async def``), or the one named by ``--function NAME`` (which
+    %poolscope worker range(40) -e thread,process
+
+The line magic measures a function of the notebook (a name, or an expression such as
+``module.fn``) over the items its second part gives (a count, or an expression, which may hold
+spaces: ``%poolscope fn range(0, 100, 5) -e thread``), with the same options.
+
+The cell magic runs the cell in the notebook's namespace, then measures the last function the
+cell defines at top level (``def`` or ``async def``), or the one named by ``--function NAME`` (which
 may come from an earlier cell). The options are those of ``poolscope run``; ``--items`` takes a
 count (``-n 40``: the items 0..39) or the name of a variable, or any Python expression, evaluated
 in the notebook (``--items data``, ``--items "range(0, 100, 5)"``). The result is returned, so it
 shows as the HTML summary and timeline, and is also kept in the notebook as ``_poolscope``.
 Progress shows as tqdm's notebook bar unless ``--quiet``. Like the CLI, the run is stored in
-``.poolscope/poolscope.db`` under the working directory unless ``--no-store``.
+``.poolscope/poolscope.db`` under the working directory unless ``--no-store`` (``--verbose``
+says where).
 
 A bad option prints one line (``poolscope: error: ...``) and returns nothing; an error raised by
 the cell's own code shows IPython's usual traceback.
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -33,7 +41,7 @@ from typing import Any
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.utils.process import arg_split
 
 from ._errors import PoolscopeError, UsageError
@@ -127,43 +135,79 @@ class PoolscopeMagics(Magics):
     @_as_in_run("--trace", metavar="PATH")
     @magic_arguments.argument(
         "--quiet", "-q", action="store_true", help="No progress bar and no messages.")
+    @magic_arguments.argument(
+        "--verbose", "-v", action="store_true",
+        help="Also say where the run was stored (poolscope show RUN, poolscope.load(RUN)).")
     @_as_in_run("--store", metavar="PATH")
     @_as_in_run("--no-store")
     @magic_arguments.argument("--help", "-h", action="store_true", help="Show this help.")
-    @cell_magic
-    def poolscope(self, line: str, cell: str) -> Any:
-        """Run the cell, then compare executors on the function it defines.
+    @line_cell_magic
+    def poolscope(self, line: str, cell: str | None = None) -> Any:
+        """Compare executors on a function: the cell's last one (``%%poolscope``), or the
+        one named on the line with its items (``%poolscope fn range(40)``).
 
         The result shows as an HTML summary with the timeline and is also stored in the
         notebook as ``_poolscope``.
         """
+        words = arg_split(line, posix=True)
+        # The line magic's function and items come first, before any option.
+        given = [] if cell is not None else list(
+            itertools.takewhile(lambda word: not word.startswith("-"), words))
         try:
             # Quotes group words and go (--items "range(0, 100, 5)", --json "my run.json").
-            args = PoolscopeMagics.poolscope.parser.parse_args(arg_split(line, posix=True))
+            args = PoolscopeMagics.poolscope.parser.parse_args(words[len(given):])
         except IPythonUsageError as exc:
             return _fail(f"{exc} (see %%poolscope --help)")
         if args.help:
             print(PoolscopeMagics.poolscope.__doc__)
             return None
         try:
+            if cell is None:
+                self._line_items(args, given)
             options = self._options(args)
         except PoolscopeError as exc:
             return _fail(str(exc))
-        # The cell runs as a cell of its own; it resets the display hook's record of the
-        # running cell, which must point at this one again for the returned result to land.
-        running = self.shell.displayhook.exec_result
-        try:
-            outcome = self.shell.run_cell(cell, store_history=False)
-        finally:
-            self.shell.displayhook.exec_result = running
-        if not outcome.success:
+        if cell is not None and not self._run_cell(cell):
             return None  # IPython has shown the cell's own error
         try:
-            fn = self._function(args.function, cell)
+            fn = (self._function(args.function, cell) if cell is not None
+                  else self._named_function(given[0]))
             workload = self._workload(fn, args)
             return self._run(workload, args, options)
         except PoolscopeError as exc:
             return _fail(str(exc))
+
+    def _run_cell(self, cell: str) -> bool:
+        # The cell runs as a cell of its own; it resets the display hook's record of the
+        # running cell, which must point at this one again for the returned result to land.
+        running = self.shell.displayhook.exec_result
+        try:
+            return bool(self.shell.run_cell(cell, store_history=False).success)
+        finally:
+            self.shell.displayhook.exec_result = running
+
+    @staticmethod
+    def _line_items(args: Any, given: list[str]) -> None:
+        """The line magic's items: its words after the function's name (an expression may
+        hold spaces), into ``args.items``."""
+        if not given:
+            raise UsageError("give a function and its items: %poolscope fn range(40) "
+                             "[options] (or use %%poolscope on a cell)")
+        if args.function is not None:
+            raise UsageError("the line magic's function is its first word: drop --function")
+        if len(given) > 1:
+            if args.items is not None or args.items_from is not None:
+                raise UsageError("give the items once: after the function, or with --items")
+            args.items = " ".join(given[1:])
+
+    def _named_function(self, text: str) -> Any:
+        try:
+            fn = eval(text, self.shell.user_global_ns, self.shell.user_ns)
+        except Exception as exc:
+            raise UsageError(f"{text}: {type(exc).__name__}: {exc}") from None
+        if not callable(fn):
+            raise UsageError(f"{text!r} is a {type(fn).__name__}, not a function")
+        return fn
 
     # --- the pieces ------------------------------------------------------------------------
     def _options(self, args: Any) -> dict[str, Any]:
@@ -282,7 +326,7 @@ class PoolscopeMagics(Magics):
         if args.trace:
             result.to_perfetto(args.trace)
             say(f"trace written to {args.trace}")
-        if store is not None:
+        if store is not None and args.verbose:
             say(f"stored as run {result.run_id} in {store.path} (poolscope show "
                 f"{result.run_id}; poolscope.load({result.run_id!r}))")
         if result.interrupted:

@@ -44,7 +44,7 @@ SCHEMA = "poolscope/1"
 class Result:
     """Everything measured in one run, and what poolscope makes of it."""
 
-    run_id: str
+    run_id: str | None  # None: not stored
     target: str
     n_items: int
     trial_results: list[TrialResult]
@@ -302,7 +302,8 @@ class Result:
         repr_pretty(self, printer, cycle)
 
     def __repr__(self) -> str:
-        return (f"<poolscope.Result {self.run_id} target={self.target!r} items={self.n_items} "
+        return (f"<poolscope.Result {self.run_id or '(not stored)'} target={self.target!r} "
+                f"items={self.n_items} "
                 f"trials={len(self.trial_results)}>")
 
     def __str__(self) -> str:

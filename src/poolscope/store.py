@@ -100,11 +100,24 @@ def new_run_id() -> str:
 
 
 def store_path(option: str | Path | None) -> Path:
-    """--store, else $POOLSCOPE_STORE, else .poolscope/poolscope.db under the working directory."""
+    """--store, else $POOLSCOPE_STORE, else the project's store (``project_store``)."""
     if option is not None:
         return Path(option)
     env = os.environ.get("POOLSCOPE_STORE")
-    return Path(env) if env else DEFAULT_STORE
+    return Path(env) if env else project_store(Path.cwd())
+
+
+def project_store(start: Path) -> Path:
+    """Found as git finds its repository, so that runs made from a project's sub-folders stay
+    together: ``.poolscope/poolscope.db`` in the nearest folder up from ``start`` that has a
+    ``.poolscope/``, else in the enclosing project's root (a folder with ``.git`` or
+    ``pyproject.toml``), else in ``start``. Relative to ``start`` when under it."""
+    here = start.resolve()
+    folders = (here, *here.parents)
+    found = next((f for f in folders if (f / ".poolscope").is_dir()), None) or next(
+        (f for f in folders if (f / ".git").exists() or (f / "pyproject.toml").is_file()),
+        here)
+    return DEFAULT_STORE if found == here else found / DEFAULT_STORE
 
 
 class RunStore:

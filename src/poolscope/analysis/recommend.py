@@ -55,6 +55,7 @@ class Recommendation:
     inconclusive: bool = False  # the budget ended before the evidence decided
     to_decide: str | None = None  # what it would take, when inconclusive
     left_out: list[int] = field(default_factory=list)  # items failing alike everywhere
+    against_serial: Comparison | None = None  # its speedup, when serial ran and is not it
 
     def __str__(self) -> str:
         """The verdict as a sentence: what to use, then the evidence's first reason."""
@@ -129,7 +130,7 @@ def recommend(summary: pd.DataFrame, trials: pd.DataFrame, cores: int,
         reasons=reasons, caveats=_notes(best, fastest_row, caveats), comparisons=ordered,
         inconclusive=decision.inconclusive,
         to_decide=_to_decide(decision) if decision.inconclusive else None,
-        left_out=left_out.items)
+        left_out=left_out.items, against_serial=against_serial)
 
 
 def _notes(best: pd.Series, fastest: pd.Series, caveats: list[str] | None) -> list[str]:

@@ -24,25 +24,19 @@ def observations(result: Result, threads: str, processes: str) -> list[str]:
     lines = [
         f"1. {faster} finished sooner: {duration(fast_row.wall_s)} against {slower}'s "
         f"{duration(slow_row.wall_s)}, {slow_row.wall_s / fast_row.wall_s:.2f}× faster"
-        + (f" (serial took {duration(rows.loc['serial'].wall_s)})" if "serial" in rows.index
-           else "") + "."
-    ]
-    lines.append(f"2. {_overlap(processes, p)}; {_overlap(threads, t)}.")
+        + (f" (serial: {duration(rows.loc['serial'].wall_s)})" if "serial" in rows.index
+           else ""),
+        f"2. {_overlap(processes, p)}", f"   {_overlap(threads, t)}"]
     cores = cores_used(result.items, threads, int(t.workers))
-    if len(cores) > 1:
-        lines.append(
-            f"   {threads}'s threads ran on {cores_text(cores)}: threads move "
-            "between cores; the GIL, not one core, is what let one thread compute at a time "
-            f"(its items spent {t.offcpu_fraction:.0%} of their time off the CPU, waiting).")
+    if len(cores) > 1 and float(t.cpu_parallelism) < 1.3:
+        lines.append(f"   {threads}'s threads ran on {cores_text(cores)}: the GIL, not one core, "
+                     "let one compute at a time")
+    elif len(cores) > 1:
+        lines.append(f"   {threads}'s threads ran on {cores_text(cores)}")
     elif cores:
-        lines.append(
-            f"   {threads}'s threads all started their items on {cores_text(cores)} this time; "
-            f"its items spent {t.offcpu_fraction:.0%} of their time off the CPU, waiting "
-            "for the GIL.")
-    lines.append(
-        f"   CPU of the whole process tree: {threads} {duration(t.cpu_s)}, {processes} "
-        f"{duration(p.cpu_s)} (the notebook's %%time counted only the parent, so processes "
-        "looked nearly free).")
+        lines.append(f"   {threads}'s threads all started their items on {cores_text(cores)}")
+    lines.append(f"   CPU, all processes: {threads} {duration(t.cpu_s)}, {processes} "
+                 f"{duration(p.cpu_s)} (the notebook's %%time: parent only)")
     return lines
 
 
@@ -52,7 +46,5 @@ def _overlap(name: str, row: Any) -> str:
     if par < 1.3:
         return f"{name}'s items ran one after another (parallelism {par:.2f})"
     if busy < 1.3:
-        return (f"{name}'s items overlapped in time ({par:.2f} in progress at once) but only "
-                f"{busy:.2f} computed at once")
-    return (f"{name}'s items ran side by side: {par:.2f} in progress and {busy:.2f} computing "
-            "at once")
+        return f"{name}'s items overlapped ({par:.2f} in progress) but {busy:.2f} computed at once"
+    return f"{name}'s items ran side by side: {par:.2f} in progress, {busy:.2f} computing at once"

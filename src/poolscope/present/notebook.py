@@ -187,7 +187,8 @@ def result_html(result: Result, picture: bool = True) -> str:
     cores = result.cores
     head = (f'<p style="margin:0 0 6px"><b>{_e(result.target)}</b> · '
             f"{result.n_items:,} items · {cores} core{'s' * (cores != 1)} · "
-            f'<span style="color:{MUTED}">run {_e(result.run_id)}</span></p>')
+            f'<span style="color:{MUTED}">'
+            f"{f'run {_e(result.run_id)}' if result.run_id else 'not stored'}</span></p>")
     if not len(result.summary):
         return (f'<div class="poolscope-result">{head}<p>no trials were run</p>'
                 f"{_problems(result)}</div>")

@@ -3,9 +3,12 @@
 It deliberately has no refresh thread: poolscope starts no thread of its own before fork-based
 executors create their workers (forking a process that has threads can deadlock).
 
-Two bars with one interface (a context manager with ``on_trial_start`` and ``on_chunk``):
+Two bars with one interface (a context manager with ``on_trial_start``, ``on_chunk`` and
+``on_trial_end``):
 ``TrialProgress`` draws with rich on a terminal; ``TqdmProgress`` draws tqdm's notebook widget in
-a Jupyter kernel (plain tqdm text elsewhere). ``trial_progress`` picks one.
+a Jupyter kernel (plain tqdm text elsewhere). ``trial_progress`` picks one. Both show a total
+and the time left, forecast from the trials so far (forecast.py): under ``--repeat auto`` the
+total is the forecast's, and grows when the evidence asks for more rounds.
 
 ``poolscope.map``'s display (``map_progress``: ``MapProgress`` with rich, ``TqdmMapProgress``
 in a notebook) counts items done, a list of results at a time, and redraws at most every
@@ -23,7 +26,12 @@ from rich.console import Console
 from rich.errors import LiveError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .._format import count, duration
+from ..forecast import TrialForecast
+from ..runner import MIN_TRIALS
+
 if TYPE_CHECKING:
+    from ..model import TrialResult
     from ..probe import ChunkRecord
     from ..runner import Plan
 
@@ -33,15 +41,43 @@ __all__ = ["MapProgress", "TqdmMapProgress", "TqdmProgress", "TrialProgress", "i
 MAP_REFRESH_S = 0.1  # map's display is redrawn at most this often (and when it ends)
 
 
+class _Totals:
+    """The bar's total items and the time left: the plan's trials, then the forecast's."""
+
+    def __init__(self, plan: Plan, n_items: int) -> None:
+        self.n_items = n_items
+        # Under --repeat auto, until a trial ends: the fewest trials the rule allows.
+        first = len(plan.configurations()) * (
+            MIN_TRIALS if plan.repeat == "auto" else int(plan.repeat))
+        self.total = first * n_items
+        self.forecast = TrialForecast(plan)
+        self.done = 0  # items of the trials that ended
+        self.trials = 0
+        self.left = ""
+
+    def trial_started(self, completed: float) -> None:
+        # A trial beyond the forecast (a round the evidence asked for, an explored thread
+        # count): the total grows by it rather than the bar overflowing.
+        self.total = max(self.total, int(completed) + self.n_items)
+
+    def trial_ended(self, trial: TrialResult) -> None:
+        self.forecast.add(trial)
+        self.trials += 1
+        self.done += self.n_items
+        remaining = self.forecast.remaining()
+        if remaining is not None:
+            self.total = self.done + remaining.trials * self.n_items
+            self.left = f"~{duration(remaining.seconds)} left" if remaining.trials else ""
+
+
 class TrialProgress:
     def __init__(self, plan: Plan, n_items: int, console: Console | None = None) -> None:
-        # With --repeat auto the number of trials is known only at the end.
-        self.total = None if plan.repeat == "auto" else len(plan.trials()) * n_items
+        self.totals = _Totals(plan, n_items)
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console or Console(stderr=True), auto_refresh=False,
-            transient=True)
-        self.task = self.progress.add_task("starting", total=self.total)
+            TimeElapsedColumn(), TextColumn("{task.fields[left]}"),
+            console=console or Console(stderr=True), auto_refresh=False, transient=True)
+        self.task = self.progress.add_task("starting", total=self.totals.total, left="")
 
     def __enter__(self) -> TrialProgress:
         self.progress.start()
@@ -52,11 +88,18 @@ class TrialProgress:
         self.progress.stop()
 
     def on_trial_start(self, index: int, executor: str, workers: int, n_items: int) -> None:
+        self.totals.trial_started(self.progress.tasks[0].completed)
         self.progress.update(
-            self.task, description=f"trial {index + 1}: {executor} ×{workers}", refresh=True)
+            self.task, description=f"trial {index + 1}: {executor} ×{workers}",
+            total=self.totals.total, refresh=True)
 
     def on_chunk(self, index: int, record: ChunkRecord | Any) -> None:
         self.progress.update(self.task, advance=len(record.start_ns), refresh=True)
+
+    def on_trial_end(self, trial: TrialResult) -> None:
+        self.totals.trial_ended(trial)
+        self.progress.update(self.task, total=self.totals.total, left=self.totals.left,
+                             refresh=True)
 
 
 def in_notebook() -> bool:
@@ -98,32 +141,65 @@ class TqdmProgress:
 
     def __init__(self, plan: Plan, n_items: int, *, notebook: bool | None = None,
                  file: IO[str] | None = None) -> None:
-        self.total = None if plan.repeat == "auto" else len(plan.trials()) * n_items
+        self.totals = _Totals(plan, n_items)
         self.notebook = (in_notebook() if notebook is None else notebook) and \
             _widgets_available()
         self.file = file
         self.bar: Any = None
+        self.handle: Any = None
 
     def __enter__(self) -> TqdmProgress:
-        cls = _notebook_tqdm() if self.notebook else _text_tqdm()
+        self.began = time.monotonic()
+        if self.notebook:
+            # Shown through a handle of ours, so that at the end its output can be replaced:
+            # a saved notebook keeps an output's text as it was first shown (a bar at 0%).
+            from IPython.display import display
+
+            self.bar = _notebook_tqdm()(total=self.totals.total, desc="starting",
+                                        unit="item", leave=False, display=False)
+            self.handle = display(self.bar.container, display_id=True)
+            return self
         # leave=False: the bar goes away when the run ends, as rich's transient one does.
-        self.bar = cls(total=self.total, desc="starting", unit="item", leave=False,
-                       file=None if self.notebook else (self.file or sys.stderr))
+        self.bar = _text_tqdm()(total=self.totals.total, desc="starting", unit="item",
+                                leave=False, file=self.file or sys.stderr)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.bar.close()
+        if self.notebook and self.handle is not None:
+            self.handle.update({"text/plain": self.summary()}, raw=True)
+
+    def summary(self) -> str:
+        """What replaces the notebook's bar when the run ends."""
+        return (f"poolscope: {count(self.n, 'item')} in {count(self.totals.trials, 'trial')}, "
+                f"{duration(time.monotonic() - self.began)}")
 
     @property
     def n(self) -> int:
         return int(self.bar.n) if self.bar is not None else 0
 
+    @property
+    def total(self) -> int:
+        return self.totals.total
+
+    def _set_total(self) -> None:
+        self.bar.total = self.totals.total
+        if self.notebook:  # the widget keeps its own maximum
+            self.bar.container.children[1].max = self.totals.total
+
     def on_trial_start(self, index: int, executor: str, workers: int, n_items: int) -> None:
+        self.totals.trial_started(self.bar.n)
+        self._set_total()
         self.bar.set_description_str(f"trial {index + 1}: {executor} ×{workers}")
 
     def on_chunk(self, index: int, record: ChunkRecord | Any) -> None:
         self.bar.update(len(record.start_ns))
+
+    def on_trial_end(self, trial: TrialResult) -> None:
+        self.totals.trial_ended(trial)
+        self._set_total()
+        self.bar.set_postfix_str(self.totals.left, refresh=True)
 
 
 # tqdm normally starts a monitor thread (tqdm.monitor_interval, 10 s) with its first bar. A

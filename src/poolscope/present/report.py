@@ -92,7 +92,8 @@ def write_report(result: Result, path: str | Path) -> Path:
         raise UsageError(f"cannot write the report: the directory {str(target.parent)!r} "
                          "does not exist")
     text = render_page(build_report(result), items=len(result.items),
-                       title=f"poolscope · {result.target} · {result.run_id}")
+                       title=" · ".join(["poolscope", result.target,
+                                         *([result.run_id] if result.run_id else [])]))
     try:
         target.write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -126,8 +127,9 @@ def _header(result: Result) -> str:
     status = " · <span class='warn'>interrupted: partial results</span>" if (
         result.interrupted) else ""
     return (f"<h1>{_e(result.target)}</h1><p class='note'>{result.n_items:,} items · "
-            f"{cores} cores · Python {_e(result.environment.get('python', '?'))} · run "
-            f"<code>{_e(result.run_id)}</code> · {_e(result.started_at)} · poolscope "
+            f"{cores} cores · Python {_e(result.environment.get('python', '?'))} · "
+            + (f"run <code>{_e(result.run_id)}</code> · " if result.run_id else "not stored · ")
+            + f"{_e(result.started_at)} · poolscope "
             f"{__version__}{status}</p>")
 
 

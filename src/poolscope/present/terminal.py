@@ -12,6 +12,7 @@ from rich.text import Text
 
 from .._format import count, duration, percent, ratio, size
 from ..analysis.recommend import NO_CANDIDATE
+from ..analysis.stats import Comparison
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -20,15 +21,19 @@ __all__ = ["code_view", "cost_table", "markdown_summary", "render_result", "scal
            "summary_table"]
 
 
+def _table(title: str) -> Table:
+    """Every table's look: a bold title on the left, bold headers, one rule under them."""
+    return Table(title=title, title_justify="left", title_style="bold", header_style="bold",
+                 box=box.SIMPLE_HEAD, padding=0, pad_edge=False, show_edge=False)
+
+
 def summary_table(result: Result) -> Table:
     """The summary as a table that fits 80 columns (the JSON has every metric)."""
     rec = result.recommendation
     summary = result.summary
     any_errors = bool(summary["errors"].sum())
     repeated = bool((summary["trials"] > 1).any())
-    table = Table(title=f"{result.target} · {result.n_items} items · {result.cores} cores",
-                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
-                  padding=0, pad_edge=False)
+    table = _table(f"{result.target} · {result.n_items} items · {result.cores} cores")
     table.add_column("executor × workers", no_wrap=True)
     headers = ["wall", *(["±"] if repeated else []), "speedup", "CPU", "par", "busy",
                "off-CPU", "start", *(["errors"] if any_errors else [])]
@@ -46,15 +51,19 @@ def summary_table(result: Result) -> Table:
             ratio(row.cpu_parallelism, ""), percent(row.offcpu_fraction),
             duration(row.startup_s), *([str(row.errors)] if any_errors else []),
             style="bold green" if best else None)
+    return table
+
+
+def _summary_caption(result: Result) -> str:
+    summary = result.summary
+    repeated = bool((summary["trials"] > 1).any())
     isolated = [name for name in dict.fromkeys(summary["executor"])
                 if result.options.get("isolate") and _in_process(name)]
-    table.caption = (("±: half the 95% interval of the median · " if repeated else "")
-                     + "CPU: parent and all workers · par: items in progress at once · "
-                     "busy: items computing at once · start: pool creation to first item"
-                     + (f" · {', '.join(isolated)}: in a child process (--no-isolate: in "
-                        "poolscope's own)" if isolated else ""))
-    table.caption_justify = "left"
-    return table
+    return (("±: half the 95% interval of the median · " if repeated else "")
+            + "CPU: parent and all workers · par: items in progress at once · "
+            "busy: items computing at once · start: pool creation to first item"
+            + (f" · {', '.join(isolated)}: in a child process (--no-isolate: in "
+               "poolscope's own)" if isolated else ""))
 
 
 def _in_process(name: str) -> bool:
@@ -65,45 +74,91 @@ def _in_process(name: str) -> bool:
     return cls is not None and cls.in_process
 
 
-def render_result(result: Result) -> Iterator[Any]:
+def render_result(result: Result, verbose: bool = False, code: bool = True,
+                  reasons: bool = True, hint: bool = False) -> Iterator[Any]:
+    """The terminal view: the verdict first (with its ``reasons``), then the table and (``code``)
+    what to paste. ``verbose`` adds each comparison the verdict rests on, where each
+    configuration's time went and the peak memory (the JSON and the report hold everything);
+    ``hint`` says so, for the CLI's -v."""
     if result.options.get("kind") == "map":
         yield from map_view(result)
         return
+    yield from _recommendation_lines(result, verbose, reasons)
     yield summary_table(result)
+    yield caption(_summary_caption(result))
     if result.options.get("sweep"):
         yield from scaling_view(result)
-    elif not result.costs.empty:
+    elif verbose and not result.costs.empty:
         yield cost_table(result)
-    evidence = "; ".join(result.classification_evidence)
+        yield caption(_cost_caption(result))
+    evidence = "; ".join(result.classification_evidence) if reasons or verbose else ""
     yield Text.assemble(("workload: ", "bold"), (result.classification, "cyan"),
-                        f" ({evidence})")
-    yield from _recommendation_lines(result)
-    yield from code_view(result)
+                        f" ({evidence})" if evidence else "")
+    if code:
+        yield from code_view(result)
     for warning in result.warnings:
         yield Text(f"noisy: {warning}", style="yellow")
     yield from _failure_lines(result)
     peak = result.summary["peak_rss"].max() if len(result.summary) else 0
-    if peak:
+    if peak and verbose:
         yield Text(f"peak RSS, summed over the processes of the largest trial: {size(peak)}",
+                   style="dim")
+    if hint and not verbose:
+        yield Text("-v: the comparisons behind the verdict, where the time went, peak memory",
                    style="dim")
 
 
-def _recommendation_lines(result: Result) -> Iterator[Text]:
+def caption(text: str) -> Text:
+    """A table's key, under it: its own line, so a pipe gets it unwrapped."""
+    return Text(text, style="dim")
+
+
+def bullet(mark: str, text: str, style: str | None = None) -> Table:
+    """``  · text``, whose wrapped lines keep the text's indent on a terminal."""
+    grid = Table.grid()
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row(f"  {mark} ", Text(text, style=style or ""))
+    return grid
+
+
+def verdict_text(result: Result) -> Text:
+    """The verdict in one line: what to use and, against serial, how much faster."""
     rec = result.recommendation
     if rec is None:
-        yield Text(f"no recommendation: {NO_CANDIDATE}", style="yellow")
-        return
+        return Text.assemble(("recommendation: ", "bold"), ("none", "bold yellow"),
+                             f" — {NO_CANDIDATE}")
     chunk = f", chunksize {rec.chunksize}" if rec.chunksize else ""
-    verdict = [("inconclusive — ", "bold yellow")] if rec.inconclusive else []
-    yield Text.assemble(("recommendation: ", "bold"), *verdict,
-                        (f"{rec.executor} with {count(rec.workers, 'worker')}{chunk}",
-                         "bold green"))
-    for reason in rec.reasons:
-        yield Text(f"  · {reason}")
-    for comparison in rec.comparisons:
-        yield Text(f"  = {comparison.sentence()}", style="dim")
-    for caveat in rec.caveats:
-        yield Text(f"  ! {caveat}", style="yellow")
+    unsure = [("inconclusive — ", "bold yellow")] if rec.inconclusive else []
+    return Text.assemble(("recommendation: ", "bold"), *unsure,
+                         (f"{rec.executor} with {count(rec.workers, 'worker')}{chunk}",
+                          "bold green"), _speedup(rec.against_serial))
+
+
+def _speedup(against_serial: Comparison | None) -> str:
+    if against_serial is None:
+        return ""
+    c = against_serial
+    interval = "one trial each: no interval" if c.ci is None else \
+        f"95% CI {c.ci[0]:.2f}–{c.ci[1]:.2f}"
+    return f" — {c.ratio:.2f}× serial's speed ({interval})"
+
+
+def _recommendation_lines(result: Result, verbose: bool, reasons: bool) -> Iterator[Any]:
+    yield verdict_text(result)
+    rec = result.recommendation
+    if rec is None:
+        return
+    if reasons or verbose:
+        for reason in rec.reasons:
+            yield bullet("·", reason)
+    elif rec.inconclusive and rec.to_decide:
+        yield bullet("·", f"to decide: {rec.to_decide}")
+    if verbose:
+        for comparison in rec.comparisons:
+            yield bullet("=", comparison.sentence(), "dim")
+    for note in rec.caveats:
+        yield bullet("!", note, "yellow")
 
 
 def _failure_lines(result: Result) -> Iterator[Text]:
@@ -136,9 +191,9 @@ def map_view(result: Result) -> Iterator[Any]:
     from it) does not apply: each configuration's time per item does."""
     decision = result.options.get("map") or {}
     calibration = decision.get("calibration", {})
-    table = Table(title=f"poolscope.map {result.target} · {result.n_items} items · "
-                        f"{result.cores} cores", title_justify="left", header_style="bold",
-                  box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+    table = _table(f"poolscope.map {result.target} · {result.n_items} items · "
+                   f"{result.cores} cores")
+    table.padding = (0, 1, 0, 0)
     for header in ("executor × workers", "batches", "items", "wall", "per item",
                    "calibration"):
         table.add_column(header, justify="left" if header.startswith("executor") else "right",
@@ -157,10 +212,9 @@ def map_view(result: Result) -> Iterator[Any]:
                       duration(samples[len(samples) // 2]) + f" ({len(samples)})"
                       if samples else "",
                       style="bold green" if (executor, workers) == chosen else None)
-    table.caption = ("calibration: the median, over its calibration batches (how many), of "
-                     "a batch's wall ÷ its items — what the decision compared")
-    table.caption_justify = "left"
     yield table
+    yield caption("calibration: the median, over its calibration batches (how many), of a "
+                  "batch's wall ÷ its items — what the decision compared")
     if decision:
         yield Text.assemble(("decision: ", "bold"), (
             f"{decision['executor']} ×{decision['workers']}", "bold green"),
@@ -211,8 +265,7 @@ def scaling_view(result: Result) -> Iterator[Any]:
     """A sweep's scaling table, Amdahl fits and growth with the item count."""
     scaling = result.scaling
     several_chunks = scaling.groupby(["executor", "workers"]).size().max() > 1
-    table = Table(title="scaling", title_justify="left", header_style="bold",
-                  box=box.SIMPLE_HEAD, padding=0, pad_edge=False)
+    table = _table("scaling")
     table.add_column("executor × workers", no_wrap=True)
     for header in (["chunks"] if several_chunks else []) + [
             "wall", "speedup", "ideal", "efficiency", "Karp–Flatt"]:
@@ -224,10 +277,9 @@ def scaling_view(result: Result) -> Iterator[Any]:
                       *([str(row.chunksize)] if several_chunks else []),
                       duration(row.wall_s), ratio(row.speedup), f"{row.ideal_speedup}×",
                       percent(row.efficiency), ratio(row.karp_flatt, ""))
-    table.caption = ("ideal: min(workers, cores) · Karp–Flatt: the serial fraction implied by "
-                     "each speedup (rising with workers: overhead grows)")
-    table.caption_justify = "left"
     yield table
+    yield caption("ideal: min(workers, cores) · Karp–Flatt: the serial fraction implied by each "
+                  "speedup (rising with workers: overhead grows)")
     for name, fit in result.amdahl.items():
         if name == "serial" or math.isnan(fit.serial_fraction):
             continue
@@ -254,9 +306,7 @@ def cost_table(result: Result) -> Table:
     """Where each configuration's median trial spent its wall time: parts that add up to it."""
     costs = result.costs
     moved = bool((costs["transfer_s"] > 0).any())
-    table = Table(title="where the time went: the median trial's wall, in parts",
-                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=0,
-                  pad_edge=False)
+    table = _table("where the time went: the median trial's wall, in parts")
     table.add_column("executor", no_wrap=True)
     headers = ["wall", "pool", "dispatch", *(["pickle"] if moved else []), "compute", "wait",
                "idle", "other"]
@@ -268,14 +318,17 @@ def cost_table(result: Result) -> Table:
                 row.wall_s, row.startup_s + row.teardown_s, row.dispatch_s,
                 *([row.transfer_s] if moved else []), row.compute_s, row.waiting_s,
                 row.idle_s, row.unexplained_s)))
-    table.caption = ("pool: start-up and teardown · dispatch: gaps between a worker's items, "
-                     "the last result's trip back" + (" · pickle: arguments and results, "
-                                                      "out of that hand-off" if moved else "")
-                     + " · compute: the items' own CPU in this configuration · wait: their "
-                     "time off the CPU (GIL, I/O) · idle: workers with nothing left to run · "
-                     "other: unexplained · worker times ÷ min(workers, items)")
-    table.caption_justify = "left"
     return table
+
+
+def _cost_caption(result: Result) -> str:
+    moved = bool((result.costs["transfer_s"] > 0).any())
+    return ("pool: start-up and teardown · dispatch: gaps between a worker's items, the last "
+            "result's trip back" + (" · pickle: arguments and results, out of that hand-off"
+                                    if moved else "")
+            + " · compute: the items' own CPU in this configuration · wait: their time off the "
+            "CPU (GIL, I/O) · idle: workers with nothing left to run · other: unexplained · "
+            "worker times ÷ min(workers, items)")
 
 
 def _compact(seconds: float) -> str:
@@ -288,7 +341,8 @@ def markdown_summary(result: Result) -> str:
     rec = result.recommendation
     cores = result.cores
     lines = [f"**{_md(result.target)}** · {result.n_items:,} items · {cores} cores · "
-             f"Python {result.environment.get('python', '?')} · run `{result.run_id}`", "",
+             f"Python {result.environment.get('python', '?')}"
+             + (f" · run `{result.run_id}`" if result.run_id else ""), "",
              "| executor × workers | wall | 95% CI | speedup | CPU | parallelism | busy | "
              "off-CPU | start-up | errors |",
              "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
