@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 import pytest
 
+import poolscope
 from conftest import ROOT, run_cli
 from poolscope import UsageError
 from poolscope.api import run_workload
@@ -393,3 +394,20 @@ def test_free_threaded_threads_run_in_parallel(tmp_path_factory, monkeypatch):
                          repeat=1, baseline=False, explore_io=False)
     assert again.environment["interpreters"][thread]["gil_enabled"] is True
 
+
+
+@pytest.mark.slow
+def test_subinterpreters_take_the_call_shape(py313):
+    """issue 16, point 4, for the interpreter family: each subinterpreter runs the initializer
+    once, outside the items' times, and the items are unpacked as arguments."""
+    import shape_workloads as db
+
+    name = f"interpreter@{py313}"
+    items = [[1, 2], {"a": 3, "b": 4}, [5]] * 4
+    result = poolscope.compare(db.query, items, executors=[name], workers=2, repeat=2,
+                               baseline=False, star=True, initializer=db.connect,
+                               initargs=("db", 0.05))
+    assert not result.errors, result.errors[:3]
+    for trial in result.trial_results:
+        assert 1 <= len(trial.initializer_s) <= 2 and min(trial.initializer_s) >= 0.045
+        assert (trial.items.end_ns - trial.items.start_ns).max() < 0.025e9

@@ -323,10 +323,21 @@ def test_remote_workers_hosts_and_retries_are_stored(tmp_path):
     assert items["retried"].tolist() == [False, False, True, True]
 
 
+WORK = """from pathlib import Path
+
+
+def work(x):  # the code under test: factor.txt says how slow this version of it is
+    return sum(range(int(Path(__file__).with_name("factor.txt").read_text()) * 100_000))
+"""
+
+
 def test_compare_finds_a_real_regression_and_fails_ci_only_then(cli, tmp_path):
-    base = ["--items", "8", "-e", "process", "-w", "2", "-r", "5", "--quiet"]
-    assert cli("run", "cpu", "--size", "100000", *base).returncode == 0
-    assert cli("run", "cpu", "--size", "400000", *base).returncode == 0  # 4× the work
+    (tmp_path / "work.py").write_text(WORK, encoding="utf-8")
+    base = ["work.py:work", "--items", "8", "-e", "process", "-w", "2", "-r", "5", "--quiet"]
+    (tmp_path / "factor.txt").write_text("1")
+    assert cli("run", *base).returncode == 0
+    (tmp_path / "factor.txt").write_text("4")  # the code got 4× slower
+    assert cli("run", *base).returncode == 0
     slower = cli("compare", "latest~1", "latest", "--fail-on-regression", "20",
                  "--json", "change.json")
     assert slower.returncode == 1, slower.stdout + slower.stderr
@@ -353,6 +364,42 @@ def test_compare_finds_a_real_regression_and_fails_ci_only_then(cli, tmp_path):
         for row in rows:
             assert re.search(rf"{number} +{number} +[+-]\d+\.\d% +[+-]\d+% … [+-]\d+% +"
                              rf"{verdict}", row), row
+
+
+def test_compare_says_when_two_runs_are_not_the_same_experiment(cli, tmp_path):
+    base = ["--items", "8", "-e", "thread", "-w", "2", "-r", "3", "--quiet"]
+    assert cli("run", "cpu", "--size", "20000", *base).returncode == 0
+    assert cli("run", "cpu", "--size", "80000", *base).returncode == 0  # other items
+    assert cli("run", "tiny", *base).returncode == 0  # another target
+    shown = cli("compare", "latest~2", "latest~1", "--json", "change.json")
+    assert shown.returncode == 0, shown.stderr
+    assert "not the same experiment: different items: --size 20000 and 80000" in shown.stdout
+    assert json.loads((tmp_path / "change.json").read_text())["not_the_same_experiment"] == [
+        "different items: --size 20000 and 80000"]
+    refused = cli("compare", "latest~2", "latest~1", "--fail-on-regression", "20")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "not the same experiment (different items" in refused.stderr
+    other = cli("compare", "latest~1", "latest")
+    assert "different targets: cpu and tiny" in other.stdout
+    same = cli("compare", "latest~1", "latest~1")
+    assert same.returncode == 0 and "not the same experiment" not in same.stdout
+
+
+def test_machines_differ_by_their_hardware_not_their_names():
+    from types import SimpleNamespace
+
+    from poolscope.analysis.change import mismatches
+
+    def run(**environment):
+        machine = {"hostname": "ci-1", "processor": "x86_64", "cpu_count": 2,
+                   "memory_bytes": 2**34, **environment}
+        return SimpleNamespace(target="t", n_items=4, options={"size": None},
+                               environment=machine)
+
+    assert mismatches(run(), run(hostname="ci-2")) == []
+    (said,) = mismatches(run(), run(hostname="big", cpu_count=16))
+    assert said == "different machines: ci-1 (2 cores, x86_64, 16.0 GiB) and big (16 cores, " \
+                   "x86_64, 16.0 GiB)"
 
 
 def test_export_formats(cli, tmp_path):

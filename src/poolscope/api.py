@@ -16,6 +16,7 @@ from . import native
 from ._errors import UsageError
 from .analysis.decide import IO_WORKER_GAIN, MAX_IO_WORKERS, TrialRow, contenders, trial_failures
 from .backends import REGISTRY, get_backend, resolve
+from .call_shape import shape, shape_options
 from .environment import collect_environment, usable_cores
 from .model import COUNTED, TrialResult
 from .preflight import preflight
@@ -41,7 +42,9 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             progress: bool = False, scheduler: str | None = None,
             timeout: float | None = None, trial_timeout: float | None = None,
             max_memory: int | None = None, isolate: bool = False,
-            native_threads: int | None = None, store: StoreChoice = None) -> Result:
+            native_threads: int | None = None, store: StoreChoice = None, star: bool = False,
+            initializer: Callable[..., Any] | None = None,
+            initargs: Iterable[Any] = ()) -> Result:
     """Run ``fn`` over ``items`` under each executor and compare them.
 
     ``items`` may be an iterable or a count (``range(n)``). ``workers`` defaults to the usable
@@ -60,9 +63,14 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     ``store`` keeps the run for ``poolscope show``, ``history`` and ``compare``: True for the
     project's store (where the CLI keeps its runs), a path, or an open ``RunStore``. By default
     the run is not stored, and its ``run_id`` is None.
+    ``star`` unpacks each item as the function's arguments (a list or tuple positional, a dict
+    keywords), as ``Pool.starmap``; ``initializer(*initargs)`` runs once in each worker before
+    its first item, as in ``concurrent.futures``, outside the items' times (its own time is the
+    summary's ``initializer_s``).
     """
+    workload = shape(_workload_of(fn, items), star, initializer, tuple(initargs))
     with _opened(store) as run_store:
-        return run_workload(_workload_of(fn, items), executors=executors, workers=workers,
+        return run_workload(workload, executors=executors, workers=workers,
                             repeat=repeat, chunksize=chunksize, baseline=baseline,
                             warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
                             progress=progress, scheduler=scheduler, timeout=timeout,
@@ -94,13 +102,16 @@ def sweep(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
           scheduler: str | None = None, timeout: float | None = None,
           trial_timeout: float | None = None, max_memory: int | None = None,
           isolate: bool = False, native_threads: int | None = None,
-          store: StoreChoice = None) -> Result:
+          store: StoreChoice = None, star: bool = False,
+          initializer: Callable[..., Any] | None = None,
+          initargs: Iterable[Any] = ()) -> Result:
     """Scale ``fn`` over worker counts (``workers``, default 1, 2, 4, … up to twice the
     cores), chunksizes and, with ``item_counts``, the number of items: what ``poolscope sweep``
     does. The result's ``scaling``, ``amdahl`` and ``growth`` say how the wall time changes;
     the other arguments are ``compare``'s."""
+    workload = shape(_workload_of(fn, items), star, initializer, tuple(initargs))
     with _opened(store) as run_store:
-        return sweep_workload(_workload_of(fn, items), executors=executors, workers=workers,
+        return sweep_workload(workload, executors=executors, workers=workers,
                               chunksize=chunksize, item_counts=item_counts, repeat=repeat,
                               warmup=warmup, max_time=max_time, progress=progress,
                               scheduler=scheduler, timeout=timeout,
@@ -170,7 +181,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
                  console: Any = None, store: RunStore | None = None,
                  scheduler: str | None = None, timeout: float | None = None,
                  trial_timeout: float | None = None, max_memory: int | None = None,
-                 isolate: bool = False, native_threads: int | None = None) -> Result:
+                 isolate: bool = False, native_threads: int | None = None,
+                 label: str | None = None) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
@@ -210,7 +222,8 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
         "max_memory": max_memory, "isolate": isolate,
         "size": workload.size, "caveats": _caveats(workload, names), "findings": [],
         "items_range": items_range, "coroutine": is_coroutine_function(workload.fn),
-        "native_threads": plan.native_threads, "preflight": checked}
+        "native_threads": plan.native_threads, "preflight": checked,
+        **({"label": label} if label else {}), **shape_options(workload.fn)}
     if "dask" in names:
         options["scheduler"] = dask_scheduler  # None: a local cluster per trial
     run_id = new_run_id() if store is not None else None  # none that `show` could not find

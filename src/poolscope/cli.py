@@ -27,6 +27,7 @@ from .options import (
     check_outputs,
     check_report,
     parse_chunksize,
+    parse_initargs,
     parse_repeat,
     parse_size,
     parse_workers,
@@ -112,6 +113,18 @@ TraceOpt = Annotated[Path | None, typer.Option(
 FormatOpt = Annotated[str, typer.Option(
     "--format", help="How to print the result: table, or markdown to paste into an issue.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+StarOpt = Annotated[bool, typer.Option(
+    "--star", help="Each item is the function's arguments: a JSON list positional, an object "
+                   "keywords (itertools.starmap, Pool.starmap).")]
+InitializerOpt = Annotated[str | None, typer.Option(
+    "--initializer", metavar="MODULE:FUNCTION",
+    help="Call this function once in each worker (each thread, process or asyncio slot of a "
+         "trial's pool) before its first item, as concurrent.futures' initializer; its time is "
+         "the worker's, outside the items'. If it raises, that worker's items fail with "
+         "InitializerFailed.")]
+InitargsOpt = Annotated[str | None, typer.Option(
+    "--initargs", metavar="JSON",
+    help="The initializer's arguments, a JSON list (e.g. '[\"db.sqlite\", 4]').")]
 VerboseOpt = Annotated[bool, typer.Option(
     "--verbose", "-v", help="Also each comparison behind the verdict, where each "
                             "configuration's time went, and the demo's code to paste.")]
@@ -295,6 +308,9 @@ def run(
     max_memory: MaxMemoryOpt = None,
     isolate: IsolateOpt = True,
     native_threads: NativeThreadsOpt = None,
+    star: StarOpt = False,
+    initializer: InitializerOpt = None,
+    initargs: InitargsOpt = None,
     no_baseline: Annotated[bool, typer.Option(
         "--no-baseline", help="Do not add a serial trial (speedups are then unknown).")] = False,
     json_path: JsonOpt = None,
@@ -311,15 +327,19 @@ def run(
 ) -> None:
     """Run TARGET over its items under each executor and compare them."""
     from .api import run_workload
-    from .workloads import load_items_file, resolve_workload
+    from .call_shape import shape
+    from .workloads import load_items_file, resolve_function, resolve_workload
 
     if items is not None and items_from is not None:
         raise UsageError("give either --items or --items-from, not both")
     if items is not None and items < 1:
         raise UsageError(f"--items must be at least 1, got {items}")
     check_outputs(json_path, csv, plot, report, trace, format_)
+    arguments = parse_initargs(initargs, initializer)
     source = load_items_file(items_from) if items_from is not None else items
-    workload = resolve_workload(target, source, size)
+    workload = shape(resolve_workload(target, source, size), star=star,
+                     initializer=resolve_function(initializer) if initializer else None,
+                     initargs=tuple(arguments))
     console = _consoles(json_path, format_)
     _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
@@ -447,23 +467,15 @@ def map_command(
         "--max-workers", help="Workers per pool [default: threads as many as the items can "
                               "overlap (from the cores they keep busy), the usable cores for "
                               "processes].")] = None,
-    star: Annotated[bool, typer.Option(
-        "--star", help="Each item is the function's arguments: a JSON list positional, an "
-                       "object keywords (itertools.starmap).")] = False,
+    star: StarOpt = False,
     budget: Annotated[float, typer.Option(
         "--budget", help="Seconds of calibration, at most (whole batches: it may pass it a "
                          "little).")] = 1.0,
     chunksize: Annotated[int | None, typer.Option(
         "--chunksize", help="Items per task on a pool [default: about four chunks per worker "
                             "in each batch].")] = None,
-    initializer: Annotated[str | None, typer.Option(
-        "--initializer", metavar="MODULE:FUNCTION",
-        help="Call this function once in each worker (this process's thread, each pool thread "
-             "and process) before its first item, as concurrent.futures' initializer; if it "
-             "raises, that worker's items fail with InitializerFailed.")] = None,
-    initargs: Annotated[str | None, typer.Option(
-        "--initargs", metavar="JSON",
-        help="The initializer's arguments, a JSON list (e.g. '[\"db.sqlite\", 4]').")] = None,
+    initializer: InitializerOpt = None,
+    initargs: InitargsOpt = None,
     native_threads: NativeThreadsOpt = None,
     quiet: QuietOpt = False,
     store: StoreOpt = None,
@@ -480,7 +492,7 @@ def map_command(
     if not (0 < budget < float("inf")):
         raise UsageError(f"--budget must be a number of seconds more than 0, got {budget:g}")
     check_native_threads(native_threads)
-    arguments = _parse_initargs(initargs, initializer)
+    arguments = parse_initargs(initargs, initializer)
     check_output(out, "--out")
     _check_not_the_items(out, items_from)
     items = _JsonLinesItems(items_from, star)  # opened now: a missing file is exit 2 at once
@@ -537,23 +549,6 @@ def _run_map(fn: Any, items: _JsonLinesItems, results: _ResultLines, console: Co
         console.print(f"results written to {results.out}")
     _print_decision(decision, console, results)
     raise typer.Exit(EXIT_FAILED_ITEMS if results.failed else EXIT_OK)
-
-
-def _parse_initargs(text: str | None, initializer: str | None) -> list[Any]:
-    """--initargs: a JSON list, given with --initializer."""
-    import json
-
-    if text is None:
-        return []
-    if initializer is None:
-        raise UsageError("--initargs needs --initializer")
-    try:
-        arguments = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--initargs must be a JSON list, got {text!r} ({exc.msg})") from None
-    if not isinstance(arguments, list):
-        raise UsageError(f"--initargs must be a JSON list, got {text!r}")
-    return arguments
 
 
 def _check_not_the_items(out: str, items_from: Path) -> None:
@@ -885,7 +880,7 @@ def compare_command(
     store: StoreOpt = None,
 ) -> None:
     """Compare two stored runs: per executor, the change in wall time and a verdict."""
-    from .analysis.change import compare_runs
+    from .analysis.change import compare_runs, mismatches
 
     if fail_on_regression is not None and fail_on_regression < 0:
         raise UsageError("--fail-on-regression must be zero or more")
@@ -896,6 +891,13 @@ def compare_command(
     console = _consoles(json_path)
     if not changes:
         raise UsageError(f"runs {before.run_id} and {after.run_id} share no executor to compare")
+    apart = mismatches(before, after)
+    if apart and fail_on_regression is not None:
+        raise UsageError(f"--fail-on-regression: runs {before.run_id} and {after.run_id} are not "
+                         f"the same experiment ({'; '.join(apart)}): a change between them is "
+                         "not a regression of the code")
+    for difference in apart:
+        console.print(f"not the same experiment: {difference}", style="yellow")
     table = Table(title=f"{before.run_id} ({before.target}) → {after.run_id} ({after.target})",
                   title_justify="left", title_style="bold", header_style="bold", box=None)
     for column in ("executor × workers", "before", "after", "change", "95% CI", "verdict"):
@@ -915,6 +917,7 @@ def compare_command(
     if json_path:
 
         document = {"schema": "poolscope/1", "before": before.run_id, "after": after.run_id,
+                    "not_the_same_experiment": apart,
                     "changes": [c.to_json() for c in changes],
                     "regressions": [f"{c.executor} ×{c.workers}" for c in regressions]}
         _write_json(document, json_path)

@@ -148,12 +148,14 @@ def trials_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
             "cores_used": int(np.unique(cols.core[cols.core >= 0]).size),
             "workers_seen": int(np.unique((cols.pid.astype(np.int64) << 32)
                                           ^ cols.tid.astype(np.int64)).size),
+            # a worker's initializer (call_shape.py), mean over the workers that ran it
+            "initializer_s": float(np.mean(t.initializer_s)) if t.initializer_s else np.nan,
         })
     return pd.DataFrame(rows, columns=[
         "trial", "executor", "workers", "chunksize", "repeat", "wall_s", "cpu_s", "startup_s",
         "teardown_s", "peak_rss", "status", "items", "errors", "unfinished", "item_wall_s",
         "item_cpu_s", "parallelism", "cpu_parallelism", "offcpu_fraction", "cores_used",
-        "workers_seen"])
+        "workers_seen", "initializer_s"])
 
 
 def finished(trial: TrialResult) -> np.ndarray:

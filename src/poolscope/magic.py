@@ -119,6 +119,9 @@ class PoolscopeMagics(Magics):
     @_as_in_run("--scheduler", metavar="ADDRESS")
     @_as_in_run("--native-threads", type=int, metavar="N")
     @_as_in_run("--no-baseline")
+    @_as_in_run("--star")
+    @_as_in_run("--initializer", metavar="NAME|MODULE:FUNCTION")
+    @_as_in_run("--initargs", metavar="JSON")
     @magic_arguments.argument(
         "--isolate", action=argparse.BooleanOptionalAction, default=False,
         help=_run_options()["--isolate"].help.replace("the run", "the run (and the kernel)")
@@ -226,6 +229,9 @@ class PoolscopeMagics(Magics):
             raise UsageError("give either --items or --items-from, not both")
         if args.items is None and args.items_from is None:
             raise UsageError("give the items: --items N, --items VARIABLE or --items-from FILE")
+        from .options import parse_initargs
+
+        args.initargs_list = parse_initargs(args.initargs, args.initializer)
         from .api import _as_names
         from .backends import get_backend
 
@@ -283,13 +289,26 @@ class PoolscopeMagics(Magics):
         return items
 
     def _workload(self, fn: Any, args: Any) -> Any:
+        from .call_shape import shape
         from .workloads import Workload, load_items_file
 
         items = (load_items_file(args.items_from) if args.items_from is not None
                  else self._items(args.items))
         name = getattr(fn, "__qualname__", None) or type(fn).__name__
         target = f"{getattr(fn, '__module__', None) or '?'}:{name}"
-        return Workload(fn=fn, items=items, target=target)
+        return shape(Workload(fn=fn, items=items, target=target), star=args.star,
+                     initializer=self._initializer(args.initializer),
+                     initargs=tuple(args.initargs_list))
+
+    def _initializer(self, text: str | None) -> Any:
+        """A function of the notebook by name, else MODULE:FUNCTION or path.py:FUNCTION."""
+        if text is None:
+            return None
+        if text.isidentifier() and text in self.shell.user_ns:
+            return self._named_function(text)
+        from .workloads import resolve_function
+
+        return resolve_function(text)
 
     def _run(self, workload: Any, args: Any, options: dict[str, Any]) -> Any:
         from .api import run_workload

@@ -187,3 +187,5 @@ class TrialResult:
     # stored, so a run read back does not depend on today's registry. "": not recorded (runs
     # stored before schema 5), read from the registry instead.
     family: str = ""
+    # Seconds each worker's initializer took (call_shape.py), outside the items' times.
+    initializer_s: list[float] = field(default_factory=list)

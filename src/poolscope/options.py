@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from ._errors import UsageError
 
 __all__ = ["check_format", "check_native_threads", "check_output", "check_outputs",
-           "check_plot", "check_report", "check_trace", "parse_chunksize", "parse_repeat",
-           "parse_size", "parse_workers"]
+           "check_plot", "check_report", "check_trace", "parse_chunksize", "parse_initargs",
+           "parse_repeat", "parse_size", "parse_workers"]
 
 
 def parse_workers(text: str | None, option: str = "--workers") -> list[int] | None:
@@ -121,3 +122,20 @@ def check_outputs(json_path: str | None, csv: Path | None, plot: Path | None,
     check_report(report)
     check_trace(trace)
     check_format(format_, json_path)
+
+
+def parse_initargs(text: str | None, initializer: str | None) -> list[Any]:
+    """--initargs: a JSON list, given with --initializer."""
+    import json
+
+    if text is None:
+        return []
+    if initializer is None:
+        raise UsageError("--initargs needs --initializer")
+    try:
+        arguments = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--initargs must be a JSON list, got {text!r} ({exc.msg})") from None
+    if not isinstance(arguments, list):
+        raise UsageError(f"--initargs must be a JSON list, got {text!r}")
+    return arguments

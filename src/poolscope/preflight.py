@@ -62,8 +62,15 @@ def user_frames(exc: BaseException, limit: int = MAX_FRAMES) -> str:
     return "".join(lines).rstrip("\n")
 
 
+PREFLIGHT_TRIAL = -3  # Chunk.trial of the preflight: a shaped call's initializer runs first
+
+
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:
     from .probe import is_coroutine_function
+
+    initialize = getattr(type(fn), "initialize_worker", None)  # call_shape.py
+    if initialize is not None:
+        initialize(fn, PREFLIGHT_TRIAL)
 
     if is_coroutine_function(fn):
         import asyncio

@@ -40,9 +40,9 @@ from typing import Any, NamedTuple
 
 from .board import IDLE, attach
 
-__all__ = ["STATUS_ERROR", "STATUS_OK", "Chunk", "ChunkRecord", "ItemTimeout", "current_core",
-           "is_coroutine_function", "peak_rss", "reading_cost_ns", "reset_peak_rss", "run_chunk",
-           "slot_tid", "span_length", "split_tid"]
+__all__ = ["KEPT_POOL", "STATUS_ERROR", "STATUS_OK", "Chunk", "ChunkRecord", "ItemTimeout",
+           "current_core", "is_coroutine_function", "peak_rss", "reading_cost_ns",
+           "reset_peak_rss", "run_chunk", "slot_tid", "span_length", "split_tid"]
 
 STATUS_OK = 0
 STATUS_ERROR = 1
@@ -58,6 +58,9 @@ class ItemTimeout(BaseException):
     message = "stopped: it ran longer than the item timeout (--timeout)"
 
 
+KEPT_POOL = -2  # Chunk.trial for a kept pool: its workers initialize once, not per trial
+
+
 class Chunk(NamedTuple):
     """Consecutive items ``first .. first + len(items) - 1`` of a trial."""
 
@@ -65,6 +68,7 @@ class Chunk(NamedTuple):
     items: Sequence[Any]
     board: str = ""  # the trial's board directory (board.py): what each worker runs now
     timeout_s: float | None = None  # --timeout, for executors that stop items themselves
+    trial: int = -1  # whose workers run an initializer once (call_shape.py)
 
 
 class ChunkRecord(NamedTuple):
@@ -91,6 +95,9 @@ class ChunkRecord(NamedTuple):
     native_threads: list[dict[str, Any]] | None = None
     # 'q': (first offset, item count) of each span of items timed together; None: none were.
     spans: array | None = None
+    # Seconds the initializer (call_shape.py) took in this worker, when it ran before this
+    # chunk's first item: outside every item's clock.
+    init_s: float | None = None
 
 
 def _core_reader() -> Callable[[], int]:
@@ -147,6 +154,8 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
     core_of = current_core
     mark, stop = attach(chunk.board)
     items = chunk.items if not stop[0] else ()  # past --trial-timeout: run nothing more
+    initialize = getattr(type(fn), "initialize_worker", None)  # a shaped call's initializer
+    init_s = initialize(fn, chunk.trial) if initialize is not None and items else None
     n = len(items)
     starts = array("q", bytes(8 * n))
     ends = array("q", bytes(8 * n))
@@ -204,19 +213,21 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
             span = span_length((ended - began) // (last - offset))
             offset = last
     mark[0] = IDLE
-    return _record(chunk.first, starts, ends, cpu_marks, cores, status, errors, results, spans)
+    return _record(chunk.first, starts, ends, cpu_marks, cores, status, errors, results, spans,
+                   init_s)
 
 
 def _record(first: int, starts: array[int], ends: array[int], cpu_marks: array[int],
             cores: array[int], status: array[int], errors: list[tuple[int, str, str]],
-            results: list[Any], spans: array[int]) -> ChunkRecord:
+            results: list[Any], spans: array[int], init_s: float | None = None) -> ChunkRecord:
     """A chunk's record from its readings, with this process's CPU and peak memory so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return ChunkRecord(
         first=first, start_ns=starts, end_ns=ends, cpu_marks_ns=cpu_marks, core=cores,
         status=status, errors=errors, pid=os.getpid(), tid=threading.get_native_id(),
         process_cpu_s=usage.ru_utime + usage.ru_stime,
-        process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT, results=results, spans=spans or None)
+        process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT, results=results, spans=spans or None,
+        init_s=init_s)
 
 
 # --- spans: items too short to time one by one -------------------------------------------------
@@ -305,8 +316,11 @@ def _run_coroutine_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
         pass
     else:  # this thread already runs a loop (serial inside Jupyter): use a thread of our own
         return _on_own_thread(_run_coroutine_chunk, fn, chunk)
+    initialize = getattr(type(fn), "initialize_worker", None)  # before the loop's first item
+    init_s = initialize(fn, chunk.trial) if initialize is not None and chunk.items else None
     with asyncio.Runner() as runner:
-        return run_chunk(lambda item: runner.run(fn(item)), chunk)
+        record = run_chunk(lambda item: runner.run(fn(item)), chunk)
+    return record._replace(init_s=init_s) if init_s is not None else record
 
 
 def _on_own_thread(task: Callable[..., ChunkRecord], *args: Any) -> ChunkRecord:

@@ -125,7 +125,10 @@ class Result:
                        rec.workers, rec.chunksize, self.target,
                        f"range({self.n_items})" if self.options.get("items_range") else None,
                        n_items=self.n_items, size=self.options.get("size"),
-                       coroutine=bool(self.options.get("coroutine")))
+                       coroutine=bool(self.options.get("coroutine")),
+                       star=bool(self.options.get("star")),
+                       initializer=self.options.get("initializer"),
+                       initargs=self.options.get("initargs"))
 
     @functools.cached_property
     def costs(self) -> pd.DataFrame:
@@ -218,6 +221,7 @@ class Result:
                 "startup_s": _num(row.startup_s), "errors": int(row.errors),
                 "teardown_s": _num(row.teardown_s), "throughput": _num(row.throughput),
                 "peak_rss": int(row.peak_rss),
+                "initializer_s": _num(row.initializer_s),
             }
             for row in self.summary.itertuples(index=False)
         ]

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "RunStore", "new_run_id", "store_path"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_STORE = Path(".poolscope") / "poolscope.db"
 BUSY_TIMEOUT_S = 30.0
 RETRIES = 20
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS trials (
     wall_s REAL NOT NULL, cpu_s REAL NOT NULL, startup_s REAL NOT NULL,
     teardown_s REAL NOT NULL, peak_rss INTEGER NOT NULL, status TEXT NOT NULL,
     host TEXT NOT NULL, t0_ns INTEGER NOT NULL, errors TEXT NOT NULL,
-    worker_info TEXT NOT NULL DEFAULT '[]', family TEXT,
+    worker_info TEXT NOT NULL DEFAULT '[]', family TEXT, initializer TEXT,
     PRIMARY KEY (run_id, trial));
 CREATE TABLE IF NOT EXISTS chunks (
     run_id TEXT NOT NULL, trial INTEGER NOT NULL, first INTEGER NOT NULL,
@@ -89,6 +89,8 @@ _MIGRATIONS: dict[int, str] = {
     # 4 -> 5: each trial's executor family, so a run read back describes itself (NULL before:
     # the registry's, when read).
     5: "ALTER TABLE trials ADD COLUMN family TEXT;",
+    # 5 -> 6: the seconds each worker's initializer took (JSON list), NULL when there was none.
+    6: "ALTER TABLE trials ADD COLUMN initializer TEXT;",
 }
 
 T = TypeVar("T")
@@ -282,11 +284,13 @@ class RunStore:
         self._write(
             "INSERT OR REPLACE INTO trials (run_id, trial, executor, workers, chunksize, repeat, "
             "wall_s, cpu_s, startup_s, teardown_s, peak_rss, status, host, t0_ns, errors, "
-            "worker_info, family) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "worker_info, family, initializer) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, trial.index, trial.executor, trial.workers, trial.chunksize, trial.repeat,
              trial.wall_s, trial.cpu_s, trial.startup_s, trial.teardown_s, trial.peak_rss,
              str(trial.status), trial.host, trial.t0_ns, json.dumps(trial.errors),
-             json.dumps(trial.worker_info, default=str), trial.family or None))
+             json.dumps(trial.worker_info, default=str), trial.family or None,
+             json.dumps(trial.initializer_s) if trial.initializer_s else None))
 
     def end_run(self, result: Result) -> None:
         rec = result.recommendation
@@ -336,6 +340,13 @@ class RunStore:
             raise UsageError(f"run {ref!r} is ambiguous: {len(rows)} runs start with it")
         return str(rows[0][0])
 
+    def last_labelled(self, label: str) -> str | None:
+        """The newest complete run stored with this label (a pytest test's node id)."""
+        row = self.db.execute(
+            "SELECT run_id FROM runs WHERE json_extract(options, '$.label') = ? AND "
+            "status = 'complete' ORDER BY rowid DESC LIMIT 1", (label,)).fetchone()
+        return None if row is None else str(row[0])
+
     def history(self, target: str | None = None, since: str | None = None,
                 limit: int | None = None) -> list[dict[str, Any]]:
         sql = ("SELECT run_id, started_at, target, executors, best, status, pid, host "
@@ -375,17 +386,18 @@ class RunStore:
         trials = []
         for row in self.db.execute(
                 "SELECT trial, executor, workers, chunksize, repeat, wall_s, cpu_s, startup_s, "
-                "teardown_s, peak_rss, status, host, t0_ns, errors, worker_info, family "
-                "FROM trials WHERE run_id = ? ORDER BY trial", (run_id,)):
+                "teardown_s, peak_rss, status, host, t0_ns, errors, worker_info, family, "
+                "initializer FROM trials WHERE run_id = ? ORDER BY trial", (run_id,)):
             (index, executor, workers, chunksize, repeat, wall, cpu, startup, teardown, rss,
-             trial_status, trial_host, t0, errors, worker_info, family) = row
+             trial_status, trial_host, t0, errors, worker_info, family, initializer) = row
             records = list(self._chunks(run_id, index))
             trials.append(TrialResult(
                 index=index, executor=executor, workers=workers, chunksize=chunksize,
                 repeat=repeat, wall_s=wall, cpu_s=cpu, startup_s=startup, teardown_s=teardown,
                 peak_rss=rss, status=trial_status, host=trial_host,
                 items=ItemColumns.from_chunks(records, t0), errors=json.loads(errors),
-                t0_ns=t0, worker_info=json.loads(worker_info), family=family or ""))
+                t0_ns=t0, worker_info=json.loads(worker_info), family=family or "",
+                initializer_s=json.loads(initializer or "[]")))
         interrupted = status == "interrupted" or (status == "running"
                                                   and not _writer_alive(pid, host))
         moved = json.loads(transfer) if transfer else None

@@ -32,7 +32,7 @@ from .board import Board
 from .faults import dead_worker_errors
 from .limits import LimitWatch, memory_overruns
 from .model import ItemColumns, TrialResult, TrialStatus
-from .probe import HOST, Chunk, ChunkRecord, peak_rss, reset_peak_rss
+from .probe import HOST, KEPT_POOL, Chunk, ChunkRecord, peak_rss, reset_peak_rss
 from .shipping import unreadable_errors
 
 __all__ = ["ChunkCallback", "Readings", "account", "run_trial"]
@@ -121,7 +121,9 @@ class _Trial:
         self.reset_worked = reset_peak_rss()
         self.own_cpu0, self.children_cpu0 = self.usage()
         self.board.begin_trial()
-        self.chunks = [chunk._replace(board=self.board.path, timeout_s=timeout_s)
+        # A kept pool's workers run an initializer once; a fresh pool's, once per trial.
+        trial = KEPT_POOL if self.reused else self.index
+        self.chunks = [chunk._replace(board=self.board.path, timeout_s=timeout_s, trial=trial)
                        for chunk in chunks]
         self.pending = self.chunks
         self.watch = LimitWatch(self.board, timeout_s, trial_timeout_s, max_memory,
@@ -296,7 +298,8 @@ class _Trial:
             status=self.status, host=HOST, items=items, errors=self.errors,
             result_sample=self.result_sample, t0_ns=counted.t0,
             worker_info=_worker_info(self.records, backend.worker_info),
-            restarts=self.restarts, family=self.backend_cls.family)
+            restarts=self.restarts, family=self.backend_cls.family,
+            initializer_s=[r.init_s for r in self.records if r.init_s is not None])
 
     def _origin(self) -> int:
         """The trial's t0: a child that ran it timed it itself (talking to it is not the

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .._format import size
 from ..model import COUNTED
 from .stats import ratio_ci
 
-__all__ = ["Change", "compare_runs"]
+__all__ = ["Change", "compare_runs", "mismatches"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,33 @@ def compare_runs(before: pd.DataFrame, after: pd.DataFrame) -> list[Change]:
         old, new = float(np.median(a[key])), float(np.median(b[key]))
         changes.append(Change(key[0], key[1], old, new, new / old, ratio_ci(b[key], a[key])))
     return changes
+
+
+# The hardware, not the host's name: CI runners of one kind have other names and are alike.
+MACHINE_KEYS = ("processor", "cpu_count", "memory_bytes")
+
+
+def mismatches(before: Any, after: Any) -> list[str]:
+    """What makes two runs (results) different experiments, in words: another target, other
+    items, another machine. A change between them is not a regression of the code."""
+    said = []
+    if before.target != after.target:
+        said.append(f"different targets: {before.target} and {after.target}")
+    if before.n_items != after.n_items:
+        said.append(f"different items: {before.n_items:,} and {after.n_items:,} of them")
+    elif before.options.get("size") != after.options.get("size"):
+        said.append(f"different items: --size {before.options.get('size')} and "
+                    f"{after.options.get('size')}")
+    machine = [key for key in MACHINE_KEYS
+               if before.environment.get(key) != after.environment.get(key)]
+    if machine:
+        said.append(f"different machines: {_machine(before.environment)} and "
+                    f"{_machine(after.environment)}")
+    return said
+
+
+def _machine(environment: dict[str, Any]) -> str:
+    memory = environment.get("memory_bytes")
+    return (f"{environment.get('hostname', '?')} ({environment.get('cpu_count', '?')} cores, "
+            f"{environment.get('processor', '?')}"
+            + (f", {size(memory)}" if memory else "") + ")")

@@ -31,7 +31,7 @@ SUMMARY_COLUMNS = [
     "speedup_ci_lo", "speedup_ci_hi", "efficiency", "efficiency_ci_lo", "efficiency_ci_hi",
     "outliers", "cpu_s", "cpu_utilization", "parallelism", "cpu_parallelism",
     "offcpu_fraction", "startup_s", "teardown_s", "throughput", "peak_rss", "items", "errors",
-    "failed_trials",
+    "failed_trials", "initializer_s",
 ]
 
 
@@ -74,6 +74,9 @@ def summarize(trials: pd.DataFrame, cores: int, baseline: str = "serial") -> pd.
             "errors": int(group["errors"].sum()) + failed,
             "failed_trials": failed,
             "outliers": int((np.abs(modified_z(walls[-1])) > OUTLIER_Z).sum()),
+            # per worker, outside the items' times (NaN: no initializer)
+            "initializer_s": float(usable["initializer_s"].median())
+            if "initializer_s" in usable and usable["initializer_s"].notna().any() else np.nan,
         })
     summary = pd.DataFrame(rows)
     if summary.empty:

@@ -31,7 +31,7 @@ __all__ = ["snippet"]
 # Names the generated code binds itself: an imported function must not take one of them.
 _TAKEN = {"asyncio", "multiprocessing", "partial", "items", "results", "pool", "main", "one",
           "limit", "fn", "importlib", "cluster", "client", "context", "run_chunk", "chunks",
-          "chunk", "item", "done", "runner"}
+          "chunk", "item", "done", "runner", "call", "init", "threading", "_worker"}
 # Executors whose own map hands items over one at a time: the script hands them chunks.
 _CHUNKED_BY_SCRIPT = {"thread", "interpreter", "dask", "asyncio"}
 _FLATTEN = "results = [result for chunk in done for result in chunk]  # the items' order"
@@ -41,11 +41,14 @@ _START_METHODS = {"process-fork": "fork", "process-spawn": "spawn",
 
 def snippet(executor: str, family: str, workers: int, chunksize: int | None, target: str,
             items: str | None, *, n_items: int | None = None, size: int | None = None,
-            coroutine: bool = False) -> str | None:
+            coroutine: bool = False, star: bool = False, initializer: str | None = None,
+            initargs: list[str] | None = None) -> str | None:
     """A runnable script for ``executor`` × ``workers``; None for an executor it cannot write.
 
     ``items`` is the items as code (``"range(40)"``) or None for a placeholder; ``n_items``
-    only says, in that placeholder's comment, how many poolscope ran.
+    only says, in that placeholder's comment, how many poolscope ran. ``star`` and an
+    ``initializer`` (its target, ``initargs`` as code) call the function as the run did, through
+    a ``call`` helper: the initializer once per worker thread, then each item unpacked.
     """
     name, _, python = executor.partition("@")
     chunked = name in _CHUNKED_BY_SCRIPT or (coroutine and name != "serial")
@@ -53,6 +56,10 @@ def snippet(executor: str, family: str, workers: int, chunksize: int | None, tar
     if body is None:
         return None
     head, fn_lines, call, notes = _function(target, size)
+    if star or initializer:
+        shape_head, shape_lines, call = _call_shape(call, coroutine, star, initializer,
+                                                    initargs or [])
+        head, fn_lines = {*head, *shape_head}, [*fn_lines, *shape_lines]
     items_line, items_head = _items(target, items, n_items, size)
     runner_head, runner = _chunk_runner(name, coroutine) if chunked else (set(), [])
     head = sorted({*head, *items_head, *body[0], *runner_head})
@@ -73,6 +80,31 @@ def snippet(executor: str, family: str, workers: int, chunksize: int | None, tar
     else:
         lines += code
     return "\n".join(lines).strip("\n").replace("\n\n\n\n", "\n\n\n") + "\n"
+
+
+def _call_shape(fn: str, coroutine: bool, star: bool, initializer: str | None,
+                initargs: list[str]) -> tuple[set[str], list[str], str]:
+    """(imports, lines, the name to call) of ``call``: the function as the run called it."""
+    imports: set[str] = set()
+    lines = [""]
+    module, _, name = (initializer or "").rpartition(":")
+    if initializer and all(p.isidentifier() for p in [*module.split("."), name]) \
+            and module != "__main__":
+        imports.add(f"from {module} import {name} as init")
+    elif initializer:
+        lines.append(f"init = ...  # fill in: your initializer (poolscope ran {initializer})")
+    if initializer:
+        imports.add("import threading")
+        lines += ["_worker = threading.local()  # each worker thread runs init once", ""]
+    wait = "await " if coroutine else ""
+    body = (f"{wait}{fn}(**item) if isinstance(item, dict) else {wait}{fn}(*item)" if star
+            else f"{wait}{fn}(item)")
+    lines += ["", f"{'async ' if coroutine else ''}def call(item):  # as poolscope called it",
+              *(['    if not getattr(_worker, "ready", False):',
+                 f"        init({', '.join(initargs)})",
+                 "        _worker.ready = True"] if initializer else []),
+              f"    return {body}"]
+    return imports, lines, "call"
 
 
 def _chunk_runner(name: str, coroutine: bool) -> tuple[set[str], list[str]]:
@@ -107,7 +139,7 @@ def _imports(head: list[str]) -> list[str]:
     return [*stdlib, *([""] if stdlib and others else []), *others]
 
 
-_STDLIB = {"asyncio", "concurrent", "functools", "importlib", "multiprocessing"}
+_STDLIB = {"asyncio", "concurrent", "functools", "importlib", "multiprocessing", "threading"}
 
 
 def _pool_lines(name: str, workers: int, chunksize: int | None, coroutine: bool,

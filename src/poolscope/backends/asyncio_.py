@@ -139,6 +139,9 @@ async def _run_coroutine_chunk(fn: Callable[[Any], Any], chunk: Chunk, tid: int)
     results: list[Any] = [None] * n
     used = 0
     timeout = chunk.timeout_s
+    # A shaped call's initializer, once per slot (this chunk's lane), before its first item.
+    initialize = getattr(type(fn), "initialize_worker", None)
+    init_s = initialize(fn, chunk.trial, tid) if initialize is not None and n else None
     for offset, item in enumerate(chunk.items):
         metered = Metered(fn, item)
         cores[offset] = core_of()
@@ -163,7 +166,7 @@ async def _run_coroutine_chunk(fn: Callable[[Any], Any], chunk: Chunk, tid: int)
         first=chunk.first, start_ns=starts, end_ns=ends, cpu_marks_ns=cpu_marks, core=cores,
         status=status, errors=errors, pid=os.getpid(), tid=tid,
         process_cpu_s=usage.ru_utime + usage.ru_stime,
-        process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT, results=results)
+        process_maxrss=usage.ru_maxrss * _MAXRSS_UNIT, results=results, init_s=init_s)
 
 
 @register

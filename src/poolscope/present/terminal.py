@@ -86,6 +86,7 @@ def render_result(result: Result, verbose: bool = False, code: bool = True,
     yield from _recommendation_lines(result, verbose, reasons)
     yield summary_table(result)
     yield caption(_summary_caption(result))
+    yield from _initializer_lines(result)
     if result.options.get("sweep"):
         yield from scaling_view(result)
     elif verbose and not result.costs.empty:
@@ -106,6 +107,18 @@ def render_result(result: Result, verbose: bool = False, code: bool = True,
     if hint and not verbose:
         yield Text("-v: the comparisons behind the verdict, where the time went, peak memory",
                    style="dim")
+
+
+def _initializer_lines(result: Result) -> Iterator[Text]:
+    """The initializer's time per worker, apart from the items' (call_shape.py)."""
+    summary = result.summary
+    if "initializer_s" not in summary or not summary["initializer_s"].notna().any():
+        return
+    said = ", ".join(f"{row.executor} ×{row.workers} {duration(row.initializer_s)}"
+                     for row in summary.itertuples(index=False)
+                     if not math.isnan(row.initializer_s))
+    yield Text.assemble(("initializer: ", "bold"), said,
+                        " per worker (median): in the trials' walls, not in the items' times")
 
 
 def caption(text: str) -> Text:
