@@ -106,3 +106,29 @@ def test_the_magic_takes_the_call_shape(tmp_path, monkeypatch):
         assert all(t.initializer_s for t in r.trial_results)
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_sweep_takes_the_call_shape_too(cli, tmp_path):
+    lines = "".join(json.dumps(item) + "\n" for item in ITEMS)
+    (tmp_path / "items.jsonl").write_text(lines, encoding="utf-8")
+    done = cli("sweep", f"{db.__file__}:query", "--items-from", "items.jsonl", "--star",
+               "--initializer", f"{db.__file__}:connect", "--initargs", '["db", 0.02]',
+               "-e", "thread", "-w", "1,2", "-r", "1", "--quiet", "--no-store", "--json", "-")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["summary"]
+    assert {row["workers"] for row in rows} == {1, 2}
+    assert all(row["initializer_s"] >= 0.018 for row in rows) and not any(
+        row["errors"] for row in rows)
+
+
+def test_a_hanging_initializer_is_stopped_by_the_limits(cli, tmp_path):
+    """It runs where the first item of its chunk would: --timeout stops it as that item."""
+    (tmp_path / "hang.py").write_text("import time\n\ndef forever():\n    time.sleep(1000)\n",
+                                      encoding="utf-8")
+    lines = "".join(json.dumps(item) + "\n" for item in ITEMS[:4])
+    (tmp_path / "items.jsonl").write_text(lines, encoding="utf-8")
+    done = cli("run", f"{db.__file__}:query", "--items-from", "items.jsonl", "--star",
+               "--initializer", "hang.py:forever", "-e", "thread,process", "-w", "2", "-r", "1",
+               "--quiet", "--no-store", "--timeout", "1", timeout=150)
+    assert done.returncode == 1, done.stderr
+    assert "it ran longer than --timeout 1 s" in done.stdout

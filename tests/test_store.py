@@ -487,3 +487,38 @@ def test_every_earlier_schema_is_upgraded_and_read_back(tmp_path, version):
 def test_every_schema_version_has_a_store_to_upgrade():
     assert sorted(p.name for p in DATA.glob("store-v*.db")) == [
         f"store-v{v}.db" for v in range(1, SCHEMA_VERSION)]
+
+
+def test_the_default_store_is_found_as_git_finds_its_repository(tmp_path, monkeypatch):
+    from poolscope.store import DEFAULT_STORE, project_store
+
+    project = tmp_path / "project"
+    deep = project / "src" / "pkg"
+    deep.mkdir(parents=True)
+    assert project_store(deep) == DEFAULT_STORE  # no project around it: the folder itself
+    (project / "pyproject.toml").write_text("[project]\n")
+    assert project_store(deep) == project / DEFAULT_STORE  # the enclosing project's root
+    assert project_store(project) == DEFAULT_STORE  # relative, when it is the folder itself
+    (project / "src" / ".poolscope").mkdir()
+    assert project_store(deep) == project / "src" / DEFAULT_STORE  # the nearest .poolscope/
+    monkeypatch.chdir(deep)
+    monkeypatch.delenv("POOLSCOPE_STORE", raising=False)
+    done = run_cli("run", "tiny", "--items", "5", "-e", "thread", "-r", "1", "--quiet",
+                   cwd=deep)
+    assert done.returncode == 0, done.stderr
+    assert (project / "src" / DEFAULT_STORE).is_file() and not (deep / ".poolscope").exists()
+
+
+def test_a_run_not_stored_has_no_run_id_and_store_true_stores_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("POOLSCOPE_STORE", raising=False)
+    loose = poolscope.compare(len, ["a", "bb"], executors=["thread"], workers=1, repeat=1)
+    assert loose.run_id is None and loose.to_json()["run_id"] is None
+    assert "(not stored)" in repr(loose) and not (tmp_path / ".poolscope").exists()
+    kept = poolscope.compare(len, ["a", "bb"], executors=["thread"], workers=1, repeat=1,
+                             store=True)
+    assert poolscope.load(kept.run_id).run_id == kept.run_id
+    path = tmp_path / "mine.db"
+    there = poolscope.compare(len, ["a", "bb"], executors=["thread"], workers=1, repeat=1,
+                              store=path)
+    assert poolscope.load("latest", store=path).run_id == there.run_id

@@ -229,11 +229,9 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     run_id = new_run_id() if store is not None else None  # none that `show` could not find
     pools = native.Collector()  # each worker's native thread pools, as its records tell them
     hooks = _Hooks(on_chunk=[pools.on_chunk])
-    if store is not None:
-        store.begin_run(run_id, started_at, workload.target, len(items), list(names),
-                        environment, {k: v for k, v in options.items() if k != "caveats"})
-        hooks.on_chunk.append(functools.partial(store.add_chunk, run_id))
-        hooks.on_trial_end.append(functools.partial(store.end_trial, run_id))
+    if store is not None and run_id is not None:
+        _record_in(store, run_id, hooks, started_at, workload.target, len(items), names,
+                   environment, options)
 
     def result(trials: list[TrialResult], interrupted: bool) -> Result:
         from .result import Result, transfer_sample
@@ -255,6 +253,16 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     if store is not None:
         store.end_run(final)
     return final
+
+
+def _record_in(store: RunStore, run_id: str, hooks: _Hooks, started_at: str, target: str,
+               n_items: int, names: Sequence[str], environment: dict[str, Any],
+               options: dict[str, Any]) -> None:
+    """The run begun in the store, and its chunks and trials written there as they end."""
+    store.begin_run(run_id, started_at, target, n_items, list(names), environment,
+                    {k: v for k, v in options.items() if k != "caveats"})
+    hooks.on_chunk.append(functools.partial(store.add_chunk, run_id))
+    hooks.on_trial_end.append(functools.partial(store.end_trial, run_id))
 
 
 def _measure(workload: Workload, plan: Plan, hooks: _Hooks, pools: native.Collector,

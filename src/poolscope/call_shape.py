@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UsageError
-from .probe import is_coroutine_function
+from .probe import ItemTimeout, is_coroutine_function
 
 if TYPE_CHECKING:
     from .workloads import Workload
@@ -67,7 +67,7 @@ class Shaped:
         failure: BaseException | None = None
         try:
             self.initializer(*self.initargs)
-        except (Exception, SystemExit) as exc:
+        except (Exception, SystemExit, ItemTimeout) as exc:  # ItemTimeout: --timeout stopped it
             from .map_call import InitializerFailed, initializer_name
 
             failure = InitializerFailed(

@@ -327,19 +327,15 @@ def run(
 ) -> None:
     """Run TARGET over its items under each executor and compare them."""
     from .api import run_workload
-    from .call_shape import shape
-    from .workloads import load_items_file, resolve_function, resolve_workload
+    from .workloads import load_items_file
 
     if items is not None and items_from is not None:
         raise UsageError("give either --items or --items-from, not both")
     if items is not None and items < 1:
         raise UsageError(f"--items must be at least 1, got {items}")
     check_outputs(json_path, csv, plot, report, trace, format_)
-    arguments = parse_initargs(initargs, initializer)
     source = load_items_file(items_from) if items_from is not None else items
-    workload = shape(resolve_workload(target, source, size), star=star,
-                     initializer=resolve_function(initializer) if initializer else None,
-                     initargs=tuple(arguments))
+    workload = _workload(target, source, size, star, initializer, initargs)
     console = _consoles(json_path, format_)
     _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
@@ -354,6 +350,18 @@ def run(
     _print_result(result, console, format_, verbose)
     unwritten = _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store, unwritten)
+
+
+def _workload(target: str, items: Any, size: int | None, star: bool, initializer: str | None,
+              initargs: str | None) -> Any:
+    """TARGET over its items, called in the shape --star and --initializer give."""
+    from .call_shape import shape
+    from .workloads import resolve_function, resolve_workload
+
+    arguments = parse_initargs(initargs, initializer)  # before the target: exit 2 at once
+    return shape(resolve_workload(target, items, size), star=star,
+                 initializer=resolve_function(initializer) if initializer else None,
+                 initargs=tuple(arguments))
 
 
 def _finish(result: Any, console: Console, store: Any = None,
@@ -395,6 +403,9 @@ def sweep(
     max_memory: MaxMemoryOpt = None,
     isolate: IsolateOpt = True,
     native_threads: NativeThreadsOpt = None,
+    star: StarOpt = False,
+    initializer: InitializerOpt = None,
+    initargs: InitargsOpt = None,
     json_path: JsonOpt = None,
     csv: CsvOpt = None,
     plot: Annotated[Path | None, typer.Option(
@@ -411,7 +422,7 @@ def sweep(
     """Scale TARGET over worker counts (and chunksizes, item counts): speedup, efficiency,
     Amdahl's serial fraction, Karp–Flatt."""
     from .api import sweep_workload
-    from .workloads import load_items_file, resolve_workload
+    from .workloads import load_items_file
 
     counts = parse_workers(items, "--items") if items is not None else None
     if counts is not None and items_from is not None:
@@ -421,7 +432,7 @@ def sweep(
     check_outputs(json_path, csv, plot, report, trace, format_)
     source = load_items_file(items_from) if items_from is not None else (
         max(counts) if counts else None)
-    workload = resolve_workload(target, source, size)
+    workload = _workload(target, source, size, star, initializer, initargs)
     console = _consoles(json_path, format_)
     _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
@@ -432,7 +443,8 @@ def sweep(
                             store=run_store, scheduler=scheduler, timeout=timeout,
                             trial_timeout=trial_timeout,
                             max_memory=parse_size(max_memory, "--max-memory"),
-                          isolate=isolate, native_threads=check_native_threads(native_threads))
+                            isolate=isolate,
+                            native_threads=check_native_threads(native_threads))
     _print_result(result, console, format_, verbose)
     unwritten = _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:

@@ -154,8 +154,13 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
     core_of = current_core
     mark, stop = attach(chunk.board)
     items = chunk.items if not stop[0] else ()  # past --trial-timeout: run nothing more
+    init_s = None
     initialize = getattr(type(fn), "initialize_worker", None)  # a shaped call's initializer
-    init_s = initialize(fn, chunk.trial) if initialize is not None and items else None
+    if initialize is not None and items:
+        # Shown as the first item's on the board: the limits stop a hanging initializer as
+        # that item, which waits for it.
+        mark[0] = chunk.first
+        init_s = initialize(fn, chunk.trial)
     n = len(items)
     starts = array("q", bytes(8 * n))
     ends = array("q", bytes(8 * n))

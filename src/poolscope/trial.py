@@ -265,7 +265,8 @@ class _Trial:
         backend, watch = self.backend, self.watch
         if watch.trial_expired:
             self.status = TrialStatus.FAILED
-            done = sum(len(r.start_ns) for r in self.records) - len(watch.timed_out)
+            # (a stopped initializer's item has no record of its own: never below 0)
+            done = max(0, sum(len(r.start_ns) for r in self.records) - len(watch.timed_out))
             self.errors.insert(0, self._error(
                 None, "TrialTimeout",
                 f"the trial ran longer than --trial-timeout {self.trial_timeout_s:g} s; stopped "

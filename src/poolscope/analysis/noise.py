@@ -9,7 +9,7 @@ Oversubscription: a configuration whose workers each run a native thread pool (B
 ``environment["native_threads"]``, native.py) of so many threads that workers × threads passes
 the cores, when the serial trial shows those threads computing (its process used CPU outside the
 items' own thread of at least NATIVE_BUSY of its wall time; without a serial trial, on the pools
-alone; a serial trial shorter than NATIVE_EVIDENCE_S is no evidence either way, and then nothing is
+alone; less than NATIVE_EVIDENCE_CPU_S of such CPU is no evidence either way, and then nothing is
 said). The warning gives the numbers and the ``--native-threads`` that would fit.
 """
 
@@ -29,7 +29,7 @@ BUSY_LOAD = 0.5  # load average per core when the run started, from other progra
 FEW_ITEMS_PER_WORKER = 4
 SHORT_TRIAL_S = 0.05
 NATIVE_BUSY = 0.15  # as classify.NATIVE_SHARE
-NATIVE_EVIDENCE_S = 0.02  # shorter, a serial trial's own bookkeeping passes NATIVE_BUSY
+NATIVE_EVIDENCE_CPU_S = 0.003  # less CPU outside the items' thread is the run's bookkeeping
 
 
 def noise_warnings(summary: pd.DataFrame, environment: dict[str, Any]) -> list[str]:
@@ -80,8 +80,8 @@ def oversubscription_warnings(summary: pd.DataFrame, environment: dict[str, Any]
     if len(serial):  # threads other than the items' own, computing: native ones
         row = serial.iloc[0]
         busy = row.cpu_utilization * cores - row.cpu_parallelism
-        # In a trial of a few milliseconds the run's own overhead alone passes NATIVE_BUSY.
-        if not busy >= NATIVE_BUSY or row.wall_s < NATIVE_EVIDENCE_S:
+        # In a trial of a few milliseconds the run's own bookkeeping alone passes NATIVE_BUSY.
+        if not busy >= NATIVE_BUSY or busy * row.wall_s < NATIVE_EVIDENCE_CPU_S:
             return []
     warnings = []
     for row in summary.itertuples(index=False):
