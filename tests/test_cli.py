@@ -158,7 +158,7 @@ def test_workloads_and_executors_commands(cli):
 
 
 def test_demo_reproduces_the_notebook(cli, tmp_path):
-    result = cli("demo", "--size", "200000", "--items-per-job", "5", "--quiet")
+    result = cli("demo", "--size", "200000", "--items-per-worker", "5", "--quiet")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "finished sooner" in out and "in progress" in out

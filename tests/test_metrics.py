@@ -101,7 +101,7 @@ def test_melted_frame_is_the_notebooks_view():
     melted = melted_frame(scripted_trials())
     assert list(melted.columns) == ["variable", "value", "type"]
     process = melted[melted["type"] == "process"]
-    assert sorted(process["variable"].unique()) == ["job  0", "job  1"]
+    assert sorted(process["variable"].unique()) == ["worker  0", "worker  1"]
     # normalised per type: the first item of each type starts at 0, values are finish times
     assert sorted(process["value"]) == pytest.approx([0.1, 0.1, 0.2, 0.2])
 

@@ -60,8 +60,11 @@ def steps(ax, gid: str):
     return np.asarray(data.values), np.asarray(data.edges)
 
 
-def hline_levels(ax, gid: str) -> list[float]:
-    return [float(line.get_ydata()[0]) for line in ax.lines if line.get_gid() == gid]
+def reference_marks(ax) -> dict[float, str]:
+    """The count marks on a strip's right edge: level -> label."""
+    (side,) = [child for child in ax.child_axes if child.get_gid() == "reference"]
+    return {float(level): label.get_text()
+            for level, label in zip(side.get_yticks(), side.get_yticklabels(), strict=True)}
 
 
 # --- synthetic trials: start, end and CPU of every item chosen, so concurrency is known -------
@@ -215,16 +218,35 @@ def test_threads_under_the_gil_show_a_gap_between_in_progress_and_computing(know
     assert np.sum(computing * widths) / widths.sum() == pytest.approx(1.0)
 
 
-def test_core_and_worker_counts_are_reference_lines(known):
+def test_core_and_worker_counts_are_marks_off_the_lines(known):
     fig = plot_run(known)
     for row, trial in enumerate(representative_trials(known.trial_results)):
         strip = grid_rows(fig)[row][2]
-        assert hline_levels(strip, "cores") == [2.0]
-        # A worker line only where it says something the core line does not.
-        assert hline_levels(strip, "workers") == ([] if trial.workers == 2 else
-                                                  [float(trial.workers)])
+        marks = reference_marks(strip)
+        # A worker mark only where it says something the core mark does not.
+        expected = {2.0: "2 cores"}
+        if trial.workers != 2:
+            expected[float(trial.workers)] = (f"{trial.workers} worker"
+                                              + "s" * (trial.workers != 1))
+        assert marks == expected
+        # Marks, not lines across the strip, where they would sit on the in-progress line.
+        assert not [line for line in strip.lines if line.get_gid() in ("cores", "workers")]
         # Each row's scale reaches its worker count, so 4 waiting threads are not cut off.
         assert strip.get_ylim()[1] > max(trial.workers, 2)
+
+
+def test_both_panels_read_one_time_origin_and_name_workers_alike(known):
+    fig = plot_run(known)
+    for row, trial in enumerate(representative_trials(known.trial_results)):
+        scatter, timeline, _ = grid_rows(fig)[row]
+        assert scatter.get_ylabel() == timeline.get_ylabel() == "Worker"
+        assert ([t.get_text() for t in scatter.get_yticklabels()]
+                == [t.get_text() for t in timeline.get_yticklabels()])
+        # The notebook's points are finish times on the timeline's clock (since trial start).
+        xs = np.sort(np.concatenate([c.get_offsets()[:, 0] for c in scatter.collections]))
+        ends = np.sort(trial.items.end_ns / 1e9)
+        assert list(xs) == pytest.approx(list(ends))
+    assert grid_rows(fig)[3][0].get_xlabel() == grid_rows(fig)[3][2].get_xlabel()
 
 
 def test_failed_items_are_red_over_a_white_halo(known):
@@ -268,9 +290,9 @@ def test_svg_is_valid_xml_with_the_labels(known, tmp_path: Path):
     assert root.tag.endswith("svg")
     # Matplotlib draws text as paths, each preceded by a comment holding the text.
     texts = {(e.text or "").strip() for e in root.iter() if e.tag is ET.Comment}
-    for label in ("Time since trial start [s]", "Time [s]", "Worker", "Job", "Items", "at once",
+    for label in ("Time since trial start [s]", "Worker", "Items", "at once",
                   "CPU / wall per item", "in progress", "computing (Σ CPU / wall)",
-                  "waiting (GIL, I/O)", "cores", "workers"):
+                  "waiting (GIL, I/O)", "2 cores", "4 workers", "1 worker"):
         assert label in texts, label
     ids = [e.get("id") for e in root.iter()]
     assert ids.count("concurrency") == ids.count("computing") == 4  # one per row

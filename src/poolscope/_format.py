@@ -21,7 +21,10 @@ def duration(seconds: float) -> str:
         if abs(seconds) >= scale or unit == "µs":
             value = seconds / scale
             decimals = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
-            return f"{value:.{decimals}f} {unit}"
+            text = f"{value:.{decimals}f}"
+            if float(text) == 0:
+                text = text.lstrip("-")  # -1e-12 s is "0.00 µs", not "-0.00 µs"
+            return f"{text} {unit}"
     raise AssertionError("unreachable")
 
 

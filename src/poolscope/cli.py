@@ -755,9 +755,11 @@ def _print_decision(decision: Any, console: Console, results: _ResultLines) -> N
 @app.command()
 def demo(
     items_per_job: Annotated[int, typer.Option(
-        "--items-per-job", help="Items per job, as in the notebook.")] = 20,
+        "--items-per-worker", "--items-per-job",
+        help="Items per worker (the notebook's jobs).")] = 20,
     workers: Annotated[int | None, typer.Option(
-        "--workers", "-w", help="Jobs (workers) [default: one per usable core].")] = None,
+        "--workers", "-w", help="Workers (the notebook's jobs) [default: one per usable core]."
+    )] = None,
     size: Annotated[int, typer.Option("--size", help="Loop iterations per item.")] = 1_000_000,
     plot: Annotated[Path, typer.Option(
         "--plot", help="Where to write the picture.")] = Path("poolscope-demo.png"),
@@ -782,7 +784,7 @@ def demo(
 
     jobs = usable_cores() if workers is None else workers
     if jobs < 1 or items_per_job < 1:
-        raise UsageError("--workers and --items-per-job must be at least 1")
+        raise UsageError("--workers and --items-per-worker must be at least 1")
     check_native_threads(native_threads)
     check_outputs(json_path, None, plot, report, trace, format_)
     console = _consoles(json_path, format_)

@@ -4,7 +4,7 @@
 worker a row ran on, numbered per trial in order of first use, and ``span``: how many items were
 timed together with it, 1 when timed alone; probe.py). ``trials_frame``: one row per
 trial, with the per-trial sums the metrics need. ``melted_frame``: the notebook's long view
-(``variable`` = job, ``value`` = time, ``type`` = executor), normalised per type.
+(``variable`` = worker, ``value`` = time, ``type`` = executor), normalised per type.
 """
 
 from __future__ import annotations
@@ -197,9 +197,9 @@ def trial_label(t: TrialResult, several_worker_counts: bool) -> str:
 
 
 def melted_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
-    """The notebook's view: each item's finish time per job, normalised per type.
+    """The notebook's view: each item's finish time per worker, normalised per type.
 
-    ``variable`` is the job (the worker lane, "job  0"), ``value`` the time the item finished
+    ``variable`` is the worker (its lane, "worker  0"), ``value`` the time the item finished
     in seconds after the type's first item started, ``type`` the executor.
     """
     chosen = representative_trials(trials)
@@ -211,7 +211,7 @@ def melted_frame(trials: Sequence[TrialResult]) -> pd.DataFrame:
             continue
         lanes = lane_numbers(cols.pid, cols.tid, cols.start_ns, cols.worker)
         width = max(2, len(str(int(lanes.max()))))
-        labels = np.array([f"job {lane:{width}d}" for lane in range(int(lanes.max()) + 1)],
+        labels = np.array([f"worker {lane:{width}d}" for lane in range(int(lanes.max()) + 1)],
                           dtype=object)
         parts.append(pd.DataFrame({
             "variable": labels[lanes],

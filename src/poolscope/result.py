@@ -74,7 +74,7 @@ class Result:
         return summarize(self.trials, self.cores)
 
     def melted(self) -> pd.DataFrame:
-        """The original notebook's long frame: ``variable`` (job), ``value`` (time), ``type``."""
+        """The original notebook's long frame: ``variable`` (worker), ``value`` (time), ``type``."""
         return frames.melted_frame(self.trial_results)
 
     @property

@@ -6,14 +6,19 @@ wait in the page as JSON and are drawn one by one once the first is, each as its
 document: the first view of the page is ready sooner, and the rest follows without a scroll.
 ``window.poolscopeDrawn`` becomes true once every chart is drawn.
 
+A ``Choices`` section holds charts that only one reader in ten wants (the timelines of a
+sweep's other configurations): a select box, and each chart as JSON, drawn when chosen.
+
 Small reports carry their arrays uncompressed: BokehJS inflates gzipped arrays in JavaScript,
 which costs more than reading a slightly bigger file; big reports stay compressed, to stay small.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import html
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bokeh.core.json_encoder import serialize_json
@@ -25,27 +30,38 @@ from bokeh.settings import SettingProvenance, settings
 if TYPE_CHECKING:
     from bokeh.models import Model
 
-__all__ = ["UNCOMPRESSED_UP_TO", "render_page"]
+__all__ = ["UNCOMPRESSED_UP_TO", "Choices", "render_page"]
 
 UNCOMPRESSED_UP_TO = 100_000  # items; beyond, the arrays are gzipped (as bokeh does by default)
 
 _STYLE = """<style>
-main.ps { display: block; padding: 4px 18px 24px; }
+main.ps { display: block; padding: 4px 18px 24px; max-width: 1500px; }
 .ps { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }
 .ps h1 { font-size: 22px; margin: 4px 0; } .ps h2 { font-size: 17px; margin: 18px 0 4px; }
 .ps table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-.ps th, .ps td { padding: 3px 9px; white-space: nowrap; border-bottom: 1px solid #ddd;
-  text-align: right; }
+/* Values keep their units on their line and a range breaks only after its dash; headings
+   wrap at their words. Tables then fit 900 px without scrolling. */
+.ps th, .ps td { padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+.ps td { white-space: nowrap; } .ps td.range span { white-space: nowrap; }
+.ps td.range { white-space: normal; }
+.ps th { vertical-align: bottom; }
 .ps th:first-child, .ps td:first-child { text-align: left; }
 .ps tr.best td { font-weight: 600; background: #e8f4ea; }
 .ps .note { color: #555; font-size: 12.5px; } .ps .warn { color: #8a4b00; }
 .ps ul { margin: 4px 0 4px 18px; padding: 0; }
-.ps .wide { overflow-x: auto; }
-/* Long values (native thread pools, an interpreter's facts) wrap instead of widening the page. */
-.ps table.environment td:last-child { white-space: normal; overflow-wrap: anywhere;
-  max-width: 70em; }
+.ps details > summary { cursor: pointer; color: #555; font-size: 12.5px; }
+.ps table.environment td { text-align: left; vertical-align: top; white-space: normal; }
+.ps table.environment td:last-child { overflow-wrap: anywhere; max-width: 70em; }
 .ps .scale { font-size: 13px; margin: 8px 0 0 60px; }
-.ps .scale span { display: inline-block; width: 240px; height: 10px; vertical-align: middle; }
+.ps .scale span { display: inline-block; width: 240px; max-width: 30vw; height: 10px;
+  vertical-align: middle; }
+.ps select { font: inherit; margin-left: 6px; }
+@media (max-width: 1100px) {
+  .ps table.summary, .ps table.costs { font-size: 12px; hyphens: manual; }
+  .ps table.summary th, .ps table.summary td, .ps table.costs th, .ps table.costs td {
+    padding: 2px 4px; }
+  .ps .scale { margin-left: 8px; }
+}
 </style>"""
 
 # Draws the charts that wait as JSON, in page order, each once every chart before it is drawn;
@@ -68,6 +84,33 @@ _LATER_JS = """<script>
 
 _NO_CHARTS = "<script>window.poolscopeDrawn = true</script>"
 
+# Shows the chosen chart of a Choices section, drawing it the first time (into a visible box:
+# a chart drawn while hidden would be laid out at zero width).
+_CHOICE_JS = """<script>
+document.querySelectorAll("select.ps-choice").forEach((select) => {
+  select.addEventListener("change", () => {
+    for (const option of select.options) {
+      const box = document.getElementById(option.value + "-box")
+      if (box !== null) box.hidden = option.value !== select.value
+    }
+    const script = document.querySelector(`script.ps-choice-json[data-for="${select.value}"]`)
+    if (script === null || script.dataset.drawn) return
+    script.dataset.drawn = "yes"
+    Bokeh.embed.embed_item(JSON.parse(script.textContent)).catch((e) => console.error(e))
+  })
+})
+</script>"""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Charts of which the reader picks one to see: ``label`` before a select box of ``charts``'
+    names; none is drawn until chosen."""
+
+    key: str  # unique in the page
+    label: str
+    charts: Mapping[str, Model]
+
 # The text is plain HTML in the page, not bokeh widgets: the page then needs no widget bundle
 # (0.4 MB of JavaScript to start) and the text shows before the charts are drawn.
 _PAGE = """
@@ -85,18 +128,37 @@ _PAGE = """
 """
 
 
-def render_page(sections: Sequence[str | Model], title: str, items: int) -> str:
-    """The page of ``sections`` (HTML text or bokeh charts, in order) for a report of ``items``."""
-    charts = [value for value in sections if not isinstance(value, str)]
+def render_page(sections: Sequence[str | Model | Choices], title: str, items: int) -> str:
+    """The page of ``sections`` (HTML text, bokeh charts or ``Choices``, in order) for a report
+    of ``items``."""
+    charts = [value for value in sections if not isinstance(value, str | Choices)]
+    chosen = [chart for value in sections if isinstance(value, Choices)
+              for chart in value.charts.values()]
     first, later = charts[:1], charts[1:]
     with _compression(items):
         parts = [("html", value) if isinstance(value, str) else
+                 ("html", _choices(value)) if isinstance(value, Choices) else
                  ("chart", 0) if value is first[0] else ("html", _later_chart(value))
                  for value in sections]
+        later_js = (_LATER_JS if first else _NO_CHARTS) + (_CHOICE_JS if chosen else "")
         return file_html(first, resources=INLINE, template=_PAGE, title=title,
-                         template_variables={"sections": parts,
-                                             "later_js": _LATER_JS if first else _NO_CHARTS,
-                                             "later_bundles": _later_bundles(first, later)})
+                         template_variables={"sections": parts, "later_js": later_js,
+                                             "later_bundles": _later_bundles(
+                                                 first, [*later, *chosen])})
+
+
+def _choices(section: Choices) -> str:
+    options = ["<option value='' selected>choose…</option>"]
+    boxes = []
+    for number, (name, chart) in enumerate(section.charts.items()):
+        target = f"ps-{section.key}-{number}"
+        options.append(f"<option value='{target}'>{html.escape(name)}</option>")
+        data = serialize_json(json_item(chart, target)).replace("<", "\\u003c")
+        boxes.append(f"<div id='{target}-box' hidden><div id='{target}'></div>"
+                     f"<script type='application/json' class='ps-choice-json' "
+                     f"data-for='{target}'>{data}</script></div>")
+    return (f"<p class='choose'><label>{html.escape(section.label)}<select class='ps-choice' "
+            f"name='{section.key}'>{''.join(options)}</select></label></p>" + "".join(boxes))
 
 
 def _later_chart(chart: Model) -> str:

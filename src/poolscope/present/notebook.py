@@ -65,7 +65,7 @@ def _picture(result: Result) -> str:
         return (f'<p style="color:{MUTED}">timeline not drawn: '
                 f"{_e(type(exc).__name__)}: {_e(exc)}</p>")
     encoded = base64.b64encode(data).decode("ascii")
-    alt = (f"{result.target}: each item's finish time per job (left) and each worker's items "
+    alt = (f"{result.target}: each item's finish time per worker (left) and each worker's items "
            "from start to end, coloured by CPU / wall (right)")
     return (f'<img src="data:image/png;base64,{encoded}" alt="{_e(alt)}" '
             'style="max-width:100%;height:auto">')

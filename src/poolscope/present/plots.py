@@ -4,7 +4,7 @@
 executor and worker count) and two columns:
 
 * left, the original notebook's view drawn with seaborn from ``result.melted()``: each item's
-  finish time (x) per job (y), time normalised per type;
+  finish time (x) per worker (y), on the timeline's time axis (since the trial's start);
 * right, a Gantt timeline: one lane per worker (pid for processes, native thread id for threads),
   one bar per item from its start to its end, coloured by the item's CPU time / wall time
   (bright: the item computed all the time; dark: it waited, for the GIL or for I/O). Failed items
@@ -12,8 +12,8 @@ executor and worker count) and two columns:
 * under the timeline, on the same time axis, a strip of concurrency over time: the items in
   progress at once (blue line over a light blue area) and the items computing at once (orange
   area: each item counts with its CPU time / wall time), so the light blue band between the two
-  is time spent waiting, for the GIL or for I/O; a dashed line marks the core count and a dotted
-  one the worker count.
+  is time spent waiting, for the GIL or for I/O; ticks on its right edge mark the core count
+  and the worker count (off the data: a line there would sit on the in-progress line).
 
 All time axes share one x range, so the executor that finishes sooner is seen to. Big runs stay
 quick: a trial with more than ``MAX_BARS`` items has each worker's neighbouring items merged into
@@ -25,8 +25,8 @@ mean over ``CONCURRENCY_BINS`` equal bins.
 Bars are ``PolyCollection`` objects from ``Axes.broken_barh``, one per lane, with gid ``"items"``
 (failure overlays have gid ``"failed"``), so a test can count what was drawn. The concurrency
 strip draws ``StepPatch`` objects with gid ``"concurrency"`` (items in progress, the line),
-``"concurrency-area"`` (its fill) and ``"computing"`` (items computing), and horizontal lines
-with gids ``"cores"`` and ``"workers"``. Figures are built with ``matplotlib.figure.Figure``
+``"concurrency-area"`` (its fill) and ``"computing"`` (items computing), and a secondary y axis
+with gid ``"reference"`` holds the count marks. Figures are built with ``matplotlib.figure.Figure``
 directly: no pyplot state and no backend change.
 """
 
@@ -93,6 +93,7 @@ SLOTS = 1_500  # merged bars per worker at most: about one per pixel at 110 dpi
 RASTERIZE_ABOVE = 5_000  # artists with more elements are rasterised in SVG/PDF output
 MAX_STEPS = 4_000  # concurrency steps drawn exactly; more are averaged into bins
 CONCURRENCY_BINS = 1_500  # about one per pixel at 110 dpi
+TIME_AXIS = "Time since trial start [s]"  # both panels: one origin, named once
 
 
 @dataclass
@@ -187,7 +188,7 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
         lanes = lane_counts[row]
         label = _match_type(t, types, several, row, trials)
         points = melted[melted["type"] == label] if label is not None else melted.iloc[:0]
-        shown = _draw_notebook(lefts[row], points)
+        shown = _draw_notebook(lefts[row], points, frame, lanes)
         bars = _reduce_bars(frame, MAX_BARS)
         _draw_timeline(rights[row], bars, frame, t, lanes, cmap, norm)
         row_binned = _draw_concurrency(strips[row], frame, t, result.environment)
@@ -210,8 +211,8 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
         ax.tick_params(labelsize=8)
         if ax not in (lefts[-1], strips[-1]):
             ax.tick_params(labelbottom=False)
-    lefts[-1].set_xlabel("Time [s]", fontsize=9)
-    strips[-1].set_xlabel("Time since trial start [s]", fontsize=9)
+    lefts[-1].set_xlabel(TIME_AXIS, fontsize=9)
+    strips[-1].set_xlabel(TIME_AXIS, fontsize=9)
     colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=rights, aspect=30,
                             fraction=0.025, pad=0.01)
     colorbar.set_label("CPU / wall per item", fontsize=9)
@@ -221,7 +222,7 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
     fig.suptitle(f"{result.target} — {result.n_items:,} items, {cores} cores", fontsize=12)
     # The caption is the title of the concurrency strip's key: one artist at the bottom, which
     # the constrained layout keeps clear of the axes (a supxlabel and a legend would overlap).
-    key = fig.legend(handles=_concurrency_legend(), loc="outside lower center", ncols=5,
+    key = fig.legend(handles=_concurrency_legend(), loc="outside lower center", ncols=3,
                      fontsize=8, frameon=False, title=_caption(merged, failed, binned),
                      title_fontsize=8, borderaxespad=0.2, columnspacing=1.6)
     key.get_title().set(color="0.3", multialignment="center")
@@ -231,11 +232,12 @@ def _draw(result: Result, trials: Sequence[TrialResult]) -> Figure:
 
 def _caption(merged: bool, failed: bool, binned: bool) -> str:
     lines = [
-        "Left: the notebook's view, each item's finish time per job, from the first item's start."
+        "Left: the notebook's view, each item's finish time per worker."
         "  Right: each worker's items from start to end; dotted line: the trial's end",
         "Colour: the item's CPU time / wall time (dark: it waited, for the GIL or I/O)",
         "Under each timeline: items in progress at once (blue line) and items computing at once"
-        " (orange: each item counts its CPU / wall); light blue between them: waiting",
+        " (orange: each item counts its CPU / wall); light blue between them: waiting;"
+        " marks on the right: the cores and the workers",
     ]
     if merged:
         lines[1] += "; merged bars are as tall as the share of their time spent inside items"
@@ -310,27 +312,35 @@ def _row_note(result: Result, t: TrialResult, frame: pd.DataFrame, bars: _Bars, 
 
 
 # --- left: the notebook's scatter --------------------------------------------------------------
-def _draw_notebook(ax: Axes, points: pd.DataFrame) -> int:
-    """The notebook's ``sns.scatterplot(x='value', y='variable')``; returns the points drawn."""
+def _draw_notebook(ax: Axes, points: pd.DataFrame, frame: pd.DataFrame, lanes: int) -> int:
+    """The notebook's ``sns.scatterplot(x='value', y='variable')``; returns the points drawn.
+
+    The notebook counts time from the first item's start; here it is shifted to the trial's
+    start, the timeline's origin, so both panels read the same time. Workers are named as on
+    the timeline.
+    """
     if not len(points):
         _no_items(ax)
         ax.set_yticks([])
         return 0
-    jobs = sorted(pd.unique(points["variable"]), key=_job_number)
-    data = points[["variable", "value"]].copy()
-    data["variable"] = pd.Categorical(data["variable"], categories=jobs)
+    data = pd.DataFrame({"value": points["value"].to_numpy(np.float64),
+                         "lane": [_job_number(v)[0] for v in points["variable"]]})
+    if len(frame):
+        data["value"] += float(frame["start_s"].min())
     if len(data) > MAX_POINTS:
         keep = np.random.default_rng(0).choice(len(data), MAX_POINTS, replace=False)
         data = data.iloc[np.sort(keep)]
     many = len(data) > 500
-    sns.scatterplot(data=data, x="value", y="variable", ax=ax, color=POINT_COLOR,
+    sns.scatterplot(data=data, x="value", y="lane", ax=ax, color=POINT_COLOR,
                     s=6 if many else 22, linewidth=0 if many else 0.4, alpha=0.6 if many else 0.9,
                     rasterized=len(data) > RASTERIZE_ABOVE, legend=False)
     ax.set_xlabel("")
-    ax.set_ylabel("Job", fontsize=9)
-    ticks = _tick_positions(len(jobs))
-    ax.set_yticks(ticks, labels=[str(jobs[i]).strip() for i in ticks])
-    ax.set_ylim(len(jobs) - 0.5, -0.5)
+    ax.set_ylabel("Worker", fontsize=9)
+    lanes = max(lanes, int(data["lane"].max()) + 1)
+    ticks = _tick_positions(lanes)
+    names = lane_labels(frame, lanes)
+    ax.set_yticks(ticks, labels=[names[i] for i in ticks])
+    ax.set_ylim(lanes - 0.5, -0.5)
     ax.grid(axis="x", color="0.9", linewidth=0.6)
     ax.set_axisbelow(True)
     return len(data)
@@ -435,13 +445,13 @@ def _draw_concurrency(ax: Axes, frame: pd.DataFrame, t: TrialResult,
     ax.yaxis.set_major_locator(MaxNLocator(nbins=3, integer=True, min_n_ticks=2))
     cores = environment.get("cpu_count")
     top = float(t.workers)
+    marks = {}
     if isinstance(cores, int | float) and cores > 0:
-        ax.axhline(cores, color=REFERENCE, linestyle=(0, (4, 2)), linewidth=1.0, zorder=1.5,
-                   gid="cores")
+        marks[float(cores)] = f"{cores:g} cores"
         top = max(top, float(cores))
     if t.workers != cores:
-        ax.axhline(t.workers, color=REFERENCE, linestyle=":", linewidth=1.2, zorder=1.5,
-                   gid="workers")
+        marks[float(t.workers)] = f"{t.workers} worker{'s' * (t.workers != 1)}"
+    _reference_marks(ax, marks)
     if not len(frame):
         ax.set_ylim(0.0, max(top, 1.0) * 1.15)
         return False
@@ -457,13 +467,22 @@ def _draw_concurrency(ax: Axes, frame: pd.DataFrame, t: TrialResult,
     return binned
 
 
+def _reference_marks(ax: Axes, marks: dict[float, str]) -> None:
+    """The core and worker counts as ticks on the strip's right edge, outside the data, where
+    a line across the strip would sit on the items-in-progress line it is compared with."""
+    side = ax.secondary_yaxis("right")
+    side.set_gid("reference")
+    levels = sorted(marks)
+    side.set_yticks(levels, labels=[marks[level] for level in levels])
+    side.tick_params(labelsize=7.5, length=5, width=1.2, colors=REFERENCE, pad=1.5)
+    side.spines["right"].set_visible(False)
+
+
 def _concurrency_legend() -> list[Any]:
     return [
         Line2D([], [], color=IN_PROGRESS, linewidth=1.4, label="in progress"),
         Patch(facecolor=COMPUTING, label="computing (Σ CPU / wall)"),
         Patch(facecolor=WAITING, alpha=0.45, label="waiting (GIL, I/O)"),
-        Line2D([], [], color=REFERENCE, linestyle=(0, (4, 2)), linewidth=1.0, label="cores"),
-        Line2D([], [], color=REFERENCE, linestyle=":", linewidth=1.2, label="workers"),
     ]
 
 

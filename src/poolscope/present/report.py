@@ -32,12 +32,15 @@ from bokeh.layouts import column
 from bokeh.models import (
     ColumnDataSource,
     CustomJS,
+    FixedTicker,
     HoverTool,
     Label,
     Legend,
+    LegendItem,
+    LinearAxis,
     LinearColorMapper,
     Range1d,
-    Span,
+    Whisker,
 )
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
@@ -56,7 +59,9 @@ from ..frames import (
     merge_bars,
     representative_trials,
 )
-from ._page import render_page
+from ._page import Choices, render_page
+from .environment_text import environment_rows
+from .scaling_plot import speedup_errors
 
 if TYPE_CHECKING:
     from bokeh.models import Model
@@ -81,6 +86,14 @@ OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "
              "#000000"]
 FAILED = "#D55E00"
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
+TOOLBAR = "above"  # beside a chart, a short chart's toolbar folds into "⋯"
+TIME_AXIS = "Time since trial start [s]"  # every time axis: one origin, named once
+FEATURED = 6  # configurations drawn at once; a sweep's others are chosen one at a time
+SHOWN_COMPARISONS = 6  # more comparisons are folded under a summary line
+# The concurrency chart's colours, as in the PNG (Okabe–Ito).
+IN_PROGRESS = "#0072B2"
+WAITING = "#56B4E9"
+COMPUTING = "#E69F00"
 
 
 def write_report(result: Result, path: str | Path) -> Path:
@@ -101,24 +114,64 @@ def write_report(result: Result, path: str | Path) -> Path:
     return target
 
 
-def build_report(result: Result) -> list[str | Model]:
-    """The report's sections in order: HTML text, or a bokeh chart."""
+def build_report(result: Result) -> list[str | Model | Choices]:
+    """The report's sections in order: HTML text, a bokeh chart, or charts to choose from."""
     trials = representative_trials(result.trial_results)
-    parts: list[str | Model] = [_header(result), _recommendation(result), _code(result),
-                                _summary_table(result), _cost_table(result)]
+    shown, others = featured_trials(result, trials)
+    parts: list[str | Model | Choices] = [_header(result), _recommendation(result)]
+    if result.options.get("sweep"):
+        parts.extend(_scaling_view(result))  # a sweep's answer is its curve: first
+    parts += [_code(result), _summary_table(result), _cost_table(result)]
     if trials:
+        some = (f" Shown: {len(shown)} of the {len(trials)} configurations (serial, the "
+                "recommended one and each executor's fastest); choose another below."
+                if others else "")
         parts.append("<h2>Timelines</h2><p class='note'>The median trial of each executor "
                      "and worker count. One lane per worker, one bar per item from its "
-                     "start to its end; the dotted line marks the trial's end. Below: "
-                     "items in progress and items computing at once. Drag to pan, scroll "
-                     "to zoom; both charts move together. Hover a bar for the item.</p>")
+                     "start to its end; the dotted line marks the trial's end. Below, a band "
+                     "per configuration: the items in progress at once (line) and computing "
+                     "at once (orange; each item counts its CPU / wall), averaged over short "
+                     "intervals when items are many. Drag to pan, scroll "
+                     f"to zoom; both charts move together. Hover a bar for the item.{some}</p>")
         parts.append(_colour_scale())
-        parts.append(column(*_timelines(result, trials), sizing_mode="stretch_width"))
-        parts.extend(_notebook_view(result))
-    if result.options.get("sweep"):
-        parts.extend(_scaling_view(result))
+        parts.append(column(*_timelines(result, shown), sizing_mode="stretch_width"))
+        if others:
+            parts.append(Choices("others", "Another configuration's timeline:", {
+                f"{t.executor} ×{t.workers}": column(*_timelines(result, [t]),
+                                                     sizing_mode="stretch_width")
+                for t in others}))
+        parts.extend(_notebook_view(result, shown))
     parts.append(_environment(result))
     return parts
+
+
+def featured_trials(result: Result, trials: Sequence[TrialResult]
+                    ) -> tuple[list[TrialResult], list[TrialResult]]:
+    """``(shown, others)``: every trial when there are at most ``FEATURED``; else serial, the
+    recommended configuration and each executor's fastest, in their order, and the rest.
+
+    Fourteen bands of lanes, or lines, in one chart read as none: a sweep's report shows the
+    few that answer the question and lets the reader pick any other.
+    """
+    if len(trials) <= FEATURED:
+        return list(trials), []
+    summary = result.summary
+    wall = {(row.executor, row.workers): row.wall_s for row in summary.itertuples(index=False)}
+    keep: set[tuple[str, int]] = set()
+    rec = result.recommendation
+    if rec is not None:
+        keep.add((rec.executor, rec.workers))
+    fastest: dict[str, tuple[float, int]] = {}
+    for t in trials:
+        if t.executor == "serial":
+            keep.add((t.executor, t.workers))
+            continue
+        here = wall.get((t.executor, t.workers), math.inf)
+        if t.executor not in fastest or here < fastest[t.executor][0]:
+            fastest[t.executor] = (here, t.workers)
+    keep.update((name, workers) for name, (_, workers) in fastest.items())
+    shown = [t for t in trials if (t.executor, t.workers) in keep][:FEATURED + 2]
+    return shown, [t for t in trials if t not in shown]
 
 
 # --- text sections -----------------------------------------------------------------------------
@@ -144,8 +197,12 @@ def _recommendation(result: Result) -> str:
         out.append(f"<p>{verdict}<b>{_e(rec.executor)} ×{rec.workers}{chunk}</b></p>")
         out.append(_list(rec.reasons))
         if rec.comparisons:
-            out.append("<p class='note'>Evidence (95% intervals):</p>")
-            out.append(_list([c.sentence() for c in rec.comparisons]))
+            sentences = [c.sentence() for c in rec.comparisons]
+            if len(sentences) <= SHOWN_COMPARISONS:
+                out.append("<p class='note'>Evidence (95% intervals):</p>" + _list(sentences))
+            else:
+                out.append(f"<details><summary>Evidence: {len(sentences)} comparisons (95% "
+                           f"intervals)</summary>{_list(sentences)}</details>")
         if rec.caveats:
             out.append("<p class='note'>Caveats:</p>" + _list(rec.caveats))
     out.append(f"<p>Workload: <b>{_e(result.classification)}</b></p>")
@@ -164,25 +221,29 @@ def _recommendation(result: Result) -> str:
 
 def _summary_table(result: Result) -> str:
     rec = result.recommendation
-    head = ("<tr><th>executor × workers</th><th>chunksize</th><th>trials</th><th>wall</th>"
-            "<th>95% interval</th><th>speedup</th><th>efficiency</th><th>CPU</th>"
-            "<th>parallelism</th><th>busy</th><th>off-CPU</th><th>start-up</th>"
+    # Soft hyphens: at 900 px the long one-word headings break rather than widen the table.
+    head = ("<tr><th>executor × workers</th><th>chunk&shy;size</th><th>trials</th><th>wall</th>"
+            "<th>95% interval</th><th>speed&shy;up</th><th>effi&shy;ciency</th><th>CPU</th>"
+            "<th>paral&shy;lelism</th><th>busy</th><th>off-CPU</th><th>start-up</th>"
             "<th>peak RSS</th><th>errors</th></tr>")
     rows = []
     for row in result.summary.itertuples(index=False):
         best = rec is not None and (row.executor, row.workers) == (rec.executor, rec.workers)
-        interval = ("–" if math.isnan(row.wall_ci_lo) else
-                    f"{duration(row.wall_ci_lo)} – {duration(row.wall_ci_hi)}")
-        cells = [f"{_e(row.executor)} ×{row.workers}", str(row.chunksize), str(row.trials),
+        # A range may break after its dash, where the table is narrow; other cells do not.
+        interval = ("<td>–</td>" if math.isnan(row.wall_ci_lo) else
+                    f"<td class='range'><span>{duration(row.wall_ci_lo)} –</span> "
+                    f"<span>{duration(row.wall_ci_hi)}</span></td>")
+        cells = [_e(f"{row.executor} ×{row.workers}"), str(row.chunksize), str(row.trials),
                  duration(row.wall_s), interval, ratio(row.speedup, "×"),
-                 percent(row.efficiency), duration(row.cpu_s), ratio(row.parallelism, ""),
-                 ratio(row.cpu_parallelism, ""), percent(row.offcpu_fraction),
-                 duration(row.startup_s), size(row.peak_rss) if row.peak_rss else "–",
-                 str(row.errors)]
+                 percent(row.efficiency), duration(row.cpu_s),
+                 ratio(row.parallelism, ""), ratio(row.cpu_parallelism, ""),
+                 percent(row.offcpu_fraction), duration(row.startup_s),
+                 size(row.peak_rss) if row.peak_rss else "–", str(row.errors)]
         cls = " class='best'" if best else ""
-        rows.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return ("<h2>Summary</h2><div class='wide'><table class='summary'>" + head + "".join(rows)
-            + "</table></div>"
+        rows.append(f"<tr{cls}>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>"
+                                           for c in cells) + "</tr>")
+    return ("<h2>Summary</h2><table class='summary'>" + head + "".join(rows)
+            + "</table>"
             "<p class='note'>Medians over trials. CPU: the parent and every worker. "
             "parallelism: items in progress at once; busy: items computing at once. "
             "The recommended row is highlighted.</p>")
@@ -213,30 +274,23 @@ def _cost_table(result: Result) -> str:
             + "<th title='Σ item CPU here ÷ Σ item CPU in serial'>CPU vs serial</th></tr>")
     rows = []
     for row in costs.to_dict(orient="records"):
-        cells = [f"{_e(row['executor'])} ×{row['workers']}", str(row["trial"] + 1),
+        cells = [_e(f"{row['executor']} ×{row['workers']}"), str(row["trial"] + 1),
                  duration(row["wall_s"]), *(duration(row[key]) for key in names),
                  ratio(row["compute_vs_serial"], "×")]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     legend = "".join(f"<li><b>{name}</b>: {_e(COST_PARTS[key])}</li>"
                      for key, name in names.items())
-    return ("<h2>Where the time went</h2><div class='wide'><table class='costs'>" + head
-            + "".join(rows) + "</table></div><p class='note'>Each configuration's median "
+    return ("<h2>Where the time went</h2><table class='costs'>" + head
+            + "".join(rows) + "</table><p class='note'>Each configuration's median "
             "trial: its wall time in parts that add up to it. Per-worker times are divided "
             "by min(workers, items).</p><ul class='note'>" + legend + "</ul>")
 
 
 def _environment(result: Result) -> str:
-    env = dict(result.environment)
-    rows = []
-    for key, value in env.items():
-        if key == "memory_bytes" and isinstance(value, int):
-            value = size(value)
-        rows.append(f"<tr><td>{_e(key)}</td><td style='text-align:left'>{_e(value)}</td></tr>")
-    options = {k: v for k, v in result.options.items() if k not in ("caveats", "findings")}
-    for key, value in options.items():
-        rows.append(f"<tr><td>option {_e(key)}</td><td style='text-align:left'>{_e(value)}"
-                    "</td></tr>")
-    return "<h2>Environment</h2><table class='environment'>" + "".join(rows) + "</table>"
+    rows = environment_rows(result.environment, result.options)
+    return ("<h2>Environment</h2><table class='environment'>"
+            + "".join(f"<tr><td>{_e(name)}</td><td>{_e(value)}</td></tr>" for name, value in rows)
+            + "</table>")
 
 
 def _list(lines: Sequence[str]) -> str:
@@ -287,9 +341,9 @@ def _timelines(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
                  y_range=Range1d(rows - 0.5, -0.5), tools=TOOLS, active_scroll="xwheel_zoom",
                  output_backend=_backend(sum(min(len(f), _bar_limit(c))
                                              for f, c in zip(frames, lane_counts, strict=True))),
-                 sizing_mode="stretch_width", name="timeline")
-    fig.toolbar.logo = None
-    fig.xaxis.axis_label = "Time since trial start [s]"
+                 sizing_mode="stretch_width", name="timeline", toolbar_location=TOOLBAR)
+    fig.toolbar.logo = "grey"  # without a logo, bokeh 3.9 folds the last tool into "⋮"
+    fig.xaxis.axis_label = TIME_AXIS
     fig.yaxis.axis_label = "Worker"
     fig.ygrid.grid_line_color = None
     labels: dict[int, str] = {}
@@ -485,124 +539,182 @@ def _failed_overlay(fig: Any, frame: pd.DataFrame, offset: int, t: TrialResult) 
 
 def _concurrency_view(result: Result, trials: Sequence[TrialResult],
                       frames: Sequence[pd.DataFrame], x_range: Range1d) -> Any:
-    # A few hundred points per line: the canvas draws them sooner than WebGL starts up.
-    fig = figure(height=260, x_range=x_range, tools=TOOLS, active_scroll="xwheel_zoom",
-                 output_backend="canvas", sizing_mode="stretch_width", name="concurrency",
-                 title="Items at once: in progress (solid) and computing (dashed); averaged "
-                       "over short intervals when items are many")
-    fig.toolbar.logo = None
-    fig.yaxis.axis_label = "Items at once"
-    fig.xaxis.axis_label = "Time since trial start [s]"
-    entries = []
-    for i, (t, frame) in enumerate(zip(trials, frames, strict=True)):
-        if not len(frame):
-            continue
-        color = OKABE_ITO[i % len(OKABE_ITO)]
-        start = frame["start_s"].to_numpy(np.float64)
-        end = frame["end_s"].to_numpy(np.float64)
-        weight = np.nan_to_num(fraction(frame["cpu_s"].to_numpy(np.float64), end - start))
-        renderers = []
-        for w, dash in ((None, "solid"), (weight, "dashed")):
-            times, level = concurrency(start, end, w)
-            if len(times) > EXACT_STEPS:
-                # Averaged over bins: thousands of exact steps would read as a solid block.
-                bins = min(STEP_BINS, len(times) // 4)
-                edges = np.linspace(float(times[0]), float(times[-1]), bins + 1)
-                level, times = concurrency_binned(start, end, edges, w), edges
-                level = np.append(level, 0.0)
-            renderers.append(fig.step(times, level, mode="after", line_color=color,
-                                      line_width=2, line_dash=dash, line_alpha=0.9,
-                                      name=f"concurrency-{t.index}"))
-        entries.append((f"{t.executor} ×{t.workers}", renderers))
+    """Items in progress (line) and computing (orange) at once, a band per trial, as the PNG's
+    strips: lines of several trials in one frame hide each other.
+
+    Each band has its own scale, up to its worker count, the cores or its highest level; ticks
+    on the right edge mark the cores and the workers, off the lines they are compared with.
+    """
     cores = result.cores
-    fig.add_layout(Span(location=cores, dimension="width", line_dash="dotted",
-                        line_color="#444444", line_width=1.5))
-    fig.add_layout(Label(x=4, y=cores, x_units="screen", text=f"{cores} cores",
-                         text_font_size="9pt", text_color="#444444", text_baseline="bottom"))
-    fig.add_layout(Legend(items=entries, location="top_right", click_policy="hide",
-                          label_text_font_size="9pt"), "right")
+    gap = 0.45
+    count = len(trials)
+    fig = figure(height=90 + 80 * count, x_range=x_range,
+                 y_range=Range1d(-0.1, count * (1 + gap) - gap + 0.3), tools=TOOLS,
+                 active_scroll="xwheel_zoom", output_backend="canvas",
+                 sizing_mode="stretch_width", name="concurrency", toolbar_location=TOOLBAR)
+    fig.toolbar.logo = "grey"  # without a logo, bokeh 3.9 folds the last tool into "⋮"
+    fig.yaxis.axis_label = "Items at once"
+    fig.xaxis.axis_label = TIME_AXIS
+    fig.ygrid.grid_line_color = None
+    left: dict[float, str] = {}
+    right: dict[float, str] = {}
+    legend: dict[str, list[Any]] = {"in progress": [], "computing (Σ CPU / wall)": [],
+                                    "waiting (GIL, I/O)": []}
+    for i, (t, frame) in enumerate(zip(trials, frames, strict=True)):
+        base = (count - 1 - i) * (1 + gap)
+        highest = 0.0
+        steps: list[tuple[np.ndarray, np.ndarray]] = []
+        if len(frame):
+            start = frame["start_s"].to_numpy(np.float64)
+            end = frame["end_s"].to_numpy(np.float64)
+            weight = np.nan_to_num(fraction(frame["cpu_s"].to_numpy(np.float64), end - start))
+            for w in (None, weight):
+                times, level = concurrency(start, end, w)
+                if len(times) > EXACT_STEPS:
+                    # Averaged over bins: thousands of exact steps would read as a solid block.
+                    bins = min(STEP_BINS, len(times) // 4)
+                    edges = np.linspace(float(times[0]), float(times[-1]), bins + 1)
+                    level, times = concurrency_binned(start, end, edges, w), edges
+                    level = np.append(level, 0.0)
+                steps.append((times, level))
+            highest = float(steps[0][1].max())
+        top = max(float(t.workers), float(cores), highest, 1.0) * 1.1
+        fig.add_layout(Label(x=0, y=base + 1.0, text=f"{t.executor} ×{t.workers}",
+                             text_font_size="9pt", text_font_style="bold", x_units="screen",
+                             x_offset=4, text_baseline="bottom"))
+        marks = {float(cores): f"{cores} cores"}
+        if t.workers != cores:
+            marks[float(t.workers)] = f"{t.workers} worker{'s' * (t.workers != 1)}"
+        right.update({base + level / top: text for level, text in marks.items()})
+        left.update({base: "0", base + math.floor(top / 1.1) / top: f"{math.floor(top / 1.1)}"})
+        if not steps:
+            continue
+        (times, in_progress), (_, computing) = steps
+        legend["waiting (GIL, I/O)"].append(fig.varea_step(
+            x=times, y1=np.full(len(times), base), y2=base + in_progress / top,
+            step_mode="after", fill_color=WAITING, fill_alpha=0.45,
+            name=f"waiting-{t.index}"))
+        legend["computing (Σ CPU / wall)"].append(fig.varea_step(
+            x=times, y1=np.full(len(times), base), y2=base + computing / top,
+            step_mode="after", fill_color=COMPUTING, name=f"computing-{t.index}"))
+        line = fig.step(times, base + in_progress / top, mode="after", line_color=IN_PROGRESS,
+                        line_width=1.6, name=f"concurrency-{t.index}")
+        line.tags = [base, top]  # where its band starts, and the level at its top
+        legend["in progress"].append(line)
+    fig.yaxis.ticker = FixedTicker(ticks=sorted(left))
+    fig.yaxis.major_label_overrides = left
+    marks_axis = LinearAxis(ticker=FixedTicker(ticks=sorted(right)), major_label_overrides=right,
+                            major_tick_out=8, major_tick_in=0, minor_tick_out=0,
+                            axis_line_color=None, major_label_text_font_size="8pt",
+                            name="reference-marks")
+    fig.add_layout(marks_axis, "right")
+    fig.add_layout(Legend(items=[LegendItem(label=name, renderers=renderers)
+                                 for name, renderers in legend.items() if renderers],
+                          orientation="horizontal", location="top_left",
+                          label_text_font_size="9pt", click_policy="hide"), "below")
     return fig
 
 
 # --- the notebook's view -----------------------------------------------------------------------
-def _notebook_view(result: Result) -> list[Any]:
-    """The notebook's FacetGrid as one chart: a band of jobs per type, finish times along x."""
-    melted = result.melted()
-    if not len(melted):
-        return []
+def _notebook_view(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
+    """The notebook's FacetGrid as one chart: a band of workers per configuration, each item's
+    finish time along x, on the timelines' clock (the notebook counted from the first item)."""
+    items = result.items
+    indices = items.groupby("trial", sort=False, observed=True).indices if len(items) else {}
     xs, ys, labels = [], [], {}
     offset = 0
-    for label in pd.unique(melted["type"]):
-        points = melted[melted["type"] == label]
-        if len(points) > MAX_POINTS:
-            keep = np.random.default_rng(0).choice(len(points), MAX_POINTS, replace=False)
-            points = points.iloc[np.sort(keep)]
-        jobs = sorted(pd.unique(points["variable"]).tolist(), key=str)
-        row = pd.Categorical(points["variable"], categories=jobs).codes.astype(np.int32)
-        xs.append(points["value"].to_numpy(np.float64))
-        ys.append(row + offset)
-        step = 1 if len(jobs) <= 16 else math.ceil(len(jobs) / 8)
-        labels.update({offset + i: f"{label} · {str(jobs[i]).strip()}"
-                       for i in range(0, len(jobs), step)})
-        offset += len(jobs) + 1
+    for t in trials:
+        if t.index not in indices:
+            continue
+        frame = items.iloc[indices[t.index]]
+        if len(frame) > MAX_POINTS:
+            keep = np.random.default_rng(0).choice(len(frame), MAX_POINTS, replace=False)
+            frame = frame.iloc[np.sort(keep)]
+        lanes = int(frame["lane"].max()) + 1
+        xs.append(frame["end_s"].to_numpy(np.float64))
+        ys.append(frame["lane"].to_numpy(np.int32) + offset)
+        names = lane_labels(frame, lanes)
+        step = 1 if lanes <= 16 else math.ceil(lanes / 8)
+        labels.update({offset + i: f"{t.executor} ×{t.workers} · {names[i]}"
+                       for i in range(0, lanes, step)})
+        offset += lanes + 1
+    if not xs:
+        return []
     rows = offset - 1
-    end = max(float(melted["value"].max()) * 1.02, 1e-6)
-    fig = figure(height=70 + 18 * min(rows, 80), x_range=Range1d(0.0, end, bounds=(0.0, None)),
+    end = max(float(max(x.max() for x in xs)) * 1.02, 1e-6)
+    fig = figure(height=90 + 18 * min(rows, 80), x_range=Range1d(0.0, end, bounds=(0.0, None)),
                  y_range=Range1d(rows - 0.5, -0.5), tools=TOOLS, active_scroll="xwheel_zoom",
                  output_backend=_backend(sum(len(x) for x in xs)),
-                 sizing_mode="stretch_width", name="scatter",
-                 title="The notebook's view: each item's finish time per job")
-    fig.toolbar.logo = None
+                 sizing_mode="stretch_width", name="scatter", toolbar_location=TOOLBAR)
+    fig.toolbar.logo = "grey"  # without a logo, bokeh 3.9 folds the last tool into "⋮"
     fig.scatter(x=np.concatenate(xs), y=np.concatenate(ys), size=5, alpha=0.7,
                 color=OKABE_ITO[0], name="finish-times")
-    fig.xaxis.axis_label = "Finish time since the type's first item started [s]"
-    fig.yaxis.axis_label = "Job"
+    fig.xaxis.axis_label = TIME_AXIS
+    fig.yaxis.axis_label = "Worker"
     fig.yaxis.ticker = sorted(labels)
     fig.yaxis.major_label_overrides = labels
     fig.ygrid.grid_line_color = None
     return ["<h2>The notebook's view</h2><p class='note'>The original notebook's picture: "
-            "each item's finish time per job, counted from the type's first item start (a "
-            "sample of at most " + f"{MAX_POINTS:,}" + " items per type).</p>", fig]
+            "each item's finish time per worker, for the configurations of the timelines "
+            "(a sample of at most " + f"{MAX_POINTS:,}" + " items each).</p>", fig]
 
 
 # --- scaling -----------------------------------------------------------------------------------
 def _scaling_view(result: Result) -> list[Any]:
+    """Speedup against workers per executor, with the 95% interval of each point as whiskers,
+    the ideal line and each Amdahl fit that explains the points; the legend beside the chart,
+    not over its points."""
     table = result.scaling
     if not len(table):
         return []
     cores = result.cores
-    top = max(float(np.nanmax(table["speedup"].to_numpy())), float(cores)) * 1.1
+    errors = speedup_errors(table)
+    speedup = table["speedup"].to_numpy(np.float64)
+    upper = speedup + (errors[1] if errors is not None else 0.0)
+    top = max(float(np.nanmax(upper)), float(cores)) * 1.1
     workers = sorted(table["workers"].unique().tolist())
-    fig = figure(height=380, x_axis_type="log", tools="pan,wheel_zoom,reset,save",
-                 sizing_mode="stretch_width", title="Speedup against workers",
-                 y_range=Range1d(0, top), name="scaling")
-    fig.toolbar.logo = None
+    fig = figure(height=400, x_axis_type="log", tools="pan,wheel_zoom,reset,save",
+                 sizing_mode="stretch_width", y_range=Range1d(0, top), name="scaling",
+                 toolbar_location=TOOLBAR)
+    fig.toolbar.logo = "grey"  # without a logo, bokeh 3.9 folds the last tool into "⋮"
     fig.xaxis.axis_label = "Workers"
     fig.yaxis.axis_label = "Speedup vs serial [×]"
     fig.xaxis.ticker = workers
     grid = np.unique(np.geomspace(1, max(workers), 60))
-    fig.line(grid, np.minimum(grid, cores), line_color="#777777", line_dash="dotted",
-             line_width=2, legend_label=f"ideal (≤ {cores} cores)")
+    entries = [(f"ideal (≤ {cores} cores)",
+                [fig.line(grid, np.minimum(grid, cores), line_color="#777777",
+                          line_dash="dotted", line_width=2)])]
     for i, (name, series) in enumerate(table.groupby("executor", sort=False)):
         if name == "serial":
             continue
         color = OKABE_ITO[i % len(OKABE_ITO)]
         series = series.sort_values("workers")
-        fig.line(series["workers"], series["speedup"], line_color=color, line_width=2,
-                 legend_label=str(name))
-        fig.scatter(series["workers"], series["speedup"], color=color, size=8,
-                    legend_label=str(name))
+        renderers = [fig.line(series["workers"], series["speedup"], line_color=color,
+                              line_width=2),
+                     fig.scatter(series["workers"], series["speedup"], color=color, size=8)]
+        bars = speedup_errors(series)
+        if bars is not None:
+            values = series["speedup"].to_numpy(np.float64)
+            source = ColumnDataSource({"x": series["workers"].to_numpy(np.float64),
+                                       "lower": values - bars[0], "upper": values + bars[1]})
+            whisker = Whisker(base="x", lower="lower", upper="upper", source=source,
+                              line_color=color, name=f"interval-{name}")
+            whisker.upper_head.line_color = whisker.lower_head.line_color = color
+            fig.add_layout(whisker)
+        entries.append((str(name), renderers))
         fit = result.amdahl.get(name)
         if fit is not None and fit.explains:
-            fig.line(grid, fit.speedup(grid, cores), line_color=color, line_dash="dashed",
-                     legend_label=f"{name}: Amdahl f = {fit.serial_fraction:.2f}")
-    fig.legend.location = "top_left"
-    fig.legend.click_policy = "hide"
+            entries.append((f"{name}: Amdahl f = {fit.serial_fraction:.2f}", [fig.line(
+                grid, fit.speedup(grid, cores), line_color=color, line_dash="dashed")]))
+    fig.add_layout(Legend(items=[LegendItem(label=label, renderers=renderers)
+                                 for label, renderers in entries],
+                          click_policy="hide", label_text_font_size="9pt"), "right")
     growth = [f"{name}: {duration(fit.fixed_s)} fixed + {duration(fit.per_item_s)} per item "
               f"({fit.points} item counts)" for name, fit in result.growth.items()
               if math.isfinite(fit.per_item_s) and fit.fixed_s >= 0]
-    text = ("<h2>Scaling</h2><p class='note'>Measured speedups (points), the ideal line "
-            "and Amdahl's law fitted per executor (dashed).</p>")
+    text = ("<h2>Scaling</h2><p class='note'>Speedup against workers: measured (points, with "
+            "their 95% intervals), the ideal line and Amdahl's law fitted per executor "
+            "(dashed). Click a legend entry to hide it.</p>")
     if growth:
         text_after = "<p>Wall time against the number of items:</p>" + _list(growth)
         return [text, fig, text_after]

@@ -166,7 +166,7 @@ def _draw_series(left: Axes, right: Axes, series: pd.DataFrame, color: Any, mark
     style: dict[str, Any] = {"color": color, "marker": marker, "markersize": 7,
                              "markeredgecolor": "white", "markeredgewidth": 0.8,
                              "linewidth": 1.8, "zorder": 3}
-    errors = _speedup_errors(series)
+    errors = speedup_errors(series)
     if errors is not None:
         handle = left.errorbar(p, speedup, yerr=errors, ecolor=color, elinewidth=1.0,
                                capsize=3, label=label, **style)
@@ -179,7 +179,7 @@ def _draw_series(left: Axes, right: Axes, series: pd.DataFrame, color: Any, mark
     return handle
 
 
-def _speedup_errors(series: pd.DataFrame) -> np.ndarray | None:
+def speedup_errors(series: pd.DataFrame) -> np.ndarray | None:
     """Error bars of the speedup, ``[below, above]``, from the wall time's interval, if any.
 
     Only this row's uncertainty: ``speedup × wall / wall_ci_hi`` to ``speedup × wall /
