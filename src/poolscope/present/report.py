@@ -641,7 +641,8 @@ def _notebook_view(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
     if not xs:
         return []
     rows = offset - 1
-    end = max(float(max(x.max() for x in xs)) * 1.02, 1e-6)
+    # The timelines' time span, so the same moment sits at the same place on both.
+    end = max(_x_end(trials), float(max(x.max() for x in xs)) * 1.02, 1e-6)
     fig = figure(height=90 + 18 * min(rows, 80), x_range=Range1d(0.0, end, bounds=(0.0, None)),
                  y_range=Range1d(rows - 0.5, -0.5), tools=TOOLS, active_scroll="xwheel_zoom",
                  output_backend=_backend(sum(len(x) for x in xs)),
