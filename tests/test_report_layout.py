@@ -55,6 +55,7 @@ def reports(tmp_path_factory):
     sweep = poolscope.sweep(wait, range(16), executors=["thread", "process"],
                             workers=[1, 2, 4, 8], repeat=3)
     run.report(folder / "run.html")
+    sweep.predict(cores=[4, 16])  # the report's prediction section is laid out too
     sweep.report(folder / "sweep.html")
     return {"run": (run, folder / "run.html"), "sweep": (sweep, folder / "sweep.html")}
 
@@ -240,3 +241,20 @@ def test_the_environment_reads_as_words_not_python(reports):
         assert not re.search(r"[\[\]{}]|\bNone\b|\bTrue\b|\bFalse\b", value), (name, value)
     text = path.read_text(encoding="utf-8")
     assert "<td>memory</td>" in text and "memory_bytes" not in text
+
+
+def test_a_prediction_is_drawn_with_its_bands_and_the_measured_points(browser, reports):
+    result, path = reports["sweep"]
+    page = OpenReport(browser, path)
+    try:
+        names = page.js("""() => __psModel('prediction').renderers.map((r) => r.name)""")
+        for executor in ("thread", "process"):
+            assert f"measured-{executor}" in names
+            for cores in (4, 16):
+                assert f"predicted-{executor}-{cores}" in names
+                assert f"band-{executor}-{cores}" in names
+        rows = page.page.locator("table.prediction tr")
+        assert rows.count() == 1 + len(result.predictions)
+        assert page.errors == []
+    finally:
+        page.close()

@@ -17,10 +17,12 @@ from poolscope.analysis.scaling import (
     AmdahlFit,
     fit_amdahl,
     fit_amdahl_per_executor,
+    fit_usl,
     item_count_growth,
     karp_flatt,
     scaling_json,
     scaling_table,
+    usl_speedup,
 )
 from poolscope.present.scaling_plot import plot_scaling
 
@@ -265,3 +267,20 @@ def test_plot_rejects_a_bad_path(tmp_path: Path):
         plot_scaling(table, {}, cores=8, path=tmp_path / "scaling.gif")
     with pytest.raises(UsageError, match="does not exist"):
         plot_scaling(table, {}, cores=8, path=tmp_path / "missing" / "scaling.png")
+
+
+@pytest.mark.parametrize(("sigma", "kappa"), [(0.05, 0.002), (0.2, 0.0), (0.01, 0.0005)])
+def test_the_universal_scalability_law_recovers_contention_and_coherency(sigma, kappa):
+    workers = [1, 2, 4, 8, 16, 32, 64]
+    fit = fit_usl(workers, usl_speedup(sigma, kappa, workers).tolist())
+    assert fit.sigma == pytest.approx(sigma, rel=0.05, abs=1e-4)
+    assert fit.kappa == pytest.approx(kappa, rel=0.05, abs=1e-6)
+    if kappa:
+        assert fit.peak_workers == pytest.approx(math.sqrt((1 - sigma) / kappa), rel=0.05)
+    else:
+        assert math.isinf(fit.peak_workers)
+    assert fit.r_squared > 0.999
+
+
+def test_the_universal_scalability_law_needs_three_worker_counts():
+    assert not fit_usl([1, 2, 2], [1.0, 1.9, 1.8]).ok

@@ -345,7 +345,8 @@ class _Server:
         elif kind == "preflight":  # the first items, before any trial (preflight.py)
             from poolscope.preflight import try_items
 
-            self.pipe.send(("preflighted", try_items(self.fn, message[1])))
+            budget = message[2] if len(message) > 2 else None
+            self.pipe.send(("preflighted", try_items(self.fn, message[1], budget_s=budget)))
 
     def start(self, trial: dict[str, Any]) -> None:
         from poolscope.backends import get_backend

@@ -27,6 +27,7 @@ from .options import (
     check_outputs,
     check_report,
     parse_chunksize,
+    parse_counts,
     parse_initargs,
     parse_repeat,
     parse_size,
@@ -100,6 +101,11 @@ NativeThreadsOpt = Annotated[int | None, typer.Option(
          "threadpoolctl [default: the libraries' own, often one per core].")]
 ChunksizeOpt = Annotated[str, typer.Option(
     "--chunksize", help="Items per task: N, 'auto' (about four chunks per worker), or a list.")]
+PredictCoresOpt = Annotated[str | None, typer.Option(
+    "--predict-cores", metavar="N[,N…]",
+    help="Also predict each executor on machines with these core counts (of this machine's "
+         "per-core speed): wall time, interval, speedup and the bottleneck (see `poolscope "
+         "predict`).")]
 JsonOpt = Annotated[str | None, typer.Option(
     "--json", help="Write the result as JSON (schema poolscope/1); '-' for stdout.")]
 CsvOpt = Annotated[Path | None, typer.Option("--csv", help="Write one row per item as CSV.")]
@@ -168,6 +174,21 @@ def _print_result(result: Any, console: Console, format_: str, verbose: bool = F
 
         full = verbose or not short
         for part in render_result(result, verbose, code=full, reasons=full, hint=True):
+            console.print(part)
+
+
+def _predict(result: Any, console: Console, cores: str | None, format_: str = "table",
+             workers: list[int] | None = None, executors: list[str] | None = None) -> None:
+    """``--predict-cores``: predict, keep the answers for the outputs, print them."""
+    if not cores:
+        return
+    from .present.terminal import prediction_view
+
+    result.predict(parse_counts(cores, "--predict-cores" if workers is None else "--cores"),
+                   workers=workers, executors=executors)
+    if format_ == "table":
+        console.print()
+        for part in prediction_view(result):
             console.print(part)
 
 
@@ -324,6 +345,7 @@ def run(
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
     scheduler: SchedulerOpt = None,
+    predict_cores: PredictCoresOpt = None,
 ) -> None:
     """Run TARGET over its items under each executor and compare them."""
     from .api import run_workload
@@ -334,6 +356,7 @@ def run(
     if items is not None and items < 1:
         raise UsageError(f"--items must be at least 1, got {items}")
     check_outputs(json_path, csv, plot, report, trace, format_)
+    parse_counts(predict_cores, "--predict-cores")  # bad counts fail before the run
     source = load_items_file(items_from) if items_from is not None else items
     workload = _workload(target, source, size, star, initializer, initargs)
     console = _consoles(json_path, format_)
@@ -348,6 +371,7 @@ def run(
                           max_memory=parse_size(max_memory, "--max-memory"),
                           isolate=isolate, native_threads=check_native_threads(native_threads))
     _print_result(result, console, format_, verbose)
+    _predict(result, console, predict_cores, format_)
     unwritten = _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store, unwritten)
 
@@ -418,6 +442,7 @@ def sweep(
     store: StoreOpt = None,
     no_store: NoStoreOpt = False,
     scheduler: SchedulerOpt = None,
+    predict_cores: PredictCoresOpt = None,
 ) -> None:
     """Scale TARGET over worker counts (and chunksizes, item counts): speedup, efficiency,
     Amdahl's serial fraction, Karp–Flatt."""
@@ -430,6 +455,7 @@ def sweep(
     if counts is not None and min(counts) < 1:
         raise UsageError(f"--items must be at least 1, got {min(counts)}")
     check_outputs(json_path, csv, plot, report, trace, format_)
+    parse_counts(predict_cores, "--predict-cores")  # bad counts fail before the run
     source = load_items_file(items_from) if items_from is not None else (
         max(counts) if counts else None)
     workload = _workload(target, source, size, star, initializer, initargs)
@@ -446,6 +472,7 @@ def sweep(
                             isolate=isolate,
                             native_threads=check_native_threads(native_threads))
     _print_result(result, console, format_, verbose)
+    _predict(result, console, predict_cores, format_)
     unwritten = _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:
         try:
@@ -880,6 +907,57 @@ def show(
     _print_result(result, console, format_, verbose)
     if json_path:
         _write("JSON", json_path, result.write_json)
+
+
+@app.command()
+def predict(
+    run_ref: Annotated[str, typer.Argument(
+        metavar="RUN", help="A run id, a unique prefix of one, latest or latest~N.")],
+    cores: Annotated[str, typer.Option(
+        "--cores", metavar="N[,N…]", help="Core counts of the machines to predict for.")],
+    workers: Annotated[str | None, typer.Option(
+        "--workers", "-w", help="Worker counts to predict [default: those measured, powers of "
+                                "two and one per core].")] = None,
+    executors: Annotated[str | None, typer.Option(
+        "--executors", "-e", help="Comma-separated executors of the run [default: all but "
+                                  "serial].")] = None,
+    json_path: JsonOpt = None,
+    plot: Annotated[Path | None, typer.Option(
+        "--plot", help="Draw the predicted speedups with their intervals and the measured "
+                       "ones (.png, .svg or .pdf).")] = None,
+    report: ReportOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Predict a stored run's executors on machines with more (or fewer) cores: wall time,
+    95% interval, speedup over serial and the bottleneck, from the parts the run measured."""
+    check_outputs(json_path, None, plot, report, None, "table")
+    counts = parse_counts(cores, "--cores") or []
+    counts_of_workers = parse_counts(workers, "--workers")
+    with _read_store(store) as runs:
+        result = runs.load(run_ref)
+    measured = [name for name in dict.fromkeys(result.summary["executor"]) if name != "serial"]
+    names = [name.strip() for name in executors.split(",") if name.strip()] if executors else (
+        measured)
+    unknown = [name for name in names if name not in measured]
+    if unknown or not names:
+        raise UsageError(f"run {result.run_id} measured no {', '.join(unknown) or 'executor'} "
+                         f"to predict; it has {', '.join(measured) or 'serial only'}")
+    console = _consoles(json_path, "table")
+    console.print(f"run {result.run_id}: {result.target}, {result.n_items:,} items, measured on "
+                  f"{result.cores} core{'s' * (result.cores != 1)}")
+    _predict(result, console, ",".join(map(str, counts)), "table", counts_of_workers or None,
+             names)
+    if not result.predictions:
+        raise UsageError(f"run {result.run_id} has no finished items to predict from")
+    if json_path:
+        _write("JSON", json_path,
+               lambda path: result.write_json(_stdout() if path == "-" else path))
+    if plot:
+        _write("plot", plot, result.plot_prediction)
+        console.print(f"plot written to {plot}")
+    if report:
+        _write("report", report, result.report)
+        console.print(f"report written to {report}")
 
 
 @app.command(name="compare")

@@ -30,6 +30,14 @@ def parse_workers(text: str | None, option: str = "--workers") -> list[int] | No
     return values
 
 
+def parse_counts(text: str | None, option: str) -> list[int] | None:
+    """A comma-separated list of whole numbers of at least 1 (cores, workers)."""
+    values = parse_workers(text, option)
+    if values is not None and (not values or min(values) < 1):
+        raise UsageError(f"{option}: counts must be at least 1, got {text}")
+    return values
+
+
 def parse_chunksize(text: str) -> list[int | str]:
     sizes: list[int | str] = []
     for part in text.split(","):

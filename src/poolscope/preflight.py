@@ -18,7 +18,9 @@ If every preflight item raises (or ends its process: ``os._exit``, a segfault), 
 user's frames only; the CLI prints them and exits 1, and nothing is stored (nothing was
 measured). An item still running after PREFLIGHT_TIMEOUT_S is no verdict: the preflight gives up
 and the trials go on (their own ``--timeout`` handles hangs). Preflight calls are never
-measurements: no record of them reaches the trials.
+measurements: no record of them reaches the trials. The item that returns is also watched for
+how much of its CPU holds the GIL (``gil_watch``): the run keeps it as ``preflight["gil"]``,
+which predictions for other core counts read.
 
 ``try_items`` runs in the child too, under any supported Python: the standard library only.
 """
@@ -26,6 +28,7 @@ measurements: no record of them reaches the trials.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -80,11 +83,19 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
 
 
 def try_items(fn: Callable[[Any], Any], items: Sequence[Any],
-              keep: list[BaseException] | None = None) -> list[dict[str, Any]]:
+              keep: list[BaseException] | None = None,
+              budget_s: float | None = None) -> list[dict[str, Any]]:
     """Call ``fn`` on each item in turn until one returns: per item, whether it did, and if
-    not the exception's kind, message and user traceback (``keep`` collects the exceptions)."""
+    not the exception's kind, message and user traceback (``keep`` collects the exceptions).
+    The one that returns is watched for the GIL when ``budget_s`` (from the start) leaves
+    time for it."""
+    from .gil_watch import MIN_WATCH_S, watch_calls
+
+    started = time.perf_counter()
+
     outcomes: list[dict[str, Any]] = []
     for item in items:
+        began = time.perf_counter()
         try:
             _call(fn, item)
         except (Exception, SystemExit, KeyboardInterrupt) as exc:  # the item's failure,
@@ -96,7 +107,12 @@ def try_items(fn: Callable[[Any], Any], items: Sequence[Any],
             if keep is not None:
                 keep.append(exc)
             continue
-        outcomes.append({"ok": True})
+        # The item returns: how much of its CPU holds the GIL (gil_watch.py), for predictions.
+        took = time.perf_counter() - began
+        left = math.inf if budget_s is None else budget_s - (time.perf_counter() - started)
+        gil = (watch_calls(lambda item=item: _call(fn, item), took)
+               if 2 * (took + MIN_WATCH_S) < left else None)
+        outcomes.append({"ok": True, **({"gil": gil} if gil else {})})
         break
     return outcomes
 
@@ -114,7 +130,7 @@ def _here(fn: Callable[[Any], Any], items: Sequence[Any], timeout_s: float,
 
     def run() -> None:
         with contextlib.suppress(_PreflightTimeout):  # given up on: no verdict
-            outcomes.extend(try_items(fn, items, kept))
+            outcomes.extend(try_items(fn, items, kept, timeout_s))
 
     thread = threading.Thread(target=run, name="poolscope-preflight", daemon=True)
     thread.start()
@@ -198,6 +214,8 @@ def preflight(fn: Callable[[Any], Any], items: Sequence[Any], names: Sequence[st
               "items": len(outcomes or []) + bool(died), "timed_out": outcomes is None,
               "passed": bool(outcomes) and outcomes[-1]["ok"],
               "seconds": round(time.perf_counter() - began, 4)}
+    if outcomes and outcomes[-1].get("gil"):
+        report["gil"] = outcomes[-1]["gil"]
     if died or (outcomes and not report["passed"]):
         raise _error(outcomes or [], died, report["where"], kept)
     return report

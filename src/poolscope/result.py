@@ -22,11 +22,14 @@ from .analysis.classify import Classification, classify
 from .analysis.costs import COST_PARTS, cost_model
 from .analysis.metrics import outlier_flags, summarize
 from .analysis.noise import noise_warnings
+from .analysis.predict import ASSUMPTIONS, Prediction, predict
 from .analysis.recommend import Recommendation, recommend, trial_failures, workload_findings
 from .analysis.scaling import (
     AmdahlFit,
     GrowthFit,
+    USLFit,
     fit_amdahl_per_executor,
+    fit_usl_per_executor,
     scaling_json,
     scaling_table,
 )
@@ -54,6 +57,8 @@ class Result:
     transfer: TransferSample | None = None
     growth: dict[str, GrowthFit] = field(default_factory=dict)  # sweep: wall against item count
     started_at: str = ""
+    # The last predict() call's answers, which the JSON, the terminal and the report show.
+    predictions: list[Prediction] = field(default_factory=list)
 
     # --- frames ------------------------------------------------------------------------------
     @functools.cached_property
@@ -154,6 +159,11 @@ class Result:
         """Amdahl's law fitted per executor: the serial fraction and the speedup limit."""
         return fit_amdahl_per_executor(self.scaling, self.cores)
 
+    @functools.cached_property
+    def usl(self) -> dict[str, USLFit]:
+        """The Universal Scalability Law per executor (three worker counts or more)."""
+        return fit_usl_per_executor(self.scaling)
+
     def _sweep_json(self) -> dict[str, Any]:
         fits = {name: fit for name, fit in self.amdahl.items() if name != "serial"}
         rec = self.recommendation
@@ -164,7 +174,36 @@ class Result:
         amdahl["executor"] = main
         amdahl["per_executor"] = {name: fit.to_json() for name, fit in fits.items()}
         return {"scaling": scaling_json(self.scaling), "amdahl": amdahl,
+                "usl": {name: fit.to_json() for name, fit in self.usl.items()
+                        if name != "serial" and fit.ok},
                 "growth": {name: fit.to_json() for name, fit in self.growth.items()}}
+
+    def predict(self, cores: int | Sequence[int], workers: Sequence[int] | None = None,
+                executors: Sequence[str] | None = None) -> pd.DataFrame:
+        """Each executor × workers on machines with ``cores`` cores of this one's per-core
+        speed: predicted wall time with its 95% interval, speedup over serial, and the
+        bottleneck that sets the limit (analysis/predict.py says how). Workers default to the
+        counts measured, the powers of two up to the cores and one per core. The answers are
+        kept for the JSON, the report and ``plot_prediction``."""
+        counts = [cores] if isinstance(cores, int) else list(cores)
+        if not counts or any(int(c) < 1 for c in counts):
+            raise ValueError("cores must be whole numbers of at least 1")
+        self.predictions = predict(self, [int(c) for c in counts], workers, executors)
+        frame = pd.DataFrame([{
+            "executor": p.executor, "workers": p.workers, "cores": p.cores,
+            "chunksize": p.chunksize, "wall_s": p.wall_s, "wall_ci_lo": p.wall_ci[0],
+            "wall_ci_hi": p.wall_ci[1], "speedup": p.speedup, "speedup_ci_lo": p.speedup_ci[0],
+            "speedup_ci_hi": p.speedup_ci[1], "bottleneck": p.bottleneck,
+            "calibration": p.calibration} for p in self.predictions])
+        frame.attrs["assumptions"] = ASSUMPTIONS
+        return frame
+
+    def plot_prediction(self, path: str | Path | None = None) -> Any:
+        """The last ``predict``'s speedups against workers, with their intervals as bands and
+        the speedups measured here as points."""
+        from .present.prediction_plot import plot_prediction
+
+        return plot_prediction(self, path)
 
     def plot_scaling(self, path: str | Path | None = None) -> Any:
         """Speedup and efficiency against workers, the ideal line and the Amdahl curves."""
@@ -247,6 +286,8 @@ class Result:
             "options": {k: v for k, v in self.options.items()
                         if k not in ("caveats", "findings")},
             **sweep,
+            **({"prediction": [p.to_json() for p in self.predictions],
+                "prediction_assumptions": ASSUMPTIONS} if self.predictions else {}),
         }
 
     def write_json(self, path: str | Path | Any) -> None:

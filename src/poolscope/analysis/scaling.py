@@ -42,13 +42,17 @@ __all__ = [
     "TABLE_COLUMNS",
     "AmdahlFit",
     "GrowthFit",
+    "USLFit",
     "amdahl_speedup",
     "fit_amdahl",
     "fit_amdahl_per_executor",
+    "fit_usl",
+    "fit_usl_per_executor",
     "item_count_growth",
     "karp_flatt",
     "scaling_json",
     "scaling_table",
+    "usl_speedup",
 ]
 
 TABLE_COLUMNS = [
@@ -249,6 +253,86 @@ def fit_amdahl_per_executor(table: pd.DataFrame, cores: int | None = None) -> di
     for executor, group in table.groupby("executor", sort=False):
         best = group.groupby("workers", sort=True)["speedup"].max()
         fits[str(executor)] = fit_amdahl(best.index.to_list(), best.to_list(), cores)
+    return fits
+
+
+# --- the Universal Scalability Law ----------------------------------------------------------------
+@dataclass(frozen=True)
+class USLFit:
+    """Gunther's Universal Scalability Law fitted to measured speedups:
+    ``S(p) = p / (1 + σ (p − 1) + κ p (p − 1))``.
+
+    ``sigma`` (σ) is contention — the share that waits in turn, as Amdahl's serial part — and
+    ``kappa`` (κ) coherency — a cost that grows with every pair of workers, which makes the curve
+    fall after its peak at ``peak_workers = √((1 − σ) / κ)`` (infinite when κ is 0). NaN
+    coefficients when fewer than three distinct worker counts were measured.
+    """
+
+    sigma: float
+    kappa: float
+    r_squared: float
+    points: int
+
+    @property
+    def ok(self) -> bool:
+        return math.isfinite(self.sigma) and math.isfinite(self.kappa)
+
+    @property
+    def peak_workers(self) -> float:
+        if not self.ok:
+            return math.nan
+        return math.inf if self.kappa == 0 else math.sqrt(max(0.0, 1 - self.sigma) / self.kappa)
+
+    def speedup(self, workers: Sequence[float] | np.ndarray) -> np.ndarray:
+        return usl_speedup(self.sigma, self.kappa, workers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sigma": json_number(self.sigma), "kappa": json_number(self.kappa),
+                "peak_workers": json_number(self.peak_workers),
+                "r_squared": json_number(self.r_squared), "points": int(self.points)}
+
+
+def usl_speedup(sigma: float, kappa: float, workers: Sequence[float] | np.ndarray) -> np.ndarray:
+    p = np.asarray(workers, dtype=np.float64)
+    return p / (1.0 + sigma * (p - 1.0) + kappa * p * (p - 1.0))
+
+
+_USL_SIGMAS = np.linspace(0.0, 1.0, 401)
+_USL_KAPPAS = np.concatenate(([0.0], np.logspace(-7, 0, 281)))
+
+
+def fit_usl(workers: Sequence[int], speedups: Sequence[float]) -> USLFit:
+    """Least squares over σ in [0, 1] and κ in [0, 1], on a grid fine enough for three
+    significant digits of the curve, then refined around its best cell. Every worker count
+    measured is used: the law describes the loss past the cores as contention and coherency."""
+    p = np.asarray(workers, dtype=np.float64)
+    s = np.asarray(speedups, dtype=np.float64)
+    use = np.isfinite(p) & np.isfinite(s) & (s > 0) & (p >= 1)
+    p, s = p[use], s[use]
+    if len(np.unique(p)) < 3:
+        return USLFit(math.nan, math.nan, math.nan, len(p))
+    sigmas, kappas = _USL_SIGMAS, _USL_KAPPAS
+    for _ in range(3):
+        sg, kg = np.meshgrid(sigmas, kappas, indexing="ij")
+        model = p / (1.0 + sg[..., None] * (p - 1.0) + kg[..., None] * p * (p - 1.0))
+        cost = np.sum((model - s) ** 2, axis=-1)
+        i, j = np.unravel_index(int(np.argmin(cost)), cost.shape)
+        sigma, kappa = float(sigmas[i]), float(kappas[j])
+        sigmas = np.clip(np.linspace(sigmas[max(i - 1, 0)], sigmas[min(i + 1, len(sigmas) - 1)],
+                                     41), 0.0, 1.0)
+        kappas = np.clip(np.linspace(kappas[max(j - 1, 0)], kappas[min(j + 1, len(kappas) - 1)],
+                                     41), 0.0, 1.0)
+    residual = float(np.sum((usl_speedup(sigma, kappa, p) - s) ** 2))
+    total = float(np.sum((s - s.mean()) ** 2))
+    return USLFit(sigma, kappa, 1.0 - residual / total if total > 0 else math.nan, len(p))
+
+
+def fit_usl_per_executor(table: pd.DataFrame) -> dict[str, USLFit]:
+    """``fit_usl`` per executor of a ``scaling_table`` (each worker count's best speedup)."""
+    fits: dict[str, USLFit] = {}
+    for executor, group in table.groupby("executor", sort=False):
+        best = group.groupby("workers", sort=True)["speedup"].max()
+        fits[str(executor)] = fit_usl(best.index.to_list(), best.to_list())
     return fits
 
 

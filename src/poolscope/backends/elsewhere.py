@@ -649,7 +649,7 @@ class ElsewhereBackend(Backend):
         if self._failure is not None:
             raise self._failure
         self._busy = True  # until it answers: close() then stops it instead (Ctrl-C)
-        self._send(("preflight", list(items)))
+        self._send(("preflight", list(items), timeout_s))
         try:
             answer = list(self._expect("preflighted", timeout_s)[1])
             self._busy = False

@@ -121,7 +121,10 @@ def build_report(result: Result) -> list[str | Model | Choices]:
     parts: list[str | Model | Choices] = [_header(result), _recommendation(result)]
     if result.options.get("sweep"):
         parts.extend(_scaling_view(result))  # a sweep's answer is its curve: first
-    parts += [_code(result), _summary_table(result), _cost_table(result)]
+    parts += [_code(result), _summary_table(result)]
+    if result.predictions:
+        parts.extend(_prediction_view(result))
+    parts.append(_cost_table(result))
     if trials:
         some = (f" Shown: {len(shown)} of the {len(trials)} configurations (serial, the "
                 "recommended one and each executor's fastest); choose another below."
@@ -720,3 +723,64 @@ def _scaling_view(result: Result) -> list[Any]:
         text_after = "<p>Wall time against the number of items:</p>" + _list(growth)
         return [text, fig, text_after]
     return [text, fig]
+
+
+# --- prediction --------------------------------------------------------------------------------
+def _prediction_view(result: Result) -> list[Any]:
+    """The last ``predict``: a chart of predicted speedups (bands: 95% intervals) with the ones
+    measured here as hollow points, and the table with each bottleneck."""
+    from ..analysis.predict import ASSUMPTIONS
+
+    predictions = result.predictions
+    counts = sorted({p.cores for p in predictions})
+    executors = list(dict.fromkeys(p.executor for p in predictions))
+    workers = sorted({p.workers for p in predictions} | set(result.summary["workers"].tolist()))
+    top = max([p.speedup_ci[1] for p in predictions if math.isfinite(p.speedup_ci[1])]
+              + [p.speedup for p in predictions if math.isfinite(p.speedup)] + [1.0]) * 1.1
+    fig = figure(height=380, x_axis_type="log", tools="pan,wheel_zoom,reset,save",
+                 sizing_mode="stretch_width", y_range=Range1d(0, top), name="prediction",
+                 toolbar_location=TOOLBAR)
+    fig.toolbar.logo = "grey"  # without a logo, bokeh 3.9 folds the last tool into "⋮"
+    fig.xaxis.axis_label = "Workers"
+    fig.yaxis.axis_label = "Speedup vs serial [×]"
+    fig.xaxis.ticker = workers
+    entries = []
+    dashes = ["solid", "dashed", "dotdash", "dotted"]
+    for i, name in enumerate(executors):
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        for j, cores in enumerate(counts):
+            rows = sorted((p for p in predictions if p.executor == name and p.cores == cores),
+                          key=lambda p: p.workers)
+            x = [p.workers for p in rows]
+            renderers = [fig.line(x, [p.speedup for p in rows], line_color=color, line_width=2,
+                                  line_dash=dashes[j % len(dashes)],
+                                  name=f"predicted-{name}-{cores}")]
+            lo = [p.speedup_ci[0] for p in rows]
+            hi = [p.speedup_ci[1] for p in rows]
+            if all(math.isfinite(v) for v in lo + hi):
+                renderers.append(fig.varea(x=x, y1=lo, y2=hi, fill_color=color, fill_alpha=0.15,
+                                           name=f"band-{name}-{cores}"))
+            entries.append((f"{name} on {cores} cores", renderers))
+        here = result.summary[result.summary["executor"] == name]
+        entries.append((f"{name}, measured on {result.cores}", [fig.scatter(
+            here["workers"].tolist(), here["speedup"].tolist(), size=9, fill_color=None,
+            line_color=color, line_width=2, name=f"measured-{name}")]))
+    fig.add_layout(Legend(items=[LegendItem(label=label, renderers=renderers)
+                                 for label, renderers in entries],
+                          click_policy="hide", label_text_font_size="9pt"), "right")
+    rows = "".join(
+        f"<tr><td>{_e(p.executor)} ×{p.workers}</td><td>{p.cores}</td>"
+        f"<td>{duration(p.wall_s)}</td>"
+        + ("<td>–</td>" if not math.isfinite(p.wall_ci[0]) else
+           f"<td class='range'><span>{duration(p.wall_ci[0])} –</span> "
+           f"<span>{duration(p.wall_ci[1])}</span></td>")
+        + f"<td>{ratio(p.speedup, '×')}</td><td class='words'>{_e(p.bottleneck)}</td></tr>"
+        for p in predictions)
+    text = (f"<h2>Prediction</h2><p class='note'>Each executor on {', '.join(map(str, counts))} "
+            f"cores, from the parts this run measured on {result.cores}: lines and bands "
+            "(95% intervals) predicted, hollow points measured here. Assumes "
+            f"{_e(ASSUMPTIONS)}.</p>")
+    table = ("<table class='prediction'><tr><th>executor × workers</th><th>cores</th>"
+             "<th>wall</th><th>95% interval</th><th>speed&shy;up</th><th>bottleneck</th></tr>"
+             + rows + "</table>")
+    return [text, fig, table]

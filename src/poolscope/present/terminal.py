@@ -17,8 +17,8 @@ from ..analysis.stats import Comparison
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["code_view", "cost_table", "markdown_summary", "render_result", "scaling_view",
-           "summary_table"]
+__all__ = ["code_view", "cost_table", "markdown_summary", "prediction_view", "render_result",
+           "scaling_view", "summary_table"]
 
 
 def _table(title: str) -> Table:
@@ -306,6 +306,14 @@ def scaling_view(result: Result) -> Iterator[Any]:
                  else f"at most {fit.max_speedup:.1f}× on any number of cores")
         yield Text(f"Amdahl fit, {name}: serial fraction {fit.serial_fraction:.3f} → "
                    f"{limit} ({fit.points} points{r2})")
+    for name, usl in result.usl.items():
+        if name == "serial" or not usl.ok:
+            continue
+        peak = ("no peak" if math.isinf(usl.peak_workers)
+                else f"peak at {usl.peak_workers:.0f} workers")
+        r2 = "" if math.isnan(usl.r_squared) else f", r² {usl.r_squared:.2f}"
+        yield Text(f"USL fit, {name}: contention σ {usl.sigma:.3f}, coherency κ "
+                   f"{usl.kappa:.2g} → {peak} ({usl.points} points{r2})")
     for name, growth in result.growth.items():
         fixed = (f"{duration(growth.fixed_s)} fixed" if growth.fixed_s >= 0
                  else "a fixed cost below the noise")
@@ -313,6 +321,31 @@ def scaling_view(result: Result) -> Iterator[Any]:
         r2 += f", {growth.points} item counts)" if r2 else ""
         yield Text(f"growth with items, {name}: {fixed} + {duration(growth.per_item_s)} per "
                    f"item{r2}")
+
+
+def prediction_view(result: Result) -> Iterator[Any]:
+    """The last ``result.predict`` as a table per core count, with the model's assumptions."""
+    from ..analysis.predict import ASSUMPTIONS
+
+    by_cores: dict[int, list[Any]] = {}
+    for p in result.predictions:
+        by_cores.setdefault(p.cores, []).append(p)
+    for cores, rows in by_cores.items():
+        table = _table(f"predicted on {cores} core{'s' * (cores != 1)} (measured on "
+                       f"{result.cores})")
+        table.add_column("executor × workers", no_wrap=True)
+        for header in ("wall", "95% interval", "speedup"):
+            table.add_column(header, justify="right", no_wrap=True)
+        table.add_column("bottleneck", ratio=1)
+        for p in rows:
+            interval = ("" if math.isnan(p.wall_ci[0]) else
+                        f"{duration(p.wall_ci[0])}–{duration(p.wall_ci[1])}")
+            table.add_row(f"{p.executor} ×{p.workers}", duration(p.wall_s), interval,
+                          ratio(p.speedup, "×"), p.bottleneck)
+        yield table
+    if result.predictions:
+        yield caption("speedup: against serial's measured wall time; the interval: the nearest "
+                      "measured configuration's, carried over; assumes " + ASSUMPTIONS)
 
 
 def cost_table(result: Result) -> Table:
