@@ -2,16 +2,21 @@
 two, then measured on two.
 
 For each workload — the built-ins and the truth suite's — and for the thread and process
-executors, this script:
+executors, this script, in ``--rounds`` interleaved rounds (the VM's speed drifts between
+seconds, so one measurement of each would compare two machines):
 
 1. restricts itself to one core (``os.sched_setaffinity``: every worker it starts inherits it)
    and runs ``serial``, ``thread`` and ``process`` with 1 and 2 workers through poolscope's API;
 2. predicts ``thread ×2`` and ``process ×2`` on 2 cores from that run (``Result.predict``);
 3. allows both cores and measures the same configurations, in the same process;
-4. prints predicted and measured wall times and the error, predicted ÷ measured − 1.
+
+and prints the medians over the rounds of the predicted and the measured wall times, and the
+error, predicted ÷ measured − 1. ``payload`` is predicted for processes only: its threads
+trial (``len`` of a buffer in shared memory) lasts about a millisecond, pool start-up alone.
 
 Goal (issue 17): median absolute error at most 15%, none over 30%. Run:
-``python benchmarks/bench_predict.py [--quick] [--workloads a,b] [--repeat N] [--markdown]``.
+``python benchmarks/bench_predict.py [--quick] [--workloads a,b] [--repeat N] [--rounds N]
+[--markdown]``.
 Needs two usable cores.
 """
 
@@ -44,14 +49,16 @@ class Case:
     make: Callable[[int], tuple[Callable[[Any], Any], Sequence[Any]]]  # count -> fn, items
     items: int
     quick_items: int
+    executors: tuple[str, ...] = EXECUTORS
 
 
-def builtin(name: str, items: int, quick: int, size: int | None = None) -> Case:
+def builtin(name: str, items: int, quick: int, size: int | None = None,
+            executors: tuple[str, ...] = EXECUTORS) -> Case:
     def make(count: int) -> tuple[Callable[[Any], Any], Sequence[Any]]:
         workload = BUILTIN_WORKLOADS[name].workload(count, size)
         return workload.fn, list(workload.items)
 
-    return Case(name, make, items, quick)
+    return Case(name, make, items, quick, executors)
 
 
 def truth(name: str, items: int, quick: int) -> Case:
@@ -65,7 +72,7 @@ CASES = (
     builtin("hash", 24, 8),
     builtin("json", 24, 8),
     builtin("tiny", 20_000, 4_000),
-    builtin("payload", 16, 6),
+    builtin("payload", 16, 6, executors=("process",)),
     truth("numpy_matmul", 12, 4),
     truth("py_compute", 16, 6),
     truth("zlib_compress", 16, 6),
@@ -102,22 +109,27 @@ def wall(result: poolscope.Result, executor: str, workers: int) -> float:
     return float(row["wall_s"].iloc[0])
 
 
-def run_case(case: Case, count: int, repeat: int, both: set[int]) -> list[Row]:
+def run_case(case: Case, count: int, repeat: int, rounds: int, both: set[int]) -> list[Row]:
     fn, items = case.make(count)
-    one = {min(both)}
-    os.sched_setaffinity(0, one)
-    try:
-        narrow = measure(fn, items, [1, 2], repeat)
-    finally:
-        os.sched_setaffinity(0, both)
-    predicted = narrow.predict(cores=2, workers=[2])
-    wide = measure(fn, items, [2], repeat)
-    rows = []
-    for executor in EXECUTORS:
-        hit = predicted[(predicted["executor"] == executor) & (predicted["workers"] == 2)]
-        rows.append(Row(case.name, executor, float(hit["wall_s"].iloc[0]),
-                        wall(wide, executor, 2), str(hit["bottleneck"].iloc[0])))
-    return rows
+    predicted: dict[str, list[float]] = {name: [] for name in case.executors}
+    measured: dict[str, list[float]] = {name: [] for name in case.executors}
+    bottleneck: dict[str, str] = {}
+    for _ in range(rounds):
+        os.sched_setaffinity(0, {min(both)})
+        try:
+            narrow = measure(fn, items, [1, 2], repeat)
+        finally:
+            os.sched_setaffinity(0, both)
+        forecast = narrow.predict(cores=2, workers=[2], executors=list(case.executors))
+        wide = measure(fn, items, [2], repeat)
+        for executor in case.executors:
+            hit = forecast[(forecast["executor"] == executor) & (forecast["workers"] == 2)]
+            predicted[executor].append(float(hit["wall_s"].iloc[0]))
+            measured[executor].append(wall(wide, executor, 2))
+            bottleneck[executor] = str(hit["bottleneck"].iloc[0])
+    return [Row(case.name, executor, statistics.median(predicted[executor]),
+                statistics.median(measured[executor]), bottleneck[executor])
+            for executor in case.executors]
 
 
 def print_rows(rows: Sequence[Row], markdown: bool) -> None:
@@ -150,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer items per workload")
     parser.add_argument("--workloads", help="comma-separated names [default: all]")
-    parser.add_argument("--repeat", type=int, default=3, help="trials per configuration")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="trials per configuration in each measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of (1 core, predict, 2 cores)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     both = os.sched_getaffinity(0)
@@ -164,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if chosen is not None and case.name not in chosen:
             continue
         items = case.quick_items if args.quick else case.items
-        rows += run_case(case, items, args.repeat, both)
+        rows += run_case(case, items, args.repeat, args.rounds, both)
         console.print(f"{case.name}: " + ", ".join(
-            f"{r.executor} {r.error:+.0%}" for r in rows[-len(EXECUTORS):]), style="dim")
+            f"{r.executor} {r.error:+.0%}" for r in rows[-len(case.executors):]), style="dim")
     print_rows(rows, args.markdown)
     return 0
 

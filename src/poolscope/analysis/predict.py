@@ -71,7 +71,6 @@ class ItemParts:
     cpu_s: np.ndarray
     off_s: np.ndarray
     serial_wall_s: float
-    serial_ci: tuple[float, float]  # relative: lo / median, hi / median
 
     @property
     def cpu_share(self) -> float:
@@ -136,15 +135,9 @@ def item_parts(result: Result) -> ItemParts:
     per_item = source.groupby("item", sort=True)[["wall_s", "cpu_s"]].median()
     wall = per_item["wall_s"].to_numpy(np.float64)
     cpu = np.minimum(per_item["cpu_s"].to_numpy(np.float64), wall)
-    summary = result.summary
-    row = summary[summary["executor"] == "serial"]
-    if len(row):
-        median = float(row["wall_s"].iloc[0])
-        lo, hi = float(row["wall_ci_lo"].iloc[0]), float(row["wall_ci_hi"].iloc[0])
-    else:
-        median, lo, hi = float(wall.sum()), math.nan, math.nan
-    return ItemParts(cpu_s=cpu, off_s=np.maximum(wall - cpu, 0.0), serial_wall_s=median,
-                     serial_ci=_relative(median, lo, hi))
+    row = result.summary[result.summary["executor"] == "serial"]
+    serial_wall = float(row["wall_s"].iloc[0]) if len(row) else float(wall.sum())
+    return ItemParts(cpu_s=cpu, off_s=np.maximum(wall - cpu, 0.0), serial_wall_s=serial_wall)
 
 
 def executor_parts(result: Result, executor: str, items: ItemParts) -> ExecutorParts:
@@ -157,13 +150,11 @@ def executor_parts(result: Result, executor: str, items: ItemParts) -> ExecutorP
               else 0.0)
     measured = {}
     for row in summary.itertuples(index=False):
+        lo, hi = _relative(float(row.wall_s), float(row.wall_ci_lo), float(row.wall_ci_hi))
         measured[int(row.workers)] = {
-            "wall_s": float(row.wall_s), "chunksize": int(row.chunksize),
-            "ci_lo": _relative(float(row.wall_s), float(row.wall_ci_lo),
-                               float(row.wall_ci_hi))[0],
-            "ci_hi": _relative(float(row.wall_s), float(row.wall_ci_lo),
-                               float(row.wall_ci_hi))[1],
-            "startup_s": _or_zero(row.startup_s), "teardown_s": _or_zero(row.teardown_s)}
+            "wall_s": float(row.wall_s), "chunksize": int(row.chunksize), "ci_lo": lo,
+            "ci_hi": hi, "startup_s": _or_zero(row.startup_s),
+            "teardown_s": _or_zero(row.teardown_s)}
     gil = _gil_share(result, executor, family, items)
     per_worker = family in PARENT_FAMILIES
     return ExecutorParts(
@@ -313,7 +304,7 @@ def _bottleneck(items: ItemParts, parts: ExecutorParts, workers: int, cores: int
     serial = items.serial_wall_s
     if terms["parent_s"] >= terms["makespan_s"] and terms["parent_s"] > 0:
         return (f"the parent's pickling, {duration(parts.parent_s)} per item, caps it at "
-                f"~{serial / terms['parent_s']:.1f}×")
+                f"~{serial / terms['parent_s']:.2g}×")
     if terms["cpu_demand"] > 1.05 * terms["cpu_limit"]:
         if parts.family in ONE_THREAD_FAMILIES:
             return "one event loop computes one item at a time: at most 1 core"

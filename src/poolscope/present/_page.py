@@ -44,7 +44,7 @@ main.ps { display: block; padding: 4px 18px 24px; max-width: 1500px; }
 .ps th, .ps td { padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }
 .ps td { white-space: nowrap; } .ps td.range span { white-space: nowrap; }
 .ps td.range { white-space: normal; }
-.ps td.words { white-space: normal; text-align: left; }
+.ps td.words, .ps th.words { white-space: normal; text-align: left; }
 .ps th { vertical-align: bottom; }
 .ps th:first-child, .ps td:first-child { text-align: left; }
 .ps tr.best td { font-weight: 600; background: #e8f4ea; }

@@ -40,7 +40,7 @@ def plot_prediction(result: Result, path: str | Path | None = None) -> Figure:
     executors = list(dict.fromkeys(p.executor for p in predictions))
     colours = dict(zip(executors, sns.color_palette(PALETTE, len(executors)), strict=True))
     fig = Figure(figsize=(max(6.0, PANEL_IN * len(counts)), HEIGHT_IN), layout="constrained")
-    axes = fig.subplots(1, len(counts), squeeze=False, sharey=True)[0]
+    axes = fig.subplots(1, len(counts), squeeze=False)[0]  # each panel its own scale
     summary = result.summary
     for ax, cores in zip(axes, counts, strict=True):
         shown = [p for p in predictions if p.cores == cores]
@@ -74,7 +74,8 @@ def plot_prediction(result: Result, path: str | Path | None = None) -> Figure:
         ax.set_xlabel("Workers (log₂ scale)")
         ax.set_title(f"{cores} core{'s' * (cores != 1)}", loc="left", fontweight="bold")
         ax.grid(color="0.9", linewidth=0.6)
-        ax.set_ylim(bottom=0)
+        values = [v for p in shown for v in (p.speedup, p.speedup_ci[1]) if math.isfinite(v)]
+        ax.set_ylim(0, max([*values, float(min(top, cores)), 1.0]) * 1.1)
     axes[0].set_ylabel("Speedup over serial [×]")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center",

@@ -781,6 +781,6 @@ def _prediction_view(result: Result) -> list[Any]:
             "(95% intervals) predicted, hollow points measured here. Assumes "
             f"{_e(ASSUMPTIONS)}.</p>")
     table = ("<table class='prediction'><tr><th>executor × workers</th><th>cores</th>"
-             "<th>wall</th><th>95% interval</th><th>speed&shy;up</th><th>bottleneck</th></tr>"
-             + rows + "</table>")
+             "<th>wall</th><th>95% interval</th><th>speed&shy;up</th>"
+             "<th class='words'>bottleneck</th></tr>" + rows + "</table>")
     return [text, fig, table]
