@@ -164,6 +164,11 @@ def test_the_prediction_is_in_the_json_with_its_assumptions():
     assert {"executor", "workers", "cores", "wall_s", "wall_ci", "speedup",
             "bottleneck"} <= set(entry)
     assert entry["cores"] == 4 and "per-core speed" in doc["prediction_assumptions"]
+    # Each component the model read is shown, per executor.
+    parts = doc["prediction_model"]["process"]
+    assert {"handoff_s_per_item", "parent_s_per_item", "bytes_per_item", "bytes_per_s",
+            "gil_share", "startup_s", "teardown_s", "calibration"} <= set(parts)
+    assert parts["calibration"]["2"] == pytest.approx(1.0, rel=0.05)
 
 
 def test_cli_run_with_predict_cores_and_the_predict_command(tmp_path):
@@ -173,6 +178,7 @@ def test_cli_run_with_predict_cores_and_the_predict_command(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "predicted on 4 cores (measured on" in done.stdout
     assert "predicted on 8 cores" in done.stdout and "assumes" in done.stdout
+    assert "process: hand-off" in done.stdout and "measured ÷ model here" in done.stdout
     doc = json.loads((tmp_path / "out.json").read_text())
     cores = {entry["cores"] for entry in doc["prediction"]}
     assert cores == {4, 8}

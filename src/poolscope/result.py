@@ -59,6 +59,7 @@ class Result:
     started_at: str = ""
     # The last predict() call's answers, which the JSON, the terminal and the report show.
     predictions: list[Prediction] = field(default_factory=list)
+    prediction_parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # --- frames ------------------------------------------------------------------------------
     @functools.cached_property
@@ -188,7 +189,8 @@ class Result:
         counts = [cores] if isinstance(cores, int) else list(cores)
         if not counts or any(int(c) < 1 for c in counts):
             raise ValueError("cores must be whole numbers of at least 1")
-        self.predictions = predict(self, [int(c) for c in counts], workers, executors)
+        forecast = predict(self, [int(c) for c in counts], workers, executors)
+        self.predictions, self.prediction_parts = forecast.predictions, forecast.parts
         frame = pd.DataFrame([{
             "executor": p.executor, "workers": p.workers, "cores": p.cores,
             "chunksize": p.chunksize, "wall_s": p.wall_s, "wall_ci_lo": p.wall_ci[0],
@@ -287,6 +289,7 @@ class Result:
                         if k not in ("caveats", "findings")},
             **sweep,
             **({"prediction": [p.to_json() for p in self.predictions],
+                "prediction_model": self.prediction_parts,
                 "prediction_assumptions": ASSUMPTIONS} if self.predictions else {}),
         }
 

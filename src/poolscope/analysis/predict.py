@@ -45,13 +45,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._format import duration, json_number
+from .._format import duration, json_number, size
 
 if TYPE_CHECKING:
     from ..result import Result
 
-__all__ = ["ASSUMPTIONS", "ExecutorParts", "ItemParts", "Prediction", "executor_parts",
-           "item_parts", "predict", "predicted_wall"]
+__all__ = ["ASSUMPTIONS", "ExecutorParts", "Forecast", "ItemParts", "Prediction",
+           "describe_parts", "executor_parts", "item_parts", "predict", "predicted_wall"]
 
 ASSUMPTIONS = (
     "cores of the same per-core speed as this machine's; the items cost what they cost here; "
@@ -244,18 +244,27 @@ def _shared_makespan(length: np.ndarray, cpu_share: np.ndarray, workers: int,
     return clock
 
 
+@dataclass(frozen=True)
+class Forecast:
+    """What ``predict`` answers, and the parts of the model behind it, per executor."""
+
+    predictions: list[Prediction]
+    parts: dict[str, dict[str, Any]]  # executor -> the measured components, for people
+
+
 def predict(result: Result, cores: Iterable[int], workers: Sequence[int] | None = None,
-            executors: Sequence[str] | None = None) -> list[Prediction]:
+            executors: Sequence[str] | None = None) -> Forecast:
     """Each executor × workers on each core count: wall time, speedup, interval, bottleneck.
     ``workers`` defaults to the counts measured, the powers of two up to the cores and one
     worker per core."""
     items = item_parts(result)
     if not len(items.cpu_s):
-        return []
+        return Forecast([], {})
     names = [e for e in (executors or pd.unique(result.summary["executor"]).tolist())
              if e != "serial" and e in set(result.summary["executor"])]
     here = result.cores
     out = []
+    described = {}
     for name in names:
         parts = executor_parts(result, name, items)
         if not parts.measured:
@@ -263,10 +272,54 @@ def predict(result: Result, cores: Iterable[int], workers: Sequence[int] | None 
         calibration = {p: m["wall_s"] / predicted_wall(items, parts, p, here,
                                                        m["chunksize"])[0]
                        for p, m in parts.measured.items()}
+        described[name] = _described(result, parts, calibration)
         for count in sorted(set(cores)):
             for p in sorted(set(workers) if workers else _default_workers(parts, count)):
                 out.append(_one(result, items, parts, calibration, p, count))
-    return out
+    return Forecast(out, described)
+
+
+def _described(result: Result, parts: ExecutorParts, calibration: dict[int, float]
+               ) -> dict[str, Any]:
+    """The components the model read for one executor, as the JSON and the terminal show
+    them: per item, the hand-off, the parent's pickling and the bytes it moves (and so the
+    rate), the GIL share, start-up and teardown against workers, the calibration here."""
+    moved = result.transfer.bytes_per_item if result.transfer else None
+    rate = (moved / parts.parent_s if moved is not None and parts.parent_s > 0 else None)
+    return {
+        "handoff_s_per_item": json_number(parts.handoff_s),
+        "parent_s_per_item": json_number(parts.parent_s),
+        "bytes_per_item": json_number(moved) if parts.family in PARENT_FAMILIES else 0,
+        "bytes_per_s": json_number(rate) if parts.family in PARENT_FAMILIES else None,
+        "gil_share": json_number(parts.gil_share),
+        "startup_s": {"fixed": json_number(parts.startup[0]),
+                      "per_worker": json_number(parts.startup[1])},
+        "teardown_s": {"fixed": json_number(parts.teardown[0]),
+                       "per_worker": json_number(parts.teardown[1])},
+        "calibration": {str(p): json_number(r) for p, r in sorted(calibration.items())},
+    }
+
+
+def describe_parts(executor: str, parts: dict[str, Any]) -> str:
+    """One line of the components: "process: hand-off 35.2 µs per item · …"."""
+    words = [f"hand-off {duration(parts['handoff_s_per_item'] or 0.0)} per item"]
+    if parts["parent_s_per_item"]:
+        pickled = f"parent {duration(parts['parent_s_per_item'])} per item"
+        if parts.get("bytes_per_item"):
+            pickled += f" ({size(parts['bytes_per_item'])} pickled"
+            pickled += (f", {size(parts['bytes_per_s'])}/s)" if parts.get("bytes_per_s")
+                        else ")")
+        words.append(pickled)
+    if parts["gil_share"]:
+        words.append(f"GIL held {parts['gil_share']:.0%} of the items' CPU")
+    for name in ("startup_s", "teardown_s"):
+        fixed, per = parts[name]["fixed"] or 0.0, parts[name]["per_worker"] or 0.0
+        label = "start-up" if name == "startup_s" else "teardown"
+        words.append(f"{label} {duration(fixed)} + {duration(per)} × workers")
+    ratios = ", ".join(f"{r:.2f} (×{p})" for p, r in parts["calibration"].items()
+                       if r is not None)
+    words.append(f"measured ÷ model here {ratios}")
+    return f"{executor}: " + " · ".join(words)
 
 
 def _default_workers(parts: ExecutorParts, cores: int) -> set[int]:

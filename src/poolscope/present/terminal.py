@@ -325,7 +325,7 @@ def scaling_view(result: Result) -> Iterator[Any]:
 
 def prediction_view(result: Result) -> Iterator[Any]:
     """The last ``result.predict`` as a table per core count, with the model's assumptions."""
-    from ..analysis.predict import ASSUMPTIONS
+    from ..analysis.predict import ASSUMPTIONS, describe_parts
 
     by_cores: dict[int, list[Any]] = {}
     for p in result.predictions:
@@ -344,6 +344,9 @@ def prediction_view(result: Result) -> Iterator[Any]:
                           ratio(p.speedup, "×"), p.bottleneck)
         yield table
     if result.predictions:
+        yield Text("the model's parts, as measured:")
+        for executor, parts in result.prediction_parts.items():
+            yield bullet("·", describe_parts(executor, parts))
         yield caption("speedup: against serial's measured wall time; the interval: the nearest "
                       "measured configuration's, carried over; assumes " + ASSUMPTIONS)
 
