@@ -357,7 +357,7 @@ def test_the_terminal_names_a_fit_worse_than_a_flat_line_and_reads_no_limit_from
     table, fits = scaling_fixture()
     assert fits["process"].explains and not fits["thread"].explains
     console = Console(width=200, record=True, file=io.StringIO())
-    for part in scaling_view(SimpleNamespace(scaling=table, amdahl=fits, growth={})):
+    for part in scaling_view(SimpleNamespace(scaling=table, amdahl=fits, usl={}, growth={})):
         console.print(part)
     text = console.export_text()
     assert "Amdahl fit, process: serial fraction 0.100 → at most 10.0× on any number" in text

@@ -188,6 +188,9 @@ def _predict(result: Any, console: Console, cores: str | None, format_: str = "t
                    workers=workers, executors=executors)
     if format_ == "table":
         console.print()
+        if not result.predictions:
+            console.print("no prediction: the run has no executor but serial with finished "
+                          "items to read the parts from", style="dim")
         for part in prediction_view(result):
             console.print(part)
 

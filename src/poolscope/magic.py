@@ -122,6 +122,7 @@ class PoolscopeMagics(Magics):
     @_as_in_run("--star")
     @_as_in_run("--initializer", metavar="NAME|MODULE:FUNCTION")
     @_as_in_run("--initargs", metavar="JSON")
+    @_as_in_run("--predict-cores", metavar="N[,N…]")
     @magic_arguments.argument(
         "--isolate", action=argparse.BooleanOptionalAction, default=False,
         help=_run_options()["--isolate"].help.replace("the run", "the run (and the kernel)")
@@ -220,6 +221,7 @@ class PoolscopeMagics(Magics):
             check_output,
             check_plot,
             parse_chunksize,
+            parse_counts,
             parse_repeat,
             parse_size,
             parse_workers,
@@ -245,7 +247,8 @@ class PoolscopeMagics(Magics):
         check_output(args.trace, "--trace")
         return {"workers": parse_workers(args.workers), "repeat": parse_repeat(args.repeat),
                 "chunksize": parse_chunksize(args.chunksize),
-                "max_memory": parse_size(args.max_memory, "--max-memory")}
+                "max_memory": parse_size(args.max_memory, "--max-memory"),
+                "predict_cores": parse_counts(args.predict_cores, "--predict-cores")}
 
     def _function(self, name: str | None, cell: str) -> Any:
         namespace = self.shell.user_ns
@@ -329,6 +332,16 @@ class PoolscopeMagics(Magics):
                 store.close()
         self.shell.user_ns[RESULT_NAME] = result
         say = (lambda text: None) if args.quiet else print
+        if options["predict_cores"]:
+            result.predict(options["predict_cores"])  # before the outputs, which show it
+            if not args.quiet:
+                from rich.console import Console
+
+                from .present.terminal import prediction_view
+
+                console = Console()
+                for part in prediction_view(result):
+                    console.print(part)
         if args.json:
             result.write_json(args.json)
             if args.json != "-":
