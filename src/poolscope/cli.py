@@ -941,6 +941,9 @@ def predict(
     measured = [name for name in dict.fromkeys(result.summary["executor"]) if name != "serial"]
     names = [name.strip() for name in executors.split(",") if name.strip()] if executors else (
         measured)
+    if "serial" in names:
+        raise UsageError("serial runs on one core on any machine: there is nothing to predict "
+                         f"for it; run {result.run_id} has {', '.join(measured) or 'no other'}")
     unknown = [name for name in names if name not in measured]
     if unknown or not names:
         raise UsageError(f"run {result.run_id} measured no {', '.join(unknown) or 'executor'} "
