@@ -51,12 +51,13 @@ def test_pure_python_holds_the_gil_and_hashlib_does_not(cores):
     finally:
         if before is not None:
             os.sched_setaffinity(0, before)
-    assert held is not None and free is not None and waiting is not None
+    assert held is not None and free is not None
     assert held["gil_share"] > 0.8, held
     assert free["gil_share"] < 0.3, free
-    assert waiting["held_s"] < 0.05, waiting
+    assert waiting is None  # waiting items: too little CPU to read a share from
     assert sys.getswitchinterval() == interval  # restored
     assert held["calls"] >= 2 and held["wall_s"] >= 0.25  # short items are called again
+    assert watch_calls(lambda: None, 0.0) is None  # tiny: at most MAX_CALLS calls, no share
 
 
 def test_a_long_item_is_not_called_again_and_the_preflight_reports_the_share():

@@ -172,10 +172,13 @@ def test_try_items_stops_at_the_first_item_that_returns():
         return x
 
     outcomes = try_items(fn, [0, 1, 2])
-    # Item 2 is never called; item 1, which returned, again while the GIL is watched.
-    assert calls[:2] == [0, 1] and set(calls[2:]) == {1}
+    # Item 2 is never called; item 1, which returned, again (a few times) while the GIL is
+    # watched, which tells nothing of an item this short.
+    from poolscope.gil_watch import MAX_CALLS
+
+    assert calls[:2] == [0, 1] and set(calls[2:]) == {1} and len(calls) <= 2 + MAX_CALLS
     assert [o["ok"] for o in outcomes] == [False, True]
-    assert "gil_share" in outcomes[1]["gil"]
+    assert "gil" not in outcomes[1]
     assert outcomes[0]["kind"] == "SystemExit"
 
 

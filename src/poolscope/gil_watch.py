@@ -10,9 +10,10 @@ not. Their sum over the function's own CPU time is its GIL share: about 1 for pu
 about 0 for code that computes without it.
 
 This works where counting the watcher's progress cannot: on one core the watcher gets the same
-CPU time whether the function holds the GIL or only the core. Items shorter than ``MIN_WATCH_S``
-are called again until the watch is that long (the trials call them many times anyway); an
-item that takes longer than ``REPEAT_UP_TO_S`` is read from its first call alone.
+CPU time whether the function holds the GIL or only the core. The item that returned is called
+again until the watch lasts ``MIN_WATCH_S``, at most ``MAX_CALLS`` times (its side effects
+repeat: files, threads); one that takes longer than ``REPEAT_UP_TO_S`` is not called again. A
+watch with less than ``MIN_CPU_S`` of CPU (tiny or waiting items) tells nothing, and says so.
 
 Standard library only: it runs in the isolated child too, under any supported Python.
 """
@@ -33,6 +34,8 @@ SWITCH_S = 0.05  # the switch interval while watching
 LONG_GAP_S = 0.008
 TICK_S = 0.0005
 MIN_WATCH_S = 0.25
+MAX_CALLS = 50  # a function's side effects (files, threads) repeat: few calls, not thousands
+MIN_CPU_S = 0.02  # less CPU than this in the watch: too little to read a share from
 REPEAT_UP_TO_S = 1.0
 
 
@@ -83,11 +86,14 @@ def watch_calls(call: Callable[[], Any], first_wall_s: float) -> dict[str, float
     try:
         with GilWatch() as watch:
             began = time.perf_counter()
-            while calls == 0 or time.perf_counter() - began < MIN_WATCH_S:
+            while calls == 0 or (time.perf_counter() - began < MIN_WATCH_S
+                                 and calls < MAX_CALLS):
                 call()
                 calls += 1
     except Exception:  # a second call that fails tells nothing of the GIL
         return None
+    if watch.cpu_s < MIN_CPU_S and watch.held_s < LONG_GAP_S:
+        return None  # too short to tell (tiny items): the thread trials may still show it
     share = min(1.0, watch.held_s / watch.cpu_s) if watch.cpu_s > 0 else 0.0
     return {"gil_share": round(share, 4), "held_s": round(watch.held_s, 6),
             "cpu_s": round(watch.cpu_s, 6), "wall_s": round(watch.wall_s, 6), "calls": calls}
