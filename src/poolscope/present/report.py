@@ -664,6 +664,18 @@ def _notebook_view(result: Result, trials: Sequence[TrialResult]) -> list[Any]:
 
 
 # --- scaling -----------------------------------------------------------------------------------
+def _speedup_figure(name: str, height: int, top: float, workers: list[int]) -> Any:
+    """A chart of speedup against workers (log), ticked at ``workers``, up to ``top``."""
+    fig = figure(height=height, x_axis_type="log", tools="pan,wheel_zoom,reset,save",
+                 sizing_mode="stretch_width", y_range=Range1d(0, top), name=name,
+                 toolbar_location=TOOLBAR)
+    fig.toolbar.logo = "grey"  # without a logo, bokeh 3.9 folds the last tool into "⋮"
+    fig.xaxis.axis_label = "Workers"
+    fig.yaxis.axis_label = "Speedup vs serial [×]"
+    fig.xaxis.ticker = workers
+    return fig
+
+
 def _scaling_view(result: Result) -> list[Any]:
     """Speedup against workers per executor, with the 95% interval of each point as whiskers,
     the ideal line and each Amdahl fit that explains the points; the legend beside the chart,
@@ -677,13 +689,7 @@ def _scaling_view(result: Result) -> list[Any]:
     upper = speedup + (errors[1] if errors is not None else 0.0)
     top = max(float(np.nanmax(upper)), float(cores)) * 1.1
     workers = sorted(table["workers"].unique().tolist())
-    fig = figure(height=400, x_axis_type="log", tools="pan,wheel_zoom,reset,save",
-                 sizing_mode="stretch_width", y_range=Range1d(0, top), name="scaling",
-                 toolbar_location=TOOLBAR)
-    fig.toolbar.logo = "grey"  # without a logo, bokeh 3.9 folds the last tool into "⋮"
-    fig.xaxis.axis_label = "Workers"
-    fig.yaxis.axis_label = "Speedup vs serial [×]"
-    fig.xaxis.ticker = workers
+    fig = _speedup_figure("scaling", 400, top, workers)
     grid = np.unique(np.geomspace(1, max(workers), 60))
     entries = [(f"ideal (≤ {cores} cores)",
                 [fig.line(grid, np.minimum(grid, cores), line_color="#777777",
@@ -737,13 +743,7 @@ def _prediction_view(result: Result) -> list[Any]:
     workers = sorted({p.workers for p in predictions} | set(result.summary["workers"].tolist()))
     top = max([p.speedup_ci[1] for p in predictions if math.isfinite(p.speedup_ci[1])]
               + [p.speedup for p in predictions if math.isfinite(p.speedup)] + [1.0]) * 1.1
-    fig = figure(height=380, x_axis_type="log", tools="pan,wheel_zoom,reset,save",
-                 sizing_mode="stretch_width", y_range=Range1d(0, top), name="prediction",
-                 toolbar_location=TOOLBAR)
-    fig.toolbar.logo = "grey"  # without a logo, bokeh 3.9 folds the last tool into "⋮"
-    fig.xaxis.axis_label = "Workers"
-    fig.yaxis.axis_label = "Speedup vs serial [×]"
-    fig.xaxis.ticker = workers
+    fig = _speedup_figure("prediction", 380, top, workers)
     entries = []
     dashes = ["solid", "dashed", "dotdash", "dotted"]
     for i, name in enumerate(executors):
