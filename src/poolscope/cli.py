@@ -177,15 +177,14 @@ def _print_result(result: Any, console: Console, format_: str, verbose: bool = F
             console.print(part)
 
 
-def _predict(result: Any, console: Console, cores: str | None, format_: str = "table",
+def _predict(result: Any, console: Console, cores: list[int] | None, format_: str = "table",
              workers: list[int] | None = None, executors: list[str] | None = None) -> None:
-    """``--predict-cores``: predict, keep the answers for the outputs, print them."""
+    """Predict for ``cores`` (already parsed), keep the answers for the outputs, print them."""
     if not cores:
         return
     from .present.terminal import prediction_view
 
-    result.predict(parse_counts(cores, "--predict-cores" if workers is None else "--cores"),
-                   workers=workers, executors=executors)
+    result.predict(cores, workers=workers, executors=executors)
     if format_ == "table":
         console.print()
         if not result.predictions:
@@ -359,7 +358,7 @@ def run(
     if items is not None and items < 1:
         raise UsageError(f"--items must be at least 1, got {items}")
     check_outputs(json_path, csv, plot, report, trace, format_)
-    parse_counts(predict_cores, "--predict-cores")  # bad counts fail before the run
+    cores = parse_counts(predict_cores, "--predict-cores")  # bad counts fail before the run
     source = load_items_file(items_from) if items_from is not None else items
     workload = _workload(target, source, size, star, initializer, initargs)
     console = _consoles(json_path, format_)
@@ -374,7 +373,7 @@ def run(
                           max_memory=parse_size(max_memory, "--max-memory"),
                           isolate=isolate, native_threads=check_native_threads(native_threads))
     _print_result(result, console, format_, verbose)
-    _predict(result, console, predict_cores, format_)
+    _predict(result, console, cores, format_)
     unwritten = _write_outputs(result, console, json_path, csv, plot, report, trace)
     _finish(result, console, run_store, unwritten)
 
@@ -458,7 +457,7 @@ def sweep(
     if counts is not None and min(counts) < 1:
         raise UsageError(f"--items must be at least 1, got {min(counts)}")
     check_outputs(json_path, csv, plot, report, trace, format_)
-    parse_counts(predict_cores, "--predict-cores")  # bad counts fail before the run
+    cores = parse_counts(predict_cores, "--predict-cores")  # bad counts fail before the run
     source = load_items_file(items_from) if items_from is not None else (
         max(counts) if counts else None)
     workload = _workload(target, source, size, star, initializer, initargs)
@@ -475,7 +474,7 @@ def sweep(
                             isolate=isolate,
                             native_threads=check_native_threads(native_threads))
     _print_result(result, console, format_, verbose)
-    _predict(result, console, predict_cores, format_)
+    _predict(result, console, cores, format_)
     unwritten = _write_outputs(result, console, json_path, csv, None, report, trace)
     if plot:
         try:
@@ -951,7 +950,7 @@ def predict(
     console = _consoles(json_path, "table")
     console.print(f"run {result.run_id}: {result.target}, {result.n_items:,} items, measured on "
                   f"{result.cores} core{'s' * (result.cores != 1)}")
-    _predict(result, console, ",".join(map(str, counts)), "table", counts_of_workers or None,
+    _predict(result, console, counts, "table", counts_of_workers or None,
              names)
     if not result.predictions:
         raise UsageError(f"run {result.run_id} has no finished items to predict from")

@@ -154,7 +154,7 @@ def _choices(section: Choices) -> str:
     for number, (name, chart) in enumerate(section.charts.items()):
         target = f"ps-{section.key}-{number}"
         options.append(f"<option value='{target}'>{html.escape(name)}</option>")
-        data = serialize_json(json_item(chart, target)).replace("<", "\\u003c")
+        data = _chart_json(chart, target)
         boxes.append(f"<div id='{target}-box' hidden><div id='{target}'></div>"
                      f"<script type='application/json' class='ps-choice-json' "
                      f"data-for='{target}'>{data}</script></div>")
@@ -165,11 +165,17 @@ def _choices(section: Choices) -> str:
 def _later_chart(chart: Model) -> str:
     """A chart's place in the page, kept at its height, and its JSON to draw it later."""
     target = f"ps-{chart.id}"
-    # JSON allows "<" only inside strings, where \\u003c means the same and cannot end the script.
-    data = serialize_json(json_item(chart, target)).replace("<", "\\u003c")
+    data = _chart_json(chart, target)
     height = getattr(chart, "height", None) or 0
     return (f"<div id='{target}' style='min-height: {height}px'></div>"
             f"<script type='application/json' class='ps-later'>{data}</script>")
+
+
+def _chart_json(chart: Model, target: str) -> str:
+    """A chart as the JSON that ``Bokeh.embed.embed_item`` draws into the element ``target``.
+    JSON allows "<" only inside strings, where \\u003c means the same and cannot end the
+    script that holds it."""
+    return serialize_json(json_item(chart, target)).replace("<", "\\u003c")
 
 
 def _later_bundles(first: Sequence[Model], later: Sequence[Model]) -> str:
