@@ -27,7 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 from poolscope.backends import get_backend
-from poolscope.probe import Chunk
+from poolscope.measure.probe import Chunk
 from poolscope.workloads import cpu
 
 SIZE, ITEMS, WORKERS = 4_000_000, 8, 2

@@ -46,8 +46,8 @@ from _common import Check, console, machine_line, median, print_checks
 from bench_overhead import median_interval
 from poolscope.backends import Backend, resolve
 from poolscope.backends.elsewhere import isolated
-from poolscope.board import Board
-from poolscope.runner import Plan, make_chunks, run_trial
+from poolscope.measure.board import Board
+from poolscope.measure.runner import Plan, make_chunks, run_trial
 from poolscope.workloads import resolve_workload
 
 GOAL = 1.03

@@ -1,6 +1,6 @@
 """Per-item recording cost: what the probe adds to every item it runs.
 
-For each item the probe (``poolscope.probe.run_chunk``) reads the current core, reads
+For each item the probe (``poolscope.measure.probe.run_chunk``) reads the current core, reads
 ``perf_counter_ns`` before and after the call, reads ``thread_time_ns`` and appends four numbers
 to flat arrays (and keeps the return value). On items that do almost nothing — the built-in
 ``tiny`` workload, the overhead-bound case where the probe's cost is most visible — this
@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from _common import Check, console, machine_line, median, print_checks
-from poolscope import probe
-from poolscope.probe import Chunk
+from poolscope.measure import probe
+from poolscope.measure.probe import Chunk
 from poolscope.workloads import resolve_workload
 
 GOAL_NS = 2000.0

@@ -46,10 +46,10 @@ from typing import Any
 from rich.table import Table
 
 from _common import Check, console, machine_line, median, print_checks
-from poolscope import runner
 from poolscope.backends import get_backend
-from poolscope.board import Board
-from poolscope.runner import auto_chunksize
+from poolscope.measure import runner
+from poolscope.measure.board import Board
+from poolscope.measure.runner import auto_chunksize
 from poolscope.workloads import resolve_workload
 
 GOAL = 1.02
@@ -203,7 +203,7 @@ class _Stamped:
 def _bare_variant(initializer: bool, probe: bool, board: Any) -> Callable[..., tuple[float, float]]:
     import cloudpickle
 
-    from poolscope.probe import install_function, run_installed_chunk
+    from poolscope.measure.shipping import install_function, run_installed_chunk
 
     def run(fn: Fn, items: Sequence[Any], workers: int, chunksize: int) -> tuple[float, float]:
         chunks = runner.make_chunks(items, chunksize)
@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import poolscope.api
             import poolscope.cli
             import poolscope.present.progress  # noqa: F401
-            from poolscope import native
+            from poolscope.measure import native
 
             native.pools()  # as api.run_workload reads its own pools (threadpoolctl loaded)
         workload = resolve_workload("cpu", args.items, args.size)

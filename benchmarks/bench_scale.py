@@ -35,9 +35,9 @@ import tracemalloc
 from collections.abc import Sequence
 
 from _common import Check, console, machine_line, median, print_checks
-from poolscope import runner
 from poolscope.api import run_workload
 from poolscope.backends import get_backend
+from poolscope.measure import runner
 from poolscope.result import Result
 from poolscope.workloads import Workload, resolve_workload
 

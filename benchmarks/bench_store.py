@@ -22,9 +22,9 @@ from pathlib import Path
 from _common import Check, console, machine_line, print_checks
 from poolscope.backends import get_backend
 from poolscope.environment import collect_environment
-from poolscope.probe import ChunkRecord
+from poolscope.measure.probe import ChunkRecord
+from poolscope.measure.runner import make_chunks, run_trial
 from poolscope.result import Result
-from poolscope.runner import make_chunks, run_trial
 from poolscope.store import RunStore
 from poolscope.workloads import resolve_workload
 

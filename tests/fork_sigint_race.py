@@ -15,7 +15,7 @@ import sys
 import time
 import types
 
-from poolscope import _interrupt
+from poolscope.measure import _interrupt
 
 _interrupt.install_sigint_handler()
 # A handler interrupted by another one counts two signals: let that "second" return, not exit.

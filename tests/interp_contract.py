@@ -21,7 +21,7 @@ import interp_workloads as w
 from poolscope._errors import UsageError
 from poolscope.backends import get_backend
 from poolscope.backends.interpreters import InterpreterBackend
-from poolscope.probe import Chunk
+from poolscope.measure.probe import Chunk
 
 
 def trial(fn: Callable[[Any], Any], n: int = 12, workers: int = 2, chunksize: int = 2):

@@ -14,8 +14,8 @@ import pytest
 
 from poolscope.backends import get_backend
 from poolscope.frames import items_frame, trials_frame
-from poolscope.probe import split_tid
-from poolscope.runner import make_chunks, run_trial
+from poolscope.measure.probe import split_tid
+from poolscope.measure.runner import make_chunks, run_trial
 from poolscope.workloads import resolve_workload
 
 pytestmark = pytest.mark.timeout(60)

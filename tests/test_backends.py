@@ -18,7 +18,7 @@ import pytest
 from interp_workloads import fail_on_three, square
 from poolscope import UsageError
 from poolscope.backends import REGISTRY, get_backend
-from poolscope.runner import Plan, make_chunks, run_trial
+from poolscope.measure.runner import Plan, make_chunks, run_trial
 
 AVAILABLE = [name for name, cls in REGISTRY.items() if cls.unavailable_reason() is None]
 

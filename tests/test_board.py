@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import threading
 
-from poolscope import board
-from poolscope.board import IDLE, Board
+from poolscope.measure import board
+from poolscope.measure.board import IDLE, Board
 
 
 def in_a_worker_process(path: str, pid: int, item: int | None = None) -> None:

@@ -8,7 +8,7 @@ from poolscope.analysis.classify import classify
 from poolscope.analysis.metrics import summarize
 from poolscope.backends.fake import FakeClock, ScriptedItem, scripted_backend
 from poolscope.frames import items_frame, trials_frame
-from poolscope.runner import make_chunks, run_trial
+from poolscope.measure.runner import make_chunks, run_trial
 
 MS = 1_000_000
 US = 1_000

@@ -216,7 +216,7 @@ def test_clock_bounds_from_the_task_itself():
     from array import array
 
     from poolscope.backends.dask_ import DaskBackend
-    from poolscope.probe import ChunkRecord
+    from poolscope.measure.probe import ChunkRecord
 
     def record(start: int, end: int, host: str) -> ChunkRecord:
         return ChunkRecord(0, array("q", [start]), array("q", [end]), array("q", [0, 0]),
@@ -237,7 +237,7 @@ def test_clock_bounds_from_the_task_itself():
 def test_unreachable_scheduler_fails_the_trial_quickly(monkeypatch):
     from poolscope.backends import dask_
     from poolscope.backends.dask_ import using_scheduler
-    from poolscope.runner import make_chunks, run_trial
+    from poolscope.measure.runner import make_chunks, run_trial
 
     monkeypatch.setattr(dask_, "CONNECT_TIMEOUT_S", 2.0)
     began = time.monotonic()
@@ -386,7 +386,7 @@ def test_local_cluster_run_through_the_cli(tmp_path):
 def test_a_fresh_remote_clock_is_estimated_and_applied(monkeypatch):
     """A worker that does not share our boot gets its estimate applied to its records."""
     from poolscope.backends.dask_ import DaskBackend
-    from poolscope.runner import make_chunks, run_trial
+    from poolscope.measure.runner import make_chunks, run_trial
 
     monkeypatch.setattr(DaskBackend, "_same_boot", lambda self, facts: False)
     t = run_trial(0, REGISTRY["dask"], abs, 2, make_chunks(list(range(8)), 2))
@@ -498,7 +498,7 @@ def test_a_cluster_left_without_workers_fails_the_trial(external_cluster, monkey
     import threading
 
     from poolscope.backends import dask_
-    from poolscope.runner import make_chunks, run_trial
+    from poolscope.measure.runner import make_chunks, run_trial
 
     monkeypatch.setattr(dask_, "NO_WORKERS_TIMEOUT_S", 2.0)
 
@@ -530,7 +530,7 @@ def test_a_local_cluster_leaves_this_process_environment_as_it_was():
     process that starts them: every child poolscope started afterwards (an isolated child, a
     process pool) would inherit them and run its BLAS on one thread."""
     import poolscope
-    from poolscope.native import ENV_VARS
+    from poolscope.measure.native import ENV_VARS
 
     before = {name: os.environ.get(name) for name in ENV_VARS}
     result = poolscope.compare(abs, range(4), executors=["dask"], workers=1, repeat=1,

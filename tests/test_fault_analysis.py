@@ -21,8 +21,8 @@ from poolscope.analysis.costs import cost_model
 from poolscope.analysis.metrics import summarize
 from poolscope.backends.fake import FakeClock, ScriptedItem, scripted_backend
 from poolscope.frames import finished, items_frame, trials_frame, unfinished_rows
+from poolscope.measure.runner import make_chunks, run_trial
 from poolscope.model import TrialResult
-from poolscope.runner import make_chunks, run_trial
 from poolscope.store import RunStore
 
 MS = 1_000_000

@@ -25,9 +25,9 @@ import pytest
 import fault_workloads as faults
 import poolscope
 from poolscope.backends import REGISTRY
-from poolscope.faults import dead_worker_errors
-from poolscope.probe import Chunk
-from poolscope.runner import Plan, run_plan
+from poolscope.measure.faults import dead_worker_errors
+from poolscope.measure.probe import Chunk
+from poolscope.measure.runner import Plan, run_plan
 from poolscope.workloads import Workload
 
 pytestmark = pytest.mark.timeout(120)

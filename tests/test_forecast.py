@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from poolscope.forecast import TrialForecast
+from poolscope.measure.runner import MAX_TRIALS, MIN_TIME_S, MIN_TRIALS, Plan, run_plan
 from poolscope.present.progress import TqdmProgress, TrialProgress
-from poolscope.runner import MAX_TRIALS, MIN_TIME_S, MIN_TRIALS, Plan, run_plan
 from poolscope.workloads import Workload
 
 

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from poolscope.gil_watch import watch_calls
-from poolscope.preflight import try_items
+from poolscope.measure.gil_watch import watch_calls
+from poolscope.measure.preflight import try_items
 
 BUFFER = b"x" * (8 << 20)
 

@@ -28,7 +28,7 @@ from poolscope import UsageError
 from poolscope.api import run_workload
 from poolscope.backends import REGISTRY, get_backend
 from poolscope.backends.elsewhere import backend_for, function_reference
-from poolscope.runner import make_chunks, run_trial
+from poolscope.measure.runner import make_chunks, run_trial
 from poolscope.workloads import Workload, resolve_workload
 
 TESTS = Path(__file__).resolve().parent

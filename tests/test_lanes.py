@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from poolscope.frames import worker_names
-from poolscope.probe import slot_tid, split_tid
+from poolscope.measure.probe import slot_tid, split_tid
 
 
 def test_processes_threads_and_event_loop_slots():

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from poolscope.lifetime import KILL_GRACE_S, TEARDOWN_GRACE_S
+from poolscope.measure.lifetime import KILL_GRACE_S, TEARDOWN_GRACE_S
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def workers_once(proc: subprocess.Popen[str], count: int,
         others = []
         for process in found:
             with contextlib.suppress(psutil.Error):
-                if "poolscope._child" not in " ".join(process.cmdline()):
+                if "poolscope.measure._child" not in " ".join(process.cmdline()):
                     others.append(process)
         if len(others) >= count and found:
             return found

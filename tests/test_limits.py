@@ -15,7 +15,7 @@ from fault_workloads import grow_on_three, killed_on_three, sleep_on_three, spin
 from poolscope import UsageError
 from poolscope.backends import REGISTRY, Backend, get_backend
 from poolscope.backends.elsewhere import isolated
-from poolscope.runner import Plan, make_chunks, run_trial
+from poolscope.measure.runner import Plan, make_chunks, run_trial
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from poolscope.backends import REGISTRY, get_backend
-from poolscope.runner import Plan, make_chunks, run_plan, run_trial
+from poolscope.measure.runner import Plan, make_chunks, run_plan, run_trial
 from poolscope.workloads import Workload, resolve_workload
 
 pytestmark = [
@@ -70,7 +70,7 @@ def test_a_script_without_a_main_guard(tmp_path: Path):
     script = tmp_path / "experiment.py"
     script.write_text(textwrap.dedent("""
         from poolscope.backends import get_backend
-        from poolscope.runner import make_chunks, run_trial
+        from poolscope.measure.runner import make_chunks, run_trial
 
         def triple(x):
             return 3 * x

@@ -14,11 +14,11 @@ import sys
 import pytest
 
 from poolscope import workloads
-from poolscope._child import _as_defined
 from poolscope.api import run_workload
 from poolscope.backends import get_backend
 from poolscope.environment import usable_cores
-from poolscope.runner import Plan, auto_chunksize, make_chunks, run_plan, run_trial
+from poolscope.measure._child import _as_defined
+from poolscope.measure.runner import Plan, auto_chunksize, make_chunks, run_plan, run_trial
 from poolscope.workloads import Workload, resolve_workload
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from poolscope.analysis.metrics import summarize
 from poolscope.backends.fake import FakeClock, ScriptedItem, scripted_backend
 from poolscope.frames import items_frame, melted_frame, trials_frame
-from poolscope.runner import make_chunks, run_trial
+from poolscope.measure.runner import make_chunks, run_trial
 
 MS = 1_000_000
 

@@ -15,7 +15,7 @@ from threadpoolctl import threadpool_info
 import poolscope
 from poolscope.analysis.noise import oversubscription_warnings
 from poolscope.environment import usable_cores
-from poolscope.native import pools
+from poolscope.measure.native import pools
 
 MATMUL = '''import numpy as np
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 import poolscope
+from poolscope.measure.runner import Plan, run_plan
 from poolscope.present import progress
 from poolscope.present.notebook import enable_figure_display, result_html, result_text
-from poolscope.runner import Plan, run_plan
 from poolscope.workloads import Workload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,7 @@ def test_text_view_outside_notebooks(result):
 
 
 def test_importing_poolscope_stays_light():
-    code = ("import sys, poolscope, poolscope.probe; "
+    code = ("import sys, poolscope, poolscope.measure.probe; "
             "print(sorted(m for m in ('IPython', 'tqdm', 'ipywidgets', 'pandas') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

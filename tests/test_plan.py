@@ -16,8 +16,8 @@ from poolscope.api import run_workload
 from poolscope.backends import REGISTRY
 from poolscope.backends.fake import FakeClock, ScriptedItem, scripted_backend
 from poolscope.frames import trials_frame
+from poolscope.measure.runner import MAX_TRIALS, MIN_TRIALS, Config, Plan, run_plan
 from poolscope.model import ItemColumns, TrialResult
-from poolscope.runner import MAX_TRIALS, MIN_TRIALS, Config, Plan, run_plan
 from poolscope.workloads import Workload, resolve_workload
 
 

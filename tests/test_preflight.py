@@ -13,7 +13,7 @@ import pytest
 
 import poolscope
 from poolscope import PreflightError
-from poolscope.preflight import PREFLIGHT_ITEMS, preflight, try_items, user_frames
+from poolscope.measure.preflight import PREFLIGHT_ITEMS, preflight, try_items, user_frames
 
 # Each item sleeps before it raises: running every trial, as before the preflight, takes at
 # least 40 items × 0.1 s for the serial trial alone; the preflight three items.
@@ -174,7 +174,7 @@ def test_try_items_stops_at_the_first_item_that_returns():
     outcomes = try_items(fn, [0, 1, 2])
     # Item 2 is never called; item 1, which returned, again (a few times) while the GIL is
     # watched, which tells nothing of an item this short.
-    from poolscope.gil_watch import MAX_CALLS
+    from poolscope.measure.gil_watch import MAX_CALLS
 
     assert calls[:2] == [0, 1] and set(calls[2:]) == {1} and len(calls) <= 2 + MAX_CALLS
     assert [o["ok"] for o in outcomes] == [False, True]

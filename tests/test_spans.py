@@ -11,9 +11,9 @@ import pytest
 import fault_workloads as faults
 import poolscope
 from poolscope.api import run_workload
+from poolscope.measure.probe import STATUS_ERROR, Chunk, run_chunk, span_length
+from poolscope.measure.runner import Plan, run_plan
 from poolscope.model import ItemColumns
-from poolscope.probe import STATUS_ERROR, Chunk, run_chunk, span_length
-from poolscope.runner import Plan, run_plan
 from poolscope.store import RunStore
 from poolscope.workloads import Workload
 

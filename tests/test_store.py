@@ -286,8 +286,8 @@ def test_remote_workers_hosts_and_retries_are_stored(tmp_path):
     address and retried flag, and the trial's workers with their clock offsets."""
     from array import array
 
+    from poolscope.measure.probe import ChunkRecord
     from poolscope.model import ItemColumns, TrialResult
-    from poolscope.probe import ChunkRecord
     from poolscope.result import Result
 
     def record(first: int, host: str, worker: str, retried: bool) -> ChunkRecord:

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from poolscope.trial import Readings, account
+from poolscope.measure.trial import Readings, account
 
 BASE = Readings(t0=1_000, t_last=9_000, t_close=9_500, t_end=10_000, child_t0=None,
                 child_t_last=None, child_t_end=None, first_item_start=200, own_cpu=0.25,

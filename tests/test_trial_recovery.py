@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from poolscope.backends.fake import Death, FakeClock, ScriptedItem, scripted_backend
-from poolscope.runner import make_chunks, run_trial
-from poolscope.trial import MAX_RESTARTS
+from poolscope.measure.runner import make_chunks, run_trial
+from poolscope.measure.trial import MAX_RESTARTS
 
 MS = 1_000_000
 N = 8

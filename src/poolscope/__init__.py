@@ -7,8 +7,8 @@
 In IPython or Jupyter, ``%load_ext poolscope`` adds the ``%%poolscope`` cell magic (see
 ``poolscope.magic``).
 
-Heavy names load on first use: process workers import ``poolscope.probe`` through this package,
-and must not pay for pandas (nor IPython).
+Heavy names load on first use: process workers import ``poolscope.measure.probe`` through this
+package, and must not pay for pandas (nor IPython).
 """
 
 from __future__ import annotations

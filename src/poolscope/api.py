@@ -12,16 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import native
 from ._errors import UsageError
 from .analysis.decide import IO_WORKER_GAIN, MAX_IO_WORKERS, TrialRow, contenders, trial_failures
 from .backends import REGISTRY, get_backend, resolve
 from .call_shape import shape, shape_options
 from .environment import collect_environment, usable_cores
+from .measure import native
+from .measure.preflight import preflight
+from .measure.probe import is_coroutine_function
+from .measure.runner import Chunksize, Contention, Plan, Repeat, run_plan
 from .model import COUNTED, TrialResult
-from .preflight import preflight
-from .probe import is_coroutine_function
-from .runner import Chunksize, Contention, Plan, Repeat, run_plan
 from .store import RunStore, new_run_id, store_path
 from .workloads import Workload
 
@@ -54,12 +54,12 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     instead of a local cluster per trial (default: ``$POOLSCOPE_DASK_SCHEDULER``).
     ``timeout`` (seconds per item) and ``trial_timeout`` stop what runs longer and record it as
     timed out; ``max_memory`` (bytes) stops a worker process whose peak RSS passes it (see
-    ``poolscope.limits``). ``isolate`` runs the in-process executors (serial, thread, …) in a
-    child process, so a function that ends its process cannot end the run (the CLI's default;
-    off here, where a function may hold what cannot leave this process). ``native_threads``
-    caps each worker's native thread pools (BLAS, OpenMP; see ``poolscope.native``).
+    ``poolscope.measure.limits``). ``isolate`` runs the in-process executors (serial, thread,
+    …) in a child process, so a function that ends its process cannot end the run (the CLI's
+    default; off here, where a function may hold what cannot leave this process). ``native_threads``
+    caps each worker's native thread pools (BLAS, OpenMP; see ``poolscope.measure.native``).
     Before the trials a preflight calls ``fn`` on the first items: when each of them raises,
-    ``PreflightError`` (see ``poolscope.preflight``) and nothing runs.
+    ``PreflightError`` (see ``poolscope.measure.preflight``) and nothing runs.
     ``store`` keeps the run for ``poolscope show``, ``history`` and ``compare``: True for the
     project's store (where the CLI keeps its runs), a path, or an open ``RunStore``. By default
     the run is not stored, and its ``run_id`` is None.

@@ -56,7 +56,6 @@ from typing import Any
 
 import numpy as np
 
-from . import native
 from ._errors import UsageError
 from ._format import count
 from .analysis.decide import (
@@ -69,7 +68,6 @@ from .analysis.decide import (
     simplicity,
 )
 from .backends import Backend, get_backend, resolve
-from .board import Board
 from .environment import usable_cores
 from .map_call import (
     InitCapture,
@@ -81,9 +79,11 @@ from .map_call import (
     initializer_name,
 )
 from .map_record import MapRecord, StoreOption, open_record
+from .measure import native
+from .measure.board import Board
+from .measure.probe import Chunk, ChunkRecord, _failure, is_coroutine_function
+from .measure.runner import auto_chunksize, run_trial
 from .model import TrialResult
-from .probe import Chunk, ChunkRecord, _failure, is_coroutine_function
-from .runner import auto_chunksize, run_trial
 from .speed_bounds import (
     TRANSFER_MATTERS,
     Bound,

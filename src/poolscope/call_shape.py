@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import UsageError
-from .probe import ItemTimeout, is_coroutine_function
+from .measure.probe import ItemTimeout, is_coroutine_function
 
 if TYPE_CHECKING:
     from .workloads import Workload

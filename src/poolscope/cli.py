@@ -397,7 +397,7 @@ def _finish(result: Any, console: Console, store: Any = None,
     if store is not None:
         console.print(f"stored as run {result.run_id} in {store.path}", style="dim")
     if result.interrupted:
-        from ._interrupt import exit_code, stopped_by
+        from .measure._interrupt import exit_code, stopped_by
 
         done = sum(t.status != "interrupted" for t in result.trial_results)
         console.print(f"{stopped_by()}: kept {count(done, 'finished trial')}", style="yellow")
@@ -562,8 +562,8 @@ def _run_map(fn: Any, items: _JsonLinesItems, results: _ResultLines, console: Co
              progress: Any, **options: Any) -> None:
     """``map``'s run and last lines: its exit code, 1 when an item failed; an error while
     writing a result is said as it is (a full disk: exit 2; a closed pipe: exit 0)."""
-    from ._interrupt import exit_code, stopped_by
     from .automap import map_stream
+    from .measure._interrupt import exit_code, stopped_by
 
     try:
         if progress is not None:
@@ -1210,7 +1210,7 @@ def _leave_stray_threads(code: int) -> None:
     import threading
     import time
 
-    from .lifetime import TEARDOWN_GRACE_S
+    from .measure.lifetime import TEARDOWN_GRACE_S
 
     deadline = time.monotonic() + TEARDOWN_GRACE_S
     stray = [t for t in threading.enumerate()
@@ -1232,7 +1232,7 @@ def _leave_stray_threads(code: int) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    from ._interrupt import exit_code, install_sigint_handler, stopped_by
+    from .measure._interrupt import exit_code, install_sigint_handler, stopped_by
 
     install_sigint_handler()
     try:

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from . import native
 from .automap import (
     DEFAULT_BUDGET_S,
     MapDecision,
@@ -34,7 +33,8 @@ from .automap import (
 from .environment import usable_cores
 from .map_call import Raised
 from .map_record import StoreOption, open_record
-from .probe import is_coroutine_function
+from .measure import native
+from .measure.probe import is_coroutine_function
 
 __all__ = ["Executor"]
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ._format import json_number
 from .backends import REGISTRY
-from .runner import auto_chunksize, make_chunks, run_trial
+from .measure.runner import auto_chunksize, make_chunks, run_trial
 from .workloads import tiny
 
 __all__ = ["bench_executors", "bench_json"]

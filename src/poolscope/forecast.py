@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .runner import MAX_TRIALS, MIN_TIME_S, MIN_TRIALS
+from .measure.runner import MAX_TRIALS, MIN_TIME_S, MIN_TRIALS
 
 if TYPE_CHECKING:
+    from .measure.runner import Plan
     from .model import TrialResult
-    from .runner import Plan
 
 __all__ = ["Remaining", "TrialForecast"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .measure.probe import STATUS_ERROR
 from .model import TrialResult
-from .probe import STATUS_ERROR
 
 __all__ = ["UNFINISHED_KINDS", "MergedBars", "concurrency", "concurrency_binned", "finished",
            "fraction", "items_frame", "lane_labels", "lane_numbers", "melted_frame",
@@ -346,7 +346,7 @@ def worker_names(pids: Sequence[int | None], tids: Sequence[int | None],
     cannot tell); ``NAME@/path/python`` counts as ``NAME``.
     """
     from .backends import REGISTRY
-    from .probe import split_tid
+    from .measure.probe import split_tid
 
     known = [pid for pid in pids if pid is not None and pid == pid]
     cls = REGISTRY.get((executor or "").split("@")[0])

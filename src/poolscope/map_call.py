@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .map_record import target_name
-from .probe import is_coroutine_function
+from .measure.probe import is_coroutine_function
 
 __all__ = ["InitCapture", "InitializerFailed", "ItemFailed", "Raised", "call_here", "capture",
            "initializer_name"]

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .environment import collect_environment
+from .measure.probe import _MAXRSS_UNIT, HOST, STATUS_ERROR, ChunkRecord
 from .model import ItemColumns, TrialResult, TrialStatus
-from .probe import _MAXRSS_UNIT, HOST, STATUS_ERROR, ChunkRecord
 from .store import RunStore, new_run_id, store_path
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from .probe import ChunkRecord
+from .measure.probe import ChunkRecord
 
 __all__ = ["COUNTED", "ItemColumns", "TrialError", "TrialResult", "TrialStatus"]
 

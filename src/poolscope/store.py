@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import UsageError
-from .lifetime import pid_alive
-from .probe import STATUS_ERROR, ChunkRecord
+from .measure.lifetime import pid_alive
+from .measure.probe import STATUS_ERROR, ChunkRecord
 
 if TYPE_CHECKING:
     from .model import TrialResult

@@ -38,7 +38,7 @@ import pandas as pd
 
 from .._format import duration, size
 from ..frames import unfinished_rows
-from ..native import describe
+from ..measure.native import describe
 
 __all__ = ["Classification", "classify"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from .._format import count, duration
-from ..native import describe
+from ..measure.native import describe
 
 __all__ = ["noise_warnings", "oversubscription_warnings"]
 

@@ -380,7 +380,7 @@ def _bottleneck(items: ItemParts, parts: ExecutorParts, workers: int, cores: int
 
 # --- helpers -----------------------------------------------------------------------------------
 def _auto_chunksize(n_items: int, workers: int) -> int:
-    from ..runner import auto_chunksize
+    from ..measure.runner import auto_chunksize
 
     return auto_chunksize(n_items, workers)
 

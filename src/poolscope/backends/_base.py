@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from .._errors import UsageError
-from ..probe import Chunk, ChunkRecord
+from ..measure.probe import Chunk, ChunkRecord
 
 __all__ = ["REGISTRY", "Backend", "get_backend", "register"]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, as_completed
 from contextlib import AbstractContextManager
 
-from ..probe import Chunk, ChunkRecord
+from ..measure.probe import Chunk, ChunkRecord
 from ._base import Backend
 
 __all__ = ["FuturesBackend", "records_as_completed"]

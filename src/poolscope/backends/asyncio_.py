@@ -34,9 +34,10 @@ functions run in worker threads, recorded by the ordinary probe.
 
 **Lanes.** All coroutines run on the loop's thread, so (pid, tid) alone would draw one lane of
 overlapping items. Each concurrency slot is a lane instead: a slot's records carry the real pid
-and the loop thread's native tid tagged with the slot (:func:`poolscope.probe.slot_tid`: slot + 1
-above bit 48), so timelines, reports and traces show ``workers`` lanes (fewer when there are
-fewer chunks), and :func:`poolscope.probe.split_tid` gives back (native tid, slot) for display.
+and the loop thread's native tid tagged with the slot
+(:func:`poolscope.measure.probe.slot_tid`: slot + 1 above bit 48), so timelines, reports and
+traces show ``workers`` lanes (fewer when there are fewer chunks), and
+:func:`poolscope.measure.probe.split_tid` gives back (native tid, slot) for display.
 Plain functions' records carry their worker thread's real tid: those lanes are real threads.
 
 **Family** ``"async"``: it shares the parent's memory (nothing is pickled) and is weighed with
@@ -56,7 +57,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ..probe import (
+from ..measure.probe import (
     _MAXRSS_UNIT,
     STATUS_ERROR,
     Chunk,

@@ -86,7 +86,7 @@ from typing import Any
 from .._errors import PoolscopeError, UsageError, WorkerDiedError
 from .._filetargets import PREFIX as FILE_TARGET_PREFIX
 from .._format import count
-from ..probe import HOST, Chunk, ChunkRecord, run_chunk
+from ..measure.probe import HOST, Chunk, ChunkRecord, run_chunk
 from ._base import Backend, register
 
 __all__ = ["ENV_SCHEDULER", "DaskBackend", "dask_setup", "normalize_address",
@@ -311,7 +311,7 @@ def _dask_task(payload: bytes, digest: str, chunk: Chunk, by_value: bytes = b"")
                 _pools_told.clear()
             _pools_told.add(chunk.board)
     if tell:
-        from .. import native
+        from ..measure import native
 
         pools = native.pools()
     return record._replace(host=HOST, worker=get_worker().address, native_threads=pools)
@@ -703,7 +703,7 @@ class DaskBackend(Backend):
         the exit code only for a local cluster's workers, whose nannies say it."""
         if "pid" not in info:
             return ""
-        from ..faults import describe_exit, likely_cause
+        from ..measure.faults import describe_exit, likely_cause
 
         code = _nanny_deaths.codes.get(info["pid"]) if self._watching_nannies else None
         ended = f": {describe_exit(code)} — {likely_cause(code)}" if code else ""

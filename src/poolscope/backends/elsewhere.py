@@ -5,7 +5,7 @@ interpreter; the child imports this same poolscope source (``PYTHONPATH``), runs
 executor's start/run/close with the probe, and streams the ChunkRecords back. Records join the
 run on one time axis: ``perf_counter_ns`` is system-wide, so the child's clock is the parent's::
 
-    parent (this interpreter)                     child: PATH -m poolscope._child serve
+    parent (this interpreter)                     child: PATH -m poolscope.measure._child serve
     -------------------------                     -------------------------------------
     spawn, ("hello", executor, fn by reference) ─> import backends, load fn, read the GIL
                                    ("ready", facts) <─
@@ -85,8 +85,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._errors import PoolscopeError, UsageError, WorkerDiedError
-from ..native import worker_cap
-from ..probe import Chunk, ChunkRecord
+from ..measure.native import worker_cap
+from ..measure.probe import Chunk, ChunkRecord
 from ._base import REGISTRY, Backend
 
 __all__ = ["MIN_VERSION", "ElsewhereBackend", "backend_for", "check_python", "describe",
@@ -233,7 +233,7 @@ def _child_env() -> dict[str, str]:
 
 
 def _child_command(python: str, mode: str) -> list[str]:
-    return [python, "-m", "poolscope._child", mode]
+    return [python, "-m", "poolscope.measure._child", mode]
 
 
 # --- the function, by reference -------------------------------------------------------------
@@ -621,7 +621,7 @@ class ElsewhereBackend(Backend):
         return message
 
     def _gone(self) -> WorkerDiedError:
-        from ..faults import describe_exit
+        from ..measure.faults import describe_exit
 
         assert self._proc is not None
         try:

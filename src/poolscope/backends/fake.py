@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
-from ..probe import STATUS_ERROR, STATUS_OK, Chunk, ChunkRecord
+from ..measure.probe import STATUS_ERROR, STATUS_OK, Chunk, ChunkRecord
 from ._base import Backend
 
 __all__ = ["Death", "FakeClock", "ScriptedBackend", "ScriptedItem", "scripted_backend"]

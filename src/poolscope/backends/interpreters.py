@@ -5,7 +5,7 @@ thread of this process, so pure-Python loops run in parallel without a second pr
 
     parent thread k                                 subinterpreter k (own GIL)
     ---------------                                 --------------------------
-    create("isolated"), sys.path, cloudpickle(fn) ─> poolscope._subinterp.setup: unpickle fn
+    create("isolated"), sys.path, cloudpickle(fn) ─> poolscope.measure._subinterp.setup: unpickle fn
     pickle(Chunk)  ── exec(_task, shared bytes) ───> run_chunk(fn, chunk)
     ChunkRecord    <── cross-interpreter queue ────  pickle(ChunkRecord)
 
@@ -46,7 +46,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from .._errors import PoolscopeError, UsageError
-from ..probe import Chunk, ChunkRecord
+from ..measure.probe import Chunk, ChunkRecord
 from ._base import Backend, register
 from ._futures import records_as_completed
 
@@ -132,7 +132,7 @@ def _task() -> None:  # pragma: no cover - its code object runs in a subinterpre
 _SETUP = """\
 import sys
 sys.path[:] = _poolscope_path.split("\\0")
-import poolscope._subinterp as _poolscope_worker
+import poolscope.measure._subinterp as _poolscope_worker
 _poolscope_worker.setup(_poolscope_queue, _poolscope_path, _poolscope_function)
 """
 
@@ -236,7 +236,7 @@ class _Pool314:
     def __init__(self, workers: int, payload: bytes) -> None:
         from concurrent.futures import InterpreterPoolExecutor
 
-        from .._subinterp import run_payload_chunk
+        from ..measure._subinterp import run_payload_chunk
 
         self.executor: Executor = InterpreterPoolExecutor(
             workers, thread_name_prefix="poolscope-interpreter")

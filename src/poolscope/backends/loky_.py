@@ -37,9 +37,10 @@ from concurrent.futures import Executor
 from typing import Any
 
 from .._errors import WorkerDiedError
-from ..faults import describe_exit
-from ..lifetime import end_pool
-from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
+from ..measure.faults import describe_exit
+from ..measure.lifetime import end_pool
+from ..measure.probe import Chunk, ChunkRecord
+from ..measure.shipping import install_function, run_installed_chunk
 from ._base import register
 from ._futures import FuturesBackend, records_as_completed
 from .processes import _ProcessMixin, _unguarded_main_hidden

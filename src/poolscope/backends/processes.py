@@ -26,10 +26,11 @@ from multiprocessing.pool import Pool
 from typing import Any, ClassVar
 
 from .._errors import WorkerDiedError
-from ..faults import describe_exit
-from ..lifetime import end_pool
-from ..native import first_report, preload, worker_cap
-from ..probe import Chunk, ChunkRecord, install_function, run_installed_chunk
+from ..measure.faults import describe_exit
+from ..measure.lifetime import end_pool
+from ..measure.native import first_report, preload, worker_cap
+from ..measure.probe import Chunk, ChunkRecord
+from ..measure.shipping import install_function, run_installed_chunk
 from ._base import Backend, register
 from ._futures import FuturesBackend
 

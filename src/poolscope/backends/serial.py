@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from ..probe import Chunk, ChunkRecord, run_chunk
+from ..measure.probe import Chunk, ChunkRecord, run_chunk
 from ._base import Backend, register
 
 __all__ = ["SerialBackend"]

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.pool import ThreadPool
 
-from ..probe import Chunk, ChunkRecord, run_chunk
+from ..measure.probe import Chunk, ChunkRecord, run_chunk
 from ._base import Backend, register
 from ._futures import FuturesBackend
 

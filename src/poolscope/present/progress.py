@@ -28,12 +28,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .._format import count, duration
 from ..forecast import TrialForecast
-from ..runner import MIN_TRIALS
+from ..measure.runner import MIN_TRIALS
 
 if TYPE_CHECKING:
+    from ..measure.probe import ChunkRecord
+    from ..measure.runner import Plan
     from ..model import TrialResult
-    from ..probe import ChunkRecord
-    from ..runner import Plan
 
 __all__ = ["MapProgress", "TqdmMapProgress", "TqdmProgress", "TrialProgress", "in_notebook",
            "map_progress", "trial_progress"]

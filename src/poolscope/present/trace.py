@@ -66,8 +66,8 @@ import numpy as np
 from .. import __version__
 from .._errors import UsageError
 from ..frames import concurrency, concurrency_binned, lane_numbers, worker_names
+from ..measure.probe import STATUS_OK
 from ..model import TrialResult
-from ..probe import STATUS_OK
 from .fixed_width_json import Choice, Decimal, InString, Int, render
 
 if TYPE_CHECKING:

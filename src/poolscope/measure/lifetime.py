@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._format import count
+from .._format import count
 
 __all__ = ["KILL_GRACE_S", "TEARDOWN_GRACE_S", "die_with_parent", "end_pool", "kill_groups",
            "lead_own_group", "pid_alive", "stop_workers", "watch_parent"]

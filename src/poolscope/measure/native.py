@@ -41,7 +41,7 @@ _cap: int | None = None  # the run's --native-threads, for the pools and childre
 
 def validate(value: Any) -> int | None:
     """``native_threads`` as given to the API or CLI: None, or a whole number of at least 1."""
-    from ._errors import UsageError
+    from .._errors import UsageError
 
     if value is None:
         return None

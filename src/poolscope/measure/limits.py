@@ -35,7 +35,7 @@ from typing import Any
 
 import psutil
 
-from ._format import size
+from .._format import size
 from .board import IDLE, Board, Running
 from .probe import STATUS_ERROR, ChunkRecord, ItemTimeout, peak_rss
 

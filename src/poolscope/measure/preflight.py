@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._errors import PreflightError
+from .._errors import PreflightError
 from ._interrupt import is_users_interrupt
 
 __all__ = ["PREFLIGHT_ITEMS", "PREFLIGHT_TIMEOUT_S", "preflight", "try_items", "user_frames"]
@@ -148,7 +148,7 @@ def _in_child(place: type[Any], fn: Callable[[Any], Any], items: Sequence[Any],
               timeout_s: float) -> tuple[list[dict[str, Any]] | None, str | None]:
     """The items one at a time in the child (which one ended it, if one did); the child is
     kept for the run's trials. (outcomes or None on a timeout, how the child ended or None)."""
-    from ._errors import PoolscopeError
+    from .._errors import PoolscopeError
     from .shipping import unpicklable_items
 
     deadline = time.monotonic() + timeout_s
@@ -178,8 +178,8 @@ def _in_child(place: type[Any], fn: Callable[[Any], Any], items: Sequence[Any],
 def _place(names: Sequence[str], isolate: bool) -> tuple[type[Any] | None, bool]:
     """Where the preflight runs: (a child's backend class, or None for this process; whether
     that class is one the run's trials use, so its child is kept for them)."""
-    from .backends import resolve
-    from .backends.elsewhere import ElsewhereBackend, isolated
+    from ..backends import resolve
+    from ..backends.elsewhere import ElsewhereBackend, isolated
 
     classes = [resolve(name, isolate) for name in names]
     if any(cls.in_process for cls in classes):

@@ -1,5 +1,9 @@
-"""Getting items to worker processes and results back, so that what cannot travel is that
-item's error rather than a broken pool.
+"""Getting the function and items to worker processes and results back, so that what cannot
+travel is that item's error rather than a broken pool.
+
+A process pool's workers start with ``install_function`` (the function, cloudpickled once per
+worker) and run ``run_installed_chunk`` per chunk: the probe's recorder around the function,
+its results packed as below.
 
 Pools pickle a task's result in the worker and unpickle it in a thread of the parent. A result
 that cannot be pickled fails the whole chunk (``multiprocessing.Pool`` wraps it in a
@@ -18,12 +22,13 @@ run.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from .probe import STATUS_ERROR, STATUS_OK, ChunkRecord
+from .probe import STATUS_ERROR, STATUS_OK, Chunk, ChunkRecord, run_chunk
 
-__all__ = ["Unreadable", "pack_results", "unpicklable_items", "unreadable_errors"]
+__all__ = ["Unreadable", "install_function", "pack_results", "run_installed_chunk",
+           "unpicklable_items", "unreadable_errors"]
 
 
 class Unreadable:
@@ -115,3 +120,49 @@ def unpicklable_items(items: Sequence[Any]) -> dict[int, str]:
             bad[index] = (f"the item cannot be pickled to send it to a worker process: "
                           f"{type(exc).__name__}: {exc}")
     return bad
+
+
+# --- process workers: the function once per worker, then chunks ------------------------------
+# The function is shipped once per worker (cloudpickle bytes in the pool's initializer), not once
+# per chunk: cloudpickle sends importable functions by reference and notebook or __main__
+# functions by value, so spawn and forkserver workers can run them too.
+
+_installed_fn: Callable[[Any], Any] | None = None
+_native_report = False  # whether this worker's first record is to carry its native pools
+
+
+def install_function(payload: bytes, native_threads: int | None = None,
+                     report_pools: bool = True, parent_pid: int | None = None) -> None:
+    """Pool initializer: unpickle the workload function once in this worker; cap its native
+    thread pools at ``native_threads`` and, with ``report_pools``, read them (native.py).
+    The worker dies with ``parent_pid`` and leads its own process group (lifetime.py)."""
+    import signal
+
+    import cloudpickle
+
+    # The parent stops the workers itself, so a worker must neither die half-way through a
+    # result nor print a KeyboardInterrupt traceback (nor take a function's own SIGINT for one).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from . import lifetime, native
+
+    if parent_pid is not None:
+        lifetime.watch_parent(parent_pid)
+    lifetime.lead_own_group()
+
+    global _installed_fn, _native_report
+    native.limit(native_threads)  # before the function's imports load a library
+    _installed_fn = cloudpickle.loads(payload)
+    _native_report = report_pools  # read after the first chunk: the function may load them
+
+
+def run_installed_chunk(chunk: Chunk) -> ChunkRecord:
+    """The task a process worker runs: the installed function over one chunk."""
+    if _installed_fn is None:  # pragma: no cover - a pool started without its initializer
+        raise RuntimeError("poolscope worker has no function installed")
+    global _native_report
+    record = run_chunk(_installed_fn, chunk)
+    if _native_report:
+        from . import native
+
+        record, _native_report = record._replace(native_threads=native.pools()), False
+    return pack_results(record)

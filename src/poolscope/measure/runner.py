@@ -16,14 +16,14 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._errors import UsageError
-from .backends import Backend, get_backend, resolve
+from .._errors import UsageError
+from ..backends import Backend, get_backend, resolve
+from ..model import TrialResult, TrialStatus
+from ..workloads import Workload
 from .board import Board
-from .model import TrialResult, TrialStatus
 from .probe import Chunk
 from .shipping import unpicklable_items
 from .trial import CallbackError, ChunkCallback, not_reported, run_trial
-from .workloads import Workload
 
 __all__ = ["Contention", "Plan", "auto_chunksize", "make_chunks", "run_plan", "run_trial"]
 
@@ -136,7 +136,7 @@ class Plan:
                                      f"with {name}: a running task stops only with its worker, "
                                      "which the cluster then retries")
         if self.reuse_pool:
-            from .backends.interpreters import fork_conflict
+            from ..backends.interpreters import fork_conflict
 
             conflict = fork_conflict(self.executors)
             if conflict:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ._format import size
+from .._format import size
 from .board import Board
 
 __all__ = ["dead_worker_errors", "describe_exit", "likely_cause"]

@@ -1,9 +1,9 @@
 """The child side of ``NAME@/path/to/python`` (see ``backends/elsewhere.py``).
 
-Run by another interpreter as ``python -m poolscope._child MODE`` with this poolscope's source
-on PYTHONPATH. It imports only the standard library, the probe (and shipping) and the backends —
-never numpy, pandas or anything of the analysis — and must run on every supported Python
-(3.10+).
+Run by another interpreter as ``python -m poolscope.measure._child MODE`` with this poolscope's
+source on PYTHONPATH. It imports only the standard library, the probe (and shipping) and the
+backends — never numpy, pandas or anything of the analysis — and must run on every supported
+Python (3.10+).
 
 - ``describe``: a pickled request on stdin ({"function": bytes | None});
   one JSON object on stdout: version, implementation, whether the build is free-threaded and
@@ -196,8 +196,8 @@ def _dead_workers(backend: Any, chunks: Any) -> tuple[str, str, str, int | None]
     processes = backend.worker_processes()
     if not processes or not chunks or not any(p.exitcode for p in processes.values()):
         return None
-    from poolscope.board import Board
-    from poolscope.faults import dead_worker_errors
+    from poolscope.measure.board import Board
+    from poolscope.measure.faults import dead_worker_errors
 
     errors = dead_worker_errors(processes, Board.at(chunks[0].board),
                                 cleanup=backend.cleanup_signal)
@@ -256,7 +256,7 @@ def _bind_to_parent() -> None:
     workers do: the parent stops this process itself, so a SIGINT here is the function's own."""
     import signal
 
-    from poolscope.lifetime import die_with_parent
+    from poolscope.measure.lifetime import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.environ.get("POOLSCOPE_PARENT_PID", "")
@@ -274,7 +274,7 @@ def serve() -> None:
         from poolscope.backends import get_backend
 
         get_backend(hello["executor"])  # the first trial's: said now, before any clock runs
-        from poolscope import native
+        from poolscope.measure import native
 
         native.limit(hello.get("native_threads"))  # before the function's imports
         fn = _as_defined(pickle.loads(hello["function"]))
@@ -312,7 +312,7 @@ class _Server:
     """
 
     def __init__(self, pipe: _Pipe, fn: Any, own_pools: Any = None) -> None:
-        from poolscope.probe import peak_rss
+        from poolscope.measure.probe import peak_rss
 
         self.pipe, self.fn = pipe, fn
         self.backend: Any = None
@@ -343,20 +343,20 @@ class _Server:
         elif kind == "close":
             self.close()
         elif kind == "preflight":  # the first items, before any trial (preflight.py)
-            from poolscope.preflight import try_items
+            from poolscope.measure.preflight import try_items
 
             budget = message[2] if len(message) > 2 else None
             self.pipe.send(("preflighted", try_items(self.fn, message[1], budget_s=budget)))
 
     def start(self, trial: dict[str, Any]) -> None:
         from poolscope.backends import get_backend
-        from poolscope.probe import reset_peak_rss
+        from poolscope.measure.probe import reset_peak_rss
 
         _restore_stdio()  # the last trial's function may have closed them
         reset_peak_rss()  # a kept child's peak so far belongs to earlier trials
         if not self.pools_told:  # the function may load its libraries when it first runs (the
             # preflight, or an earlier trial, did): read again, before the clock, until found
-            from poolscope import native
+            from poolscope.measure import native
 
             found = native.pools()
             self.own_pools = found if found else self.own_pools
@@ -375,7 +375,7 @@ class _Server:
         self.staged = {}  # the last trial's items go now, before this trial's clock
         self.staged = {chunk.first: chunk for chunk in chunks}
         if chunks:
-            from poolscope.board import prepare
+            from poolscope.measure.board import prepare
 
             prepare(chunks[0].board)  # its file on the board: made before the clock
 
@@ -388,7 +388,7 @@ class _Server:
                 for held, first, count in names]
 
     def run(self, chunks: list[Any]) -> None:
-        from poolscope.shipping import unreadable_errors
+        from poolscope.measure.shipping import unreadable_errors
 
         if self.waiting_since is not None:  # the first run after start
             self.t0_ns += time.perf_counter_ns() - self.waiting_since
@@ -462,7 +462,7 @@ class _Server:
         os.kill(os.getpid(), signal.SIGTERM)
 
     def close(self) -> None:
-        from poolscope.probe import peak_rss
+        from poolscope.measure.probe import peak_rss
 
         waited = time.perf_counter_ns() - self.done_at if self.done_at is not None else 0
         error = None
@@ -497,7 +497,7 @@ def main(argv: list[str]) -> int:
     if mode == "serve":
         serve()
         return 0
-    sys.stderr.write("usage: python -m poolscope._child describe|serve\n")
+    sys.stderr.write("usage: python -m poolscope.measure._child describe|serve\n")
     return 2
 
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import psutil
 
+from ..backends import Backend
+from ..model import ItemColumns, TrialResult, TrialStatus
 from ._child import SAMPLE_VALUES  # return values kept from the first record, for sizing
-from .backends import Backend
 from .board import Board
 from .faults import dead_worker_errors
 from .limits import LimitWatch, memory_overruns
-from .model import ItemColumns, TrialResult, TrialStatus
 from .probe import HOST, KEPT_POOL, Chunk, ChunkRecord, peak_rss, reset_peak_rss
 from .shipping import unreadable_errors
 
