@@ -69,12 +69,12 @@ class TestContract:
     def test_workers_are_where_the_family_says(self, name):
         t = trial(name, square)
         pids = set(t.items.pid.tolist())
-        if REGISTRY[name].family == "process":
+        if not REGISTRY[name].in_process:
             assert os.getpid() not in pids
             assert 1 <= len(pids) <= 2
         else:
             assert pids == {os.getpid()}
-        if REGISTRY[name].family == "serial":
+        if not REGISTRY[name].family.pooled:
             assert len(set(t.items.tid.tolist())) == 1
 
     def test_item_exception_is_recorded_and_others_kept(self, name):
@@ -132,7 +132,7 @@ def exit_on_three(x: int) -> int:
     return x
 
 
-PROCESS_EXECUTORS = [name for name in AVAILABLE if REGISTRY[name].family == "process"]
+PROCESS_EXECUTORS = [name for name in AVAILABLE if not REGISTRY[name].in_process]
 
 
 @pytest.mark.parametrize("name", PROCESS_EXECUTORS)

@@ -107,11 +107,12 @@ def test_interpreter_says_why_it_is_unavailable_before_313():
 def test_interpreter_family_is_weighed_before_processes_and_other_interpreters():
     # design.md's simplicity order: one process with a GIL per interpreter is simpler than
     # worker processes; another interpreter (NAME@PATH) comes after both.
-    from poolscope.analysis.decide import FAMILY_RANK, UNKNOWN_FAMILY_RANK
+    from poolscope.families import family_of
 
     assert REGISTRY["interpreter"].family == "interpreter"
-    assert FAMILY_RANK["thread"] < FAMILY_RANK["interpreter"] < FAMILY_RANK["process"]
-    assert FAMILY_RANK["process"] < UNKNOWN_FAMILY_RANK
+    rank = {name: family_of(name).rank for name in ("thread", "interpreter", "process")}
+    assert rank["thread"] < rank["interpreter"] < rank["process"]
+    assert rank["process"] < family_of("another interpreter's executor").rank
 
 
 def _closure():

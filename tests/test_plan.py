@@ -13,7 +13,7 @@ import pytest
 from poolscope import UsageError, api
 from poolscope.analysis.recommend import contenders, trial_failures
 from poolscope.api import run_workload
-from poolscope.backends import REGISTRY
+from poolscope.backends import REGISTRY, ChildReadings
 from poolscope.backends.fake import FakeClock, ScriptedItem, scripted_backend
 from poolscope.frames import trials_frame
 from poolscope.measure.runner import MAX_TRIALS, MIN_TRIALS, Config, Plan, run_plan
@@ -115,11 +115,12 @@ def walled_backends(monkeypatch, walls: dict[str, Callable[[int], float]]) -> Fa
 
         def start(self, base=base):
             base.start(self)
-            self.started_ns = self.t0
+            self.child = ChildReadings(started_ns=self.t0)  # timed as a child would time it
 
         def close(self, wall=wall, done=done):
-            self.closed_ns = self.last_record_ns = self.t0 + int(wall(next(done)) * 1e9)
-            self.clock.advance_to(self.closed_ns)
+            end = self.t0 + int(wall(next(done)) * 1e9)
+            self.child.closed_ns = self.child.last_record_ns = end
+            self.clock.advance_to(end)
 
         monkeypatch.setitem(REGISTRY, name, type(name, (base,), {"start": start,
                                                                   "close": close}))

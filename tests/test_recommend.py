@@ -173,7 +173,7 @@ def test_simplicity_order_is_the_designs():
 
 
 def test_interpreters_are_simpler_than_processes_and_dask_is_last():
-    families = {"interpreter": "interpreter", "process": "process", "dask": "process"}
+    families = {"interpreter": "interpreter", "process": "process", "dask": "cluster"}
     trials = scripted({("dask", 2): [1.0] * 5, ("process", 2): [1.0] * 5,
                        ("interpreter", 2): [1.0] * 5})
     rec = recommend(summarize(trials, cores=2), trials, 2, families)

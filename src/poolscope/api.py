@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import UsageError
 from .analysis.decide import IO_WORKER_GAIN, MAX_IO_WORKERS, TrialRow, contenders, trial_failures
-from .backends import REGISTRY, get_backend, resolve
+from .backends import REGISTRY, Backend, get_backend, resolve
 from .call_shape import shape, shape_options
 from .environment import collect_environment, usable_cores
 from .measure import native
 from .measure.preflight import preflight
 from .measure.probe import is_coroutine_function
-from .measure.runner import Chunksize, Contention, Plan, Repeat, run_plan
+from .measure.runner import Contention, Plan, run_plan
 from .model import COUNTED, TrialResult
+from .options import DEFAULT_EXECUTORS, Chunksize, Repeat, RunOptions
 from .store import RunStore, new_run_id, store_path
 from .workloads import Workload
 
@@ -30,9 +31,6 @@ if TYPE_CHECKING:  # imported when a run ends: pandas makes a process worth 100 
 
 __all__ = ["DEFAULT_EXECUTORS", "compare", "default_sweep_workers", "load", "run_workload",
            "sweep_workload"]
-
-DEFAULT_EXECUTORS = ("thread", "process")
-
 
 def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
             executors: Sequence[str] | str = DEFAULT_EXECUTORS,
@@ -68,14 +66,14 @@ def compare(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     its first item, as in ``concurrent.futures``, outside the items' times (its own time is the
     summary's ``initializer_s``).
     """
-    workload = shape(_workload_of(fn, items), star, initializer, tuple(initargs))
+    options = RunOptions(executors=executors, workers=workers, repeat=repeat,
+                         chunksize=chunksize, baseline=baseline, warmup=warmup,
+                         max_time=max_time, reuse_pool=reuse_pool, timeout=timeout,
+                         trial_timeout=trial_timeout, max_memory=max_memory, isolate=isolate,
+                         native_threads=native_threads, scheduler=scheduler)
+    workload = shape(workload_of(fn, items), star, initializer, tuple(initargs))
     with _opened(store) as run_store:
-        return run_workload(workload, executors=executors, workers=workers,
-                            repeat=repeat, chunksize=chunksize, baseline=baseline,
-                            warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
-                            progress=progress, scheduler=scheduler, timeout=timeout,
-                            trial_timeout=trial_timeout, max_memory=max_memory,
-                            isolate=isolate, native_threads=native_threads, store=run_store)
+        return run_workload(workload, options, progress=progress, store=run_store)
 
 
 StoreChoice = bool | str | os.PathLike[str] | RunStore | None
@@ -109,17 +107,17 @@ def sweep(fn: Callable[[Any], Any], items: Iterable[Any] | int, *,
     cores), chunksizes and, with ``item_counts``, the number of items: what ``poolscope sweep``
     does. The result's ``scaling``, ``amdahl`` and ``growth`` say how the wall time changes;
     the other arguments are ``compare``'s."""
-    workload = shape(_workload_of(fn, items), star, initializer, tuple(initargs))
+    options = RunOptions(executors=executors, workers=workers, chunksize=chunksize,
+                         repeat=repeat, warmup=warmup, max_time=max_time, timeout=timeout,
+                         trial_timeout=trial_timeout, max_memory=max_memory, isolate=isolate,
+                         native_threads=native_threads, scheduler=scheduler)
+    workload = shape(workload_of(fn, items), star, initializer, tuple(initargs))
     with _opened(store) as run_store:
-        return sweep_workload(workload, executors=executors, workers=workers,
-                              chunksize=chunksize, item_counts=item_counts, repeat=repeat,
-                              warmup=warmup, max_time=max_time, progress=progress,
-                              scheduler=scheduler, timeout=timeout,
-                              trial_timeout=trial_timeout, max_memory=max_memory,
-                              isolate=isolate, native_threads=native_threads, store=run_store)
+        return sweep_workload(workload, options, item_counts=item_counts, progress=progress,
+                              store=run_store)
 
 
-def _workload_of(fn: Callable[[Any], Any], items: Iterable[Any] | int) -> Workload:
+def workload_of(fn: Callable[[Any], Any], items: Iterable[Any] | int) -> Workload:
     """A function and its items (an iterable, or a count for ``range(n)``) as a workload named
     ``module:qualname``."""
     if isinstance(items, bool) or not (isinstance(items, int) or hasattr(items, "__iter__")):
@@ -132,15 +130,25 @@ def _workload_of(fn: Callable[[Any], Any], items: Iterable[Any] | int) -> Worklo
     return Workload(fn=fn, items=item_list, target=target)
 
 
-def _dask_scheduler(names: Sequence[str], scheduler: str | None) -> str | None:
-    """The Dask scheduler of a run (given, else $POOLSCOPE_DASK_SCHEDULER, else None)."""
-    from .backends.dask_ import normalize_address, scheduler_address
+def _scheduled(names: Sequence[str], scheduler: str | None) -> tuple[
+        list[type[Backend]], str | None]:
+    """The run's executors that run on a cluster behind a scheduler (dask), and the scheduler
+    they use: ``scheduler``, else their own default ($POOLSCOPE_DASK_SCHEDULER), else None (a
+    local cluster per trial)."""
+    scheduled = [cls for cls in map(get_backend, names) if cls.scheduled]
+    if scheduler is not None and not scheduled:
+        which = [name for name, cls in REGISTRY.items() if cls.scheduled]
+        raise UsageError(f"--scheduler applies to the {' and '.join(which)} executor only: "
+                         f"add -e {which[0]}")
+    return scheduled, scheduled[0].scheduler_address(scheduler) if scheduled else None
 
-    if scheduler is not None and "dask" not in names:
-        raise UsageError("--scheduler applies to the dask executor only: add -e dask")
-    if scheduler is not None:
-        return normalize_address(scheduler)
-    return scheduler_address() if "dask" in names else None
+
+@contextlib.contextmanager
+def _on_scheduler(scheduled: Sequence[type[Backend]], address: str | None) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for cls in scheduled:
+            stack.enter_context(cls.using_scheduler(address))
+        yield
 
 
 def _worker_details(trials: Sequence[TrialResult]) -> dict[str, Any]:
@@ -149,42 +157,14 @@ def _worker_details(trials: Sequence[TrialResult]) -> dict[str, Any]:
     return {str(t.index): t.worker_info for t in trials if t.worker_info}
 
 
-def _as_names(executors: Sequence[str] | str) -> tuple[str, ...]:
-    if isinstance(executors, str):
-        executors = [e for e in executors.split(",")]
-    names = tuple(e.strip() for e in executors)
-    if not names:
-        raise UsageError("give at least one executor")
-    if any(not e for e in names):
-        raise UsageError("an executor name is empty")
-    return names
-
-
-def _as_workers(workers: int | Sequence[int] | None) -> tuple[int, ...]:
-    if workers is None:
-        return (usable_cores(),)
-    if isinstance(workers, int):
-        return (workers,)
-    values = tuple(workers)
-    if not values:
-        raise UsageError("give at least one worker count")
-    return values
-
-
-
-
-def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT_EXECUTORS,
-                 workers: int | Sequence[int] | None = None, repeat: Repeat = "auto",
-                 chunksize: Chunksize | Sequence[Chunksize] = "auto", baseline: bool = True,
-                 warmup: int = 0, max_time: float = 60.0, reuse_pool: bool = False,
-                 explore_io: bool = True, progress: bool = False,
-                 console: Any = None, store: RunStore | None = None,
-                 scheduler: str | None = None, timeout: float | None = None,
-                 trial_timeout: float | None = None, max_memory: int | None = None,
-                 isolate: bool = False, native_threads: int | None = None,
-                 label: str | None = None) -> Result:
+def run_workload(workload: Workload, options: RunOptions | None = None, *,
+                 explore_io: bool = True, progress: bool = False, console: Any = None,
+                 store: RunStore | None = None, label: str | None = None,
+                 **settings: Any) -> Result:
     """Plan and run the trials of one workload; the shared core of the API and the CLI.
 
+    ``options`` (:class:`~poolscope.options.RunOptions`) say how to measure; ``settings`` are
+    fields of it given as keywords (``executors="thread", workers=2``), over ``options``.
     With ``explore_io`` and no explicit ``workers``, an io-bound workload gets extra thread
     trials with 2×, 4×, … the cores' worker count, while doubling still pays off. With a
     ``store``, the run, each chunk's records and each trial are written as they arrive.
@@ -195,15 +175,10 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     ``native_threads`` caps each worker's native pools, which are recorded as
     ``environment["native_threads"]`` (native.py).
     """
-    names = _as_names(executors)
-    dask_scheduler = _dask_scheduler(names, scheduler)
-    if baseline and "serial" not in names:
-        names = ("serial", *names)
-    sizes = tuple(chunksize) if isinstance(chunksize, list | tuple) else chunksize
-    plan = Plan(executors=names, workers=_as_workers(workers), repeat=repeat, chunksize=sizes,
-                warmup=warmup, max_time_s=max_time, reuse_pool=reuse_pool, timeout_s=timeout,
-                trial_timeout_s=trial_timeout, max_memory=max_memory, isolate=isolate,
-                native_threads=native.validate(native_threads))
+    options = (options or RunOptions()).replace(**settings)
+    names = options.names
+    scheduled, scheduler = _scheduled(names, options.scheduler)
+    plan = options.plan()
     # What the recommendation's code can say about the items and the function.
     items_range = workload.items == range(len(workload.items)) if isinstance(
         workload.items, range) else False
@@ -211,43 +186,45 @@ def run_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT
     if not items:
         raise UsageError("there are no items to run")
     workload = Workload(fn=workload.fn, items=items, target=workload.target, size=workload.size)
-    environment = _environment(names, isolate, workload.fn)
+    environment = _environment(names, options.isolate, workload.fn)
     with native.capped(plan.native_threads):  # a kept child keeps the cap it started with
-        checked = preflight(workload.fn, items, names, isolate, item_timeout=timeout)
+        checked = preflight(workload.fn, items, names, options.isolate,
+                            item_timeout=options.timeout)
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    options: dict[str, Any] = {
-        "executors": list(names), "workers": list(plan.workers), "repeat": repeat,
-        "chunksize": list(plan.chunksizes), "warmup": warmup, "max_time": max_time,
-        "reuse_pool": reuse_pool, "timeout": timeout, "trial_timeout": trial_timeout,
-        "max_memory": max_memory, "isolate": isolate,
+    recorded: dict[str, Any] = {
+        "executors": list(names), "workers": list(plan.workers), "repeat": options.repeat,
+        "chunksize": list(plan.chunksizes), "warmup": options.warmup,
+        "max_time": options.max_time, "reuse_pool": options.reuse_pool,
+        "timeout": options.timeout, "trial_timeout": options.trial_timeout,
+        "max_memory": options.max_memory, "isolate": options.isolate,
         "size": workload.size, "caveats": _caveats(workload, names), "findings": [],
         "items_range": items_range, "coroutine": is_coroutine_function(workload.fn),
         "native_threads": plan.native_threads, "preflight": checked,
         **({"label": label} if label else {}), **shape_options(workload.fn)}
-    if "dask" in names:
-        options["scheduler"] = dask_scheduler  # None: a local cluster per trial
+    if scheduled:
+        recorded["scheduler"] = scheduler  # None: a local cluster per trial
     run_id = new_run_id() if store is not None else None  # none that `show` could not find
     pools = native.Collector()  # each worker's native thread pools, as its records tell them
     hooks = _Hooks(on_chunk=[pools.on_chunk])
     if store is not None and run_id is not None:
         _record_in(store, run_id, hooks, started_at, workload.target, len(items), names,
-                   environment, options)
+                   environment, recorded)
 
     def result(trials: list[TrialResult], interrupted: bool) -> Result:
         from .result import Result, transfer_sample
 
         sample = next((t.result_sample for t in trials if t.result_sample), [])
         return Result(run_id=run_id, target=workload.target, n_items=len(items),
-                      trial_results=trials, environment=environment, options=options,
+                      trial_results=trials, environment=environment, options=recorded,
                       interrupted=interrupted, transfer=transfer_sample(items, sample),
                       started_at=started_at)
 
-    trials, interrupted = _measure(workload, plan, hooks, pools, dask_scheduler,
+    trials, interrupted = _measure(workload, plan, hooks, pools, scheduled, scheduler,
                                    progress=progress, console=console,
-                                   explore=explore_io and workers is None, options=options,
-                                   result=result)
+                                   explore=explore_io and options.workers is None,
+                                   options=recorded, result=result)
     if details := _worker_details(trials):
-        options["worker_details"] = details
+        recorded["worker_details"] = details
     environment["native_threads"] = pools.facts(trials, plan.native_threads)
     final = result(trials, interrupted)
     if store is not None:
@@ -266,17 +243,15 @@ def _record_in(store: RunStore, run_id: str, hooks: _Hooks, started_at: str, tar
 
 
 def _measure(workload: Workload, plan: Plan, hooks: _Hooks, pools: native.Collector,
-             dask_scheduler: str | None, *, progress: bool, console: Any, explore: bool,
+             scheduled: Sequence[type[Backend]], scheduler: str | None, *, progress: bool,
+             console: Any, explore: bool,
              options: dict[str, Any],
              result: Callable[[list[TrialResult], bool], Result]) -> tuple[
                  list[TrialResult], bool]:
     """The run's trials (and, when ``explore`` and the workload is io-bound, the thread counts
     searched); whether it was interrupted."""
     with contextlib.ExitStack() as stack:
-        if dask_scheduler is not None:
-            from .backends.dask_ import using_scheduler
-
-            stack.enter_context(using_scheduler(dask_scheduler))
+        stack.enter_context(_on_scheduler(scheduled, scheduler))
         pools.here = stack.enter_context(native.capped(plan.native_threads))
         if progress:
             from .present.progress import trial_progress  # tqdm's widget in a notebook
@@ -338,7 +313,7 @@ def _contention(prior: Sequence[TrialResult], until: float | None = None) -> Con
     """The verdict's rule as the runner's stopping rule: over ``prior`` and the new trials,
     the configurations still in contention (analysis.recommend.contenders); none after
     ``until`` (time.monotonic), a budget shared by several run_plan calls."""
-    families = {name: cls.family for name, cls in REGISTRY.items()}
+    families = {name: str(cls.family) for name, cls in REGISTRY.items()}
 
     def in_contention(new: Sequence[TrialResult]) -> Collection[tuple[str, int, int]]:
         if until is not None and time.monotonic() > until:
@@ -362,9 +337,10 @@ def _explore_io_workers(workload: Workload, plan: Plan, first: Result,
     would only idle). When a step stops paying right after one that paid (the curve was still
     rising), bisect between the two, down to steps of a quarter (or 2). The verdict then
     chooses among every count tried, fewer workers first (analysis/decide.py). Only an
-    executor the user asked for is searched: with no thread or asyncio one, no search.
+    executor the user asked for is searched, and only one whose waiting workers cost little
+    (``Family.light_workers``: threads, asyncio): with none, no search.
     """
-    threads = [n for n in plan.executors if get_backend(n).family in ("thread", "async")]
+    threads = [n for n in plan.executors if get_backend(n).family.light_workers]
     if not threads:
         return False
     name = threads[0]
@@ -450,19 +426,15 @@ def default_sweep_workers() -> list[int]:
     return counts
 
 
-def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAULT_EXECUTORS,
-                   workers: Sequence[int] | None = None,
-                   chunksize: Chunksize | Sequence[Chunksize] = "auto",
-                   item_counts: Sequence[int] | None = None, repeat: Repeat = "auto",
-                   warmup: int = 0, max_time: float = 60.0, progress: bool = False,
+def sweep_workload(workload: Workload, options: RunOptions | None = None, *,
+                   item_counts: Sequence[int] | None = None, progress: bool = False,
                    console: Any = None, store: RunStore | None = None,
-                   scheduler: str | None = None, timeout: float | None = None,
-                   trial_timeout: float | None = None, max_memory: int | None = None,
-                 isolate: bool = False, native_threads: int | None = None) -> Result:
+                   **settings: Any) -> Result:
     """Every executor at every worker count (and chunksize) over the largest item count; then,
     with several item counts, each executor at its best configuration over the smaller counts,
-    to fit how wall time grows with the number of items. ``scheduler``, ``timeout``,
-    ``trial_timeout``, ``max_memory``, ``isolate`` and ``native_threads``: see ``compare``."""
+    to fit how wall time grows with the number of items. ``options`` and ``settings``: as
+    ``run_workload``'s; ``workers`` None sweeps 1, 2, 4, … up to twice the cores."""
+    options = (options or RunOptions()).replace(**settings)
     # A range stays one (its slices too), so the recommendation's code can say ``range(n)``.
     items = workload.items if isinstance(workload.items, range) else list(workload.items)
     counts = sorted(set(item_counts or [len(items)]))
@@ -472,33 +444,22 @@ def sweep_workload(workload: Workload, *, executors: Sequence[str] | str = DEFAU
         raise UsageError(f"only {len(items)} items are available, not {counts[-1]}")
     largest = Workload(fn=workload.fn, items=items[:counts[-1]], target=workload.target,
                        size=workload.size)
-    result = run_workload(largest, executors=executors,
-                          workers=list(workers or default_sweep_workers()),
-                          repeat=repeat, chunksize=chunksize, warmup=warmup, max_time=max_time,
-                          explore_io=False, progress=progress, console=console, store=store,
-                          scheduler=scheduler, timeout=timeout, trial_timeout=trial_timeout,
-                        max_memory=max_memory, isolate=isolate,
-                          native_threads=native_threads)
+    result = run_workload(largest, options.replace(
+                              workers=options.workers or default_sweep_workers()),
+                          explore_io=False, progress=progress, console=console, store=store)
     result.options["sweep"] = True
     result.options["item_counts"] = counts
     if len(counts) > 1 and not result.interrupted:
-        from .backends.dask_ import using_scheduler
-
-        with using_scheduler(result.options.get("scheduler")), native.capped(native_threads):
-            result.growth = _item_count_growth(largest, result, counts, repeat, max_time,
-                                               {"timeout_s": timeout,
-                                                "trial_timeout_s": trial_timeout,
-                                                "max_memory": max_memory,
-                                                "isolate": isolate,
-                                                "native_threads": native_threads})
+        scheduled, scheduler = _scheduled(options.names, options.scheduler)
+        with _on_scheduler(scheduled, scheduler), native.capped(options.native_threads):
+            result.growth = _item_count_growth(largest, result, counts, options)
     if store is not None:
         store.end_run(result)  # again: now the stored options say it was a sweep
     return result
 
 
 def _item_count_growth(workload: Workload, result: Result, counts: list[int],
-                       repeat: Repeat, max_time: float,
-                       limits: dict[str, Any]) -> dict[str, Any]:
+                       options: RunOptions) -> dict[str, Any]:
     from .analysis.scaling import item_count_growth
 
     summary = result.summary.dropna(subset=["wall_s"])
@@ -510,8 +471,8 @@ def _item_count_growth(workload: Workload, result: Result, counts: list[int],
             part = Workload(fn=workload.fn, items=list(workload.items)[:count],
                             target=workload.target)
             plan = Plan(executors=(str(executor),), workers=(int(best["workers"]),),
-                        repeat=repeat, chunksize=int(best["chunksize"]), max_time_s=max_time,
-                        **limits)
+                        repeat=options.repeat, chunksize=int(best["chunksize"]),
+                        max_time_s=options.max_time, **options.limits())
             trials, _ = run_plan(part, plan)
             ok = sorted(t.wall_s for t in trials if t.status in COUNTED)
             walls.append(ok[(len(ok) - 1) // 2] if ok else float("nan"))

@@ -69,6 +69,7 @@ from .analysis.decide import (
 )
 from .backends import Backend, get_backend, resolve
 from .environment import usable_cores
+from .families import CLUSTER, PROCESS, SERIAL, THREAD
 from .map_call import (
     InitCapture,
     InitializerFailed,
@@ -81,7 +82,7 @@ from .map_call import (
 from .map_record import MapRecord, StoreOption, open_record
 from .measure import native
 from .measure.board import Board
-from .measure.probe import Chunk, ChunkRecord, _failure, is_coroutine_function
+from .measure.probe import Chunk, ChunkRecord, failure_of, is_coroutine_function
 from .measure.runner import auto_chunksize, run_trial
 from .model import TrialResult
 from .speed_bounds import (
@@ -112,11 +113,8 @@ LAST_ROUND_FACTOR = 1.25  # with too few items left for two more rounds: _last_r
 BOUND_MARGIN = 0.8  # a candidate's best possible, this much slower than another's worst: out
 MAX_START_THREADS = 64  # threads for items that wait, of an unknown count, before _more_threads
 THREAD_START_S = 170e-6  # starting a pool thread here (150-180 µs for 64-256 threads)
-QUICK_START_FAMILIES = ("serial", "thread", "async")  # started in microseconds: no warm batch
-IN_TURN_FAMILIES = ("thread", "async")  # in this process: _takes_turns reads their CPU
 ITEMS_PER_WORKER = 4  # a calibration batch's short items per worker, at most: _least_batch
 LEAST_WORKER_S = 0.015  # a calibration batch's time per worker, at least, in those items
-PICKLING_FAMILIES = ("process", "interpreter", "cluster")  # items and results cross a pipe
 MAX_ROUNDS = 10
 DEFAULT_BUDGET_S = 1.0  # calibration's wall time, at most (whole batches: it may pass it a little)
 MAX_CALIBRATION_SHARE = 0.5  # of a known item count, at most, in calibration
@@ -226,13 +224,13 @@ class _AutoMap:
         self.candidates = []
         for name in executors:
             cls = resolve(name)
-            if cls.family == "serial":
+            if not cls.family.pooled:
                 workers = 1
             elif max_workers is not None:
                 workers = max_workers
             else:  # until _size_threads knows better: ThreadPoolExecutor's; one process a core
-                workers = {"thread": min(32, cores + 4), "async": ASYNC_TASKS}.get(
-                    cls.family, cores)
+                workers = (ASYNC_TASKS if cls.family.one_thread
+                           else min(32, cores + 4) if cls.family.shares_gil else cores)
             self.candidates.append(_Candidate(name, cls.effective_workers(workers), cls))
 
     # --- items and results -------------------------------------------------------------------
@@ -256,7 +254,7 @@ class _AutoMap:
 
     def _collect(self, _trial: int, record: ChunkRecord) -> None:
         if self.record is not None:  # an exception the function raised is its item's failure
-            failed = [(record.first + offset, *_failure(value.exc))
+            failed = [(record.first + offset, *failure_of(value.exc))
                       for offset, value in enumerate(record.results) if type(value) is Raised
                       ] if Raised in builtins.map(type, record.results) else []
             self.record.chunk(record, failed)
@@ -294,7 +292,7 @@ class _AutoMap:
         a window of the rest, in chunks that shrink towards its end (_guided_sizes)."""
         if self.stopping:
             raise _Stopped
-        if candidate.cls.family == "serial":
+        if not candidate.cls.family.pooled:
             return self.run_here(batch, rest=False)
         first = self.handed + len(self.pending)
         self.pending.extend([_MISSING] * len(batch))
@@ -308,7 +306,7 @@ class _AutoMap:
         for size in sizes:
             chunks.append(Chunk(first + offset, batch[offset:offset + size]))
             offset += size
-        if candidate.backend is None and candidate.cls.family != "serial":
+        if candidate.backend is None and candidate.cls.family.pooled:
             candidate.backend = candidate.cls(self.call, candidate.workers)
             candidate.backend.start()
         trial = run_trial(self.trials, candidate.cls, self.call, candidate.workers, chunks,
@@ -336,14 +334,14 @@ class _AutoMap:
         if trial.wall_s > 0:
             candidate.busy.append(trial.cpu_s / trial.wall_s)
         # Large pickles' way back follows their items' end: their transfer is the items' cost.
-        moves = candidate.cls.family in PICKLING_FAMILIES and (
+        moves = candidate.cls.family.pickles and (
             self.moved is None or self.moved >= TRANSFER_MATTERS)
         seconds = trial.wall_s if moves else _items_time(trial, len(batch))
         return seconds / max(1, len(batch))
 
     # --- deciding ----------------------------------------------------------------------------
     def decide(self) -> tuple[_Candidate, MapDecision]:
-        serial = next((c for c in self.candidates if c.cls.family == "serial"), None)
+        serial = next((c for c in self.candidates if not c.cls.family.pooled), None)
         probe = serial or self.candidates[0]
         began = time.monotonic()
         size, per_item = 1, 0.0
@@ -391,8 +389,7 @@ class _AutoMap:
         late runs the batch alone, and the batch's wall (and the cores it kept busy,
         _takes_turns) say the pool is no faster than serial."""
         family, workers = candidate.cls.family, candidate.workers
-        if family in PICKLING_FAMILIES or (family in IN_TURN_FAMILIES
-                                           and workers <= 2 * self.cores):
+        if family.pickles or (family.shares_gil and workers <= 2 * self.cores):
             each = math.ceil(LEAST_WORKER_S / max(self.unit_s, 1e-9))
             return workers * max(1, min(ITEMS_PER_WORKER, each))
         return workers
@@ -412,7 +409,7 @@ class _AutoMap:
             worth = math.sqrt(left * self.unit_s / THREAD_START_S)
             workers = max(1, min(workers, left, max(self.cores, round(worth))))
         for candidate in self.candidates:
-            if candidate.cls.family == "thread" and candidate.backend is None:
+            if candidate.cls.family == THREAD and candidate.backend is None:
                 candidate.workers = candidate.cls.effective_workers(workers)
 
     def _overlap(self) -> float:
@@ -427,10 +424,10 @@ class _AutoMap:
     def _best_possible(self, candidate: _Candidate) -> Bound | None:
         """The least time per item the candidate could reach (speed_bounds.py), from serial's
         samples; None without them."""
-        serial = next((c for c in self.candidates if c.cls.family == "serial"), None)
+        serial = next((c for c in self.candidates if not c.cls.family.pooled), None)
         if serial is None or serial is candidate or not serial.per_item_s:
             return None
-        moved = self.moved if candidate.cls.family in PICKLING_FAMILIES else None
+        moved = self.moved if candidate.cls.family.pickles else None
         return best_possible(float(np.median(serial.per_item_s)), candidate.workers,
                              self.cores, self._busy, moved)
 
@@ -438,7 +435,7 @@ class _AutoMap:
         """The larger pickle of an item's argument and result, when a candidate would move
         them between processes (0 otherwise). Measured as the result is made: map keeps no
         reference to a result once handed over."""
-        if not any(c.cls.family in PICKLING_FAMILIES for c in self.candidates):
+        if not any(c.cls.family.pickles for c in self.candidates):
             return 0
         return max((size for size in (pickled_size(item), pickled_size(result)) if size),
                    default=0)
@@ -495,7 +492,7 @@ class _AutoMap:
         CPU per item they cannot run faster than serial by more than that. Read within each
         batch (CPU over its wall), this holds on a machine whose speed drifts between batches,
         where the walls need many rounds to tell."""
-        if candidate.cls.family not in IN_TURN_FAMILIES or not candidate.busy or not self.busy:
+        if not candidate.cls.family.shares_gil or not candidate.busy or not self.busy:
             return False
         kept = max(candidate.busy)
         if kept >= (1 + EQUIVALENT) * self.busy:
@@ -539,8 +536,8 @@ class _AutoMap:
         code without the GIL): as ``run`` explores an io-bound workload, the count doubles
         while a doubling pays off (cuts the time per item by IO_WORKER_GAIN, median of two
         batches each of the same size), within the calibration's budget."""
-        serial = next((c for c in self.candidates if c.cls.family == "serial"), None)
-        if (chosen.cls.family != "thread" or serial is None or not serial.per_item_s
+        serial = next((c for c in self.candidates if not c.cls.family.pooled), None)
+        if (chosen.cls.family != THREAD or serial is None or not serial.per_item_s
                 or decision.how not in ("faster", "only")):
             return chosen, decision
         speedup = float(np.median(serial.per_item_s) / np.median(chosen.per_item_s))
@@ -586,7 +583,7 @@ class _AutoMap:
     @staticmethod
     def _needs_warm(candidate: _Candidate) -> bool:
         """A pool of processes (or interpreters) not started yet: its start is no sample's."""
-        return candidate.backend is None and candidate.cls.family not in QUICK_START_FAMILIES
+        return candidate.backend is None and not candidate.cls.family.quick_start
 
     def _warm(self, candidate: _Candidate) -> bool:
         """A pool's first batch, an item per worker: it starts the pool, not a sample (threads
@@ -658,7 +655,7 @@ class _AutoMap:
         decision = decision or decide(self._arms(among))
         if decision.chosen is None:
             fallback = next(c for c in self.candidates if c.broken is None or
-                            c.cls.family == "serial")
+                            not c.cls.family.pooled)
             return fallback, self._only(fallback, "only", "every other candidate broke")
         chosen = next(c for c in self.candidates if c.key == decision.chosen.key)
         fastest = decision.fastest
@@ -739,7 +736,7 @@ class _AutoMap:
                 if not batch:
                     self.finished = True
                     break
-                if chosen.broken is not None or chosen.cls.family == "serial":
+                if chosen.broken is not None or not chosen.cls.family.pooled:
                     per_item = self.run_here(batch)
                 else:
                     per_item = self.run_batch(chosen, batch, rest=True)
@@ -847,11 +844,11 @@ class _AutoMap:
         failure = self.init_call.initialized() if self.init_call is not None else None
         if failure is not None:  # the initializer raised in this thread: every item fails
             values = [Raised(failure) for _ in itertools.islice(source, count)]
-            failed += [(first + i, *_failure(failure)) for i in range(len(values))]
+            failed += [(first + i, *failure_of(failure)) for i in range(len(values))]
             return values
         if self.call.star:
             values = [self.call(item) for item in itertools.islice(source, count)]
-            failed += [(first + i, *_failure(v.exc)) for i, v in enumerate(values)
+            failed += [(first + i, *failure_of(v.exc)) for i, v in enumerate(values)
                        if type(v) is Raised]
             return values
         values = []
@@ -860,7 +857,7 @@ class _AutoMap:
                 values.extend(builtins.map(self.call.fn,
                                            itertools.islice(source, count - len(values))))
             except (Exception, SystemExit) as exc:
-                failed.append((first + len(values), *_failure(exc)))
+                failed.append((first + len(values), *failure_of(exc)))
                 values.append(Raised(exc))
         return values
 
@@ -1049,8 +1046,8 @@ def _candidates(executors: Sequence[str] | str | None, coroutine: bool = False
         raise UsageError("give at least one candidate executor")
     for name in names:
         cls = get_backend(name)  # a UsageError for unknown or unavailable ones
-        if cls.family not in ("serial", "thread", "process") or cls.name == "dask":
-            kind = "a cluster" if cls.name == "dask" else cls.family
+        if cls.family not in (SERIAL, THREAD, PROCESS):
+            kind = "a cluster" if cls.family == CLUSTER else cls.family
             raise UsageError(f"poolscope.map runs serial, thread and process executors on "
                              f"this machine; {name} is {kind}")
     if len(set(names)) != len(names):

@@ -21,16 +21,14 @@ from rich.table import Table
 from ._errors import ItemsError, PoolscopeError, PreflightError, UsageError
 from ._format import count
 from .options import (
+    RunOptions,
     check_format,
     check_native_threads,
     check_output,
     check_outputs,
     check_report,
-    parse_chunksize,
     parse_counts,
     parse_initargs,
-    parse_repeat,
-    parse_size,
     parse_workers,
 )
 
@@ -359,19 +357,18 @@ def run(
         raise UsageError(f"--items must be at least 1, got {items}")
     check_outputs(json_path, csv, plot, report, trace, format_)
     cores = parse_counts(predict_cores, "--predict-cores")  # bad counts fail before the run
+    options = RunOptions.parse(
+        executors=executors, workers=workers, repeat=repeat, chunksize=chunksize,
+        max_memory=max_memory, warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
+        baseline=not no_baseline, scheduler=scheduler, timeout=timeout,
+        trial_timeout=trial_timeout, isolate=isolate, native_threads=native_threads)
     source = load_items_file(items_from) if items_from is not None else items
     workload = _workload(target, source, size, star, initializer, initargs)
     console = _consoles(json_path, format_)
     _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
-    result = run_workload(workload, executors=executors, workers=parse_workers(workers),
-                          repeat=parse_repeat(repeat), chunksize=parse_chunksize(chunksize),
-                          warmup=warmup, max_time=max_time, reuse_pool=reuse_pool,
-                          baseline=not no_baseline, progress=_show_progress(quiet),
-                          console=Console(stderr=True), store=run_store, scheduler=scheduler,
-                          timeout=timeout, trial_timeout=trial_timeout,
-                          max_memory=parse_size(max_memory, "--max-memory"),
-                          isolate=isolate, native_threads=check_native_threads(native_threads))
+    result = run_workload(workload, options, progress=_show_progress(quiet),
+                          console=Console(stderr=True), store=run_store)
     _print_result(result, console, format_, verbose)
     _predict(result, console, cores, format_)
     unwritten = _write_outputs(result, console, json_path, csv, plot, report, trace)
@@ -458,21 +455,20 @@ def sweep(
         raise UsageError(f"--items must be at least 1, got {min(counts)}")
     check_outputs(json_path, csv, plot, report, trace, format_)
     cores = parse_counts(predict_cores, "--predict-cores")  # bad counts fail before the run
+    options = RunOptions.parse(
+        executors=executors, workers=workers, repeat=repeat, chunksize=chunksize,
+        max_memory=max_memory, warmup=warmup, max_time=max_time, scheduler=scheduler,
+        timeout=timeout, trial_timeout=trial_timeout, isolate=isolate,
+        native_threads=native_threads)
     source = load_items_file(items_from) if items_from is not None else (
         max(counts) if counts else None)
     workload = _workload(target, source, size, star, initializer, initargs)
     console = _consoles(json_path, format_)
     _reserve_stdout(json_path, format_)
     run_store = _open_store(store, no_store)
-    result = sweep_workload(workload, executors=executors, workers=parse_workers(workers),
-                            chunksize=parse_chunksize(chunksize), item_counts=counts,
-                            repeat=parse_repeat(repeat), warmup=warmup, max_time=max_time,
+    result = sweep_workload(workload, options, item_counts=counts,
                             progress=_show_progress(quiet), console=Console(stderr=True),
-                            store=run_store, scheduler=scheduler, timeout=timeout,
-                            trial_timeout=trial_timeout,
-                            max_memory=parse_size(max_memory, "--max-memory"),
-                            isolate=isolate,
-                            native_threads=check_native_threads(native_threads))
+                            store=run_store)
     _print_result(result, console, format_, verbose)
     _predict(result, console, cores, format_)
     unwritten = _write_outputs(result, console, json_path, csv, None, report, trace)
@@ -821,10 +817,10 @@ def demo(
                   f"{items_per_job * jobs} items of a {size:,}-step loop")
     workload = resolve_workload("cpu", items_per_job * jobs, size)
     run_store = _open_store(store, no_store)
-    result = run_workload(workload, executors="serial,thread-pool,process-pool", workers=jobs,
-                          repeat=parse_repeat(repeat), progress=_show_progress(quiet),
-                          console=Console(stderr=True), store=run_store,
-                          native_threads=check_native_threads(native_threads))
+    options = RunOptions.parse(executors="serial,thread-pool,process-pool", repeat=repeat,
+                               native_threads=native_threads).replace(workers=jobs)
+    result = run_workload(workload, options, progress=_show_progress(quiet),
+                          console=Console(stderr=True), store=run_store)
     _print_result(result, console, format_, verbose, short=True)
     console.print()
     for line in observations(result, "thread-pool", "process-pool"):
@@ -1118,7 +1114,7 @@ def executors(
         # The reason goes under the description, where a narrow terminal has room to wrap it.
         # Escaped: a reason like "pip install 'poolscope[dask]'" is not rich markup.
         what = cls.summary if reason is None else f"{cls.summary}\nnot here: {reason}"
-        table.add_row(name, cls.family, "yes" if reason is None else "no", escape(what))
+        table.add_row(name, str(cls.family), "yes" if reason is None else "no", escape(what))
     _consoles(None).print(table)
 
 

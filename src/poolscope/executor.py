@@ -30,7 +30,9 @@ from .automap import (
     _initargs,
     _options,
 )
+from .backends import REGISTRY
 from .environment import usable_cores
+from .families import THREAD
 from .map_call import Raised
 from .map_record import StoreOption, open_record
 from .measure import native
@@ -130,23 +132,22 @@ class Executor(concurrent.futures.Executor):
 
     def _submit_pool(self) -> concurrent.futures.Executor:
         decision = self.decision
-        family = "thread"
+        family = THREAD  # submit's pools: processes, or threads for everything else
         workers = self._max_workers or min(32, usable_cores() + 4)
         if decision is not None and decision.executor:
-            family = {"serial": "serial", "process-pool": "process"}.get(
-                decision.executor, "process" if decision.executor.startswith("process")
-                else "thread")
+            chosen = REGISTRY.get(decision.executor)
+            family = chosen.family if chosen is not None else THREAD
             workers = decision.workers
-        key = (family, workers)
+        key = (str(family), workers)
         pool = self._pools.get(key)
         if pool is None:
-            if family == "process":
+            if family.own_processes:
                 pool = concurrent.futures.ProcessPoolExecutor(
                     workers, initializer=_process_initializer,
                     initargs=(self._native_threads, self._initializer, self._initargs))
             else:
                 pool = concurrent.futures.ThreadPoolExecutor(
-                    1 if family == "serial" else workers, thread_name_prefix="poolscope-submit",
+                    workers if family.pooled else 1, thread_name_prefix="poolscope-submit",
                     initializer=self._initializer, initargs=self._initargs)
             self._pools[key] = pool
         return pool

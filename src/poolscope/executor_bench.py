@@ -41,7 +41,7 @@ def bench_executors(names: Sequence[str] | None = None, *, items: int = 2_000, w
     for name in names or list(REGISTRY):
         cls = REGISTRY[name]
         reason = cls.unavailable_reason()
-        row: dict[str, Any] = {"executor": name, "family": cls.family,
+        row: dict[str, Any] = {"executor": name, "family": str(cls.family),
                                "available": reason is None, "reason": reason}
         if reason is None:
             row.update(_measure(cls, items, workers, repeat))

@@ -351,7 +351,7 @@ def worker_names(pids: Sequence[int | None], tids: Sequence[int | None],
     known = [pid for pid in pids if pid is not None and pid == pid]
     cls = REGISTRY.get((executor or "").split("@")[0])
     if cls is not None:
-        own_process = cls.family == "process" and len(set(known)) == len(pids)
+        own_process = cls.family.own_processes and len(set(known)) == len(pids)
     else:
         own_process = len(set(known)) == len(pids) > 1
     several_processes = len(set(known)) > 1

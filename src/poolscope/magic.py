@@ -216,39 +216,26 @@ class PoolscopeMagics(Magics):
     # --- the pieces ------------------------------------------------------------------------
     def _options(self, args: Any) -> dict[str, Any]:
         """Check every option before the cell runs, with the CLI's own parsers."""
-        from .options import (
-            check_native_threads,
-            check_output,
-            check_plot,
-            parse_chunksize,
-            parse_counts,
-            parse_repeat,
-            parse_size,
-            parse_workers,
-        )
+        from .options import RunOptions, check_output, check_plot, parse_counts, parse_initargs
 
         if args.items is not None and args.items_from is not None:
             raise UsageError("give either --items or --items-from, not both")
         if args.items is None and args.items_from is None:
             raise UsageError("give the items: --items N, --items VARIABLE or --items-from FILE")
-        from .options import parse_initargs
-
         args.initargs_list = parse_initargs(args.initargs, args.initializer)
-        from .api import _as_names
-        from .backends import get_backend
-
-        for name in _as_names(args.executors):
-            get_backend(name)  # an unknown or unavailable executor: one line, before the cell
-        check_native_threads(args.native_threads)
+        run = RunOptions.parse(
+            executors=args.executors, workers=args.workers, repeat=args.repeat,
+            chunksize=args.chunksize, max_memory=args.max_memory, warmup=args.warmup,
+            max_time=args.max_time, reuse_pool=args.reuse_pool, baseline=not args.no_baseline,
+            scheduler=args.scheduler, timeout=args.timeout, trial_timeout=args.trial_timeout,
+            isolate=args.isolate, native_threads=args.native_threads)
+        run.plan()  # an unknown or unavailable executor, a bad count: one line, before the cell
         check_output(args.json, "--json")
         check_output(args.csv, "--csv")
         check_plot(Path(args.plot) if args.plot else None)
         check_output(args.report, "--report")
         check_output(args.trace, "--trace")
-        return {"workers": parse_workers(args.workers), "repeat": parse_repeat(args.repeat),
-                "chunksize": parse_chunksize(args.chunksize),
-                "max_memory": parse_size(args.max_memory, "--max-memory"),
-                "predict_cores": parse_counts(args.predict_cores, "--predict-cores")}
+        return {"run": run, "predict_cores": parse_counts(args.predict_cores, "--predict-cores")}
 
     def _function(self, name: str | None, cell: str) -> Any:
         namespace = self.shell.user_ns
@@ -319,14 +306,8 @@ class PoolscopeMagics(Magics):
 
         store = None if args.no_store else RunStore(store_path(args.store))
         try:
-            result = run_workload(
-                workload, executors=args.executors, workers=options["workers"],
-                repeat=options["repeat"], chunksize=options["chunksize"], warmup=args.warmup,
-                max_time=args.max_time, reuse_pool=args.reuse_pool,
-                baseline=not args.no_baseline, progress=not args.quiet, store=store,
-                scheduler=args.scheduler, timeout=args.timeout,
-                trial_timeout=args.trial_timeout, max_memory=options["max_memory"],
-                isolate=args.isolate, native_threads=args.native_threads)
+            result = run_workload(workload, options["run"], progress=not args.quiet,
+                                  store=store)
         finally:
             if store is not None:
                 store.close()

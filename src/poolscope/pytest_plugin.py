@@ -66,13 +66,13 @@ def poolscope(request: pytest.FixtureRequest) -> Callable[..., Any]:
     config = request.config
 
     def measure(fn: Callable[[Any], Any], items: Iterable[Any] | int, **options: Any) -> Any:
-        from .api import _workload_of, run_workload
+        from .api import run_workload, workload_of
         from .store import RunStore, store_path
 
         node_id = request.node.nodeid
         with RunStore(store_path(config.getoption("--poolscope-store"))) as store:
             previous = store.last_labelled(node_id)
-            result = run_workload(_workload_of(fn, items), store=store, label=node_id,
+            result = run_workload(workload_of(fn, items), store=store, label=node_id,
                                   **options)
             before = store.load(previous) if previous else None
         config.stash[_RUNS].append(

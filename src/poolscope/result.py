@@ -92,7 +92,7 @@ class Result:
     def families(self) -> dict[str, str]:
         """Each executor's family (serial, thread, process, …) as its trials recorded it; for
         runs stored before schema 5, the registry's today."""
-        found = {name: cls.family for name, cls in REGISTRY.items()}
+        found = {name: str(cls.family) for name, cls in REGISTRY.items()}
         found.update({t.executor: t.family for t in self.trial_results if t.family})
         return found
 

@@ -30,6 +30,7 @@ items left that finished, the classification is ``unknown`` too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .._format import duration, size
+from ..families import ASYNC, CLUSTER, INTERPRETER, PROCESS, THREAD, Family, family_of
 from ..frames import unfinished_rows
 from ..measure.native import describe
 
@@ -124,17 +126,19 @@ def _speedup_evidence(summary: pd.DataFrame, families: dict[str, str],
     """Each family's best speedup, said in ``evidence``; returns the best thread (or asyncio)
     speedup and how many items threads computed at once there."""
 
-    def rows_of(*kinds: str) -> pd.DataFrame:
-        return summary[summary["executor"].map(families).isin(kinds) & (summary["workers"] > 1)]
+    def rows_of(which: Callable[[Family], bool]) -> pd.DataFrame:
+        chosen = [which(family_of(families.get(name, ""))) for name in summary["executor"]]
+        return summary[np.array(chosen, dtype=bool) & (summary["workers"] > 1).to_numpy()]
 
-    def best(family: str) -> float:
-        rows = rows_of(family)
+    def best(family: Family) -> float:
+        rows = rows_of(lambda kind: kind == family)
         return float(rows["speedup"].max()) if len(rows) else np.nan
 
-    threaded = rows_of("thread", "async").dropna(subset=["speedup"])
+    # Workers that take turns on this process's GIL: threads, and an event loop's coroutines.
+    threaded = rows_of(lambda kind: kind.shares_gil).dropna(subset=["speedup"])
     thread_busy = (float(threaded.loc[threaded["speedup"].idxmax(), "cpu_parallelism"])
                    if len(threaded) else np.nan)
-    thread_speedup, async_speedup, process_speedup = best("thread"), best("async"), best("process")
+    thread_speedup, async_speedup, process_speedup = best(THREAD), best(ASYNC), best(PROCESS)
     if not np.isnan(thread_speedup):
         evidence.append(f"best thread speedup {thread_speedup:.2f}×")
     if not np.isnan(thread_busy):
@@ -144,9 +148,11 @@ def _speedup_evidence(summary: pd.DataFrame, families: dict[str, str],
         thread_speedup = float(np.fmax(thread_speedup, async_speedup))
     if not np.isnan(process_speedup):
         evidence.append(f"best process speedup {process_speedup:.2f}×")
-    interpreter_speedup = best("interpreter")  # a GIL each, like processes: not rule 4's threads
+    interpreter_speedup = best(INTERPRETER)  # a GIL each, like processes: not rule 4's threads
     if not np.isnan(interpreter_speedup):
         evidence.append(f"best subinterpreter speedup {interpreter_speedup:.2f}×")
+    if not np.isnan(cluster_speedup := best(CLUSTER)):
+        evidence.append(f"best cluster speedup {cluster_speedup:.2f}×")
     return thread_speedup, thread_busy
 
 

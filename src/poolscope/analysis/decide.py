@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..families import family_of
 from ..model import COUNTED, TrialStatus
 from .stats import Comparison, compare_samples
 
@@ -42,10 +43,6 @@ EQUIVALENT = 0.10
 # twice the workers count as paying off when they cut the time by this factor.
 IO_WORKER_GAIN = 1.10
 MAX_IO_WORKERS = 256
-FAMILY_RANK = {"serial": 0, "thread": 1, "async": 2, "interpreter": 3, "process": 4,
-               "cluster": 5}
-UNKNOWN_FAMILY_RANK = 6  # another interpreter (NAME@PATH), or an executor this does not know
-CLUSTER_EXECUTORS = {"dask"}  # process workers too, but behind a scheduler: a cluster
 # COUNTED (model.py): the trials whose wall time is comparable (metrics.summarize)
 
 Key = tuple[str, int, int]  # executor, workers, chunksize
@@ -54,9 +51,9 @@ Labeller = Callable[[str, int, int], str]  # names a configuration in sentences
 
 
 def simplicity(executor: str, workers: int, families: Mapping[str, str]) -> tuple[int, int]:
-    """Sort key: the simpler configuration first."""
-    family = "cluster" if executor in CLUSTER_EXECUTORS else families.get(executor, "")
-    return FAMILY_RANK.get(family, UNKNOWN_FAMILY_RANK), workers
+    """Sort key: the simpler configuration first (its family's rank, families.py; an executor
+    of no known family last), then fewer workers."""
+    return family_of(families.get(executor, "")).rank, workers
 
 
 def failure_set(errors: Iterable[Mapping[str, Any]]) -> frozenset[Failure]:

@@ -46,6 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .._format import duration, json_number, size
+from ..families import family_of
 
 if TYPE_CHECKING:
     from ..result import Result
@@ -58,9 +59,6 @@ ASSUMPTIONS = (
     "no memory-bandwidth, cache or disk limit beyond what this run measured; the operating "
     "system shares the cores fairly among the workers"
 )
-GIL_FAMILIES = ("thread",)
-ONE_THREAD_FAMILIES = ("async",)  # an event loop computes on one thread
-PARENT_FAMILIES = ("process", "interpreter")  # the parent pickles every item for them
 LIMITED_BELOW = 0.8  # threads computing under this share of what the items asked: a GIL
 
 
@@ -92,7 +90,7 @@ class ExecutorParts:
     measured: dict[int, dict[str, float]] = field(default_factory=dict)  # p -> wall, ci, k, …
 
     def cpu_limit(self, cores: int) -> float:
-        if self.family in ONE_THREAD_FAMILIES:
+        if family_of(self.family).one_thread:  # an event loop computes on one thread
             return 1.0
         if self.gil_share > 0:
             return min(float(cores), 1.0 / self.gil_share)
@@ -146,7 +144,7 @@ def executor_parts(result: Result, executor: str, items: ItemParts) -> ExecutorP
     costs = result.costs
     costs = costs[costs["executor"] == executor] if len(costs) else costs
     handoff = _median(costs["dispatch_s_per_item"]) if len(costs) else 0.0
-    parent = (_median(costs["transfer_s_per_item"]) if len(costs) and family in PARENT_FAMILIES
+    parent = (_median(costs["transfer_s_per_item"]) if len(costs) and family_of(family).pickles
               else 0.0)
     measured = {}
     for row in summary.itertuples(index=False):
@@ -156,7 +154,7 @@ def executor_parts(result: Result, executor: str, items: ItemParts) -> ExecutorP
             "ci_hi": hi, "startup_s": _or_zero(row.startup_s),
             "teardown_s": _or_zero(row.teardown_s)}
     gil = _gil_share(result, executor, family, items)
-    per_worker = family in PARENT_FAMILIES
+    per_worker = family_of(family).pickles  # the parent pickles every item for them
     return ExecutorParts(
         executor=executor, family=family, handoff_s=handoff, parent_s=parent, gil_share=gil,
         startup=_linear([(p, m["startup_s"]) for p, m in measured.items()], per_worker),
@@ -170,7 +168,8 @@ def _gil_share(result: Result, executor: str, family: str, items: ItemParts) -> 
     ``C`` is the CPU the threads kept busy at once, when that fell short of what the items asked
     (which needs two cores or more to show). 0 when neither shows a limit, or the interpreter
     has no GIL."""
-    if family not in GIL_FAMILIES or result.environment.get("gil_enabled") is False:
+    threads = family_of(family).shares_gil and not family_of(family).one_thread
+    if not threads or result.environment.get("gil_enabled") is False:
         return 0.0
     watched = (result.options.get("preflight") or {}).get("gil") or {}
     if isinstance(watched.get("gil_share"), int | float):
@@ -289,8 +288,8 @@ def _described(result: Result, parts: ExecutorParts, calibration: dict[int, floa
     return {
         "handoff_s_per_item": json_number(parts.handoff_s),
         "parent_s_per_item": json_number(parts.parent_s),
-        "bytes_per_item": json_number(moved) if parts.family in PARENT_FAMILIES else 0,
-        "bytes_per_s": json_number(rate) if parts.family in PARENT_FAMILIES else None,
+        "bytes_per_item": json_number(moved) if family_of(parts.family).pickles else 0,
+        "bytes_per_s": json_number(rate) if family_of(parts.family).pickles else None,
         "gil_share": json_number(parts.gil_share),
         "startup_s": {"fixed": json_number(parts.startup[0]),
                       "per_worker": json_number(parts.startup[1])},
@@ -359,7 +358,7 @@ def _bottleneck(items: ItemParts, parts: ExecutorParts, workers: int, cores: int
         return (f"the parent's pickling, {duration(parts.parent_s)} per item, caps it at "
                 f"~{serial / terms['parent_s']:.2g}×")
     if terms["cpu_demand"] > 1.05 * terms["cpu_limit"]:
-        if parts.family in ONE_THREAD_FAMILIES:
+        if family_of(parts.family).one_thread:
             return "one event loop computes one item at a time: at most 1 core"
         if parts.gil_share > 0 and terms["cpu_limit"] < cores:
             return (f"items hold the GIL {parts.gil_share:.0%} of their CPU time: at most "

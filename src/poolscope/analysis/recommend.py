@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .._format import count, duration
+from ..families import family_of
 from ..model import COUNTED
 from .decide import (
     EQUIVALENT,
@@ -174,9 +175,9 @@ def _verdict(decision: Decision, fastest_row: pd.Series,
                        "above 1")
     elif decision.how == "equivalent":
         c = decision.comparisons[chosen.key]
+        why = family_of(families.get(chosen.key[0], "")).simpler
         reasons.append(f"{chosen.label} is at most {EQUIVALENT:.0%} slower (ratio {_ratio(c)}) "
-                       f"and is simpler ({_simpler(families.get(chosen.key[0], ''))}), so it "
-                       "is recommended")
+                       f"and is simpler ({why}), so it is recommended")
     return reasons
 
 
@@ -231,14 +232,6 @@ def _left_out_sentence(left_out: LeftOut, n_items: int) -> str:
     return (f"{len(items)} of {n_items} items left out: {they} raised "
             f"{' or '.join(left_out.kinds)} under every executor in every trial ({which}); "
             "every executor did the same work, so they are compared on their trial walls")
-
-
-def _simpler(family: str) -> str:
-    return {"serial": "no pool at all", "thread": "threads share memory: nothing is pickled",
-            "async": "one event loop in this process: nothing is pickled",
-            "interpreter": "one process, and fewer or lighter subinterpreters",
-            "process": "fewer or lighter processes",
-            }.get(family, "fewer workers")
 
 
 def _fastest_sentence(best: pd.Series, name: str) -> str:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import keyword
 from pathlib import Path
 
+from ..families import family_of
+
 __all__ = ["snippet"]
 
 # Names the generated code binds itself: an imported function must not take one of them.
@@ -74,7 +76,7 @@ def snippet(executor: str, family: str, workers: int, chunksize: int | None, tar
         code[1:1] = [f"chunks = [items[i:i + {chunksize or 1}] for i in range(0, len(items), "
                      f"{chunksize or 1})]"]
         code.append(_FLATTEN)
-    if family == "process" or name in ("dask", "interpreter"):  # workers import this script
+    if family_of(family).pickles:  # the workers (processes, subinterpreters) import this script
         lines += ["", 'if __name__ == "__main__":', *(f"    {line}" if line else ""
                                                       for line in code)]
     else:

@@ -8,6 +8,6 @@ from . import serial, threads, processes  # noqa: F401  (registration happens on
 from . import asyncio_, loky_  # noqa: F401
 from . import interpreters  # noqa: F401
 from . import dask_  # noqa: F401
-from ._base import REGISTRY, Backend, get_backend, register, resolve
+from ._base import REGISTRY, Backend, ChildReadings, get_backend, register, resolve
 
-__all__ = ["REGISTRY", "Backend", "get_backend", "register", "resolve"]
+__all__ = ["REGISTRY", "Backend", "ChildReadings", "get_backend", "register", "resolve"]

@@ -1,8 +1,12 @@
 """The backend protocol and the executor registry.
 
-A backend runs chunks of items on one kind of executor. Adding an executor is one class with a
-``name`` and a ``summary``, decorated with :func:`register`; the runner, the CLI's ``executors``
-command and the contract tests pick it up from the registry.
+A backend runs chunks of items on one kind of executor. Adding one is a class with a ``name``,
+a ``summary`` and a ``family`` (families.py), three methods, and :func:`register`; the runner,
+the CLI's ``executors`` command and the contract tests pick it up from the registry. What
+follows from how its workers share memory (whether items are pickled to reach them, whether
+threads take turns on the GIL, its place in the verdict's order of simplicity) is asked of its
+family; nothing outside this package switches on executor names. docs/executors.md adds an
+executor of a new family, worked through.
 
 Life of a backend in one trial (the runner times each step)::
 
@@ -11,18 +15,28 @@ Life of a backend in one trial (the runner times each step)::
     for record in backend.run(chunks):    # ChunkRecords in completion order
         ...
     backend.close()                   # shutdown and join: the trial's teardown
+
+Everything else has a default: ``worker_processes`` (for the fault report and the limits, where
+workers are processes), ``stage``, ``begin_run``/``end_run``, ``prepare_run``,
+``unavailable_reason``, ``effective_workers``, and for an executor that runs on a cluster
+(``scheduled``) ``scheduler_address`` and ``using_scheduler``. A backend that runs its executor
+in a child process reports what it read there in one :class:`ChildReadings` (``Backend.child``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .._errors import UsageError
+from ..families import Family
 from ..measure.probe import Chunk, ChunkRecord
 
-__all__ = ["REGISTRY", "Backend", "get_backend", "register"]
+__all__ = ["REGISTRY", "Backend", "ChildReadings", "get_backend", "register",
+           "resolve"]
 
 
 class Backend(ABC):
@@ -30,28 +44,21 @@ class Backend(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
-    # "serial", "thread", "async" (coroutines on one event loop), "interpreter" (subinterpreters:
-    # one process, a GIL each) or "process": how workers share memory
-    family: ClassVar[str]
+    # How the workers share memory (families.py: serial, thread, async, interpreter, process,
+    # cluster), and what follows from it: whether items are pickled, threads take turns, …
+    family: ClassVar[Family]
     in_process: ClassVar[bool] = True  # workers share the parent's address space
     # Whether --timeout, --trial-timeout and --max-memory can stop items (limits.py): not where
     # stopping one means killing a worker that someone else's scheduler then restarts (dask).
     stops_items: ClassVar[bool] = True
-    # CPU that a child process spent before the trial began (another interpreter's start-up,
-    # see backends/elsewhere.py): the runner takes it off the reaped children's CPU.
-    untimed_cpu_s: float = 0.0
-    # Whether this process's own CPU and peak memory during the trial are the executor's: not
-    # where poolscope only talks to a child that runs the executor (backends/elsewhere.py).
-    counts_own_usage: ClassVar[bool] = True
     # The signal a broken pool of this executor stops its other workers with (faults.py tells
     # the worker that died first by another one), None when it stops none itself.
     cleanup_signal: ClassVar[int | None] = None
-    # Where the executor runs in a child process (backends/elsewhere.py), the child's clock
-    # readings (perf_counter_ns) of when it began the trial, sent its last record and closed:
-    # the trial is timed from them, so talking to the child is not part of the executor's time.
-    started_ns: int | None = None
-    last_record_ns: int | None = None
-    closed_ns: int | None = None
+    # Whether it runs on a cluster behind a scheduler, one that --scheduler may name (dask).
+    scheduled: ClassVar[bool] = False
+    # What a child process that runs the executor read there (backends/elsewhere.py); None
+    # where the executor runs here, and this process's clock, CPU and memory are its own.
+    child: ChildReadings | None = None
 
     def __init__(self, fn: Callable[[Any], Any], workers: int) -> None:
         self.fn = fn
@@ -66,11 +73,6 @@ class Backend(ABC):
         # {"item": None, "kind": ..., "message": ...}; the runner moves them into the trial's
         # errors after each run, so the trial is "partial" and the CLI exits 1.
         self.incidents: list[dict[str, Any]] = []
-        # Worker processes' CPU so far (seconds, by pid) and peak RSS (bytes) read when the
-        # pool closed, after their last record: a child's own work past its records (closing
-        # its executor), and a peak its records cannot tell (see _child.py).
-        self.closing_cpu: dict[int, float] = {}
-        self.closing_rss: dict[int, int] = {}
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -117,10 +119,41 @@ class Backend(ABC):
         """Once the run's trials are done: stop what was kept for a next trial."""
         return None
 
+    @classmethod
+    def scheduler_address(cls, given: str | None = None) -> str | None:
+        """For a ``scheduled`` executor, the scheduler its trials use: ``given`` (checked), else
+        its own default; None for a cluster of its own per trial, or no cluster at all."""
+        return None
+
+    @classmethod
+    def using_scheduler(cls, address: str | None) -> contextlib.AbstractContextManager[None]:
+        """Within the block, this executor's trials run on the cluster at ``address``."""
+        return contextlib.nullcontext()
+
     def worker_processes(self) -> dict[int, Any]:
         """The pool's worker processes on this host by pid, each with an ``exitcode`` (None
         while it runs); empty for executors without worker processes of their own."""
         return {}
+
+
+@dataclass
+class ChildReadings:
+    """What a backend that runs its executor in a child process (backends/elsewhere.py) reads
+    there: the trial is timed from the child's clock and its CPU and memory are the child's, so
+    talking to the child is not part of the executor's time."""
+
+    # The child's clock (perf_counter_ns) when it began the trial, sent its last record and
+    # closed its executor.
+    started_ns: int | None = None
+    last_record_ns: int | None = None
+    closed_ns: int | None = None
+    # CPU the child spent before the trial began (another interpreter's start-up): taken off
+    # the reaped children's CPU.
+    untimed_cpu_s: float = 0.0
+    # The child's CPU so far (seconds, by pid) and peak RSS (bytes) read when it closed, after
+    # its last record: its own work past its records, and a peak its records cannot tell.
+    closing_cpu: dict[int, float] = field(default_factory=dict)
+    closing_rss: dict[int, int] = field(default_factory=dict)
 
 
 REGISTRY: dict[str, type[Backend]] = {}

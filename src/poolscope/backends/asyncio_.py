@@ -57,6 +57,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..families import ASYNC
 from ..measure.probe import (
     _MAXRSS_UNIT,
     STATUS_ERROR,
@@ -175,7 +176,7 @@ class AsyncioBackend(Backend):
     name = "asyncio"
     summary = ("an asyncio event loop: async def items awaited, at most `workers` at once; "
                "plain functions through asyncio.to_thread")
-    family = "async"
+    family = ASYNC
 
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: threading.Thread | None = None

@@ -86,6 +86,7 @@ from typing import Any
 from .._errors import PoolscopeError, UsageError, WorkerDiedError
 from .._filetargets import PREFIX as FILE_TARGET_PREFIX
 from .._format import count
+from ..families import CLUSTER
 from ..measure.probe import HOST, Chunk, ChunkRecord, run_chunk
 from ._base import Backend, register
 
@@ -351,9 +352,18 @@ class DaskBackend(Backend):
     name = "dask"
     summary = ("Dask distributed: a local cluster of worker processes, or an existing cluster "
                "(--scheduler tcp://HOST:PORT)")
-    family = "process"
+    family = CLUSTER
     in_process = False
     stops_items = False  # killing a worker makes dask retry its task elsewhere
+    scheduled = True
+
+    @classmethod
+    def scheduler_address(cls, given: str | None = None) -> str | None:
+        return normalize_address(given) if given is not None else scheduler_address()
+
+    @classmethod
+    def using_scheduler(cls, address: str | None) -> contextlib.AbstractContextManager[None]:
+        return using_scheduler(address)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

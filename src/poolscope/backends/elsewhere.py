@@ -31,7 +31,7 @@ scheduled as the work would be in-process.
 workload — happens in ``__init__``, before the runner starts the trial's clock: it is measured
 (``startup_s`` of each child in the run's ``environment["interpreters"][NAME]["trials"]``) but
 is not part of the trial's wall time, nor of its CPU (its start-up CPU is taken off the reaped
-child's, see ``Backend.untimed_cpu_s``). Within a run (``begin_run`` .. ``end_run``) a child
+child's, see ``ChildReadings.untimed_cpu_s``). Within a run (``begin_run`` .. ``end_run``) a child
 that closed its trial cleanly is kept, and the next trial for the same interpreter and function
 — of any executor — takes it (``startup_s`` 0): one child serves a run's configurations as
 poolscope's own process serves the in-process ones. The trial's chunks go to the child in
@@ -39,7 +39,7 @@ poolscope's own process serves the in-process ones. The trial's chunks go to the
 "start", ``t_last_ns`` at its last record, ``t_end_ns`` after "close"), with its waits for the
 parent's next message taken out, so the pipe is not part of the executor's time. Its CPU is the
 child's own from its reading at "start" to its reading after "close" (and its workers', from
-their records), not this process's, which only talks to it (``counts_own_usage``); so is its
+their records), not this process's, which only talks to it (``Backend.child``); so is its
 peak memory.
 
 **Results stay in the child**, as they stay in poolscope's process in-process: records travel
@@ -87,7 +87,7 @@ from typing import Any, ClassVar
 from .._errors import PoolscopeError, UsageError, WorkerDiedError
 from ..measure.native import worker_cap
 from ..measure.probe import Chunk, ChunkRecord
-from ._base import REGISTRY, Backend
+from ._base import REGISTRY, Backend, ChildReadings
 
 __all__ = ["MIN_VERSION", "ElsewhereBackend", "backend_for", "check_python", "describe",
            "function_reference"]
@@ -485,7 +485,6 @@ class ElsewhereBackend(Backend):
     inner_name: ClassVar[str]
     python: ClassVar[str]
     in_process = False
-    counts_own_usage = False  # this process only talks to the child: the executor runs there
     # The run's environment["interpreters"][name], set by prepare_run; each child adds its
     # readings to its "trials" list.
     facts: ClassVar[dict[str, Any] | None] = None
@@ -530,6 +529,7 @@ class ElsewhereBackend(Backend):
 
     def __init__(self, fn: Callable[[Any], Any], workers: int) -> None:
         super().__init__(fn, workers)
+        self.child = ChildReadings()  # this process only talks to the child: it runs the trial
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: Any = None
         self._buffer = bytearray()
@@ -666,7 +666,7 @@ class ElsewhereBackend(Backend):
             raise self._failure
         self._send(("start", {"executor": self.inner_name, "workers": self.workers}))
         started = self._expect("started", REPLY_TIMEOUT_S)[1]
-        self.started_ns = started["t0_ns"]
+        self.child.started_ns = started["t0_ns"]
         # The child's CPU from here on is the trial's (not what receiving its chunks took).
         self._ready["cpu_s"] = self.cpu_reported[self._ready["pid"]] = started["cpu_s"]
 
@@ -702,8 +702,8 @@ class ElsewhereBackend(Backend):
                 raise
             if message[0] == "done":
                 extra = message[1]
-                self.started_ns = extra.get("t0_ns", self.started_ns)
-                self.last_record_ns = extra.get("t_last_ns")
+                self.child.started_ns = extra.get("t0_ns", self.child.started_ns)
+                self.child.last_record_ns = extra.get("t_last_ns")
                 self.incidents.extend(extra.get("incidents", []))
                 self.worker_info.update(extra.get("worker_info", {}))
                 self._busy = False
@@ -722,11 +722,11 @@ class ElsewhereBackend(Backend):
         except (PoolscopeError, TimeoutError, OSError):
             pass  # stopped below
         finally:
-            self.closed_ns = closed.get("t_end_ns")
+            self.child.closed_ns = closed.get("t_end_ns")
             self.result_sample = _loaded(closed.get("result_sample", []))
             if "cpu_s" in closed:  # the child's own CPU, its executor's close included
-                self.closing_cpu[self._ready["pid"]] = closed["cpu_s"]
-                self.closing_rss[self._ready["pid"]] = closed.get("peak_rss", 0)
+                self.child.closing_cpu[self._ready["pid"]] = closed["cpu_s"]
+                self.child.closing_rss[self._ready["pid"]] = closed.get("peak_rss", 0)
             park = (type(self)._keep and bool(closed) and not closed.get("error")
                     and self._proc.poll() is None)
             if not park:
@@ -765,7 +765,7 @@ class ElsewhereBackend(Backend):
         _stop_session(self._proc, clean)
         # Reaped in this trial: its CPU before the trial (start-up, earlier trials of a kept
         # child) is in the children's CPU too; take it off.
-        self.untimed_cpu_s = float(self._ready.get("cpu_s", 0.0))
+        self.child.untimed_cpu_s = float(self._ready.get("cpu_s", 0.0))
 
     def _record(self, closed: dict[str, Any]) -> None:
         facts = type(self).facts

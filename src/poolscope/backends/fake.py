@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+from ..families import PROCESS, Family, family_of
 from ..measure.probe import STATUS_ERROR, STATUS_OK, Chunk, ChunkRecord
 from ._base import Backend
 
@@ -73,7 +74,7 @@ class ScriptedBackend(Backend):
 
     name: ClassVar[str] = "fake"
     summary: ClassVar[str] = "scripted, for tests"
-    family: ClassVar[str] = "process"
+    family: ClassVar[Family] = PROCESS
     in_process: ClassVar[bool] = True
     script: ClassVar[Sequence[ScriptedItem]] = ()
     clock: ClassVar[FakeClock]
@@ -139,7 +140,7 @@ def scripted_backend(name: str, script: Sequence[ScriptedItem], clock: FakeClock
                      close_error: str | None = None) -> type[ScriptedBackend]:
     """A ScriptedBackend subclass that reports itself as executor ``name``."""
     attrs: dict[str, Any] = {"name": name, "script": tuple(script), "clock": clock,
-                             "teardown_ns": teardown_ns, "family": family,
+                             "teardown_ns": teardown_ns, "family": family_of(family),
                              "deaths": tuple(deaths), "raises_at": raises_at,
                              "close_error": close_error, "started": [0]}
     return type(f"Scripted_{name}", (ScriptedBackend,), attrs)

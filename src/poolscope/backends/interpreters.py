@@ -46,6 +46,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from .._errors import PoolscopeError, UsageError
+from ..families import INTERPRETER
 from ..measure.probe import Chunk, ChunkRecord
 from ._base import Backend, register
 from ._futures import records_as_completed
@@ -255,7 +256,7 @@ class InterpreterBackend(Backend):
     name = "interpreter"
     summary = ("subinterpreters, each with its own GIL, one thread each: parallel Python in "
                "one process (3.13+)")
-    family = "interpreter"
+    family = INTERPRETER
 
     _pool: _Pool313 | _Pool314 | None = None
 

@@ -37,6 +37,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from .._errors import WorkerDiedError
+from ..families import PROCESS
 from ..measure.faults import describe_exit
 from ..measure.lifetime import end_pool
 from ..measure.probe import Chunk, ChunkRecord
@@ -57,7 +58,7 @@ IDLE_TIMEOUT_S = 300  # workers idle this long exit on their own (loky's default
 class LokyBackend(_ProcessMixin, FuturesBackend):
     name = "loky"
     summary = "loky's reusable process pool (the one under joblib): fork + exec workers"
-    family = "process"
+    family = PROCESS
     in_process = False
     cleanup_signal = signal.SIGKILL  # a broken loky executor kills the rest
 

@@ -26,6 +26,7 @@ from multiprocessing.pool import Pool
 from typing import Any, ClassVar
 
 from .._errors import WorkerDiedError
+from ..families import PROCESS
 from ..measure.faults import describe_exit
 from ..measure.lifetime import end_pool
 from ..measure.native import first_report, preload, worker_cap
@@ -144,7 +145,7 @@ BROKEN_POOL_JOIN_S = 5.0
 class ProcessBackend(_ProcessMixin, FuturesBackend):
     name = "process"
     summary = "concurrent.futures.ProcessPoolExecutor with the platform's default start method"
-    family = "process"
+    family = PROCESS
     in_process = False
     cleanup_signal = signal.SIGTERM  # a broken ProcessPoolExecutor terminates the rest
 
@@ -204,7 +205,7 @@ WATCHDOG_POLL_S = 0.2
 class ProcessPoolBackend(_ProcessMixin, Backend):
     name = "process-pool"
     summary = "multiprocessing.Pool: the notebook's process pool"
-    family = "process"
+    family = PROCESS
     in_process = False
 
     _pool: Pool | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from ..families import SERIAL
 from ..measure.probe import Chunk, ChunkRecord, run_chunk
 from ._base import Backend, register
 
@@ -14,7 +15,7 @@ __all__ = ["SerialBackend"]
 class SerialBackend(Backend):
     name = "serial"
     summary = "a plain loop in the calling thread: the baseline every speedup is measured against"
-    family = "serial"
+    family = SERIAL
 
     @classmethod
     def effective_workers(cls, requested: int) -> int:

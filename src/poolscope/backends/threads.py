@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.pool import ThreadPool
 
+from ..families import THREAD
 from ..measure.probe import Chunk, ChunkRecord, run_chunk
 from ._base import Backend, register
 from ._futures import FuturesBackend
@@ -21,7 +22,7 @@ __all__ = ["ThreadBackend", "ThreadPoolBackend"]
 class ThreadBackend(FuturesBackend):
     name = "thread"
     summary = "concurrent.futures.ThreadPoolExecutor: threads in this process, one GIL"
-    family = "thread"
+    family = THREAD
 
     def make_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(self.workers, thread_name_prefix="poolscope")
@@ -34,7 +35,7 @@ class ThreadBackend(FuturesBackend):
 class ThreadPoolBackend(Backend):
     name = "thread-pool"
     summary = "multiprocessing.pool.ThreadPool: the notebook's thread pool"
-    family = "thread"
+    family = THREAD
 
     _pool: ThreadPool | None = None
 

@@ -133,7 +133,7 @@ def describe(request: dict[str, Any]) -> dict[str, Any]:
         return info
     for name, cls in REGISTRY.items():
         reason = cls.unavailable_reason()
-        info["executors"].append({"name": name, "family": cls.family, "summary": cls.summary,
+        info["executors"].append({"name": name, "family": str(cls.family), "summary": cls.summary,
                                   "available": reason is None, "reason": reason})
     users = [e["name"] for e in info["executors"] if "cloudpickle" in (e["reason"] or "")]
     need["for"] = users or need["for"]

@@ -188,7 +188,7 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
             except ITEM_FAILURES as exc:
                 ends[offset] = ended = perf()
                 status[offset] = STATUS_ERROR
-                errors.append((first + offset, *_failure(exc)))
+                errors.append((first + offset, *failure_of(exc)))
             else:
                 ends[offset] = ended = perf()
             cpu_marks[offset + 1] = thread_cpu()
@@ -209,7 +209,7 @@ def run_chunk(fn: Callable[[Any], Any], chunk: Chunk) -> ChunkRecord:
                     results[index] = fn(item)
                 except ITEM_FAILURES as exc:
                     status[index] = STATUS_ERROR
-                    errors.append((first + index, *_failure(exc)))
+                    errors.append((first + index, *failure_of(exc)))
             ends[last - 1] = ended = perf()
             cpu_marks[last] = thread_cpu()
             if last - offset > 1:
@@ -278,11 +278,11 @@ def span_length(item_ns: int) -> int:
 
 
 # What an item may raise and still be only that item's failure: a KeyboardInterrupt too, unless
-# it is the user's Ctrl-C (then _failure raises it again).
+# it is the user's Ctrl-C (then failure_of raises it again).
 ITEM_FAILURES = (Exception, SystemExit, ItemTimeout, KeyboardInterrupt)
 
 
-def _failure(exc: BaseException) -> tuple[str, str]:
+def failure_of(exc: BaseException) -> tuple[str, str]:
     """(kind, message) of an item's failure; the user's own Ctrl-C is raised again."""
     if isinstance(exc, KeyboardInterrupt):
         from ._interrupt import is_users_interrupt

@@ -14,11 +14,12 @@ import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from .._errors import UsageError
 from ..backends import Backend, get_backend, resolve
 from ..model import TrialResult, TrialStatus
+from ..options import Chunksize, Repeat
 from ..workloads import Workload
 from .board import Board
 from .probe import Chunk
@@ -26,8 +27,6 @@ from .shipping import unpicklable_items
 from .trial import CallbackError, ChunkCallback, not_reported, run_trial
 
 __all__ = ["Contention", "Plan", "auto_chunksize", "make_chunks", "run_plan", "run_trial"]
-
-Chunksize = int | Literal["auto"]
 
 
 def auto_chunksize(n_items: int, workers: int) -> int:
@@ -40,8 +39,6 @@ def make_chunks(items: Sequence[Any], chunksize: int) -> list[Chunk]:
     return [Chunk(first, items[first:first + chunksize])
             for first in range(0, len(items), chunksize)]
 
-
-Repeat = int | Literal["auto"]
 
 # --repeat auto: every configuration gets at least MIN_TRIALS trials and MIN_TIME_S of trials
 # (a stable median), at most MAX_TRIALS, and the run stops adding rounds after max_time_s.
@@ -152,7 +149,7 @@ class Plan:
         for name in self.executors:
             cls = get_backend(name)
             for w in self.workers:
-                for size in (("auto",) if cls.family == "serial" else self.chunksizes):
+                for size in (self.chunksizes if cls.family.pooled else ("auto",)):
                     configs[Config(name, cls.effective_workers(w), size)] = None
         return list(configs)
 
@@ -319,5 +316,6 @@ class _PlanRun:
 
 
 def _ships_items(backend_cls: type[Backend]) -> bool:
-    """Whether the executor pickles items to send them to its workers."""
-    return not backend_cls.in_process or backend_cls.family == "interpreter"
+    """Whether the executor pickles items to send them to its workers (or to the child
+    process that runs it)."""
+    return not backend_cls.in_process or backend_cls.family.pickles

@@ -289,8 +289,7 @@ class _Trial:
                                     or len(items) < sum(len(c.items) for c in self.chunks)):
             self.status = TrialStatus.PARTIAL
         counted = account(self._readings(items, own_cpu1, children_cpu1, worker_cpu))
-        own_peak = (_own_peak_rss(self.reset_worked) if self.backend_cls.counts_own_usage
-                    else 0)
+        own_peak = _own_peak_rss(self.reset_worked) if backend.child is None else 0
         return TrialResult(
             index=self.index, executor=self.backend_cls.name, workers=self.workers,
             chunksize=len(self.chunks[0].items) if self.chunks else 0, repeat=self.repeat,
@@ -299,14 +298,14 @@ class _Trial:
             status=self.status, host=HOST, items=items, errors=self.errors,
             result_sample=self.result_sample, t0_ns=counted.t0,
             worker_info=_worker_info(self.records, backend.worker_info),
-            restarts=self.restarts, family=self.backend_cls.family,
+            restarts=self.restarts, family=str(self.backend_cls.family),
             initializer_s=[r.init_s for r in self.records if r.init_s is not None])
 
     def _origin(self) -> int:
         """The trial's t0: a child that ran it timed it itself (talking to it is not the
         executor's time)."""
-        first = self.first_backend
-        return first.started_ns if first is not None and first.started_ns is not None else self.t0
+        child = self.first_backend.child if self.first_backend is not None else None
+        return child.started_ns if child is not None and child.started_ns is not None else self.t0
 
     def _collect_item_errors(self) -> None:
         for record in self.records:
@@ -319,17 +318,18 @@ class _Trial:
 
     def _readings(self, items: ItemColumns, own_cpu1: float, children_cpu1: float,
                   worker_cpu: float) -> Readings:
-        first, backend = self.first_backend, self.backend
-        child_timed = first is not None and first.started_ns is not None
+        first = self.first_backend.child if self.first_backend is not None else None
+        last = self.backend.child  # the same child, or the one a restart ran the rest in
+        timed = first is not None and last is not None and first.started_ns is not None
         return Readings(
             t0=self.t0, t_last=self.t_last, t_close=self.t_close, t_end=self.t_end,
-            child_t0=first.started_ns if child_timed and first is not None else None,
-            child_t_last=backend.last_record_ns if child_timed else None,
-            child_t_end=backend.closed_ns if child_timed else None,
+            child_t0=first.started_ns if timed and first is not None else None,
+            child_t_last=last.last_record_ns if timed and last is not None else None,
+            child_t_end=last.closed_ns if timed and last is not None else None,
             first_item_start=int(items.start_ns.min()) if len(items) else None,
-            own_cpu=own_cpu1 - self.own_cpu0 if self.backend_cls.counts_own_usage else 0.0,
+            own_cpu=own_cpu1 - self.own_cpu0 if last is None else 0.0,
             children_cpu=children_cpu1 - self.children_cpu0,
-            untimed_children_cpu=backend.untimed_cpu_s,
+            untimed_children_cpu=last.untimed_cpu_s if last is not None else 0.0,
             worker_cpu=worker_cpu)
 
 
@@ -488,8 +488,8 @@ def _worker_usage(records: Iterable[ChunkRecord],
     """CPU used in this trial, and each worker process's peak RSS, as they reported them.
 
     Workers report their process's CPU so far with each chunk, and a child that ran the trial
-    its own at close (``closing_cpu``, ``closing_rss``); ``cpu_reported`` holds each pid's
-    reading at the end of earlier trials, so a reused pool's CPU is counted once.
+    its own at close (``ChildReadings.closing_cpu``, ``closing_rss``); ``cpu_reported`` holds
+    each pid's reading at the end of earlier trials, so a reused pool's CPU is counted once.
     """
     if backend.in_process:
         return 0.0, {}
@@ -498,9 +498,10 @@ def _worker_usage(records: Iterable[ChunkRecord],
     for r in records:
         cpu[r.pid] = max(cpu.get(r.pid, 0.0), r.process_cpu_s)
         rss[r.pid] = max(rss.get(r.pid, 0), r.process_maxrss)
-    for pid, total in backend.closing_cpu.items():
+    child = backend.child
+    for pid, total in (child.closing_cpu if child else {}).items():
         cpu[pid] = max(cpu.get(pid, 0.0), total)
-    for pid, peak in backend.closing_rss.items():
+    for pid, peak in (child.closing_rss if child else {}).items():
         rss[pid] = max(rss.get(pid, 0), peak)
     reported = backend.cpu_reported
     used = math.fsum(max(0.0, total - reported.get(pid, 0.0)) for pid, total in cpu.items())

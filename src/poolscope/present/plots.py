@@ -120,7 +120,7 @@ def plot_run(result: Result, path: str | Path | None = None) -> Figure:
     figure. Raises ``UsageError`` for another extension or a directory that is missing or not
     writable.
     """
-    target = _check_path(path) if path is not None else None
+    target = check_path(path) if path is not None else None
     trials = representative_trials(result.trial_results)
     fig = _draw(result, trials) if trials else _empty_figure(result)
     if target is not None:
@@ -137,7 +137,7 @@ def save_figure(fig: Figure, target: Path) -> None:
 
 
 # --- checks ------------------------------------------------------------------------------------
-def _check_path(path: str | Path) -> Path:
+def check_path(path: str | Path) -> Path:
     target = Path(path).expanduser()
     if target.suffix.lower() not in FORMATS:
         raise UsageError(f"cannot save a plot as {target.name!r}: use a .png, .svg or .pdf name")

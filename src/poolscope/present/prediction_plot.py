@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from .._errors import UsageError
-from .plots import _check_path, save_figure
+from .plots import check_path, save_figure
 from .scaling_plot import MARKERS, PALETTE
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def plot_prediction(result: Result, path: str | Path | None = None) -> Figure:
     predictions = result.predictions
     if not predictions:
         raise UsageError("nothing to draw: predict first (result.predict(cores=…))")
-    target = _check_path(path) if path is not None else None
+    target = check_path(path) if path is not None else None
     counts = sorted({p.cores for p in predictions})
     executors = list(dict.fromkeys(p.executor for p in predictions))
     colours = dict(zip(executors, sns.color_palette(PALETTE, len(executors)), strict=True))

@@ -33,7 +33,7 @@ from matplotlib.ticker import NullLocator, PercentFormatter
 
 from .._format import duration
 from ..analysis.scaling import AmdahlFit, amdahl_speedup
-from .plots import _check_path, save_figure
+from .plots import check_path, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -60,7 +60,7 @@ def plot_scaling(table: pd.DataFrame, fits: dict[str, AmdahlFit], cores: int,
     given (``.png`` at 110 dpi, ``.svg`` or ``.pdf``) and returns the figure. Raises
     ``UsageError`` for another extension or a directory that is missing or not writable.
     """
-    target = _check_path(path) if path is not None else None
+    target = check_path(path) if path is not None else None
     cores = max(1, int(cores))
     fig = _draw(table, fits, cores) if len(table) else _empty_figure(cores)
     if target is not None:

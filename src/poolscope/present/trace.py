@@ -90,7 +90,7 @@ def write_trace(result: Result, path: str | Path, *, align: Align = "run") -> Pa
 
     Raises UsageError ("cannot write the trace to PATH: reason") when the file cannot be written.
     """
-    target = _check_path(path)
+    target = check_path(path)
     try:
         with (gzip.open(target, "wb", compresslevel=1) if target.suffix.lower() == ".gz"
               else open(target, "wb")) as out:
@@ -107,7 +107,7 @@ def trace_events(result: Result, *, align: Align = "run") -> dict[str, Any]:
     return json.loads(buffer.getvalue())
 
 
-def _check_path(path: str | Path) -> Path:
+def check_path(path: str | Path) -> Path:
     target = Path(path).expanduser()
     folder = target.parent
     if not folder.is_dir():
