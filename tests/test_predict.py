@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from poolscope.analysis.predict import executor_parts, item_parts
+from poolscope.analysis.predict import executor_parts, item_parts, predict
 from poolscope.model import ItemColumns, TrialResult
 from poolscope.result import Result, TransferSample
 
@@ -217,3 +217,40 @@ def test_the_picture_draws_each_prediction_with_its_band_beside_the_measured_poi
     for ax in fig.axes:
         gids = {artist.get_gid() for artist in [*ax.lines, *ax.collections]}
         assert {"predicted-process", "band-process", "measured-process"} <= gids
+
+
+def test_short_computing_items_on_one_core_are_taken_to_hold_the_gil_under_threads():
+    # Measured on one core, two threads cannot show a GIL, and no watch read a share (items
+    # too short): items that compute are taken to hold it, and said to be taken so.
+    serial = serial_trials(400, 0.1 * MS, 0.1 * MS)
+    lanes = [[(i * 0.2 * MS + k * 0.1 * MS, i * 0.2 * MS + (k + 1) * 0.1 * MS, 0.1 * MS)
+              for i in range(200)] for k in range(2)]
+    threads = [scripted(10 + r, "thread", "thread", lanes) for r in range(3)]
+    result = result_of(*serial, *threads, cores=1)
+    parts = executor_parts(result, "thread", item_parts(result))
+    assert (parts.gil_share, parts.gil_assumed) == (1.0, True)
+    row = one(result.predict(cores=4, workers=[4]), "thread", 4, 4)
+    assert row["speedup"] == pytest.approx(1.0, rel=0.05)
+    assert "taken to hold the GIL" in row["bottleneck"]
+    # Items that wait are not taken for a GIL, and processes have none.
+    waiting = result_of(*serial_trials(40, 10 * MS, 0.1 * MS), cores=1)
+    assert executor_parts(waiting, "thread", item_parts(waiting)).gil_share == 0.0
+    assert executor_parts(result, "process", item_parts(result)).gil_share == 0.0
+
+
+def test_the_parents_pickling_and_the_workers_share_the_cores():
+    # 100 items of 2 ms CPU, the parent pickling 2 ms per item: on one core the two take
+    # turns (0.4 s in all); on 4 cores the parent's 0.2 s is the longest part.
+    serial = serial_trials(100, 2 * MS, 2 * MS)
+    lanes = [lane_of(50, 2 * MS, 2 * MS, gap=2 * MS) for _ in range(2)]
+    pool = [scripted(10 + r, "process", "process", lanes) for r in range(3)]
+    result = result_of(*serial, *pool, chunksize=[1], cores=1,
+                       transfer=TransferSample(bytes_per_item=1e5, seconds_per_item=2 * MS))
+    found = {(p.executor, p.cores): p
+             for p in predict(result, cores=[1, 4], workers=[2]).predictions}
+    one_core, four = found["process", 1], found["process", 4]
+    assert one_core.parts["cores_shared_s"] == pytest.approx(0.4, rel=0.05)
+    assert "share 1 core" in one_core.bottleneck
+    assert four.parts["cores_shared_s"] == pytest.approx(0.1, rel=0.05)
+    assert four.bottleneck.startswith("the parent's pickling")
+    assert four.wall_s < one_core.wall_s

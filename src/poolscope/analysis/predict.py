@@ -57,8 +57,10 @@ __all__ = ["ASSUMPTIONS", "ExecutorParts", "Forecast", "ItemParts", "Prediction"
 ASSUMPTIONS = (
     "cores of the same per-core speed as this machine's; the items cost what they cost here; "
     "no memory-bandwidth, cache or disk limit beyond what this run measured; the operating "
-    "system shares the cores fairly among the workers"
+    "system shares the cores fairly among the workers; threads whose items compute hold the "
+    "GIL unless the preflight's watch or a trial on two or more cores showed otherwise"
 )
+COMPUTING_SHARE = 0.5  # items whose CPU is this share of their wall or more compute
 LIMITED_BELOW = 0.8  # threads computing under this share of what the items asked: a GIL
 
 
@@ -87,6 +89,7 @@ class ExecutorParts:
     gil_share: float  # share of an item's CPU that holds the GIL; 0: no limit seen
     startup: tuple[float, float]  # a + b·p
     teardown: tuple[float, float]
+    gil_assumed: bool = False  # nothing here could show the share: taken as held (ASSUMPTIONS)
     measured: dict[int, dict[str, float]] = field(default_factory=dict)  # p -> wall, ci, k, …
 
     def cpu_limit(self, cores: int) -> float:
@@ -153,40 +156,47 @@ def executor_parts(result: Result, executor: str, items: ItemParts) -> ExecutorP
             "wall_s": float(row.wall_s), "chunksize": int(row.chunksize), "ci_lo": lo,
             "ci_hi": hi, "startup_s": _or_zero(row.startup_s),
             "teardown_s": _or_zero(row.teardown_s)}
-    gil = _gil_share(result, executor, family, items)
+    gil, assumed = _gil_share(result, executor, family, items)
     per_worker = family_of(family).pickles  # the parent pickles every item for them
     return ExecutorParts(
         executor=executor, family=family, handoff_s=handoff, parent_s=parent, gil_share=gil,
+        gil_assumed=assumed,
         startup=_linear([(p, m["startup_s"]) for p, m in measured.items()], per_worker),
         teardown=_linear([(p, m["teardown_s"]) for p, m in measured.items()], per_worker),
         measured=measured)
 
 
-def _gil_share(result: Result, executor: str, family: str, items: ItemParts) -> float:
-    """For threads under a GIL: the share of the items' CPU that holds it. The preflight's
-    watch (gil_watch.py) reads it directly, on any number of cores; without it, ``1 / C``, where
-    ``C`` is the CPU the threads kept busy at once, when that fell short of what the items asked
-    (which needs two cores or more to show). 0 when neither shows a limit, or the interpreter
-    has no GIL."""
+def _gil_share(result: Result, executor: str, family: str,
+               items: ItemParts) -> tuple[float, bool]:
+    """For threads under a GIL: the share of the items' CPU that holds it, and whether it is
+    assumed. The preflight's watch (gil_watch.py) reads it directly, on any number of cores;
+    without it, ``1 / C``, where ``C`` is the CPU the threads kept busy at once, when that fell
+    short of what the items asked (which needs two cores or more to show); 0 when a trial could
+    show a limit and did not. When nothing could show it (items too short for the watch, a run
+    on one core) and the items compute, they are taken to hold it (1.0, assumed): pure Python
+    does, and short C calls pay a GIL hand-off each. 0 for other executors, or without a GIL."""
     threads = family_of(family).shares_gil and not family_of(family).one_thread
     if not threads or result.environment.get("gil_enabled") is False:
-        return 0.0
+        return 0.0, False
     watched = (result.options.get("preflight") or {}).get("gil") or {}
     if isinstance(watched.get("gil_share"), int | float):
-        return float(watched["gil_share"])
+        return float(watched["gil_share"]), False
     cores = result.cores
     rows = result.items[(result.items["executor"] == executor)
                         & (result.items["status"] == "ok")]
-    share = 0.0
+    share, shown = 0.0, False
     for (_, workers), trial in rows.groupby(["trial", "workers"], sort=False):
         asked = min(int(workers), cores, len(trial)) * items.cpu_share
         span = float(trial["end_s"].max() - trial["start_s"].min())
         if span <= 0 or asked <= 1.0:
             continue  # one thread's worth of demand cannot show a GIL
+        shown = True
         computing = float(np.minimum(trial["cpu_s"], trial["wall_s"]).sum()) / span
         if 0 < computing < LIMITED_BELOW * asked:
             share = max(share, min(1.0, 1.0 / computing))
-    return share
+    if not shown and items.cpu_share >= COMPUTING_SHARE:
+        return 1.0, True
+    return share, False
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -204,12 +214,15 @@ def predicted_wall(items: ItemParts, parts: ExecutorParts, workers: int, cores: 
                                                   where=length > 0), workers, limit)
     demand = min(workers, len(length)) * items.cpu_share
     parent = n * parts.parent_s
+    # The parent's pickling and the workers' CPU need the same cores: on few cores the sum
+    # of both, not the longer one, sets the pace (one core: the parent waits its turn).
+    shared = (float(cpu.sum()) + parent) / max(1, cores)
     start = parts.startup[0] + parts.startup[1] * workers
     teardown = parts.teardown[0] + parts.teardown[1] * workers
     terms = {"startup_s": start, "makespan_s": makespan, "parent_s": parent,
              "teardown_s": teardown, "cpu_limit": limit, "cpu_demand": demand,
-             "even_s": float(length.sum()) / max(1, workers)}
-    return start + max(makespan, parent) + teardown, terms
+             "even_s": float(length.sum()) / max(1, workers), "cores_shared_s": shared}
+    return start + max(makespan, parent, shared) + teardown, terms
 
 
 def _shared_makespan(length: np.ndarray, cpu_share: np.ndarray, workers: int,
@@ -291,6 +304,7 @@ def _described(result: Result, parts: ExecutorParts, calibration: dict[int, floa
         "bytes_per_item": json_number(moved) if family_of(parts.family).pickles else 0,
         "bytes_per_s": json_number(rate) if family_of(parts.family).pickles else None,
         "gil_share": json_number(parts.gil_share),
+        "gil_assumed": parts.gil_assumed,
         "startup_s": {"fixed": json_number(parts.startup[0]),
                       "per_worker": json_number(parts.startup[1])},
         "teardown_s": {"fixed": json_number(parts.teardown[0]),
@@ -310,7 +324,8 @@ def describe_parts(executor: str, parts: dict[str, Any]) -> str:
                         else ")")
         words.append(pickled)
     if parts["gil_share"]:
-        words.append(f"GIL held {parts['gil_share']:.0%} of the items' CPU")
+        words.append("GIL taken as held (items too short to watch)" if parts.get("gil_assumed")
+                     else f"GIL held {parts['gil_share']:.0%} of the items' CPU")
     for name in ("startup_s", "teardown_s"):
         fixed, per = parts[name]["fixed"] or 0.0, parts[name]["per_worker"] or 0.0
         label = "start-up" if name == "startup_s" else "teardown"
@@ -354,12 +369,19 @@ def _bottleneck(items: ItemParts, parts: ExecutorParts, workers: int, cores: int
                 terms: dict[str, float], model: float) -> str:
     n = len(items.cpu_s)
     serial = items.serial_wall_s
+    shared = terms["cores_shared_s"]
+    if terms["parent_s"] > 0 and shared > max(terms["makespan_s"], terms["parent_s"]):
+        return (f"the workers' CPU and the parent's pickling share {cores} "
+                f"core{'s' * (cores != 1)}: {duration(shared)} of work each")
     if terms["parent_s"] >= terms["makespan_s"] and terms["parent_s"] > 0:
         return (f"the parent's pickling, {duration(parts.parent_s)} per item, caps it at "
                 f"~{serial / terms['parent_s']:.2g}×")
     if terms["cpu_demand"] > 1.05 * terms["cpu_limit"]:
         if family_of(parts.family).one_thread:
             return "one event loop computes one item at a time: at most 1 core"
+        if parts.gil_assumed and terms["cpu_limit"] < cores:
+            return ("items too short for the GIL watch, computing under threads: taken to "
+                    "hold the GIL, at most 1 core at once")
         if parts.gil_share > 0 and terms["cpu_limit"] < cores:
             return (f"items hold the GIL {parts.gil_share:.0%} of their CPU time: at most "
                     f"{1 / parts.gil_share:.2f} cores at once")
