@@ -61,8 +61,9 @@ def times_on_one_axis() -> None:
 
 
 def workers_are_threads_of_this_process() -> None:
-    _, _, records, _ = trial(w.spin, n=8, chunksize=1)
-    assert {r.pid for r in records} == {os.getpid()}
+    _, _, records, error = trial(w.spin, n=8, chunksize=1)
+    assert error is None, repr(error)  # a trial that broke returns no records to check
+    assert {r.pid for r in records} == {os.getpid()}, ({r.pid for r in records}, os.getpid())
     tids = {r.tid for r in records}
     assert threading.get_native_id() not in tids and 1 <= len(tids) <= 2, tids
 
