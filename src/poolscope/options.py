@@ -109,9 +109,7 @@ class RunOptions:
         counts = self.workers or tuple(workers or (usable_cores(),))
         return Plan(executors=self.names, workers=counts, repeat=self.repeat,
                     chunksize=self.chunksize, warmup=self.warmup, max_time_s=self.max_time,
-                    reuse_pool=self.reuse_pool, timeout_s=self.timeout,
-                    trial_timeout_s=self.trial_timeout, max_memory=self.max_memory,
-                    isolate=self.isolate, native_threads=self.native_threads)
+                    reuse_pool=self.reuse_pool, **self.limits())
 
     def limits(self) -> dict[str, Any]:
         """The plan's fields that stop items and place workers, for plans of other shapes."""
