@@ -91,9 +91,11 @@ class Result:
     @functools.cached_property
     def families(self) -> dict[str, str]:
         """Each executor's family (serial, thread, process, …) as its trials recorded it; for
-        runs stored before schema 5, the registry's today."""
+        runs stored before schema 5, the registry's today (``NAME@/path/python``: NAME's)."""
         found = {name: str(cls.family) for name, cls in REGISTRY.items()}
         found.update({t.executor: t.family for t in self.trial_results if t.family})
+        for t in self.trial_results:
+            found.setdefault(t.executor, found.get(t.executor.split("@")[0], ""))
         return found
 
     @functools.cached_property
@@ -125,9 +127,7 @@ class Result:
 
     def _code(self, rec: Recommendation) -> str | None:
         """The recommended configuration as a script (see ``analysis.snippet``)."""
-        family = (self.families.get(rec.executor)
-                  or self.families.get(rec.executor.split("@")[0], ""))
-        return snippet(rec.executor, family,
+        return snippet(rec.executor, self.families.get(rec.executor, ""),
                        rec.workers, rec.chunksize, self.target,
                        f"range({self.n_items})" if self.options.get("items_range") else None,
                        n_items=self.n_items, size=self.options.get("size"),

@@ -110,8 +110,7 @@ def cost_model(trials: pd.DataFrame, items: pd.DataFrame, families: dict[str, st
         median = group.sort_values("wall_s", kind="stable").iloc[(len(group) - 1) // 2]
         own = items.iloc[by_trial.get(median["trial"], [])]
         done = own[~unfinished_rows(own)]  # per-item readings: of the items that finished
-        moves = family_of(families.get(str(executor))
-                          or families.get(str(executor).split("@")[0], "")).pickles
+        moves = family_of(families.get(str(executor), "")).pickles
         moved_s = _or_nan(transfer_s) if moves else 0.0
         parts = trial_costs(float(median["wall_s"]), float(median["startup_s"]),
                             float(median["teardown_s"]), int(workers), own,
